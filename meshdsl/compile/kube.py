@@ -1,0 +1,60 @@
+"""Kubernetes objects of the mesh: Namespaces (sidecar injection), Services and the
+Deployments of each version."""
+
+from __future__ import annotations
+
+from meshdsl.compile.manifest import Manifest
+from meshdsl.model.service import NamespaceSpec, ServiceSpec, Workload
+
+
+def _meta(name: str, namespace: str | None, labels: dict[str, str]) -> dict[str, object]:
+    meta: dict[str, object] = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    if labels:
+        meta["labels"] = dict(labels)
+    return meta
+
+
+def namespace(ns: NamespaceSpec, owned: dict[str, str]) -> Manifest:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": _meta(ns.name, None, {**ns.labels, **owned})}
+
+
+def service(svc: ServiceSpec, owned: dict[str, str]) -> Manifest:
+    ports: list[dict[str, object]] = []
+    for p in svc.ports:
+        port: dict[str, object] = {"port": p.number, "name": p.name}
+        if p.target_port is not None:
+            port["targetPort"] = p.target_port
+        if p.protocol is not None:
+            port["appProtocol"] = p.protocol
+        ports.append(port)
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": _meta(svc.name, svc.namespace, owned),
+            "spec": {"ports": ports, "selector": {svc.app_label: svc.name}}}
+
+
+def deployment(svc: ServiceSpec, wl: Workload, owned: dict[str, str]) -> Manifest:
+    labels = {svc.app_label: svc.name, svc.version_label: wl.version}
+    container: dict[str, object] = {"name": svc.name, "image": wl.image}
+    port = wl.container_port or (svc.ports[0].target_port or svc.ports[0].number
+                                 if svc.ports else None)
+    if port is not None:
+        container["ports"] = [{"containerPort": port}]
+    if wl.env:
+        container["env"] = [{"name": k, "value": v} for k, v in sorted(wl.env.items())]
+    pod_spec: dict[str, object] = {"containers": [container]}
+    if svc.service_account:
+        pod_spec["serviceAccountName"] = svc.service_account
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": _meta(f"{svc.name}-{wl.version}", svc.namespace, owned),
+            "spec": {"replicas": wl.replicas,
+                     "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": pod_spec}}}
+
+
+def service_account(svc: ServiceSpec, owned: dict[str, str]) -> Manifest:
+    """The identity the service's SPIFFE principal names (only when set explicitly)."""
+    return {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": _meta(svc.account, svc.namespace, owned)}

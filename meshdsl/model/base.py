@@ -1,0 +1,87 @@
+"""Shared bits of the model: the frozen base class and where an object was declared.
+
+Every DSL object is a frozen pydantic model that rejects unknown fields, so a typo in a
+keyword is an error at the user's line instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class SourceLocation(BaseModel):
+    """Where in the user's program an object was declared (file and 1-based line)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+class Frozen(BaseModel):
+    """Base of every DSL value: immutable, no unknown fields, camelCase aliases for Istio."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+
+class Declared(Frozen):
+    """A top-level object that remembers the user's file:line (not part of equality)."""
+
+    source: SourceLocation | None = Field(default=None, exclude=True, repr=False)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BaseModel) or type(other) is not type(self):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    def __hash__(self) -> int:
+        return hash(repr(self.model_dump()))
+
+
+def caller_location() -> SourceLocation | None:
+    """The first stack frame outside meshdsl: the line of the user's program that called us."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = os.path.abspath(frame.f_code.co_filename)
+        if not filename.startswith(_PACKAGE_DIR + os.sep) and not filename.startswith("<frozen"):
+            if "pydantic" not in filename:
+                return SourceLocation(file=frame.f_code.co_filename, line=frame.f_lineno)
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def clean(value: Any) -> Any:
+    """Drop None, empty dicts and empty lists recursively: Istio YAML omits unset fields."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            item = clean(item)
+            if item is None or item == {} or item == []:
+                continue
+            out[key] = item
+        return out
+    if isinstance(value, list):
+        return [clean(item) for item in value]
+    return value
+
+
+def dump(model: BaseModel) -> Any:
+    """Istio-shaped dict of a model: camelCase keys, unset fields left out."""
+    return clean(model.model_dump(by_alias=True, exclude_none=True, mode="json"))

@@ -1,0 +1,583 @@
+"""The authoring API: ``Mesh`` and the scopes and services it hands out.
+
+Builders are the only mutable objects in meshdsl. Each call records the user's file:line
+and stores frozen models; ``Mesh.build()`` returns the frozen :class:`MeshSpec`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeAlias
+
+from meshdsl.model.base import Frozen, SourceLocation, caller_location
+from meshdsl.model.canary import (
+    CanaryPlan,
+    HeaderStage,
+    MetricCheck,
+    MirrorStage,
+    Step,
+    Webhook,
+)
+from meshdsl.model.gateway import Gateway, Server, ServerPort, ServerTls
+from meshdsl.model.matching import L4Match, Match
+from meshdsl.model.policy import (
+    ClientTls,
+    ConnectionPool,
+    DestinationRule,
+    LoadBalancer,
+    OutlierDetection,
+    Subset,
+    TrafficPolicy,
+)
+from meshdsl.model.ratelimit import LocalRateLimit
+from meshdsl.model.routing import (
+    Cors,
+    Destination,
+    Fault,
+    Headers,
+    HttpRoute,
+    Redirect,
+    Retries,
+    Rewrite,
+    TcpRoute,
+    VirtualService,
+)
+from meshdsl.model.security import (
+    Action,
+    AuthorizationPolicy,
+    From,
+    MtlsMode,
+    PeerAuthentication,
+    Rule,
+    ServiceRef,
+    To,
+    When,
+)
+from meshdsl.model.service import (
+    LocalRun,
+    NamespaceSpec,
+    ServicePort,
+    ServiceSpec,
+    Version,
+    Workload,
+)
+from meshdsl.model.spec import MeshSpec
+
+
+class SubsetRef(Frozen):
+    """A destination named in Python: ``reviews.v2``, ``reviews.subset("v4")``,
+    ``productpage.on(9080)``. Hashable, so it can key a weights dict."""
+
+    service: str
+    namespace: str
+    subset: str | None = None
+    port: int | None = None
+
+    def on(self, port: int) -> SubsetRef:
+        return self.model_copy(update={"port": port})
+
+
+Target: TypeAlias = "Service | SubsetRef | Destination | str"
+To_: TypeAlias = "Target | Mapping[Any, int] | Sequence[Target]"
+Matches: TypeAlias = "Match | Sequence[Match] | None"
+
+
+def _matches(match: Matches) -> list[Match]:
+    if match is None:
+        return []
+    if isinstance(match, Match):
+        return [match]
+    return list(match)
+
+
+class _Scoped:
+    """Something that lives in a namespace of a mesh."""
+
+    mesh: Mesh
+    namespace: str
+
+    def _host(self, ref: SubsetRef | Service) -> str:
+        name, ns = (ref.service, ref.namespace) if isinstance(ref, SubsetRef) else (
+            ref.name, ref.namespace)
+        return name if ns == self.namespace else f"{name}.{ns}.svc.cluster.local"
+
+    def _destination(self, target: Any, weight: int | None = None) -> Destination:
+        if isinstance(target, Service):
+            target = target.ref()
+        if isinstance(target, SubsetRef):
+            return Destination(host=self._host(target), subset=target.subset, port=target.port,
+                               weight=weight)
+        if isinstance(target, Destination):
+            return target if weight is None else target.model_copy(update={"weight": weight})
+        if isinstance(target, str):
+            return Destination(host=target, weight=weight)
+        raise TypeError(
+            f"cannot route to {target!r}: use a service, a version like reviews.v2, "
+            "a Destination(...), a host string, or a {target: weight} dict"
+        )
+
+    def _destinations(self, to: Any) -> list[Destination]:
+        if isinstance(to, Mapping):
+            return [self._destination(t, int(w)) for t, w in to.items()]
+        if isinstance(to, (list, tuple)):
+            return [self._destination(t) for t in to]
+        return [self._destination(to)]
+
+
+class Routes(_Scoped):
+    """A VirtualService being built: ``.route(...)`` appends an HTTP route (first match
+    wins), ``.tcp_route(...)`` a TCP one."""
+
+    def __init__(self, mesh: Mesh, namespace: str, name: str, hosts: list[str],
+                 gateways: list[str], source: SourceLocation | None) -> None:
+        self.mesh, self.namespace, self.name = mesh, namespace, name
+        self.hosts, self.gateways, self.source = hosts, gateways, source
+        self.http: list[HttpRoute] = []
+        self.tcp: list[TcpRoute] = []
+        self.export_to: list[str] = []
+
+    def route(
+        self,
+        *,
+        to: Any = None,
+        match: Matches = None,
+        name: str | None = None,
+        timeout: str | None = None,
+        retries: Retries | None = None,
+        fault: Fault | None = None,
+        mirror: Any = None,
+        mirror_percent: float | None = None,
+        rewrite: Rewrite | None = None,
+        redirect: Redirect | None = None,
+        headers: Headers | None = None,
+        cors: Cors | None = None,
+    ) -> Routes:
+        self.http.append(HttpRoute(
+            name=name, match=_matches(match),
+            to=[] if to is None else self._destinations(to),
+            timeout=timeout, retries=retries, fault=fault,
+            mirror=None if mirror is None else self._destination(mirror),
+            mirror_percent=mirror_percent, rewrite=rewrite, redirect=redirect,
+            headers=headers, cors=cors, source=caller_location(),
+        ))
+        return self
+
+    def tcp_route(self, *, to: Any, port: int | None = None,
+                  match: L4Match | Sequence[L4Match] | None = None) -> Routes:
+        matches = [match] if isinstance(match, L4Match) else list(match or [])
+        if port is not None:
+            matches.append(L4Match(port=port))
+        self.tcp.append(TcpRoute(match=matches, to=self._destinations(to),
+                                 source=caller_location()))
+        return self
+
+    def build(self) -> VirtualService | None:
+        if not self.http and not self.tcp:
+            return None
+        return VirtualService(name=self.name, namespace=self.namespace, hosts=self.hosts,
+                              gateways=self.gateways, http=self.http, tcp=self.tcp,
+                              export_to=self.export_to, source=self.source)
+
+
+class Authorization(_Scoped):
+    """An AuthorizationPolicy being built; ``.rule(...)`` appends, ``.allow(...)`` is the
+    short form naming calling services."""
+
+    def __init__(self, mesh: Mesh, namespace: str, name: str, action: Action | None,
+                 selector: dict[str, str], source: SourceLocation | None) -> None:
+        self.mesh, self.namespace, self.name = mesh, namespace, name
+        self.action, self.selector, self.source = action, selector, source
+        self.rules: list[Rule] = []
+
+    def rule(self, *, from_: From | Sequence[From] | None = None,
+             to: To | Sequence[To] | None = None,
+             when: When | Sequence[When] | None = None) -> Authorization:
+        def listify(v: Any) -> list[Any]:
+            return [] if v is None else [v] if not isinstance(v, (list, tuple)) else list(v)
+        self.rules.append(Rule.model_validate(
+            {"from": listify(from_), "to": listify(to), "when": listify(when)}))
+        return self
+
+    def allow(self, *callers: Service | str, namespaces: Sequence[str] = (),
+              methods: Sequence[str] = (), paths: Sequence[str] = (),
+              ports: Sequence[int | str] = ()) -> Authorization:
+        """Let the named services (their SPIFFE identities) or namespaces call this."""
+        refs = [ServiceRef(name=c.name, namespace=c.namespace) if isinstance(c, Service)
+                else ServiceRef(name=c, namespace=self.namespace) for c in callers]
+        frm = From(services=refs, namespaces=list(namespaces))
+        op = To(methods=list(methods), paths=list(paths), ports=list(ports))
+        return self.rule(from_=frm, to=None if op == To() else op)
+
+    def build(self) -> AuthorizationPolicy:
+        return AuthorizationPolicy(name=self.name, namespace=self.namespace, action=self.action,
+                                   selector=self.selector, rules=self.rules, source=self.source)
+
+
+class GatewayBuilder(_Scoped):
+    """A Gateway being built: ``.http(...)``, ``.https(...)``, ``.server(...)`` add servers;
+    ``.routes(...)`` starts a VirtualService bound to it."""
+
+    def __init__(self, mesh: Mesh, namespace: str, name: str, selector: dict[str, str],
+                 source: SourceLocation | None) -> None:
+        self.mesh, self.namespace, self.name = mesh, namespace, name
+        self.selector, self.source = selector, source
+        self.servers: list[Server] = []
+
+    def server(self, *, port: int, name: str, protocol: str, hosts: Sequence[str],
+               tls: ServerTls | None = None) -> GatewayBuilder:
+        self.servers.append(Server.model_validate({
+            "port": ServerPort.model_validate({"number": port, "name": name,
+                                               "protocol": protocol}),
+            "hosts": list(hosts), "tls": tls}))
+        return self
+
+    def http(self, *hosts: str, port: int = 80, name: str = "http",
+             https_redirect: bool = False) -> GatewayBuilder:
+        tls = ServerTls(https_redirect=True) if https_redirect else None
+        return self.server(port=port, name=name, protocol="HTTP", hosts=hosts, tls=tls)
+
+    def https(self, *hosts: str, credential: str, port: int = 443, name: str = "https",
+              mode: str = "SIMPLE") -> GatewayBuilder:
+        tls = ServerTls.model_validate({"mode": mode, "credential_name": credential})
+        return self.server(port=port, name=name, protocol="HTTPS", hosts=hosts, tls=tls)
+
+    @property
+    def ref(self) -> str:
+        return self.name
+
+    def routes(self, name: str, *, hosts: Sequence[str] | None = None,
+               namespace: str | None = None) -> Routes:
+        ns = namespace or self.namespace
+        gw = self.name if ns == self.namespace else f"{self.namespace}/{self.name}"
+        all_hosts = sorted({h for s in self.servers for h in s.hosts})
+        return self.mesh._routes(ns, name, list(hosts or all_hosts), [gw], caller_location())
+
+    def build(self) -> Gateway:
+        return Gateway(name=self.name, namespace=self.namespace, selector=self.selector,
+                       servers=self.servers, source=self.source)
+
+
+def _ports(port: int | ServicePort | Sequence[int | ServicePort] | None) -> list[ServicePort]:
+    if port is None:
+        return []
+    items = [port] if isinstance(port, (int, ServicePort)) else list(port)
+    return [p if isinstance(p, ServicePort) else ServicePort(number=p) for p in items]
+
+
+def _versions(versions: Iterable[str | Version]) -> list[Version]:
+    return [v if isinstance(v, Version) else Version(name=v) for v in versions]
+
+
+class Service(_Scoped):
+    """A service of the mesh. Its versions become DestinationRule subsets; its routes a
+    VirtualService named after it; ``.deploy`` adds Deployments."""
+
+    def __init__(self, mesh: Mesh, namespace: str, name: str, *, ports: list[ServicePort],
+                 versions: list[Version], explicit_port: bool,
+                 service_account: str | None, kube_service: bool | None,
+                 source: SourceLocation | None) -> None:
+        self.mesh, self.namespace, self.name, self.source = mesh, namespace, name, source
+        self.ports, self.versions = ports, versions
+        self.explicit_port = explicit_port
+        self.service_account, self.kube_service = service_account, kube_service
+        self.workloads: list[Workload] = []
+        self.local_runs: dict[str, LocalRun] = {}
+        self.traffic_policy: TrafficPolicy | None = None
+        self.policy_source: SourceLocation | None = None
+        self._routes: Routes | None = None
+        self._rate_limit: LocalRateLimit | None = None
+
+    # -- references -------------------------------------------------------------------
+    def ref(self, subset: str | None = None) -> SubsetRef:
+        port = self.ports[0].number if self.explicit_port and self.ports else None
+        return SubsetRef(service=self.name, namespace=self.namespace, subset=subset, port=port)
+
+    def subset(self, name: str) -> SubsetRef:
+        """A reference to a version, declared or not (the validator reports unknown ones)."""
+        return self.ref(name)
+
+    def on(self, port: int) -> SubsetRef:
+        return self.ref().on(port)
+
+    def __getattr__(self, item: str) -> SubsetRef:
+        if item.startswith("_"):
+            raise AttributeError(item)
+        names = [v.name for v in self.__dict__.get("versions", [])]
+        if item in names:
+            return self.ref(item)
+        raise AttributeError(
+            f"service {self.__dict__.get('name')!r} has no version {item!r} "
+            f"(versions: {', '.join(names) or 'none'}); use .subset({item!r}) to name it anyway"
+        )
+
+    def __getitem__(self, item: str) -> SubsetRef:
+        return self.subset(item)
+
+    @property
+    def host(self) -> str:
+        return self.name
+
+    # -- routing ----------------------------------------------------------------------
+    @property
+    def routes(self) -> Routes:
+        if self._routes is None:
+            self._routes = self.mesh._routes(self.namespace, self.name, [self.name], [],
+                                             caller_location())
+        return self._routes
+
+    def route(self, **kwargs: Any) -> Service:
+        """Append an in-mesh HTTP route for this service (see :meth:`Routes.route`)."""
+        self.routes.route(**kwargs)
+        return self
+
+    def tcp_route(self, **kwargs: Any) -> Service:
+        self.routes.tcp_route(**kwargs)
+        return self
+
+    def policy(self, *, connection_pool: ConnectionPool | None = None,
+               load_balancer: LoadBalancer | None = None,
+               outlier_detection: OutlierDetection | None = None,
+               tls: ClientTls | None = None) -> Service:
+        """How clients connect to every version (the DestinationRule's trafficPolicy)."""
+        self.traffic_policy = TrafficPolicy(connection_pool=connection_pool,
+                                            load_balancer=load_balancer,
+                                            outlier_detection=outlier_detection, tls=tls)
+        self.policy_source = caller_location()
+        return self
+
+    # -- workloads --------------------------------------------------------------------
+    def deploy(self, version: str, *, image: str, replicas: int = 1,
+               env: Mapping[str, str] | None = None, container_port: int | None = None,
+               local: LocalRun | None = None) -> Service:
+        self.workloads.append(Workload(version=version, image=image, replicas=replicas,
+                                       env=dict(env or {}), container_port=container_port,
+                                       local=local, source=caller_location()))
+        return self
+
+    def run_locally(self, version: str = "", *, command: Sequence[str] = (),
+                    address: str | None = None, env: Mapping[str, str] | None = None) -> Service:
+        """How this version runs in the local Envoy mesh (``meshctl up``)."""
+        self.local_runs[version] = LocalRun(command=list(command), address=address,
+                                            env=dict(env or {}))
+        return self
+
+    # -- security and limits ----------------------------------------------------------
+    @property
+    def selector(self) -> dict[str, str]:
+        return {"app": self.name}
+
+    def authorization(self, name: str | None = None, *, action: Action | None = None,
+                      workload: bool = True) -> Authorization:
+        """An AuthorizationPolicy for this service's workloads (``workload=False`` makes it
+        namespace-wide, as a policy without a selector is)."""
+        return self.mesh._authorization(self.namespace, name or self.name, action,
+                                        self.selector if workload else {}, caller_location())
+
+    def allow(self, *callers: Service | str, **kwargs: Any) -> Authorization:
+        """Only these services may call this one: ``reviews.allow(productpage)``."""
+        return self.authorization().allow(*callers, **kwargs)
+
+    def mtls(self, mode: MtlsMode | None = None, *,
+             ports: Mapping[int, MtlsMode] | None = None, name: str | None = None) -> Service:
+        self.mesh._peer_auth(self.namespace, name or self.name, mode, self.selector,
+                             dict(ports or {}), caller_location())
+        return self
+
+    def rate_limit(self, *, max_tokens: int, tokens_per_fill: int | None = None,
+                   fill_interval: str = "1s", name: str | None = None) -> Service:
+        """A token bucket in each of this service's sidecars: excess requests get 429."""
+        self._rate_limit = LocalRateLimit(
+            name=name or f"{self.name}-ratelimit", namespace=self.namespace,
+            selector=self.selector, max_tokens=max_tokens,
+            tokens_per_fill=tokens_per_fill or max_tokens, fill_interval=fill_interval,
+            source=caller_location())
+        self.mesh._rate_limits.append(self._rate_limit)
+        return self
+
+    # -- delivery ---------------------------------------------------------------------
+    def canary(self, *, target: str, stable: str | None = None,
+               steps: Sequence[int | Step] = (5, 10, 50, 100), pause: str | None = None,
+               interval: str = "1m", checks: Sequence[MetricCheck] = (),
+               header_stage: HeaderStage | Match | None = None,
+               mirror_stage: MirrorStage | bool | None = None, max_failed_checks: int = 2,
+               min_requests: int = 10, no_data_limit: int = 3,
+               webhooks: Sequence[Webhook] = ()) -> CanaryPlan:
+        """Roll ``target`` out over ``steps`` percent, judged by ``checks`` each interval."""
+        if stable is None:
+            others = [v.name for v in self.versions if v.name != target]
+            stable = others[0] if others else ""
+        if isinstance(header_stage, Match):
+            header_stage = HeaderStage(match=header_stage)
+        if mirror_stage is True:
+            mirror_stage = MirrorStage()
+        plan = CanaryPlan(
+            service=self.name, namespace=self.namespace, target=target, stable=stable,
+            steps=[s if isinstance(s, Step) else Step(weight=s, pause=pause) for s in steps],
+            interval=interval, header_stage=header_stage,
+            mirror_stage=mirror_stage or None, checks=list(checks),
+            max_failed_checks=max_failed_checks, min_requests=min_requests,
+            no_data_limit=no_data_limit, webhooks=list(webhooks), source=caller_location())
+        self.mesh._canaries.append(plan)
+        return plan
+
+    def build(self) -> ServiceSpec:
+        return ServiceSpec(name=self.name, namespace=self.namespace, ports=self.ports,
+                           versions=self.versions, workloads=self.workloads,
+                           service_account=self.service_account,
+                           kube_service=self.kube_service, local=self.local_runs,
+                           source=self.source)
+
+    def destination_rule(self) -> DestinationRule | None:
+        if not self.versions and self.traffic_policy is None:
+            return None
+        subsets = [Subset(name=v.name, labels=v.labels or {"version": v.name},
+                          traffic_policy=v.traffic_policy) for v in self.versions]
+        return DestinationRule(name=self.name, namespace=self.namespace, host=self.name,
+                               traffic_policy=self.traffic_policy, subsets=subsets,
+                               source=self.policy_source or self.source)
+
+
+class Namespace:
+    """Declarations inside one namespace: ``ns.service(...)``, ``ns.gateway(...)``…"""
+
+    def __init__(self, mesh: Mesh, name: str) -> None:
+        self.mesh, self.ns = mesh, name
+
+    def service(self, name: str, *, port: int | ServicePort | Sequence[int | ServicePort]
+                | None = None, versions: Iterable[str | Version] = (),
+                explicit_port: bool = False, service_account: str | None = None,
+                kube_service: bool | None = None) -> Service:
+        svc = Service(self.mesh, self.ns, name, ports=_ports(port),
+                      versions=_versions(versions), explicit_port=explicit_port,
+                      service_account=service_account, kube_service=kube_service,
+                      source=caller_location())
+        self.mesh._services.append(svc)
+        return svc
+
+    def gateway(self, name: str, *, selector: Mapping[str, str] | None = None
+                ) -> GatewayBuilder:
+        gw = GatewayBuilder(self.mesh, self.ns, name,
+                            dict(selector or {"istio": "ingressgateway"}), caller_location())
+        self.mesh._gateways.append(gw)
+        return gw
+
+    def routes(self, name: str, *, hosts: Sequence[str],
+               gateways: Sequence[GatewayBuilder | str] = ()) -> Routes:
+        """A free-standing VirtualService (for example for an external host)."""
+        gws = [g.name if isinstance(g, GatewayBuilder) and g.namespace == self.ns
+               else f"{g.namespace}/{g.name}" if isinstance(g, GatewayBuilder) else g
+               for g in gateways]
+        return self.mesh._routes(self.ns, name, list(hosts), gws, caller_location())
+
+    def mtls(self, mode: MtlsMode, *, name: str = "default",
+             ports: Mapping[int, MtlsMode] | None = None) -> PeerAuthentication:
+        """Namespace-wide mutual TLS mode (a PeerAuthentication without a selector)."""
+        return self.mesh._peer_auth(self.ns, name, mode, {}, dict(ports or {}),
+                                    caller_location())
+
+    def authorization(self, name: str, *, action: Action | None = None,
+                      selector: Mapping[str, str] | None = None) -> Authorization:
+        return self.mesh._authorization(self.ns, name, action, dict(selector or {}),
+                                        caller_location())
+
+    def destination_rule(self, name: str, *, host: str,
+                         traffic_policy: TrafficPolicy | None = None,
+                         subsets: Sequence[Subset] = ()) -> DestinationRule:
+        """A free-standing DestinationRule, for hosts that are not a declared service."""
+        dr = DestinationRule(name=name, namespace=self.ns, host=host,
+                             traffic_policy=traffic_policy, subsets=list(subsets),
+                             source=caller_location())
+        self.mesh._destination_rules.append(dr)
+        return dr
+
+
+class Mesh(Namespace):
+    """The root of a mesh program. It is itself the scope of its default namespace.
+
+    >>> mesh = Mesh("shop", mtls="STRICT")
+    >>> reviews = mesh.service("reviews", port=9080, versions=["v1", "v2"])
+    >>> _ = reviews.route(to={reviews.v1: 90, reviews.v2: 10})
+    """
+
+    def __init__(self, name: str, *, namespace: str = "default", mtls: MtlsMode | None = None,
+                 trust_domain: str = "cluster.local",
+                 root_namespace: str = "istio-system") -> None:
+        super().__init__(self, namespace)
+        self.name = name
+        self.trust_domain, self.root_namespace = trust_domain, root_namespace
+        self.source = caller_location()
+        self._namespaces: dict[str, tuple[Namespace, NamespaceSpec]] = {}
+        self._services: list[Service] = []
+        self._gateways: list[GatewayBuilder] = []
+        self._vs: list[Routes] = []
+        self._authz: list[Authorization] = []
+        self._peer_auths: list[PeerAuthentication] = []
+        self._destination_rules: list[DestinationRule] = []
+        self._rate_limits: list[LocalRateLimit] = []
+        self._canaries: list[CanaryPlan] = []
+        self._raw: list[dict[str, object]] = []
+        if mtls is not None:
+            self._peer_auth(root_namespace, "default", mtls, {}, {}, self.source)
+
+    def namespace(self, name: str, *, injection: bool | None = True,
+                  labels: Mapping[str, str] | None = None, create: bool = True) -> Namespace:
+        """A namespace scope; with ``create`` a Namespace object (sidecar injection on)."""
+        if name in self._namespaces:
+            return self._namespaces[name][0]
+        all_labels = dict(labels or {})
+        if injection is not None:
+            all_labels["istio-injection"] = "enabled" if injection else "disabled"
+        scope = Namespace(self, name)
+        self._namespaces[name] = (scope, NamespaceSpec(name=name, labels=all_labels,
+                                                       create=create,
+                                                       source=caller_location()))
+        return scope
+
+    def raw(self, manifest: Mapping[str, object]) -> None:
+        """Escape hatch: a manifest carried through unchanged (what the DSL cannot say)."""
+        self._raw.append(dict(manifest))
+
+    # -- internal registration (scopes call these) ------------------------------------
+    def _routes(self, namespace: str, name: str, hosts: list[str], gateways: list[str],
+                source: SourceLocation | None) -> Routes:
+        routes = Routes(self, namespace, name, hosts, gateways, source)
+        self._vs.append(routes)
+        return routes
+
+    def _authorization(self, namespace: str, name: str, action: Action | None,
+                       selector: dict[str, str], source: SourceLocation | None
+                       ) -> Authorization:
+        for existing in self._authz:
+            if (existing.namespace, existing.name) == (namespace, name):
+                return existing
+        authz = Authorization(self, namespace, name, action, selector, source)
+        self._authz.append(authz)
+        return authz
+
+    def _peer_auth(self, namespace: str, name: str, mode: MtlsMode | None,
+                   selector: dict[str, str], ports: dict[int, MtlsMode],
+                   source: SourceLocation | None) -> PeerAuthentication:
+        pa = PeerAuthentication(name=name, namespace=namespace, mode=mode, selector=selector,
+                                port_level_mtls=ports, source=source)
+        self._peer_auths.append(pa)
+        return pa
+
+    def build(self) -> MeshSpec:
+        """The frozen value of everything declared so far."""
+        vss = [vs for vs in (r.build() for r in self._vs) if vs is not None]
+        drs = [dr for dr in (s.destination_rule() for s in self._services) if dr is not None]
+        return MeshSpec(
+            name=self.name, trust_domain=self.trust_domain,
+            root_namespace=self.root_namespace,
+            namespaces=[spec for _, spec in self._namespaces.values()],
+            services=[s.build() for s in self._services],
+            virtual_services=vss, destination_rules=drs + self._destination_rules,
+            gateways=[g.build() for g in self._gateways],
+            peer_authentications=self._peer_auths,
+            authorization_policies=[a.build() for a in self._authz],
+            rate_limits=self._rate_limits, canaries=self._canaries, raw=self._raw,
+        )
+
+
+__all__ = ["Authorization", "GatewayBuilder", "Mesh", "Namespace", "Routes", "Service",
+           "SubsetRef"]

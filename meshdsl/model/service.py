@@ -1,0 +1,90 @@
+"""Services, their versions (subsets) and the workloads (Deployments) that run them."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from meshdsl.model.base import Declared, Frozen
+from meshdsl.model.policy import TrafficPolicy
+
+
+class ServicePort(Frozen):
+    number: int = Field(ge=1, le=65535)
+    name: str = "http"
+    protocol: str | None = None
+    target_port: int | None = Field(default=None, ge=1, le=65535)
+
+    @property
+    def is_http(self) -> bool:
+        """Istio decides the protocol from the port name prefix (or appProtocol)."""
+        proto = (self.protocol or self.name).lower()
+        return proto.split("-")[0] in {"http", "http2", "grpc", "grpc-web", "https"}
+
+
+class Version(Frozen):
+    """A subset of the service's endpoints, usually selected by the ``version`` label."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    traffic_policy: TrafficPolicy | None = None
+
+
+class LocalRun(Frozen):
+    """How a version runs on a laptop for the local Envoy mesh: a command to start (with
+    ``{port}`` substituted) or an address that already serves it."""
+
+    command: list[str] = Field(default_factory=list)
+    address: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class Workload(Declared):
+    """A Deployment of one version of a service."""
+
+    version: str
+    image: str
+    replicas: int = Field(default=1, ge=0)
+    env: dict[str, str] = Field(default_factory=dict)
+    container_port: int | None = Field(default=None, ge=1, le=65535)
+    local: LocalRun | None = None
+
+
+class ServiceSpec(Declared):
+    """A service of the mesh. Istio routing for it lives in VirtualService and
+    DestinationRule objects that the builder derives; this keeps identity and workloads."""
+
+    name: str
+    namespace: str
+    ports: list[ServicePort] = Field(default_factory=list)
+    versions: list[Version] = Field(default_factory=list)
+    workloads: list[Workload] = Field(default_factory=list)
+    service_account: str | None = None
+    app_label: str = "app"
+    version_label: str = "version"
+    kube_service: bool | None = None
+    local: dict[str, LocalRun] = Field(default_factory=dict)
+
+    @property
+    def account(self) -> str:
+        return self.service_account or self.name
+
+    def principal(self, trust_domain: str) -> str:
+        return f"{trust_domain}/ns/{self.namespace}/sa/{self.account}"
+
+    @property
+    def fqdn(self) -> str:
+        return f"{self.name}.{self.namespace}.svc.cluster.local"
+
+    def version_names(self) -> list[str]:
+        return [v.name for v in self.versions]
+
+    def emits_kube_service(self) -> bool:
+        if self.kube_service is not None:
+            return self.kube_service
+        return bool(self.workloads) and bool(self.ports)
+
+
+class NamespaceSpec(Declared):
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    create: bool = True

@@ -1,0 +1,51 @@
+"""The whole mesh as one frozen value: what validation and compilation take."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from meshdsl.model.base import Frozen
+from meshdsl.model.canary import CanaryPlan
+from meshdsl.model.gateway import Gateway
+from meshdsl.model.policy import DestinationRule
+from meshdsl.model.ratelimit import LocalRateLimit
+from meshdsl.model.routing import VirtualService
+from meshdsl.model.security import AuthorizationPolicy, PeerAuthentication
+from meshdsl.model.service import NamespaceSpec, ServiceSpec
+
+
+class MeshSpec(Frozen):
+    name: str
+    trust_domain: str = "cluster.local"
+    root_namespace: str = "istio-system"
+    namespaces: list[NamespaceSpec] = Field(default_factory=list)
+    services: list[ServiceSpec] = Field(default_factory=list)
+    virtual_services: list[VirtualService] = Field(default_factory=list)
+    destination_rules: list[DestinationRule] = Field(default_factory=list)
+    gateways: list[Gateway] = Field(default_factory=list)
+    peer_authentications: list[PeerAuthentication] = Field(default_factory=list)
+    authorization_policies: list[AuthorizationPolicy] = Field(default_factory=list)
+    rate_limits: list[LocalRateLimit] = Field(default_factory=list)
+    canaries: list[CanaryPlan] = Field(default_factory=list)
+    raw: list[dict[str, object]] = Field(default_factory=list)
+
+    def service(self, namespace: str, name: str) -> ServiceSpec | None:
+        for svc in self.services:
+            if svc.namespace == namespace and svc.name == name:
+                return svc
+        return None
+
+    def gateway(self, namespace: str, name: str) -> Gateway | None:
+        for gw in self.gateways:
+            if gw.namespace == namespace and gw.name == name:
+                return gw
+        return None
+
+    def resolve_host(self, host: str, namespace: str) -> tuple[str, str]:
+        """(namespace, name) a short, namespaced or FQDN service host refers to."""
+        parts = host.split(".")
+        if len(parts) == 1:
+            return namespace, host
+        if len(parts) == 2 or (len(parts) >= 3 and parts[2] == "svc"):
+            return parts[1], parts[0]
+        return "", host
