@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from meshdsl.model.base import Declared, Frozen
@@ -27,6 +29,11 @@ class Version(Frozen):
     name: str
     labels: dict[str, str] = Field(default_factory=dict)
     traffic_policy: TrafficPolicy | None = None
+
+    def __init__(self, name: str | None = None, /, **data: Any) -> None:
+        if name is not None:
+            data["name"] = name
+        super().__init__(**data)
 
 
 class LocalRun(Frozen):
