@@ -1,0 +1,81 @@
+"""What validation reports: a finding per problem, each with a stable code.
+
+Codes are stable across releases so that scripts and CI can match on them; ``ISTIO_CODES``
+names the closest ``istioctl analyze`` message where one exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from meshdsl.model.base import SourceLocation
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+# code -> (slug, istioctl analyze code or "")
+CODES: dict[str, tuple[str, str]] = {
+    "MD101": ("subset-not-defined", "IST0101"),
+    "MD102": ("unknown-host", "IST0101"),
+    "MD103": ("bad-weights", ""),
+    "MD104": ("conflicting-hosts", "IST0109"),
+    "MD105": ("shadowed-route", ""),
+    "MD106": ("gateway-not-found", "IST0101"),
+    "MD107": ("host-not-in-gateway", "IST0132"),
+    "MD108": ("conflicting-gateways", "IST0145"),
+    "MD109": ("bad-duration", ""),
+    "MD110": ("mtls-conflict", "IST0113"),
+    "MD111": ("http-rule-on-tcp-port", ""),
+    "MD112": ("canary-version-missing", ""),
+    "MD113": ("duplicate-name", ""),
+    "MD114": ("canary-without-route", ""),
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    severity: Severity
+    path: str
+    message: str
+    source: SourceLocation | None = None
+
+    @property
+    def slug(self) -> str:
+        return CODES[self.code][0]
+
+    @property
+    def istio_code(self) -> str:
+        return CODES[self.code][1]
+
+    def sort_key(self) -> tuple[str, int, str, str]:
+        src = self.source
+        return (src.file if src else "~", src.line if src else 0, self.code, self.path)
+
+    def __str__(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        return f"{where}{self.severity.value} {self.code} [{self.path}] {self.message}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"code": self.code, "slug": self.slug, "severity": self.severity.value,
+                "path": self.path, "message": self.message,
+                "file": self.source.file if self.source else None,
+                "line": self.source.line if self.source else None,
+                "istio_code": self.istio_code or None}
+
+
+def error(code: str, path: str, message: str, source: SourceLocation | None) -> Finding:
+    return Finding(code, Severity.ERROR, path, message, source)
+
+
+def warning(code: str, path: str, message: str, source: SourceLocation | None) -> Finding:
+    return Finding(code, Severity.WARNING, path, message, source)
+
+
+def has_errors(findings: list[Finding]) -> bool:
+    return any(f.severity is Severity.ERROR for f in findings)

@@ -1,0 +1,101 @@
+"""References between objects: hosts, subsets, gateways and canary versions must exist."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from meshdsl.model.base import SourceLocation
+from meshdsl.model.routing import Destination
+from meshdsl.model.spec import MeshSpec
+from meshdsl.validate.findings import Finding, error
+
+
+def defined_subsets(mesh: MeshSpec, ns: str, name: str) -> set[str]:
+    out: set[str] = set()
+    for dr in mesh.destination_rules:
+        if mesh.resolve_host(dr.host, dr.namespace) == (ns, name):
+            out |= {s.name for s in dr.subsets}
+    return out
+
+
+def _known(mesh: MeshSpec, ns: str, name: str) -> bool:
+    return mesh.service(ns, name) is not None
+
+
+def _check_destination(mesh: MeshSpec, dest: Destination, vs_ns: str, path: str,
+                       src: SourceLocation | None) -> Iterator[Finding]:
+    ns, name = mesh.resolve_host(dest.host, vs_ns)
+    if not ns or not _known(mesh, ns, name):
+        known = sorted(f"{s.name}" if s.namespace == vs_ns else f"{s.name}.{s.namespace}"
+                       for s in mesh.services)
+        yield error("MD102", path,
+                    f"destination host {dest.host!r} is not a service of this mesh; declare it "
+                    f"with mesh.service({name!r}, ...) or route to one of: "
+                    f"{', '.join(known) or 'none'}", src)
+        return
+    if dest.subset is not None:
+        subsets = defined_subsets(mesh, ns, name)
+        if dest.subset not in subsets:
+            yield error("MD101", path,
+                        f"subset {dest.subset!r} of {name!r} is not defined; add it to the "
+                        f"service's versions=[...] (defined: "
+                        f"{', '.join(sorted(subsets)) or 'none'})", src)
+
+
+def check(mesh: MeshSpec) -> Iterator[Finding]:
+    for vs in mesh.virtual_services:
+        base = f"VirtualService {vs.namespace}/{vs.name}"
+        for i, route in enumerate(vs.http):
+            for j, dest in enumerate(route.to):
+                yield from _check_destination(mesh, dest, vs.namespace,
+                                              f"{base} http[{i}].route[{j}]", route.source)
+            if route.mirror is not None:
+                yield from _check_destination(mesh, route.mirror, vs.namespace,
+                                              f"{base} http[{i}].mirror", route.source)
+        for i, tcp in enumerate(vs.tcp):
+            for j, dest in enumerate(tcp.to):
+                yield from _check_destination(mesh, dest, vs.namespace,
+                                              f"{base} tcp[{i}].route[{j}]", tcp.source)
+        for gw in vs.gateways:
+            if gw == "mesh":
+                continue
+            gw_ns, _, gw_name = gw.rpartition("/")
+            if mesh.gateway(gw_ns or vs.namespace, gw_name) is None:
+                yield error("MD106", f"{base} gateways",
+                            f"gateway {gw!r} is not declared; declare it with "
+                            f"mesh.gateway({gw_name!r}) or fix the name "
+                            f"(declared: {', '.join(g.name for g in mesh.gateways) or 'none'})",
+                            vs.source)
+    for dr in mesh.destination_rules:
+        ns, name = mesh.resolve_host(dr.host, dr.namespace)
+        if not ns or not _known(mesh, ns, name):
+            yield error("MD102", f"DestinationRule {dr.namespace}/{dr.name} host",
+                        f"host {dr.host!r} is not a service of this mesh; declare it with "
+                        f"mesh.service({name!r})", dr.source)
+    for plan in mesh.canaries:
+        path = f"Canary {plan.namespace}/{plan.service}"
+        svc = mesh.service(plan.namespace, plan.service)
+        if svc is None:
+            yield error("MD102", path, f"canary for unknown service {plan.service!r}",
+                        plan.source)
+            continue
+        versions = svc.version_names()
+        for role, version in (("target", plan.target), ("stable", plan.stable)):
+            if version not in versions:
+                yield error("MD112", f"{path} {role}",
+                            f"canary {role} version {version!r} is not a version of "
+                            f"{plan.service!r}; add it to versions=[...] (versions: "
+                            f"{', '.join(versions) or 'none'})", plan.source)
+        if plan.target == plan.stable:
+            yield error("MD112", f"{path} target",
+                        "canary target and stable are the same version", plan.source)
+        routed = any(
+            route.is_catch_all() and route.to and all(
+                mesh.resolve_host(d.host, vs.namespace) == (svc.namespace, svc.name)
+                for d in route.to)
+            for vs in mesh.virtual_services for route in vs.http)
+        if not routed:
+            yield error("MD114", path,
+                        f"a canary needs a default route of {plan.service!r} to carry its "
+                        f"weights; add {plan.service}.route(to=...) without a match",
+                        plan.source)

@@ -1,0 +1,142 @@
+"""Routing sanity: weights, overlapping hosts, unreachable routes, durations, names."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+
+from pydantic import BaseModel
+
+from meshdsl.model.base import SourceLocation
+from meshdsl.model.spec import MeshSpec
+from meshdsl.validate import hosts
+from meshdsl.validate.findings import Finding, error, warning
+
+_DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|µs|ns))+$")
+DURATION_FIELDS = {
+    "timeout", "per_try_timeout", "fixed", "max_age", "connect_timeout", "idle_timeout",
+    "interval", "base_ejection_time", "ttl", "fill_interval", "pause",
+}
+
+
+def _weights(mesh: MeshSpec) -> Iterator[Finding]:
+    for vs in mesh.virtual_services:
+        routes = [(f"http[{i}]", r.to, r.source) for i, r in enumerate(vs.http)]
+        routes += [(f"tcp[{i}]", r.to, r.source) for i, r in enumerate(vs.tcp)]
+        for where, dests, src in routes:
+            path = f"VirtualService {vs.namespace}/{vs.name} {where}"
+            weights = [d.weight for d in dests]
+            if any(w is not None and w < 0 for w in weights):
+                yield error("MD103", path, f"negative weight in {weights}; weights are "
+                            "percentages from 0 to 100", src)
+            elif len(dests) > 1 and any(w is None for w in weights):
+                yield error("MD103", path, "several destinations need a weight each: use "
+                            "to={a: 90, b: 10}", src)
+            elif any(w is not None for w in weights):
+                total = sum(w or 0 for w in weights)
+                if total != 100:
+                    yield error("MD103", path, f"weights add up to {total}, not 100 "
+                                f"({', '.join(str(w) for w in weights)})", src)
+
+
+def _conflicts(mesh: MeshSpec) -> Iterator[Finding]:
+    claimed: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for vs in mesh.virtual_services:
+        scopes = vs.gateways or ["mesh"]
+        for scope in scopes:
+            gw = scope if scope == "mesh" or "/" in scope else f"{vs.namespace}/{scope}"
+            for host in vs.hosts:
+                key = (gw, hosts.fqdn(mesh, host, vs.namespace) if gw == "mesh" else host)
+                if claimed[key]:
+                    yield error("MD104", f"VirtualService {vs.namespace}/{vs.name} hosts",
+                                f"host {host!r} is already routed by VirtualService "
+                                f"{claimed[key][0]} ({'the mesh' if gw == 'mesh' else gw}); "
+                                "Istio would merge them unpredictably — put the routes in "
+                                "one place", vs.source)
+                claimed[key].append(f"{vs.namespace}/{vs.name}")
+
+
+def _shadowed(mesh: MeshSpec) -> Iterator[Finding]:
+    for vs in mesh.virtual_services:
+        seen: list[tuple[int, list[object]]] = []
+        catch_all: int | None = None
+        for i, route in enumerate(vs.http):
+            path = f"VirtualService {vs.namespace}/{vs.name} http[{i}]"
+            matches = [m.model_dump() for m in route.match]
+            if catch_all is not None:
+                yield warning("MD105", path,
+                              f"this route is never used: http[{catch_all}] above matches "
+                              "every request; move the catch-all route last", route.source)
+                continue
+            same = [j for j, earlier in seen if matches and earlier == matches]
+            if same:
+                yield warning("MD105", path, f"this route is never used: http[{same[0]}] "
+                              "above has the same match", route.source)
+            seen.append((i, list(matches)))
+            if route.is_catch_all():
+                catch_all = i
+
+
+def _durations(model: BaseModel, path: str, src: SourceLocation | None
+               ) -> Iterator[Finding]:
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            yield from _durations(value, f"{path}.{name}", src)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    inner = getattr(item, "source", None)
+                    yield from _durations(item, f"{path}.{name}[{i}]",
+                                          inner if isinstance(inner, SourceLocation) else src)
+        elif name in DURATION_FIELDS and isinstance(value, str) and not _DURATION.match(value):
+            yield error("MD109", f"{path}.{name}",
+                        f"{value!r} is not a duration; write it like '10s', '250ms' or '1m'",
+                        src)
+
+
+def _all_durations(mesh: MeshSpec) -> Iterator[Finding]:
+    groups: list[tuple[str, list[BaseModel]]] = [
+        ("VirtualService", list(mesh.virtual_services)),
+        ("DestinationRule", list(mesh.destination_rules)),
+        ("RateLimit", list(mesh.rate_limits)),
+        ("Canary", list(mesh.canaries)),
+    ]
+    for kind, objects in groups:
+        for obj in objects:
+            name = getattr(obj, "name", None) or getattr(obj, "service", "")
+            src = getattr(obj, "source", None)
+            yield from _durations(obj, f"{kind} {getattr(obj, 'namespace', '')}/{name}",
+                                  src if isinstance(src, SourceLocation) else None)
+
+
+def _duplicates(mesh: MeshSpec) -> Iterator[Finding]:
+    groups: list[tuple[str, list[BaseModel]]] = [
+        ("Service", list(mesh.services)),
+        ("VirtualService", list(mesh.virtual_services)),
+        ("DestinationRule", list(mesh.destination_rules)),
+        ("Gateway", list(mesh.gateways)),
+        ("PeerAuthentication", list(mesh.peer_authentications)),
+        ("AuthorizationPolicy", list(mesh.authorization_policies)),
+        ("EnvoyFilter", list(mesh.rate_limits)),
+    ]
+    for kind, objects in groups:
+        seen: set[tuple[str, str]] = set()
+        for obj in objects:
+            key = (str(getattr(obj, "namespace", "")), str(getattr(obj, "name", "")))
+            if key in seen:
+                src = getattr(obj, "source", None)
+                yield error("MD113", f"{kind} {key[0]}/{key[1]}",
+                            f"two {kind} objects named {key[1]!r} in namespace {key[0]!r}; "
+                            "names must be unique", src if isinstance(src, SourceLocation)
+                            else None)
+            seen.add(key)
+
+
+def check(mesh: MeshSpec) -> Iterator[Finding]:
+    yield from _weights(mesh)
+    yield from _conflicts(mesh)
+    yield from _shadowed(mesh)
+    yield from _all_durations(mesh)
+    yield from _duplicates(mesh)

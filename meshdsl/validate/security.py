@@ -1,0 +1,73 @@
+"""Security consistency: STRICT mTLS against DestinationRules that turn TLS off, and
+authorization rules that use HTTP-only fields for workloads that only speak TCP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from meshdsl.model.policy import TrafficPolicy
+from meshdsl.model.service import ServiceSpec
+from meshdsl.model.spec import MeshSpec
+from meshdsl.validate.findings import Finding, error
+
+_HTTP_ONLY_TO = ("hosts", "not_hosts", "methods", "not_methods", "paths", "not_paths")
+_HTTP_ONLY_FROM = ("request_principals", "not_request_principals")
+
+
+def effective_mtls(mesh: MeshSpec, svc: ServiceSpec) -> str | None:
+    """The PeerAuthentication mode that applies to a service's workloads (most specific)."""
+    selector = {svc.app_label: svc.name}
+    by_scope: dict[int, str] = {}
+    for pa in mesh.peer_authentications:
+        if pa.mode is None:
+            continue
+        if pa.namespace == svc.namespace and pa.selector:
+            if all(selector.get(k) == v for k, v in pa.selector.items()):
+                by_scope[0] = pa.mode
+        elif pa.namespace == svc.namespace:
+            by_scope[1] = pa.mode
+        elif pa.namespace == mesh.root_namespace and not pa.selector:
+            by_scope[2] = pa.mode
+    for scope in (0, 1, 2):
+        if scope in by_scope:
+            return by_scope[scope]
+    return None
+
+
+def _tls_disabled(policy: TrafficPolicy | None) -> bool:
+    return policy is not None and policy.tls is not None and policy.tls.mode == "DISABLE"
+
+
+def _selected(mesh: MeshSpec, namespace: str, selector: dict[str, str]) -> list[ServiceSpec]:
+    return [s for s in mesh.services if s.namespace == namespace
+            and all({s.app_label: s.name}.get(k) == v for k, v in selector.items())]
+
+
+def check(mesh: MeshSpec) -> Iterator[Finding]:
+    for dr in mesh.destination_rules:
+        ns, name = mesh.resolve_host(dr.host, dr.namespace)
+        svc = mesh.service(ns, name)
+        if svc is None or effective_mtls(mesh, svc) != "STRICT":
+            continue
+        policies = [("trafficPolicy", dr.traffic_policy)]
+        policies += [(f"subsets[{s.name}]", s.traffic_policy) for s in dr.subsets]
+        for where, policy in policies:
+            if _tls_disabled(policy):
+                yield error("MD110", f"DestinationRule {dr.namespace}/{dr.name} {where}.tls",
+                            f"TLS is DISABLEd toward {name!r}, whose workloads require STRICT "
+                            "mTLS: every request would be refused; use ISTIO_MUTUAL or drop "
+                            "the tls setting", dr.source)
+    for ap in mesh.authorization_policies:
+        targets = _selected(mesh, ap.namespace, ap.selector) if ap.selector else []
+        tcp_only = [s for s in targets if s.ports and not any(p.is_http for p in s.ports)]
+        if not tcp_only:
+            continue
+        for i, rule in enumerate(ap.rules):
+            fields = [f for op in rule.to for f in _HTTP_ONLY_TO if getattr(op, f)]
+            fields += [f for src in rule.from_ for f in _HTTP_ONLY_FROM if getattr(src, f)]
+            if fields:
+                yield error("MD111", f"AuthorizationPolicy {ap.namespace}/{ap.name} rules[{i}]",
+                            f"{', '.join(sorted(set(fields)))} only apply to HTTP, but "
+                            f"{', '.join(s.name for s in tcp_only)} serves TCP only; Istio "
+                            "would ignore this rule (for ALLOW: deny all). Use ports or "
+                            "principals, or name the port http-*", ap.source)
