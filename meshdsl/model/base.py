@@ -60,9 +60,9 @@ def caller_location() -> SourceLocation | None:
     frame = sys._getframe(1)
     while frame is not None:
         filename = os.path.abspath(frame.f_code.co_filename)
-        if not filename.startswith(_PACKAGE_DIR + os.sep) and not filename.startswith("<frozen"):
-            if "pydantic" not in filename:
-                return SourceLocation(file=frame.f_code.co_filename, line=frame.f_lineno)
+        ours = filename.startswith(_PACKAGE_DIR + os.sep) or "pydantic" in filename
+        if not ours and not frame.f_code.co_filename.startswith("<frozen"):
+            return SourceLocation(file=frame.f_code.co_filename, line=frame.f_lineno)
         frame = frame.f_back  # type: ignore[assignment]
     return None
 

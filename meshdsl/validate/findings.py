@@ -7,12 +7,12 @@ names the closest ``istioctl analyze`` message where one exists.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from meshdsl.model.base import SourceLocation
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
     INFO = "info"
