@@ -25,11 +25,14 @@ from meshdsl.model.spec import MeshSpec
 Weights = Mapping[tuple[str, str], Mapping[str, int]]
 
 __all__ = ["Manifest", "ResourceKey", "Weights", "compile_mesh", "file_name", "order_key",
-           "render", "sort_manifests", "to_yaml"]
+           "render", "sort_manifests", "to_yaml", "with_weights"]
 
 
-def _with_weights(vs: VirtualService, mesh: MeshSpec, weights: Weights) -> VirtualService:
-    """Replace the destinations of the last catch-all route of a canaried service."""
+def with_weights(vs: VirtualService, mesh: MeshSpec, weights: Weights) -> VirtualService:
+    """Replace the destinations of the last catch-all route of a canaried service.
+
+    Shared by every compiler (Istio here, Envoy in ``meshdsl.compile.envoy``) so a canary
+    step means the same split on a cluster and in the local mesh."""
     for index in range(len(vs.http) - 1, -1, -1):
         route = vs.http[index]
         if not route.is_catch_all() or not route.to:
@@ -63,7 +66,7 @@ def compile_mesh(mesh: MeshSpec, *, weights: Weights | None = None) -> list[Mani
     out += [istio.gateway(gw, owned) for gw in mesh.gateways]
     for vs in mesh.virtual_services:
         if weights:
-            vs = _with_weights(vs, mesh, weights)
+            vs = with_weights(vs, mesh, weights)
         out.append(istio.virtual_service(vs, owned))
     out += [istio.peer_authentication(pa, owned) for pa in mesh.peer_authentications]
     out += [istio.authorization_policy(ap, mesh, owned) for ap in mesh.authorization_policies]

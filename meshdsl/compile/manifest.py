@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
+from meshdsl.compile import yamltext
 
 Manifest = dict[str, Any]
 
@@ -68,17 +68,9 @@ def ownership_labels(mesh: str) -> dict[str, str]:
     return {MANAGED_BY: MANAGER, MESH_LABEL: mesh}
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block style, no aliases, long strings kept on one line."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
 def to_yaml(manifests: Sequence[Manifest]) -> str:
     """One YAML stream, ``---`` between documents; keys in the order they were built."""
-    return yaml.dump_all(list(manifests), Dumper=_Dumper, sort_keys=False,
-                         default_flow_style=False, allow_unicode=True, width=1000)
+    return yamltext.dump_all(manifests)
 
 
 def file_name(manifest: Manifest) -> str:

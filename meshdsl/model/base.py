@@ -6,6 +6,7 @@ keyword is an error at the user's line instead of a silently ignored setting.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from typing import Any
@@ -55,13 +56,18 @@ class Declared(Frozen):
         return hash(repr(self.model_dump()))
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_ours(co_filename: str) -> bool:
+    filename = os.path.abspath(co_filename)
+    return (filename.startswith(_PACKAGE_DIR + os.sep) or "pydantic" in filename
+            or co_filename.startswith("<frozen"))
+
+
 def caller_location() -> SourceLocation | None:
     """The first stack frame outside meshdsl: the line of the user's program that called us."""
     frame = sys._getframe(1)
     while frame is not None:
-        filename = os.path.abspath(frame.f_code.co_filename)
-        ours = filename.startswith(_PACKAGE_DIR + os.sep) or "pydantic" in filename
-        if not ours and not frame.f_code.co_filename.startswith("<frozen"):
+        if not _is_ours(frame.f_code.co_filename):
             return SourceLocation(file=frame.f_code.co_filename, line=frame.f_lineno)
         frame = frame.f_back  # type: ignore[assignment]
     return None

@@ -510,7 +510,7 @@ class Mesh(Namespace):
         self._services: list[Service] = []
         self._gateways: list[GatewayBuilder] = []
         self._vs: list[Routes] = []
-        self._authz: list[Authorization] = []
+        self._authz: dict[tuple[str, str], Authorization] = {}
         self._peer_auths: list[PeerAuthentication] = []
         self._destination_rules: list[DestinationRule] = []
         self._rate_limits: list[LocalRateLimit] = []
@@ -547,11 +547,11 @@ class Mesh(Namespace):
     def _authorization(self, namespace: str, name: str, action: Action | None,
                        selector: dict[str, str], source: SourceLocation | None
                        ) -> Authorization:
-        for existing in self._authz:
-            if (existing.namespace, existing.name) == (namespace, name):
-                return existing
+        existing = self._authz.get((namespace, name))
+        if existing is not None:
+            return existing
         authz = Authorization(self, namespace, name, action, selector, source)
-        self._authz.append(authz)
+        self._authz[(namespace, name)] = authz
         return authz
 
     def _peer_auth(self, namespace: str, name: str, mode: MtlsMode | None,
@@ -574,7 +574,7 @@ class Mesh(Namespace):
             virtual_services=vss, destination_rules=drs + self._destination_rules,
             gateways=[g.build() for g in self._gateways],
             peer_authentications=self._peer_auths,
-            authorization_policies=[a.build() for a in self._authz],
+            authorization_policies=[a.build() for a in self._authz.values()],
             rate_limits=self._rate_limits, canaries=self._canaries, raw=self._raw,
         )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from pydantic import Field
 
 from meshdsl.model.base import Frozen
@@ -29,11 +31,27 @@ class MeshSpec(Frozen):
     canaries: list[CanaryPlan] = Field(default_factory=list)
     raw: list[dict[str, object]] = Field(default_factory=list)
 
-    def service(self, namespace: str, name: str) -> ServiceSpec | None:
+    @cached_property
+    def _service_index(self) -> dict[tuple[str, str], ServiceSpec]:
+        index: dict[tuple[str, str], ServiceSpec] = {}
         for svc in self.services:
-            if svc.namespace == namespace and svc.name == name:
-                return svc
-        return None
+            index.setdefault((svc.namespace, svc.name), svc)
+        return index
+
+    @cached_property
+    def _subset_index(self) -> dict[tuple[str, str], set[str]]:
+        index: dict[tuple[str, str], set[str]] = {}
+        for dr in self.destination_rules:
+            key = self.resolve_host(dr.host, dr.namespace)
+            index.setdefault(key, set()).update(s.name for s in dr.subsets)
+        return index
+
+    def service(self, namespace: str, name: str) -> ServiceSpec | None:
+        return self._service_index.get((namespace, name))
+
+    def subsets_of(self, namespace: str, name: str) -> set[str]:
+        """Subset names that DestinationRules define for a service."""
+        return self._subset_index.get((namespace, name), set())
 
     def gateway(self, namespace: str, name: str) -> Gateway | None:
         for gw in self.gateways:

@@ -10,14 +10,6 @@ from meshdsl.model.spec import MeshSpec
 from meshdsl.validate.findings import Finding, error
 
 
-def defined_subsets(mesh: MeshSpec, ns: str, name: str) -> set[str]:
-    out: set[str] = set()
-    for dr in mesh.destination_rules:
-        if mesh.resolve_host(dr.host, dr.namespace) == (ns, name):
-            out |= {s.name for s in dr.subsets}
-    return out
-
-
 def _known(mesh: MeshSpec, ns: str, name: str) -> bool:
     return mesh.service(ns, name) is not None
 
@@ -34,7 +26,7 @@ def _check_destination(mesh: MeshSpec, dest: Destination, vs_ns: str, path: str,
                     f"{', '.join(known) or 'none'}", src)
         return
     if dest.subset is not None:
-        subsets = defined_subsets(mesh, ns, name)
+        subsets = mesh.subsets_of(ns, name)
         if dest.subset not in subsets:
             yield error("MD101", path,
                         f"subset {dest.subset!r} of {name!r} is not defined; add it to the "

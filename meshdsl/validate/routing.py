@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
 from collections.abc import Iterator
@@ -78,9 +79,29 @@ def _shadowed(mesh: MeshSpec) -> Iterator[Finding]:
                 catch_all = i
 
 
+@functools.cache
+def _walk_plan(cls: type[BaseModel]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """For a model class: its duration fields, and the fields that may hold models."""
+    durations, nested = [], []
+    for name, field in cls.model_fields.items():
+        text = str(field.annotation)
+        if name in DURATION_FIELDS and "str" in text:
+            durations.append(name)
+        elif "meshdsl" in text or "Match" in text:
+            nested.append(name)
+    return tuple(durations), tuple(nested)
+
+
 def _durations(model: BaseModel, path: str, src: SourceLocation | None
                ) -> Iterator[Finding]:
-    for name in type(model).model_fields:
+    durations, nested = _walk_plan(type(model))
+    for name in durations:
+        value = getattr(model, name)
+        if isinstance(value, str) and not _DURATION.match(value):
+            yield error("MD109", f"{path}.{name}",
+                        f"{value!r} is not a duration; write it like '10s', '250ms' or '1m'",
+                        src)
+    for name in nested:
         value = getattr(model, name)
         if isinstance(value, BaseModel):
             yield from _durations(value, f"{path}.{name}", src)
@@ -90,10 +111,6 @@ def _durations(model: BaseModel, path: str, src: SourceLocation | None
                     inner = getattr(item, "source", None)
                     yield from _durations(item, f"{path}.{name}[{i}]",
                                           inner if isinstance(inner, SourceLocation) else src)
-        elif name in DURATION_FIELDS and isinstance(value, str) and not _DURATION.match(value):
-            yield error("MD109", f"{path}.{name}",
-                        f"{value!r} is not a duration; write it like '10s', '250ms' or '1m'",
-                        src)
 
 
 def _all_durations(mesh: MeshSpec) -> Iterator[Finding]:

@@ -39,6 +39,9 @@ def _tls_disabled(policy: TrafficPolicy | None) -> bool:
 
 
 def _selected(mesh: MeshSpec, namespace: str, selector: dict[str, str]) -> list[ServiceSpec]:
+    if len(selector) == 1 and "app" in selector:  # the common case: one service's workloads
+        svc = mesh.service(namespace, selector["app"])
+        return [svc] if svc is not None and svc.app_label == "app" else []
     return [s for s in mesh.services if s.namespace == namespace
             and all({s.app_label: s.name}.get(k) == v for k, v in selector.items())]
 

@@ -166,3 +166,19 @@ def test_bad_arguments_are_clear_errors(model: Any, data: dict[str, Any]) -> Non
         model(**data)
     except ValidationError as exc:
         assert exc.errors(), "a validation error says what is wrong"
+
+
+json_like = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+              st.text(max_size=12)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=20)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.dictionaries(st.text(max_size=8), json_like, max_size=5), max_size=3))
+def test_yaml_emitter_reads_back_exactly(documents: list[dict[str, Any]]) -> None:
+    from meshdsl.compile.yamltext import dump_all
+
+    assert list(yaml.safe_load_all(dump_all(documents))) == documents

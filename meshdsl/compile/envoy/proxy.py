@@ -1,0 +1,89 @@
+"""What one proxy gets (:class:`ProxyConfig`) and the clusters every proxy shares.
+
+Every proxy — each sidecar and the gateway — knows every service of the mesh, as in
+Istio without a ``Sidecar`` resource: a cluster per service port and one per subset of it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from meshdsl.compile.envoy import clusters
+from meshdsl.compile.envoy.clusters import Caller
+from meshdsl.compile.envoy.placement import WorkloadKey, service_ports
+from meshdsl.compile.envoy.protos import Resource
+from meshdsl.compile.envoy.topology import Topology
+
+
+class ProxyKind(StrEnum):
+    SIDECAR = "sidecar"
+    GATEWAY = "gateway"
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """The xDS resources of one Envoy, ready for ``EnvoyProcess.update``.
+
+    ``listeners`` name their route tables through RDS; ``routes`` holds those tables (pass
+    both; ``reconciler.targets.envoy.files.inline_rds`` inlines them for a static
+    bootstrap). Every resource carries its ``@type``. ``notes`` say what the local mesh had
+    to leave out or approximate for this proxy, for the user to read.
+    """
+
+    id: str
+    kind: ProxyKind
+    listeners: list[Resource]
+    clusters: list[Resource]
+    routes: list[Resource]
+    notes: tuple[str, ...] = ()
+    workload: WorkloadKey | None = None
+    gateway: str | None = None
+    principal: str | None = None
+
+    def cluster(self, name: str) -> Resource:
+        return _named(self.clusters, name, "cluster")
+
+    def listener(self, name: str) -> Resource:
+        return _named(self.listeners, name, "listener")
+
+    def route_table(self, name: str) -> Resource:
+        return _named(self.routes, name, "route table")
+
+
+def _named(resources: Iterable[Resource], name: str, what: str) -> Resource:
+    for resource in resources:
+        if resource.get("name") == name:
+            return resource
+    raise KeyError(f"no {what} named {name!r}")
+
+
+def mesh_clusters(topo: Topology, caller: Caller, notes: list[str]) -> list[Resource]:
+    """Every service port's cluster plus one per DestinationRule subset."""
+    out: list[Resource] = []
+    for svc in topo.spec.services:
+        for port in service_ports(svc):
+            for subset in [None, *(s.name for s in topo.subsets(svc))]:
+                out.append(clusters.outbound(topo, svc, port, subset, caller, notes))
+    return out
+
+
+def missing_clusters(missing: Iterable[tuple[int, str | None, str]]) -> list[Resource]:
+    """Empty clusters for destinations nothing else defines (see ``RouteContext``)."""
+    return [clusters.unknown_host(port, subset, host)
+            for port, subset, host in sorted(missing, key=lambda m: (m[2], m[0], m[1] or ""))]
+
+
+def finish(resources: Iterable[Resource]) -> list[Resource]:
+    """Deduplicated by name, sorted, and free of shared sub-objects (a JSON round trip), so
+    the same input gives byte-identical output and callers may edit what they get."""
+    by_name: dict[str, Resource] = {}
+    for resource in resources:
+        by_name.setdefault(str(resource["name"]), resource)
+    return [json.loads(json.dumps(by_name[name])) for name in sorted(by_name)]
+
+
+def dedupe_notes(notes: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(notes))

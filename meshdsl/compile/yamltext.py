@@ -1,0 +1,114 @@
+"""A small, fast YAML emitter for manifests (dicts, lists, strings, numbers, booleans).
+
+Rendering thousands of objects is on the hot path of every reconcile, and PyYAML's
+emitter (even libyaml's) is several times slower than building the objects. Manifests
+only hold JSON-like data, so block-style YAML can be written directly: strings that could
+be read back as anything but themselves are double-quoted (JSON string syntax is valid
+YAML). A property test checks that ``yaml.safe_load`` reads back exactly what was written.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from yaml.nodes import ScalarNode
+from yaml.resolver import Resolver
+
+_PLAIN = re.compile(r"[A-Za-z0-9_/][A-Za-z0-9_./@+-]*(:[A-Za-z0-9_./@+-]+)*\Z")
+# Characters YAML allows unescaped in a double-quoted scalar (besides JSON's own escapes).
+_UNPRINTABLE = re.compile(
+    "[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_RESOLVER = Resolver()
+_STR_TAG = "tag:yaml.org,2002:str"
+_RESERVED = {"y", "n", "yes", "no", "true", "false", "on", "off", "null", "~"}
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ".nan"
+        if math.isinf(value):
+            return ".inf" if value > 0 else "-.inf"
+        text = repr(value)
+        if "e" in text and "." not in text:  # YAML 1.1 floats need a dot: 1e-05 -> 1.0e-05
+            mantissa, exponent = text.split("e")
+            text = f"{mantissa}.0e{exponent}"
+        return text
+    return _string(str(value))
+
+
+@functools.lru_cache(maxsize=65536)
+def _string(text: str) -> str:
+    """Plain when a YAML 1.1 reader would resolve it back to this string, else quoted."""
+    if (_PLAIN.match(text) and text.lower() not in _RESERVED
+            and _RESOLVER.resolve(ScalarNode, text, (True, False)) == _STR_TAG):
+        return text
+    quoted = json.dumps(text, ensure_ascii=False)
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
+
+
+def _is_block(value: Any) -> bool:
+    return isinstance(value, (dict, list)) and bool(value)
+
+
+def _mapping(value: dict[Any, Any], indent: str, out: list[str], first: str | None) -> None:
+    for index, (key, item) in enumerate(value.items()):
+        prefix = first if index == 0 and first is not None else indent
+        head = f"{prefix}{_scalar(key)}:"
+        if not _is_block(item):
+            out.append(f"{head} {_flow_empty(item)}")
+        elif isinstance(item, dict):
+            out.append(head)
+            _mapping(item, indent + "  ", out, None)
+        else:
+            out.append(head)
+            _sequence(item, indent, out)
+
+
+def _sequence(value: list[Any], indent: str, out: list[str]) -> None:
+    for item in value:
+        if isinstance(item, dict) and item:
+            _mapping(item, indent + "  ", out, indent + "- ")
+        elif isinstance(item, list) and item:
+            out.append(f"{indent}-")
+            _sequence(item, indent + "  ", out)
+        else:
+            out.append(f"{indent}- {_flow_empty(item)}")
+
+
+def _flow_empty(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{}"
+    if isinstance(value, list):
+        return "[]"
+    return _scalar(value)
+
+
+def dump(document: Any) -> str:
+    """One document as block-style YAML (no leading ``---``)."""
+    out: list[str] = []
+    if isinstance(document, dict) and document:
+        _mapping(document, "", out, None)
+    elif isinstance(document, list) and document:
+        _sequence(document, "", out)
+    else:
+        out.append(_flow_empty(document))
+    return "\n".join(out) + "\n"
+
+
+def dump_all(documents: Iterable[Any]) -> str:
+    """A stream of documents separated by ``---``."""
+    return "---\n".join(dump(d) for d in documents)
