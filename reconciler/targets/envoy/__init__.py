@@ -1,0 +1,40 @@
+"""The local mesh target: real Envoy processes fed by files, with a local CA for mTLS.
+
+Instead of istiod and an xDS server, each local Envoy reads its listeners, routes and
+clusters from DiscoveryResponse files (``path_config_source``) that are replaced atomically;
+Envoy reloads them live, without a restart or a dropped request. The pieces:
+
+- :mod:`.files` — the bootstrap and xDS file formats (pure) and the atomic writer;
+- :mod:`.binary` — finding ``envoy`` and ``envoy --mode validate``;
+- :mod:`.admin` — the admin API client (versions, stats, ``/stats/prometheus``);
+- :mod:`.process` — :class:`EnvoyProcess`: start, update (make before break), stop;
+- :mod:`.pki` — :class:`LocalCA` issuing SPIFFE workload certificates;
+- :mod:`.errors` — the :class:`EnvoyError` ladder.
+"""
+
+from reconciler.targets.envoy.admin import EnvoyAdmin
+from reconciler.targets.envoy.binary import find_envoy, validate_config, validate_resources
+from reconciler.targets.envoy.errors import (
+    EnvoyConfigError,
+    EnvoyError,
+    EnvoyNotFoundError,
+    EnvoyStartError,
+    EnvoyTimeoutError,
+    EnvoyUpdateRejectedError,
+)
+from reconciler.targets.envoy.process import EnvoyProcess, XdsVersions
+
+__all__ = [
+    "EnvoyAdmin",
+    "EnvoyConfigError",
+    "EnvoyError",
+    "EnvoyNotFoundError",
+    "EnvoyProcess",
+    "EnvoyStartError",
+    "EnvoyTimeoutError",
+    "EnvoyUpdateRejectedError",
+    "XdsVersions",
+    "find_envoy",
+    "validate_config",
+    "validate_resources",
+]
