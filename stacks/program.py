@@ -1,0 +1,66 @@
+"""The body of every stack's ``__main__.py``: program + stack settings → ``MeshStack``.
+
+``deploy("…/mesh.py")`` loads the mesh program exactly as the reconciler does
+(:func:`reconciler.runtime.loader.load`), applies this stack's settings, decides the
+canary weights (the rollout state wins over the program; ``canary: false`` pins the stable
+version), logs what it kept, and creates the component. A bad program, setting or rollout
+state stops ``pulumi up`` with one clear message (a ``pulumi.RunError``, no traceback).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+
+from meshdsl.model.spec import MeshSpec
+from reconciler.runtime.loader import ProgramError, load
+from stacks.component import MeshStack
+from stacks.errors import StackError
+from stacks.rollout import (
+    JsonRolloutState,
+    Level,
+    RolloutStateReader,
+    WeightPlan,
+    plan_weights,
+)
+from stacks.settings import StackSettings, apply_settings, settings_from_pulumi
+
+
+def rollout_reader(settings: StackSettings, *, base: Path) -> RolloutStateReader | None:
+    """The configured rollout state (a path relative to ``base``), or None."""
+    if settings.rollout_state is None:
+        return None
+    return JsonRolloutState(base / settings.rollout_state)
+
+
+def desired(spec: MeshSpec, settings: StackSettings,
+            reader: RolloutStateReader | None) -> tuple[MeshSpec, WeightPlan]:
+    """What the stack deploys: the program's mesh for this environment and its weights.
+    Pure apart from ``reader``; shared by :func:`deploy` and the tests."""
+    spec = apply_settings(spec, settings)
+    source = settings.rollout_state or "the rollout state"
+    rollouts = None if reader is None else reader.current_weights()
+    return spec, plan_weights(spec, canary=settings.canary, rollouts=rollouts, source=source)
+
+
+def deploy(program: str | Path, *, name: str | None = None,
+           settings: StackSettings | None = None,
+           reader: RolloutStateReader | None = None) -> MeshStack:
+    """Create the stack's ``MeshStack`` (named after the mesh unless ``name``) and export
+    ``resources`` and ``weights``."""
+    try:
+        settings = settings or settings_from_pulumi()
+        loaded = load(str(program))
+        reader = reader or rollout_reader(settings, base=Path.cwd())
+        spec, plan = desired(loaded.spec, settings, reader)
+        stack = MeshStack(name or spec.name, spec, weights=plan.weights or None)
+    except (StackError, ProgramError) as exc:
+        raise pulumi.RunError(str(exc)) from exc
+    for note in plan.notes:
+        log = pulumi.log.warn if note.level is Level.WARNING else pulumi.log.info
+        log(note.message, resource=stack)
+    pulumi.export("resources", stack.resource_names)
+    pulumi.export("weights", {f"{ns}/{svc}": split
+                              for (ns, svc), split in sorted(plan.weights.items())})
+    return stack
