@@ -24,8 +24,25 @@ from meshdsl.model.spec import MeshSpec
 
 Weights = Mapping[tuple[str, str], Mapping[str, int]]
 
-__all__ = ["Manifest", "ResourceKey", "Weights", "compile_mesh", "file_name", "order_key",
-           "render", "sort_manifests", "to_yaml", "with_weights"]
+__all__ = ["Manifest", "ResourceKey", "Weights", "canary_route", "compile_mesh", "file_name",
+           "order_key", "render", "sort_manifests", "to_yaml", "with_weights"]
+
+
+def canary_route(vs: VirtualService, mesh: MeshSpec) -> tuple[int, tuple[str, str]] | None:
+    """Where a canary of this VirtualService acts: the index of its last catch-all route and
+    the (namespace, service) all that route's destinations are — or None.
+
+    The one definition of "the route a rollout owns", shared by :func:`with_weights` and
+    the delivery stages (header route, mirror) in ``reconciler.delivery.routes``."""
+    for index in range(len(vs.http) - 1, -1, -1):
+        route = vs.http[index]
+        if not route.is_catch_all() or not route.to:
+            continue
+        ns, name = mesh.resolve_host(route.to[0].host, vs.namespace)
+        if any(mesh.resolve_host(d.host, vs.namespace) != (ns, name) for d in route.to):
+            return None
+        return index, (ns, name)
+    return None
 
 
 def with_weights(vs: VirtualService, mesh: MeshSpec, weights: Weights) -> VirtualService:
@@ -33,22 +50,18 @@ def with_weights(vs: VirtualService, mesh: MeshSpec, weights: Weights) -> Virtua
 
     Shared by every compiler (Istio here, Envoy in ``meshdsl.compile.envoy``) so a canary
     step means the same split on a cluster and in the local mesh."""
-    for index in range(len(vs.http) - 1, -1, -1):
-        route = vs.http[index]
-        if not route.is_catch_all() or not route.to:
-            continue
-        ns, name = mesh.resolve_host(route.to[0].host, vs.namespace)
-        split = weights.get((ns, name))
-        if split is None or any(
-                mesh.resolve_host(d.host, vs.namespace) != (ns, name) for d in route.to):
-            return vs
-        template = route.to[0]
-        new_to = [Destination(host=template.host, subset=subset, port=template.port,
-                              weight=weight) for subset, weight in split.items()]
-        routes: list[HttpRoute] = list(vs.http)
-        routes[index] = route.model_copy(update={"to": new_to})
-        return vs.model_copy(update={"http": routes})
-    return vs
+    found = canary_route(vs, mesh)
+    split = None if found is None else weights.get(found[1])
+    if found is None or split is None:
+        return vs
+    index = found[0]
+    route = vs.http[index]
+    template = route.to[0]
+    new_to = [Destination(host=template.host, subset=subset, port=template.port,
+                          weight=weight) for subset, weight in split.items()]
+    routes: list[HttpRoute] = list(vs.http)
+    routes[index] = route.model_copy(update={"to": new_to})
+    return vs.model_copy(update={"http": routes})
 
 
 def compile_mesh(mesh: MeshSpec, *, weights: Weights | None = None) -> list[Manifest]:

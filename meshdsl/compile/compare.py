@@ -19,12 +19,16 @@ _ISTIO_GROUPS = ("networking.istio.io", "security.istio.io", "telemetry.istio.io
 
 
 def normalize(manifest: Manifest) -> Manifest:
-    """A copy without ownership labels, with Istio API versions reduced to their group."""
+    """A copy without ownership labels, with Istio API versions reduced to their group and
+    the server's defaults that we emit explicitly filled in."""
     out: dict[str, Any] = copy.deepcopy(dict(manifest))
     api = str(out.get("apiVersion", ""))
     group = api.rsplit("/", 1)[0]
     if group in _ISTIO_GROUPS:
         out["apiVersion"] = group
+    if out.get("kind") == "Service" and api == "v1":
+        for port in out.get("spec", {}).get("ports", []):
+            port.setdefault("protocol", "TCP")  # the API server's default
     meta = out.setdefault("metadata", {})
     labels = {k: v for k, v in (meta.get("labels") or {}).items()
               if k not in (MANAGED_BY, MESH_LABEL)}

@@ -24,7 +24,9 @@ def namespace(ns: NamespaceSpec, owned: dict[str, str]) -> Manifest:
 def service(svc: ServiceSpec, owned: dict[str, str]) -> Manifest:
     ports: list[dict[str, object]] = []
     for p in svc.ports:
-        port: dict[str, object] = {"port": p.number, "name": p.name}
+        # protocol is the server's default, but Kubernetes < 1.21 rejects server-side
+        # apply of a Service whose port list omits it (it is part of the list's key).
+        port: dict[str, object] = {"port": p.number, "name": p.name, "protocol": "TCP"}
         if p.target_port is not None:
             port["targetPort"] = p.target_port
         if p.protocol is not None:

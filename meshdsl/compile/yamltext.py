@@ -54,7 +54,8 @@ def _scalar(value: Any) -> str:
 def _string(text: str) -> str:
     """Plain when a YAML 1.1 reader would resolve it back to this string, else quoted."""
     if (_PLAIN.match(text) and text.lower() not in _RESERVED
-            and _RESOLVER.resolve(ScalarNode, text, (True, False)) == _STR_TAG):
+            and _RESOLVER.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+            == _STR_TAG):
         return text
     quoted = json.dumps(text, ensure_ascii=False)
     return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)

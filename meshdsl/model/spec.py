@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
+from typing import Any
 
 from pydantic import Field
 
@@ -45,6 +47,14 @@ class MeshSpec(Frozen):
             key = self.resolve_host(dr.host, dr.namespace)
             index.setdefault(key, set()).update(s.name for s in dr.subsets)
         return index
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None,
+                   deep: bool = False) -> MeshSpec:
+        """A copy whose lookup indexes are rebuilt from its own contents."""
+        copy = super().model_copy(update=update, deep=deep)
+        for key in ("_service_index", "_subset_index"):
+            copy.__dict__.pop(key, None)
+        return copy
 
     def service(self, namespace: str, name: str) -> ServiceSpec | None:
         return self._service_index.get((namespace, name))

@@ -27,6 +27,23 @@ HTTP connection managers use the same form as ``stat_prefix`` (label
 inside ``=~`` — or escape it: ``=~"outbound\\\\|9080\\\\|v2\\\\|reviews.bookinfo.svc.cluster.local"``
 matches our label *and* the Istio spelling, because ``.`` matches ``_``.
 
+**Bridge to Istio's metrics.** Flagger-style checks read ``istio_requests_total`` with
+``reporter="destination"``: the server side. Its local equivalent is the destination
+sidecar's inbound cluster, whose stats name carries everything those labels need —
+``inbound|<port>|<version>|<service>_<namespace>_svc_cluster_local`` (services and
+namespaces are DNS labels, so they never contain ``_``), and ``<service>-<version>`` is the
+Deployment name ``meshdsl.compile.kube`` gives the workload::
+
+    destination_workload            ← label_replace(..., "$2-$1", "envoy_cluster_name",
+                                        "inbound\\|[0-9]+\\|([^|]*)\\|([^_]+)_.*")
+    destination_workload_namespace  ← label_replace(..., "$1", "envoy_cluster_name",
+                                        "inbound\\|[0-9]+\\|[^|]*\\|[^_]+_([^_]+)_svc_.*")
+
+``envoy_cluster_upstream_rq{envoy_response_code}`` counts what reached the app and
+``envoy_cluster_upstream_rq_time_bucket`` is its latency in ms; requests the sidecar itself
+answered (RBAC 403, rate-limit 429) show only in the inbound HTTP manager's
+``envoy_http_downstream_rq_xx{envoy_http_conn_manager_prefix=<same name>}``.
+
 **Proxies.** A sidecar is ``<service>-<version>.<namespace>`` (``reviews-v2.bookinfo``);
 the gateway proxy for a selector is ``<name>.<root namespace>``
 (``istio-ingressgateway.istio-system``). Route tables are named after their listener.

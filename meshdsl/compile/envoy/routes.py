@@ -73,6 +73,8 @@ def destination_cluster(ctx: RouteContext, dest: Destination,
     defined = {s.name for s in ctx.topo.subsets(svc)}
     if port not in numbers or (dest.subset is not None and dest.subset not in defined):
         ctx.missing.add((port, dest.subset, svc.fqdn))
+        ctx.notes.append(f"{svc.name} has no port {port} or subset {dest.subset!r}: requests "
+                         "routed there fail with 503 locally")
     return (names.outbound_cluster(port, dest.subset, svc.fqdn),
             ctx.topo.policy(svc, dest.subset).load_balancer)
 

@@ -121,6 +121,7 @@ class EnvoyProcess:
         self._clusters: dict[str, Mapping[str, Any]] = {}
         self._listeners: dict[str, str] = {}
         self._route_names: set[str] = set()
+        self._route_tables: dict[str, dict[str, Any]] = {}
 
     # --- paths ----------------------------------------------------------------------------
 
@@ -352,6 +353,7 @@ class EnvoyProcess:
                 self._await_drained(self._drain_time_s + timeout)
             self._write_clusters(list(new_clusters.values()), version, timeout)
         for name in self._route_names - set(new_routes):
+            self._route_tables.pop(name, None)
             self.rds_path(name).unlink(missing_ok=True)
         self._route_names = set(new_routes)
 
@@ -394,11 +396,15 @@ class EnvoyProcess:
         Tables only new listeners use are read when those listeners start, which the
         listener step waits for (a listener warms until its routes arrive).
         """
-        subscribed = set(self._route_versions()) & set(routes)
+        # An unchanged table is not rewritten: Envoy would accept it but keep reporting the
+        # old version in its config dump, and nothing would change for traffic anyway.
+        changed = {n: t for n, t in routes.items() if self._route_tables.get(n) != t}
+        subscribed = set(self._route_versions()) & set(changed)
         before = self._counters(_RDS_STATS)
-        for name, table in routes.items():
+        for name, table in changed.items():
             document = discovery_response(ROUTE_TYPE, [table], version)
             write_atomic(self.rds_path(name), render(document))
+            self._route_tables[name] = dict(table)
         if subscribed:
             self._await_update(_RDS_STATS, "route tables", before, timeout, len(subscribed))
             self._await(

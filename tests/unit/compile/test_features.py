@@ -217,3 +217,12 @@ def test_weights_override_replaces_only_the_canary_route() -> None:
     assert [(d["destination"]["subset"], d["weight"]) for d in http[4]["route"]] == [
         ("v1", 95), ("v2", 5)]
     assert http[0]["route"] == [{"destination": {"host": "api", "subset": "v2"}}]
+
+
+def test_lookups_follow_model_copy() -> None:
+    spec = kitchen_sink().build()
+    assert spec.service("shop", "api") is not None
+    moved = spec.model_copy(update={"services": [
+        s.model_copy(update={"namespace": "other"}) for s in spec.services]})
+    assert moved.service("shop", "api") is None
+    assert moved.service("other", "api") is not None
