@@ -39,6 +39,9 @@ def service(svc: ServiceSpec, owned: dict[str, str]) -> Manifest:
 
 def deployment(svc: ServiceSpec, wl: Workload, owned: dict[str, str]) -> Manifest:
     labels = {svc.app_label: svc.name, svc.version_label: wl.version}
+    for version in svc.versions:  # pods carry what the version's subset selects on
+        if version.name == wl.version:
+            labels.update(version.labels)
     container: dict[str, object] = {"name": svc.name, "image": wl.image}
     port = wl.container_port or (svc.ports[0].target_port or svc.ports[0].number
                                  if svc.ports else None)

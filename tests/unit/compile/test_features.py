@@ -226,3 +226,13 @@ def test_lookups_follow_model_copy() -> None:
         s.model_copy(update={"namespace": "other"}) for s in spec.services]})
     assert moved.service("shop", "api") is None
     assert moved.service("other", "api") is not None
+
+
+def test_pods_carry_the_labels_their_subset_selects() -> None:
+    mesh = Mesh("m")
+    api = mesh.service("api", port=80, versions=[Version("v2", labels={"track": "canary"})])
+    api.deploy("v2", image="api:2")
+    (dep,) = [m for m in compile_mesh(mesh.build()) if m["kind"] == "Deployment"]
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels == {"app": "api", "version": "v2", "track": "canary"}
+    assert dep["spec"]["selector"]["matchLabels"] == pod_labels
