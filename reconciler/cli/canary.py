@@ -1,0 +1,287 @@
+"""``meshctl canary``: rehearse a rollout offline, see where one stands, steer it by hand.
+
+- ``simulate PROGRAM --service NS/NAME --metrics recorded.json`` replays the program's
+  canary plan against recorded metrics with the real state machine and prints every
+  decision and every intermediate VirtualService. Exit 0 when the rollout would be
+  promoted, 1 when it would be rolled back or never finishes, 2 for bad input.
+- ``status [SERVICE] --state-dir DIR`` shows stage, weights, each check against its
+  threshold and the timeline, from the rollout store the reconciler keeps.
+- ``promote | abort | pause | resume SERVICE --state-dir DIR`` apply a manual command to
+  the stored rollout (compare-and-swap, so the reconcile loop never undoes it); the loop
+  applies the resulting routes on its next step.
+
+``DIR`` is the reconciler's state directory; rollouts live in ``DIR/rollouts``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from meshdsl.compile import to_yaml
+from meshdsl.model.canary import CanaryPlan
+from reconciler.cli.app import Output, app, console, emit, fail
+from reconciler.cli.mesh import ProgramArg, load_or_exit
+from reconciler.delivery import machine
+from reconciler.delivery.actions import Action
+from reconciler.delivery.analysis import CheckResult, Verdict
+from reconciler.delivery.errors import DeliveryError, ManualCommandError
+from reconciler.delivery.phases import Phase, RolloutState
+from reconciler.delivery.simulate import Recording, SimStep, Simulation, simulate
+from reconciler.ports import RolloutStoreError, StaleRolloutError
+from reconciler.runtime.rollout_store import DiskRolloutStore
+
+canary_app = typer.Typer(help="Progressive delivery: simulate, inspect and steer canary "
+                         "rollouts.", no_args_is_help=True)
+app.add_typer(canary_app, name="canary")
+
+ServiceOpt = Annotated[str, typer.Option("--service", help="The canaried service, "
+                                         "NAMESPACE/NAME (or NAME when unique).")]
+ServiceArg = Annotated[str, typer.Argument(help="The service: NAMESPACE/NAME (or NAME when "
+                                           "only one rollout has it).")]
+StateDirOpt = Annotated[Path, typer.Option("--state-dir", help="The reconciler's state "
+                                           "directory (rollouts are in DIR/rollouts).")]
+OutputOpt = Annotated[Output, typer.Option("-o", "--output", help="Output format.")]
+
+_VERDICT_STYLE = {Verdict.PASS: "green", Verdict.FAIL: "bold red", Verdict.NO_DATA: "yellow"}
+_RETRIES = 5
+
+
+# --- simulate -----------------------------------------------------------------------------
+
+
+def _plan(plans: list[CanaryPlan], service: str, where: str) -> CanaryPlan:
+    ns, _, name = service.rpartition("/")
+    found = [p for p in plans if p.service == name and (not ns or p.namespace == ns)]
+    if len(found) != 1:
+        known = ", ".join(f"{p.namespace}/{p.service}" for p in plans) or "none"
+        what = "several canaries match" if found else "no canary plan for"
+        fail(f"{what} {service!r} in {where} (canaries: {known})", 2)
+    return found[0]
+
+
+def _check_row(check: CheckResult) -> list[str]:
+    value = "-" if check.value is None else f"{check.value:.4g}"
+    prefix = ""
+    if check.stable_value is not None:
+        value += f" (stable {check.stable_value:.4g})"
+        prefix = "canary - stable "
+    bounds = [f"{prefix}>= {check.min:g}"] if check.min is not None else []
+    bounds += [f"{prefix}<= {check.max:g}"] if check.max is not None else []
+    style = _VERDICT_STYLE[check.verdict]
+    return [check.name, value, " and ".join(bounds) or "-",
+            f"[{style}]{check.verdict.value}[/]", check.message]
+
+
+def _clock(at: float) -> str:
+    if at > 1e9:  # wall-clock seconds, as the reconciler stores them
+        return datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"+{at:g}s"
+
+
+def _step_json(sim_step: SimStep) -> dict[str, Any]:
+    return {"at": sim_step.at, "phase": sim_step.phase.value, "stage": sim_step.stage,
+            "weights": sim_step.traffic.weights, "traffic": sim_step.traffic.describe(),
+            "decision": sim_step.decision, "checks": [c.to_json() for c in sim_step.checks],
+            "actions": list(sim_step.actions),
+            "virtual_services": list(sim_step.virtual_services)}
+
+
+def _print_simulation(plan: CanaryPlan, recording: Recording, sim: Simulation) -> None:
+    console.print(f"[bold]Simulating {plan.namespace}/{plan.service}[/]: {plan.stable} -> "
+                  f"{plan.target}, {sim.final.stage_count} stages, interval {plan.interval}"
+                  + (f"\n[dim]{recording.description}[/]" if recording.description else ""))
+    for sim_step in sim.steps:
+        console.print(f"\n[bold]{_clock(sim_step.at)}[/] {sim_step.phase.value} "
+                      f"[cyan]{sim_step.stage}[/]  {sim_step.traffic.describe()}\n"
+                      f"  {sim_step.decision}", soft_wrap=True)
+        for check in sim_step.checks:
+            style = _VERDICT_STYLE[check.verdict]
+            console.print(f"    [{style}]{check.verdict.value}[/] {check.name}: "
+                          f"{check.message}", soft_wrap=True)
+        for action in sim_step.actions:
+            if action.startswith("call "):
+                console.print(f"    -> {action}", soft_wrap=True)
+        for manifest in sim_step.virtual_services:
+            console.print(to_yaml([manifest]).rstrip(), markup=False, highlight=False,
+                          soft_wrap=True)
+    table = Table(title="Decisions", show_lines=False)
+    for column in ("#", "time", "phase", "stage", "weights", "decision"):
+        table.add_column(column, overflow="fold")
+    for index, sim_step in enumerate(sim.steps):
+        weights = ", ".join(f"{k}={v}" for k, v in sim_step.traffic.weights.items())
+        table.add_row(str(index), _clock(sim_step.at), sim_step.phase.value, sim_step.stage,
+                      weights, sim_step.decision)
+    console.print(table)
+    for warning in sim.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+    outcome = {Phase.SUCCEEDED: "[green]promoted[/]", Phase.FAILED: "[red]rolled back[/]"}
+    console.print(f"result: {outcome.get(sim.final.phase, '[yellow]not finished[/]')} "
+                  f"after {len(sim.steps) - 1} step(s)")
+
+
+@canary_app.command("simulate")
+def simulate_cmd(
+    program: ProgramArg,
+    service: ServiceOpt,
+    metrics: Annotated[Path, typer.Option("--metrics", help="Recorded metrics (JSON; see "
+                                          "examples/canary/recorded-healthy.json).")],
+    output: OutputOpt = Output.text,
+) -> None:
+    """Replay the service's canary plan against recorded metrics, offline."""
+    loaded = load_or_exit(program)
+    plan = _plan(list(loaded.spec.canaries), service, loaded.source)
+    try:
+        recording = Recording.from_json(json.loads(metrics.read_text()))
+        sim = simulate(loaded.spec, plan, recording)
+    except OSError as exc:
+        fail(f"cannot read {metrics}: {exc.strerror or exc}", 2)
+    except ValueError as exc:  # JSONDecodeError
+        fail(f"{metrics} is not JSON: {exc}", 2)
+    except DeliveryError as exc:
+        fail(f"{metrics}: {exc}", 2)
+    if output is Output.text:
+        _print_simulation(plan, recording, sim)
+    else:
+        emit({"service": f"{plan.namespace}/{plan.service}", "finished": sim.finished,
+              "result": sim.final.phase.value, "warnings": list(sim.warnings),
+              "steps": [_step_json(s) for s in sim.steps], "final": sim.final.to_json()},
+             output)
+    raise typer.Exit(0 if sim.final.phase is Phase.SUCCEEDED else 1)
+
+
+# --- status and manual commands -------------------------------------------------------
+
+
+def _store(state_dir: Path) -> DiskRolloutStore:
+    if not state_dir.is_dir():
+        fail(f"state directory {state_dir} does not exist (give the reconciler's "
+             "--state-dir)", 2)
+    return DiskRolloutStore.in_state_dir(state_dir)
+
+
+def _find(store: DiskRolloutStore, service: str) -> tuple[str, str]:
+    ns, _, name = service.rpartition("/")
+    try:
+        if ns:
+            return ns, name
+        matches = [s.state.key for s in store.list_rollouts() if s.state.service == name]
+    except RolloutStoreError as exc:
+        fail(str(exc), 2)
+    if len(matches) != 1:
+        what = "several rollouts are" if matches else "no rollout is"
+        fail(f"{what} named {name!r} in {store.describe()}; give NAMESPACE/NAME", 2)
+    return matches[0]
+
+
+def _print_status(state: RolloutState, now: float) -> None:
+    stage = (f"stage {state.stage_index + 1}/{state.stage_count} ({state.stage_label})"
+             if state.stage_index >= 0 else state.stage_label)
+    console.print(f"[bold]{state.namespace}/{state.service}[/]  [bold]{state.phase.value}[/]"
+                  f"  {stage}  target {state.target}, stable {state.stable}"
+                  + (f", revision {state.revision}" if state.revision else ""), soft_wrap=True)
+    console.print(f"  traffic: {state.traffic.describe()}", soft_wrap=True)
+    line = (f"  failed checks {state.failed_checks}/{state.max_failed_checks}, no data "
+            f"{state.no_data_count}/{state.no_data_limit}, {state.analyses} analyses")
+    if state.next_analysis_at is not None and state.active:
+        line += f", next analysis in {max(0.0, state.next_analysis_at - now):.0f}s"
+    console.print(line)
+    if state.reason:
+        console.print(f"  reason: {state.reason}", soft_wrap=True)
+    if state.last_analysis:
+        table = Table(title="last analysis", title_justify="left")
+        for column in ("check", "value", "threshold", "verdict", "detail"):
+            table.add_column(column, overflow="fold")
+        for check in state.last_analysis:
+            table.add_row(*_check_row(check))
+        console.print(table)
+    console.print("  timeline:")
+    for entry in state.timeline:
+        console.print(f"    {_clock(entry.at)}  {entry.phase.value:<13} {entry.stage:<18} "
+                      f"{entry.message}", soft_wrap=True, markup=False)
+
+
+@canary_app.command("status")
+def status_cmd(
+    service: Annotated[str | None, typer.Argument(help="NAMESPACE/NAME or NAME; all "
+                                                  "rollouts when omitted.")] = None,
+    state_dir: StateDirOpt = Path("."),
+    output: OutputOpt = Output.text,
+) -> None:
+    """Where each rollout stands: stage, weights, checks against thresholds, timeline."""
+    store = _store(state_dir)
+    try:
+        if service is None:
+            states = [s.state for s in store.list_rollouts()]
+        else:
+            stored = store.load(*_find(store, service))
+            if stored is None:
+                fail(f"no rollout of {service} in {store.describe()}", 1)
+            states = [stored.state]
+    except RolloutStoreError as exc:
+        fail(str(exc), 2)
+    if output is not Output.text:
+        emit({"rollouts": [s.to_json() for s in states]}, output)
+        return
+    if not states:
+        console.print(f"no rollouts in {store.describe()}")
+    for state in states:
+        _print_status(state, time.time())
+
+
+Command = Callable[[RolloutState, float], tuple[RolloutState, list[Action]]]
+
+
+def _manual(command: Command, verb: str, service: str, state_dir: Path) -> None:
+    store = _store(state_dir)
+    key = _find(store, service)
+    for _ in range(_RETRIES):
+        try:
+            stored = store.load(*key)
+            if stored is None:
+                fail(f"no rollout of {key[0]}/{key[1]} in {store.describe()}", 1)
+            state, _actions = command(stored.state, time.time())
+            if state != stored.state:
+                store.save(state, expected_generation=stored.generation)
+        except StaleRolloutError:
+            continue  # the loop wrote in between: apply the command to its state
+        except ManualCommandError as exc:
+            fail(str(exc), 1)
+        except RolloutStoreError as exc:
+            fail(str(exc), 2)
+        console.print(f"{key[0]}/{key[1]}: {verb} -> {state.phase.value} "
+                      f"({state.traffic.describe()}); the reconciler applies the routes on "
+                      "its next step", soft_wrap=True)
+        return
+    fail(f"{key[0]}/{key[1]} kept changing under us; try again", 1)
+
+
+@canary_app.command("promote")
+def promote_cmd(service: ServiceArg, state_dir: StateDirOpt = Path(".")) -> None:
+    """Skip the remaining stages and gates: all traffic to the target."""
+    _manual(machine.promote, "promote", service, state_dir)
+
+
+@canary_app.command("abort")
+def abort_cmd(service: ServiceArg, state_dir: StateDirOpt = Path(".")) -> None:
+    """Roll back now: all traffic to stable, the rollout ends as failed."""
+    _manual(machine.abort, "abort", service, state_dir)
+
+
+@canary_app.command("pause")
+def pause_cmd(service: ServiceArg, state_dir: StateDirOpt = Path(".")) -> None:
+    """Freeze the rollout: traffic stays, nothing is judged until resume."""
+    _manual(machine.pause, "pause", service, state_dir)
+
+
+@canary_app.command("resume")
+def resume_cmd(service: ServiceArg, state_dir: StateDirOpt = Path(".")) -> None:
+    """Continue a paused rollout (its stage is judged after a fresh interval)."""
+    _manual(machine.resume, "resume", service, state_dir)
