@@ -6,7 +6,7 @@ purpose. So every instance echoes who it is and what it received, and can be tol
 to fail a fraction of requests, or to fail the first attempts of a request (for retries).
 
     python demo_app.py --name reviews --version v2 --port 9080 [--error-rate 0.2]
-        [--latency-ms 50] [--seed 1] [--fail-first 2]
+        [--latency-ms 50] [--seed 1] [--fail-first 2] [--call ratings/ratings/0 ...]
 
 Every flag can also come from the environment: DEMO_NAME, DEMO_VERSION, DEMO_PORT,
 DEMO_ERROR_RATE, DEMO_LATENCY_MS, DEMO_SEED, DEMO_FAIL_FIRST.
@@ -19,6 +19,13 @@ Behaviour, on every path and method:
 - anything else fails with 503 with probability ``--error-rate``, after ``--latency-ms``.
 Every response is JSON ``{"service", "version", "path", "method", "headers"}`` with the header
 ``x-served-by: <name>-<version>``. Stdlib only; binds 127.0.0.1 only.
+
+``--call SERVICE[/PATH]`` (repeatable) makes it a bookinfo-style frontend: every request
+except ``/healthz`` first GETs ``http://$<SERVICE>_SERVICE_HOST:$<SERVICE>_SERVICE_PORT/PATH``
+(the variables ``meshctl up`` sets to this workload's sidecar), forwarding ``x-request-id``,
+``end-user``, ``cookie`` and trace headers as bookinfo does, and adds ``"calls": [{"service",
+"status", "served_by"}]`` to its answer. A failed call is reported there, not as an error
+(productpage without reviews still renders).
 """
 
 from __future__ import annotations
@@ -27,11 +34,17 @@ import argparse
 import json
 import os
 import random
+import re
 import threading
 import time
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 _MAX_TRACKED_REQUESTS = 10_000
+_FORWARDED = ("x-request-id", "end-user", "cookie", "traceparent", "tracestate",
+              "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled")
 
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,7 +58,36 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     seed = env("DEMO_SEED")
     parser.add_argument("--seed", type=int, default=int(seed) if seed else None)
     parser.add_argument("--fail-first", type=int, default=int(env("DEMO_FAIL_FIRST", "1")))
+    parser.add_argument("--call", action="append", default=[], metavar="SERVICE[/PATH]",
+                        help="call this service through the mesh on every request")
     return parser.parse_args(argv)
+
+
+def call_upstreams(targets: list[str], headers: dict[str, str]) -> list[dict[str, Any]]:
+    """GET each ``SERVICE[/PATH]`` through the address the mesh gave this app."""
+    out: list[dict[str, Any]] = []
+    for target in targets:
+        service, _, path = target.partition("/")
+        prefix = re.sub(r"[^A-Za-z0-9]", "_", service).upper()
+        host = os.environ.get(f"{prefix}_SERVICE_HOST")
+        port = os.environ.get(f"{prefix}_SERVICE_PORT")
+        entry: dict[str, Any] = {"service": service, "status": None, "served_by": None}
+        if not host or not port:
+            entry["error"] = f"{prefix}_SERVICE_HOST/PORT not set"
+            out.append(entry)
+            continue
+        forwarded = {k: v for k, v in headers.items() if k in _FORWARDED}
+        request = urllib.request.Request(f"http://{host}:{port}/{path}", headers=forwarded)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                entry["status"], entry["served_by"] = response.status, response.headers.get(
+                    "x-served-by")
+        except urllib.error.HTTPError as err:
+            entry["status"], entry["served_by"] = err.code, err.headers.get("x-served-by")
+        except OSError as err:
+            entry["error"] = str(err)
+        out.append(entry)
+    return out
 
 
 def make_handler(args: argparse.Namespace) -> type[BaseHTTPRequestHandler]:
@@ -84,16 +126,17 @@ def make_handler(args: argparse.Namespace) -> type[BaseHTTPRequestHandler]:
             if length:
                 self.rfile.read(length)
             status = self._status()
-            body = json.dumps(
-                {
-                    "service": args.name,
-                    "version": args.version,
-                    "path": self.path,
-                    "method": self.command,
-                    "headers": {k.lower(): v for k, v in self.headers.items()},
-                },
-                sort_keys=True,
-            ).encode()
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            answer: dict[str, Any] = {
+                "service": args.name,
+                "version": args.version,
+                "path": self.path,
+                "method": self.command,
+                "headers": headers,
+            }
+            if args.call and self.path.split("?", 1)[0] != "/healthz":
+                answer["calls"] = call_upstreams(args.call, headers)
+            body = json.dumps(answer, sort_keys=True).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))

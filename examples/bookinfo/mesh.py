@@ -2,7 +2,13 @@
 
 Every Istio and Kubernetes resource of the guide is declared here; `meshctl render`
 produces YAML semantically equal to it (tests/unit/compile/test_seed_golden.py proves it).
+`meshctl up examples/bookinfo/mesh.py` runs it on this machine: every version of every
+service is the tiny demo app (examples/apps/demo_app.py) behind its own Envoy sidecar,
+productpage calls reviews and reviews v2/v3 call ratings, as in Bookinfo.
 """
+
+import sys
+from pathlib import Path
 
 from meshdsl import (
     ConnectionPool,
@@ -23,6 +29,19 @@ from meshdsl import (
 )
 
 mesh = Mesh("bookinfo")  # the `users` examples live in the default namespace
+
+DEMO_APP = str(Path(__file__).resolve().parent.parent / "apps" / "demo_app.py")
+
+
+def demo_app(*calls: str) -> list[str]:
+    """The local stand-in for a service version (`{service}`, `{version}` and `{port}` are
+    filled in by `meshctl up`); each of `calls` is requested through the mesh per request."""
+    command = [sys.executable, DEMO_APP, "--name", "{service}", "--version", "{version}",
+               "--port", "{port}"]
+    for call in calls:
+        command += ["--call", call]
+    return command
+
 
 # --- users: path and header routing, a 90/10 canary, timeouts and retries ------------
 users = mesh.service(
@@ -74,7 +93,8 @@ users_authz.allow(orders, methods=["GET"], paths=["/users/*"])
 users_authz.allow(namespaces=["default"], methods=["POST", "PUT"], paths=["/users/*"])
 
 # --- sticky sessions and keep-alive tuning -------------------------------------------
-mesh.service("my-service").policy(
+my_service = mesh.service("my-service")
+my_service.policy(
     load_balancer=LoadBalancer(consistent_hash=ConsistentHash(
         http_cookie=HttpCookie(name="session", ttl="3600s"))),
     connection_pool=ConnectionPool(http=HttpPool(http1_max_pending_requests=1000,
@@ -104,3 +124,11 @@ bookinfo_gateway.routes("productpage", hosts=["*"]).route(
            Uri(exact="/login"), Uri(exact="/logout")],
     to=productpage.on(9080),
 )
+
+# --- meshctl up: how each version runs locally (not part of the rendered YAML) --------
+for service in (users, orders, frontend, my_service, ratings):
+    service.run_locally(command=demo_app())  # every declared version (v1 if none)
+productpage.run_locally("v1", command=demo_app("reviews/reviews/0"))
+reviews.run_locally("v1", command=demo_app())
+reviews.run_locally("v2", command=demo_app("ratings/ratings/0"))
+reviews.run_locally("v3", command=demo_app("ratings/ratings/0"))

@@ -9,6 +9,11 @@ Envoy reloads them live, without a restart or a dropped request. The pieces:
 - :mod:`.admin` — the admin API client (versions, stats, ``/stats/prometheus``);
 - :mod:`.process` — :class:`EnvoyProcess`: start, update (make before break), stop;
 - :mod:`.pki` — :class:`LocalCA` issuing SPIFFE workload certificates;
+- :mod:`.allocation` — ports (outside the ephemeral range) and certificates, stable while
+  the mesh changes;
+- :mod:`.apps` — the workloads' own processes (``run_locally`` commands);
+- :mod:`.mesh` — :class:`LocalMesh`: the whole local mesh, started, live-updated, stopped
+  (what ``meshctl up`` runs; also a ``Deployer`` for the GitOps loop);
 - :mod:`.errors` — the :class:`EnvoyError` ladder.
 """
 
@@ -21,10 +26,14 @@ from reconciler.targets.envoy.errors import (
     EnvoyStartError,
     EnvoyTimeoutError,
     EnvoyUpdateRejectedError,
+    LocalAppError,
+    LocalMeshError,
 )
+from reconciler.targets.envoy.mesh import Applied, LocalMesh, Row
 from reconciler.targets.envoy.process import EnvoyProcess, XdsVersions
 
 __all__ = [
+    "Applied",
     "EnvoyAdmin",
     "EnvoyConfigError",
     "EnvoyError",
@@ -33,6 +42,10 @@ __all__ = [
     "EnvoyStartError",
     "EnvoyTimeoutError",
     "EnvoyUpdateRejectedError",
+    "LocalAppError",
+    "LocalMesh",
+    "LocalMeshError",
+    "Row",
     "XdsVersions",
     "find_envoy",
     "validate_config",

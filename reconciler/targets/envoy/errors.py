@@ -15,6 +15,8 @@ __all__ = [
     "EnvoyStartError",
     "EnvoyTimeoutError",
     "EnvoyUpdateRejectedError",
+    "LocalAppError",
+    "LocalMeshError",
 ]
 
 
@@ -40,3 +42,12 @@ class EnvoyUpdateRejectedError(EnvoyError):
 
 class EnvoyTimeoutError(EnvoyError, TimeoutError):
     """Envoy did not reach the expected state (version, readiness) in time."""
+
+
+class LocalMeshError(EnvoyError):
+    """The local mesh cannot run this spec (a compile error, a port taken, a proxy that
+    rejected its config); the proxies keep serving what they had."""
+
+
+class LocalAppError(LocalMeshError):
+    """A workload's local app did not start or did not open its port; carries its log tail."""

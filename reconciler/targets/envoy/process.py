@@ -10,6 +10,9 @@ new version, so when it returns the new config serves traffic and the old one is
 2. route tables (RDS), then listeners (LDS), waiting until no listener is warming;
 3. clusters: exactly the new set — now nothing refers to the removed ones.
 
+When the clusters did not change at all, step 1 is skipped and step 3 only reports the new
+version, so a route change reaches traffic without waiting for a cluster round trip.
+
 Several processes coexist on one machine: each has its own admin port (Envoy picks a free
 one; we read it from ``--admin-address-path``) and hot restart is disabled, so no shared
 memory or domain socket (``--base-id``) is involved. ``--concurrency 1`` keeps a local mesh of
@@ -282,6 +285,10 @@ class EnvoyProcess:
     def ready(self) -> bool:
         return self._process is not None and self._process.poll() is None and self.admin.ready()
 
+    def running(self) -> bool:
+        """The process is alive (no admin request; see :meth:`ready` for readiness)."""
+        return self._process is not None and self._process.poll() is None
+
     def stats_prometheus(self) -> str:
         return self.admin.stats_prometheus()
 
@@ -338,10 +345,13 @@ class EnvoyProcess:
 
         # Make before break: clusters about to go stay until nothing routes to them.
         removed = {n: c for n, c in self._clusters.items() if n not in new_clusters}
+        # Unchanged clusters are rewritten last, only to report the new version: a route
+        # change (the common case: weights, matches) then reaches traffic one step sooner.
+        same_clusters = not removed and dict(new_clusters) == self._clusters
         if removed:
             keep_alive = [*new_clusters.values(), *removed.values()]
             self._write_clusters(keep_alive, f"{version}+draining", timeout)
-        else:
+        elif not same_clusters:
             self._write_clusters(list(new_clusters.values()), version, timeout)
         self._write_routes(new_routes, version, timeout)
         rendered = {str(listener["name"]): render(listener) for listener in bound}
@@ -351,6 +361,8 @@ class EnvoyProcess:
         if removed:
             if drains:
                 self._await_drained(self._drain_time_s + timeout)
+            self._write_clusters(list(new_clusters.values()), version, timeout)
+        elif same_clusters:
             self._write_clusters(list(new_clusters.values()), version, timeout)
         for name in self._route_names - set(new_routes):
             self._route_tables.pop(name, None)

@@ -43,13 +43,13 @@ TYPES = {
 def test_one_sidecar_per_workload_and_one_gateway(bookinfo: MeshSpec) -> None:
     out = proxies(bookinfo)
     assert list(out) == sorted(out)
+    # Every version runs locally (run_locally), deployed or not.
+    sidecars = ["frontend-v1.default", "frontend-v2.default", "my-service-v1.default",
+                "orders-v1.default", "productpage-v1.bookinfo", "ratings-v1.bookinfo",
+                "reviews-v1.bookinfo", "reviews-v2.bookinfo", "reviews-v3.bookinfo",
+                "users-v1.default", "users-v2.default", "users-v3.default"]
     assert {pid: p.kind for pid, p in out.items()} == {
-        GATEWAY: ProxyKind.GATEWAY,
-        "productpage-v1.bookinfo": ProxyKind.SIDECAR,
-        "ratings-v1.bookinfo": ProxyKind.SIDECAR,
-        "reviews-v1.bookinfo": ProxyKind.SIDECAR,
-        "reviews-v2.bookinfo": ProxyKind.SIDECAR,
-    }
+        GATEWAY: ProxyKind.GATEWAY, **{pid: ProxyKind.SIDECAR for pid in sidecars}}
     assert out["reviews-v2.bookinfo"].workload == WorkloadKey("bookinfo", "reviews", "v2")
     assert out["reviews-v2.bookinfo"].principal == "spiffe://cluster.local/ns/bookinfo/sa/reviews"
     assert all(not p.notes for p in out.values())
@@ -149,12 +149,16 @@ def test_https_redirect_requires_tls_on_its_hosts() -> None:
 def test_placement_helpers(bookinfo: MeshSpec) -> None:
     assert local_workloads(bookinfo) == [
         WorkloadKey("bookinfo", "productpage", "v1"), WorkloadKey("bookinfo", "ratings", "v1"),
-        WorkloadKey("bookinfo", "reviews", "v1"), WorkloadKey("bookinfo", "reviews", "v2")]
+        WorkloadKey("bookinfo", "reviews", "v1"), WorkloadKey("bookinfo", "reviews", "v2"),
+        WorkloadKey("bookinfo", "reviews", "v3"), WorkloadKey("default", "frontend", "v1"),
+        WorkloadKey("default", "frontend", "v2"), WorkloadKey("default", "my-service", "v1"),
+        WorkloadKey("default", "orders", "v1"), WorkloadKey("default", "users", "v1"),
+        WorkloadKey("default", "users", "v2"), WorkloadKey("default", "users", "v3")]
     assert gateway_ports(bookinfo) == {"istio-ingressgateway": [80, 443]}
     assert credential_names(bookinfo) == {"api-cert": ["api.example.com"]}
     assert "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account" in (
         required_identities(bookinfo, local_workloads(bookinfo)))
-    assert ports_needed(bookinfo) == 4 * (2 + 7) + 2
+    assert ports_needed(bookinfo) == 12 * (2 + 7) + 2
 
 
 def test_run_locally_without_version_runs_every_declared_version() -> None:

@@ -1,0 +1,145 @@
+"""How fast a bad canary is caught and undone, on the real local stack.
+
+A ``reviews`` v2 failing 20% of its requests is rolled out (steps 5 -> 10 -> 50 -> 100,
+``max_failed_checks=2``) on the local mesh (real Envoys, demo apps), judged on a real
+Prometheus through the Envoy -> Istio recording rules, with ~80 requests/s of traffic.
+Measured from the client's side, per run:
+
+- **detect**: first 5xx the client saw -> the first failing analysis, in intervals;
+- **restore**: first 5xx -> the last request v2 served (100% stable), in intervals;
+- **failed**: 5xx over the whole bad rollout, as a share of all requests, and during the
+  rollback (first failing analysis -> restored).
+
+Flagger's documented bound for the same plan is ``interval x threshold`` (its analysis
+needs ``threshold`` failed checks, one per interval) before the rollback even starts; the
+ratio restore / (interval x threshold) compares us to it. Targets: detect <= 1 interval,
+restore <= 2, failed < 1%.
+
+    .venv/bin/python bench/canary.py [--runs 3] [--interval 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.machine import describe, write_section
+from meshdsl.model import Mesh, Retries
+from meshdsl.model.canary import LatencyP99, SuccessRate
+from meshdsl.model.spec import MeshSpec
+from reconciler.delivery.phases import Phase
+from reconciler.testing.canary import CanaryRig, TrafficGenerator
+from reconciler.testing.demo_apps import DEMO_APP
+
+NS, SERVICE = "shop", "reviews"
+THRESHOLD = 2
+STEPS = [5, 10, 50, 100]
+
+
+def _demo(*args: str) -> list[str]:
+    return [sys.executable, str(DEMO_APP), "--name", "{service}", "--version", "{version}",
+            "--port", "{port}", *args]
+
+
+def bad_canary(interval: float) -> MeshSpec:
+    mesh = Mesh("canary-bench", namespace=NS)
+    reviews = mesh.service(SERVICE, port=9080, versions=["v1", "v2"])
+    reviews.route(to={reviews.v1: 100}, retries=Retries(attempts=0))  # every 5xx is seen
+    reviews.run_locally("v1", command=_demo())
+    reviews.run_locally("v2", command=_demo("--error-rate", "0.2"))
+    mesh.service("client", port=8080).deploy("v1", image="none")
+    reviews.canary(target="v2", stable="v1", steps=STEPS, interval=f"{interval:g}s",
+                   checks=[SuccessRate(99, interval="10s"), LatencyP99(400, interval="10s")],
+                   min_requests=5, no_data_limit=5, max_failed_checks=THRESHOLD)
+    return mesh.build()
+
+
+@dataclass(frozen=True)
+class Run:
+    detect: float       # seconds, first 5xx -> first failing analysis
+    restore: float      # seconds, first 5xx -> last request served by v2
+    failed: int
+    total: int
+    failed_rollback: int
+    outcome: str
+
+
+def one_run(interval: float, rate: float) -> Run:
+    with tempfile.TemporaryDirectory(prefix="bench-canary-") as tmp:
+        rig = CanaryRig(Path(tmp))
+        traffic: TrafficGenerator | None = None
+        try:
+            rig.start(bad_canary(interval), drive=False)
+            assert rig.mesh is not None
+            traffic = TrafficGenerator(rig.mesh.outbound_url("client", SERVICE), rate=rate,
+                                       max_seconds=120).start()
+            time.sleep(1.0)
+            begin = time.time()
+            rig.drive()
+            rig.wait(lambda: (s := rig.store.load(NS, SERVICE)) is not None
+                     and s.state.phase.terminal, 90, what="the rollout finishing")
+            time.sleep(2.0)
+        finally:
+            if traffic is not None:
+                traffic.stop()
+            rig.stop()
+        stored = rig.store.load(NS, SERVICE)
+        assert stored is not None and traffic is not None
+        state = stored.state
+        samples = traffic.since(begin)
+        errors = [s for s in samples if s.status >= 500 or s.status == 0]
+        if not errors:
+            raise RuntimeError("the bad canary never failed a request; is v2 running?")
+        first_5xx = min(s.at for s in errors)
+        failing = next(e.at for e in state.timeline if "failed check" in e.message
+                       or "rolling back" in e.message)
+        last_v2 = max(s.at for s in samples if s.served_by == f"{SERVICE}-v2")
+        return Run(detect=max(0.0, failing - first_5xx), restore=last_v2 - first_5xx,
+                   failed=len(errors), total=len(samples),
+                   failed_rollback=sum(1 for s in errors if s.at >= failing),
+                   outcome=state.phase.value if state.phase is Phase.FAILED
+                   else f"UNEXPECTED {state.phase.value}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--interval", type=float, default=2.0)
+    parser.add_argument("--rate", type=float, default=80.0)
+    args = parser.parse_args()
+    runs = [one_run(args.interval, args.rate) for _ in range(args.runs)]
+    bound = args.interval * THRESHOLD
+    rows = ["| run | outcome | detect (intervals) | restore (intervals) | restore / Flagger "
+            "bound | failed / all | failed during rollback |",
+            "|---|---|---|---|---|---|---|"]
+    for i, run in enumerate(runs, 1):
+        rows.append(f"| {i} | {run.outcome} | {run.detect / args.interval:.2f} | "
+                    f"{run.restore / args.interval:.2f} | {run.restore / bound:.2f} | "
+                    f"{run.failed}/{run.total} ({100 * run.failed / run.total:.2f}%) | "
+                    f"{run.failed_rollback} |")
+    detect = statistics.median(r.detect for r in runs) / args.interval
+    restore = statistics.median(r.restore for r in runs) / args.interval
+    failed = sum(r.failed for r in runs) / sum(r.total for r in runs)
+    verdict = (f"median detect {detect:.2f} intervals (target <= 1), restore {restore:.2f} "
+               f"intervals (target <= 2), failed {100 * failed:.2f}% of all requests "
+               f"(target < 1%); Flagger's bound interval x threshold = {bound:g}s "
+               f"(= {THRESHOLD} intervals) before its rollback starts.")
+    body = (f"{describe()}\n\nA v2 failing 20% of requests, steps {STEPS}, interval "
+            f"{args.interval:g}s, threshold (max_failed_checks) {THRESHOLD}, "
+            f"{args.rate:g} req/s, no retries (every 5xx reaches the client), real Envoy + "
+            "Prometheus (1 s scrape) + demo apps. "
+            "Times from the client's first 5xx.\n\n" + "\n".join(rows) + f"\n\n{verdict}\n")
+    write_section("canary", body)
+    print(body)
+    return 0 if all(r.outcome == "failed" for r in runs) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,206 @@
+"""Real canary rollouts on this machine: a local mesh, a Prometheus scraping its Envoys
+with the Istio bridge rules, a traffic generator, and the rollout driver in a thread.
+
+Used by the end-to-end tests, ``bench/canary.py`` and ``meshctl demo bookinfo``: the same
+pieces a user gets with ``meshctl reconcile --target local``, wired in one place. Every
+loop here is bounded and every process started is stopped by :meth:`CanaryRig.stop`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import httpx
+
+from meshdsl.compile import Weights
+from meshdsl.model.spec import MeshSpec
+from reconciler.metrics import PrometheusSource, istio_bridge_rule_groups
+from reconciler.ports import MetricsSource, WebhookCaller
+from reconciler.runtime.rollout_store import DiskRolloutStore
+from reconciler.runtime.rollouts import RolloutDriver, RolloutReport
+from reconciler.targets.envoy.mesh import LocalMesh
+from reconciler.testing.prometheus import LocalPrometheus, ScrapeJob
+
+__all__ = ["CanaryRig", "Sample", "TrafficGenerator", "envoy_scrape_job", "outcome"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One request of the generator: when, its status (0: no answer), who served it."""
+
+    at: float
+    status: int
+    served_by: str
+
+
+@dataclass
+class TrafficGenerator:
+    """GETs ``url`` about ``rate`` times a second from a thread, until stopped or
+    ``max_seconds`` passed. ``classify`` turns a response into (status, served_by) —
+    e.g. to read a downstream call's result out of a frontend's JSON."""
+
+    url: str
+    rate: float = 30.0
+    max_seconds: float = 300.0
+    timeout: float = 2.0
+    classify: Callable[[httpx.Response], tuple[int, str]] | None = None
+    samples: list[Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> Self:
+        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.timeout + 5)
+
+    def _run(self) -> None:
+        period = 1.0 / self.rate
+        deadline = time.monotonic() + self.max_seconds
+        with httpx.Client(timeout=self.timeout, trust_env=False) as client:
+            next_at = time.monotonic()
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                at = time.time()
+                try:
+                    response = client.get(self.url)
+                    status, served = (self.classify(response) if self.classify is not None
+                                      else (response.status_code,
+                                            response.headers.get("x-served-by", "")))
+                except httpx.HTTPError:
+                    status, served = 0, ""
+                self.samples.append(Sample(at, status, served))
+                next_at += period
+                self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def since(self, at: float) -> list[Sample]:
+        return [s for s in list(self.samples) if s.at >= at]
+
+    def share(self, served_by: str, *, since: float, until: float | None = None) -> float:
+        window = [s for s in self.since(since) if until is None or s.at < until]
+        return sum(1 for s in window if s.served_by == served_by) / max(1, len(window))
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def envoy_scrape_job(mesh: LocalMesh, name: str = "envoy") -> ScrapeJob:
+    """Every proxy's ``/stats/prometheus`` as one Prometheus scrape job."""
+    targets = sorted(url.removeprefix("http://").removesuffix("/stats/prometheus")
+                     for url in mesh.stats_urls().values())
+    return ScrapeJob(name, targets, metrics_path="/stats/prometheus")
+
+
+class CanaryRig:
+    """LocalMesh + Prometheus (bridge rules) + RolloutDriver ticking in a thread.
+
+    ``start(spec)`` runs the program's *rollout view* from the first moment (so a plan's
+    rollout starts at 100% stable, never at the program's raw weights); ``commit(spec,
+    revision)`` is a new Git revision; ``apply`` is the driver's only route writer."""
+
+    def __init__(self, state_dir: Path, *, period: float = 0.25,
+                 webhooks: WebhookCaller | None = None,
+                 on_report: Callable[[RolloutReport], None] | None = None,
+                 metrics: MetricsSource | None = None, gateway_port: int | None = None
+                 ) -> None:
+        self.state_dir = Path(state_dir)
+        self.store = DiskRolloutStore.in_state_dir(self.state_dir)
+        self.mesh: LocalMesh | None = None
+        self.prometheus: LocalPrometheus | None = None
+        self._period = period
+        self._webhooks = webhooks
+        self._on_report = on_report
+        self._metrics = metrics
+        self._gateway_port = gateway_port
+        self.driver: RolloutDriver | None = None
+        self.pushes: list[tuple[float, Weights]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _apply(self, spec: MeshSpec, weights: Weights) -> None:
+        assert self.mesh is not None
+        self.mesh.apply(spec, weights)
+        self.pushes.append((time.time(), {k: dict(v) for k, v in weights.items()}))
+
+    def start(self, spec: MeshSpec, revision: str = "r1", *, drive: bool = True) -> Self:
+        try:
+            self.mesh = LocalMesh(workdir=self.state_dir / "mesh",
+                                  gateway_port=self._gateway_port)
+            self.mesh.start(spec, {})
+            self.prometheus = LocalPrometheus(
+                [envoy_scrape_job(self.mesh)],
+                rule_groups=istio_bridge_rule_groups(interval="1s"),
+                workdir=self.state_dir / "prometheus").start()
+            metrics = self._metrics or PrometheusSource(self.prometheus.url)
+            self.driver = RolloutDriver(self.store, metrics, self._apply,
+                                        webhooks=self._webhooks, on_report=self._on_report)
+            self.driver.set_program(spec, revision)
+            self.driver.sync()
+            if drive:
+                self.drive()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def drive(self) -> None:
+        """Start ticking the driver in a thread."""
+        assert self.driver is not None
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.driver.run, args=(self._stop,),
+                                        kwargs={"period": self._period}, name="rollouts",
+                                        daemon=True)
+        self._thread.start()
+
+    def commit(self, spec: MeshSpec, revision: str) -> None:
+        """A new revision: the driver runs its plans and the mesh gets its view now
+        (new apps start; a scrape target set that changed is reloaded)."""
+        assert self.driver is not None and self.mesh is not None
+        before = set(self.mesh.stats_urls())
+        self.driver.set_program(spec, revision)
+        self.driver.tick()
+        if set(self.mesh.stats_urls()) != before and self.prometheus is not None:
+            self.prometheus.reload_targets([envoy_scrape_job(self.mesh)])
+
+    def wait(self, predicate: Callable[[], bool], timeout: float, *, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"after {timeout:.0f}s: {what or 'condition'} not met")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        try:
+            if self.prometheus is not None:
+                self.prometheus.stop()
+        finally:
+            if self.mesh is not None:
+                self.mesh.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def outcome(rig: CanaryRig, namespace: str, service: str) -> str:
+    stored = rig.store.load(namespace, service)
+    return "none" if stored is None else stored.state.phase.value
+

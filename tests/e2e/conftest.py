@@ -1,0 +1,65 @@
+"""Fixtures for the end-to-end canary tests: a small mesh with a canaried ``reviews``,
+every process real (Envoy, Prometheus, demo apps) and on 127.0.0.1."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from meshdsl.model import Mesh
+from meshdsl.model.canary import LatencyP99, SuccessRate, Webhook
+from meshdsl.model.spec import MeshSpec
+from reconciler.targets.envoy.binary import find_envoy
+from reconciler.targets.envoy.errors import EnvoyNotFoundError
+from reconciler.testing.demo_apps import DEMO_APP
+from reconciler.testing.prometheus import PrometheusError, find_prometheus
+
+NS, SERVICE = "shop", "reviews"
+INTERVAL = 2.0
+
+
+def demo(*args: str) -> list[str]:
+    return [sys.executable, str(DEMO_APP), "--name", "{service}", "--version", "{version}",
+            "--port", "{port}", *args]
+
+
+def canary_mesh(*, v2: Sequence[str] = (), v3: Sequence[str] = (), target: str = "v2",
+                stable: str = "v1", steps: Sequence[int] = (20, 50, 100),
+                webhooks: Sequence[Webhook] = (), no_data_limit: int = 5,
+                max_failed_checks: int = 2) -> MeshSpec:
+    """``reviews`` v1 (healthy), v2 and v3 (demo apps with these flags) behind sidecars, a
+    ``client`` sidecar to send traffic through, and a canary plan with 2 s intervals.
+    The checks read 10 s windows: Envoy flushes histograms every 5 s."""
+    mesh = Mesh("canary-e2e", namespace=NS)
+    reviews = mesh.service(SERVICE, port=9080, versions=["v1", "v2", "v3"])
+    reviews.route(to={reviews.v1: 100})
+    reviews.run_locally("v1", command=demo())
+    reviews.run_locally("v2", command=demo(*v2))
+    reviews.run_locally("v3", command=demo(*v3))
+    mesh.service("client", port=8080).deploy("v1", image="none")
+    reviews.canary(target=target, stable=stable, steps=list(steps), interval=f"{INTERVAL:g}s",
+                   checks=[SuccessRate(99, interval="10s"), LatencyP99(400, interval="10s")],
+                   min_requests=5, no_data_limit=no_data_limit,
+                   max_failed_checks=max_failed_checks, webhooks=list(webhooks))
+    return mesh.build()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _components() -> None:
+    try:
+        find_envoy()
+        find_prometheus()
+    except (PrometheusError, EnvoyNotFoundError) as err:
+        pytest.fail(f"{err}\n(deselect with -m 'not integration')", pytrace=False)
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "state"
+    path.mkdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
