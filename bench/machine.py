@@ -26,8 +26,11 @@ def describe() -> str:
     except (OSError, IndexError):
         pass
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     return (f"Machine: {os.cpu_count()} cores ({cpu}), {mem} RAM, Python "
-            f"{platform.python_version()}, {platform.system()} {platform.machine()}; run {when}.")
+            f"{platform.python_version()}, {platform.system()} {platform.machine()}; run {when}; "
+            f"load average {load} when it started (other work shares these cores, so "
+            "compare the ratios measured in the same run rather than absolute times).")
 
 
 def write_section(name: str, body: str) -> None:
