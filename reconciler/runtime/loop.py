@@ -1,0 +1,587 @@
+"""The reconcile loop: from "something may have changed" to "the target matches the commit".
+
+Triggers (a push to the webhook, a poll tick, a file save, a drift-check tick, a control
+request) only *ask*: they add a reason to a set and wake the loop, so a burst of pushes
+becomes one reconcile of the newest commit. One pass:
+
+1. read the control record — act on ``rollback``/``suspend``/``resume`` not yet seen;
+2. unless suspended: fetch the tracked ref; if it names a revision not yet applied —
+   verify its signature (optional), check it out, run the program in the sandbox, keep
+   its output, mark it *in progress*, deploy it, record the result;
+3. on a drift tick (and at start) re-deploy the applied output: objects someone changed
+   are written back (self-heal) or only reported (``self_heal=False``, or suspended).
+
+A program that fails to load, raises, loops or has validation errors deploys nothing: the
+status records the error with the user's file:line and the previous revision stays live.
+Such a revision is not run again — a new commit is needed. An unreachable target or remote
+is *transient*: the pass is retried with exponential backoff (tenacity) until it works;
+a new trigger cuts the wait short.
+
+One pass at a time per target (a lock keyed by the deployer's identity), and with leader
+election only on the replica holding the Lease.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
+
+from reconciler.ports import (
+    Deployed,
+    Deployer,
+    DeployError,
+    Revision,
+    Source,
+    SourceError,
+    StateStore,
+    TargetError,
+)
+from reconciler.runtime.sandbox import Compiled, ProgramFailed
+from reconciler.runtime.status import (
+    Attempt,
+    Control,
+    DriftReport,
+    Failure,
+    Result,
+    Status,
+    StoreError,
+    now_iso,
+    outputs_to_keep,
+)
+from reconciler.runtime.telemetry import Telemetry, event
+from reconciler.sources.git import VerificationError
+from reconciler.sources.webhook import PushEvent
+
+__all__ = ["Leadership", "ProgramRunner", "Reconciler", "Settings", "TransientError"]
+
+_SYNC = {"start", "poll", "webhook", "watch", "manual", "resume", "retry", "drift", "leader"}
+_RECHECK = {"start", "drift", "leader", "resume"}
+_PRIORITY = ("rollback", "webhook", "watch", "manual", "resume", "leader", "poll", "start",
+             "retry", "drift")
+_TARGET_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def target_lock(identity: str) -> threading.Lock:
+    """The one lock of a target in this process."""
+    with _LOCKS_GUARD:
+        return _TARGET_LOCKS.setdefault(identity, threading.Lock())
+
+
+class Leadership(Protocol):
+    @property
+    def is_leader(self) -> bool: ...
+
+
+class ProgramRunner(Protocol):
+    """What the loop needs of :class:`.Sandbox` (tests substitute a table)."""
+
+    def run(self, checkout: Path, program: str, *, spec: bool = False) -> Compiled: ...
+
+
+class TransientError(Exception):
+    """A pass failed for a reason that goes away by itself; retried with backoff."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+@dataclass(frozen=True)
+class Settings:
+    name: str = "default"
+    program: str = "mesh.py"                # path inside the repository (``:attr`` allowed)
+    poll_interval: float | None = 60.0      # None: no polling (webhook/watch only)
+    drift_interval: float | None = 60.0     # None: no periodic drift check
+    self_heal: bool = True
+    control_interval: float = 2.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    allowed_signers: Path | None = None     # verify commit signatures when set
+
+
+def _trigger_name(reasons: Iterable[str]) -> str:
+    given = set(reasons)
+    return next((r for r in _PRIORITY if r in given), "+".join(sorted(given)) or "none")
+
+
+class Reconciler:
+    """Wires a :class:`~reconciler.ports.Source`, the :class:`.Sandbox`, a
+    :class:`~reconciler.ports.Deployer` and a :class:`~reconciler.ports.StateStore`."""
+
+    def __init__(self, settings: Settings, *, source: Source, deployer: Deployer,
+                 store: StateStore, sandbox: ProgramRunner, leader: Leadership | None = None,
+                 telemetry: Telemetry | None = None) -> None:
+        if settings.allowed_signers is not None and not hasattr(source, "verify"):
+            raise ValueError("commit verification needs a Git source")
+        self.settings, self.source, self.deployer = settings, source, deployer
+        self.store, self.sandbox, self.leader = store, sandbox, leader
+        self.telemetry = telemetry or Telemetry(settings.name)
+        self.status = Status(name=settings.name)
+        self._loaded = False
+        self._outputs: dict[str, dict[str, Any]] = {}
+        self._pending: set[str] = set()
+        self._guard = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._crashed: str | None = None
+        self._phases: dict[str, float] = {}
+        self.passes = 0
+
+    # -- triggers (any thread) ----------------------------------------------------------------
+
+    def trigger(self, reason: str) -> None:
+        with self._guard:
+            self._pending.add(reason)
+        self._wake.set()
+
+    def on_push(self, push: PushEvent) -> tuple[bool, str]:
+        """The webhook's callback: queue a reconcile if the push touches the tracked ref."""
+        ref = getattr(self.source, "ref", "")
+        if push.ref and ref and push.ref != ref:
+            self.telemetry.webhooks.labels(self.settings.name, "ignored").inc()
+            return False, f"ignored: this reconciler tracks {ref}, the push was to {push.ref}"
+        self.telemetry.webhooks.labels(self.settings.name, "accepted").inc()
+        self.trigger("webhook")
+        return True, "reconcile queued"
+
+    def on_leadership(self, leading: bool) -> None:
+        self.telemetry.leader.labels(self.settings.name).set(1 if leading else 0)
+        event("leadership", name=self.settings.name, leader=leading)
+        if leading:
+            self._loaded = False      # another replica may have written the status
+            self.trigger("leader")
+
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        """Time one step of a pass; the reconcile log line carries them (``phases_ms``)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._phases[name] = round((time.perf_counter() - started) * 1000, 1)
+
+    def _drain(self) -> set[str]:
+        with self._guard:
+            reasons, self._pending = self._pending, set()
+        return reasons
+
+    # -- health -----------------------------------------------------------------------------
+
+    def healthy(self) -> tuple[bool, str]:
+        if self._crashed:
+            return False, f"reconcile loop crashed: {self._crashed}"
+        if self._thread is not None and not self._thread.is_alive():
+            return False, "reconcile loop stopped"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        ok, why = self.healthy()
+        if ok and self.leader is not None and not self.leader.is_leader:
+            return False, "standby: another replica holds the lease"
+        return ok, why
+
+    # -- running ----------------------------------------------------------------------------
+
+    def start(self) -> Reconciler:
+        self._thread = threading.Thread(target=self.run, name="meshdsl-reconcile", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def run(self) -> None:
+        """The loop; returns when :meth:`stop` is called."""
+        s = self.settings
+        now = time.monotonic()
+        next_poll = now + s.poll_interval if s.poll_interval else float("inf")
+        next_drift = now + s.drift_interval if s.drift_interval else float("inf")
+        next_control = now
+        self.trigger("start")
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now >= next_poll:
+                    self.trigger("poll")
+                    next_poll = now + (s.poll_interval or 0)
+                if now >= next_drift:
+                    self.trigger("drift")
+                    next_drift = now + (s.drift_interval or 0)
+                if now >= next_control:
+                    with self._guard:
+                        self._pending.add("control")
+                    next_control = now + s.control_interval
+                self._wake.clear()
+                reasons = self._drain()
+                if reasons:
+                    try:
+                        self.reconcile(reasons)
+                    except Exception as exc:  # a bug: report it, keep the loop alive
+                        self.telemetry.failed("internal")
+                        event("internal-error", name=s.name, level=40,
+                              error=f"{type(exc).__name__}: {exc}")
+                        self._stop.wait(s.backoff_max)
+                wait = min(next_poll, next_drift, next_control) - time.monotonic()
+                self._wake.wait(max(0.0, wait))
+        except BaseException as exc:  # never silently: /healthz reports it
+            self._crashed = f"{type(exc).__name__}: {exc}"
+            event("crashed", name=s.name, error=self._crashed, level=50)
+            raise
+
+    def reconcile(self, reasons: Iterable[str] = ("manual",), *,
+                  max_attempts: int | None = None) -> Status:
+        """One pass, retried with backoff while it fails transiently (at most
+        ``max_attempts`` times when given). Safe to call from tests and ``--once``;
+        returns the status afterwards."""
+        pending = set(reasons)
+
+        def attempt() -> None:
+            pending.update(self._drain())
+            if self._stop.is_set():
+                return
+            self._pass(pending)
+            pending.clear()
+
+        def sleep(seconds: float) -> None:
+            self._wake.wait(seconds)
+            self._wake.clear()
+
+        def before_sleep(state: RetryCallState) -> None:
+            wait = state.next_action.sleep if state.next_action else 0.0
+            outcome = state.outcome.exception() if state.outcome else None
+            event("retrying", name=self.settings.name, attempt=state.attempt_number,
+                  wait_s=round(wait, 2), error=str(outcome))
+            pending.add("retry")
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=wait_exponential(multiplier=self.settings.backoff_initial,
+                                  max=self.settings.backoff_max),
+            stop=lambda state: self._stop.is_set() or (
+                max_attempts is not None and state.attempt_number >= max_attempts),
+            sleep=sleep, before_sleep=before_sleep, reraise=True)
+        with contextlib.suppress(TransientError):   # when stopping, or out of attempts
+            retrying(attempt)
+        return self.status
+
+    # -- one pass ---------------------------------------------------------------------------
+
+    def _pass(self, reasons: set[str]) -> None:
+        if self.leader is not None and not self.leader.is_leader:
+            return
+        with target_lock(self.deployer.identity):
+            self.passes += 1
+            self._phases = {}
+            self._load()
+            with self._phase("control"):
+                control = self._read(self.store.load_control, "reading the control record")
+            if control.generation > self.status.observed_control:
+                reasons |= self._obey(control)
+            if self.status.suspended:
+                if reasons & {"drift", "start", "leader"} and self.status.applied:
+                    self._recheck(heal=False, trigger="drift")
+                return
+            if reasons & _SYNC:
+                self._sync(reasons)
+
+    def _read(self, fn: Any, what: str) -> Any:
+        try:
+            return fn()
+        except (StoreError, TargetError, DeployError, SourceError, OSError) as exc:
+            failure = Failure("state", f"{what} failed: {exc}", transient=True)
+            self._finish(Attempt(revision=self.status.in_progress or "", trigger="retry",
+                                 started_at=now_iso(), duration=0.0, result=Result.FAILED,
+                                 failure=failure, summary=self.store.describe()))
+            raise TransientError(failure) from exc
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        stored = self._read(self.store.load_status, "reading the status")
+        base = stored if stored is not None else Status(name=self.settings.name)
+        self.status = replace(base, name=self.settings.name, source=self.source.describe(),
+                              target=self.deployer.identity)
+        self._loaded = True
+        if self.status.applied is not None:
+            self.telemetry.applied(self.status.applied.revision, self.status.applied.mesh)
+        self.telemetry.suspended.labels(self.settings.name).set(int(self.status.suspended))
+
+    def _save(self) -> None:
+        self._read(lambda: self.store.save_status(self.status), "saving the status")
+
+    # -- control requests ---------------------------------------------------------------------
+
+    def _obey(self, control: Control) -> set[str]:
+        """Act on a control generation not seen yet; returns extra reasons for this pass."""
+        extra: set[str] = set()
+        was_suspended = self.status.suspended
+        if control.rollback and control.suspended:
+            self._rollback(control.rollback, control)
+        self.status = replace(self.status, suspended=control.suspended,
+                              suspend_reason=control.reason if control.suspended else None,
+                              observed_control=control.generation)
+        self.telemetry.suspended.labels(self.settings.name).set(int(control.suspended))
+        event("control", name=self.settings.name, generation=control.generation,
+              suspended=control.suspended, rollback=control.rollback,
+              requested_by=control.requested_by)
+        self._save()
+        if was_suspended and not control.suspended:
+            extra.add("resume")
+        return extra
+
+    def _rollback(self, revision: str, control: Control) -> None:
+        started, t0 = now_iso(), time.perf_counter()
+        base = Attempt(revision=revision, trigger="rollback", started_at=started, duration=0.0,
+                       result=Result.ROLLED_BACK)
+        try:
+            output = self._output(revision)
+            if output is None:
+                output = self._compile(self._describe(revision)).output()
+            mesh = str(output.get("mesh", ""))
+            deployed = self._deploy(output, mesh=mesh, heal=True, revision=revision)
+        except _Failed as failed:
+            self._finish(replace(base, result=Result.FAILED, failure=failed.failure,
+                                 duration=time.perf_counter() - t0))
+            if failed.failure.transient:
+                raise TransientError(failed.failure) from failed
+            return
+        self._remember(revision, output)
+        self._finish(replace(base, mesh=mesh, changes=deployed.changes,
+                             summary=f"rollback requested by {control.requested_by or '?'}",
+                             duration=time.perf_counter() - t0))
+        self.telemetry.applied(revision, mesh)
+
+    def _describe(self, revision: str) -> Revision:
+        ensure = getattr(self.source, "ensure", None)
+        if ensure is None:
+            return Revision(id=revision)
+        try:
+            described: Revision = ensure(revision)
+        except SourceError as exc:
+            raise _Failed(Failure("source", str(exc), transient=True)) from exc
+        return described
+
+    # -- sync -------------------------------------------------------------------------------
+
+    def _sync(self, reasons: set[str]) -> None:
+        trigger = _trigger_name(reasons)
+        t0 = time.perf_counter()
+        try:
+            with self._phase("fetch"):
+                revision = self.source.latest()
+        except SourceError as exc:
+            failure = Failure("source", str(exc), transient=True)
+            self._finish(Attempt(revision="", trigger=trigger, started_at=now_iso(),
+                                 duration=time.perf_counter() - t0, result=Result.FAILED,
+                                 failure=failure, summary=self.source.describe()))
+            raise TransientError(failure) from exc
+        status = self.status
+        if revision.id == status.applied_revision and status.in_progress is None:
+            if reasons & _RECHECK or self._last_failed_transiently(revision.id):
+                self._recheck(heal=self.settings.self_heal, trigger=trigger)
+            else:
+                self._observe_unchanged(t0)
+            self._resolve_transient()
+            return
+        last = status.last
+        if (last is not None and last.revision == revision.id and last.failure is not None
+                and status.in_progress is None
+                and not (last.failure.transient or (
+                    "drift" in reasons and last.failure.kind in ("rejected", "apply")))):
+            self._observe_unchanged(t0)
+            return   # already failed deterministically: wait for a new commit
+        self._apply_revision(revision, trigger, t0=t0)
+
+    def _last_failed_transiently(self, revision: str) -> bool:
+        last = self.status.last
+        return bool(last and last.revision in (revision, "") and last.failure
+                    and last.failure.transient)
+
+    def _resolve_transient(self) -> None:
+        """The last attempt failed transiently but the applied revision is current and
+        reachable again: the failure is over, so ``last`` points at the applied state."""
+        last, applied = self.status.last, self.status.applied
+        if (applied is not None and last is not None and last is not applied
+                and last.failure is not None and last.failure.transient):
+            self.status = replace(self.status, last=applied)
+            self._save()
+
+    def _observe_unchanged(self, t0: float) -> None:
+        self.telemetry.reconciled("unchanged", time.perf_counter() - t0)
+
+    def _apply_revision(self, revision: Revision, trigger: str, *, t0: float) -> None:
+        """Verify, run, keep and deploy one new revision; ``t0``: when the pass began (the
+        attempt's duration includes the fetch)."""
+        started = now_iso()
+        base = Attempt(revision=revision.id, trigger=trigger, started_at=started,
+                       duration=0.0, result=Result.APPLIED, summary=revision.summary)
+        resumed = self.status.in_progress == revision.id
+        try:
+            output = self._read(lambda: self.store.load_output(revision.id),
+                                "reading a stored output") if resumed else None
+            if output is None:
+                with self._phase("verify"):
+                    self._verify(revision)
+                output = self._compile(revision).output()
+                with self._phase("save-output"):
+                    self._read(lambda: self.store.save_output(revision.id, output),
+                               "saving the output")
+            mesh = str(output.get("mesh", ""))
+            self.status = replace(self.status, in_progress=revision.id)
+            with self._phase("mark-in-progress"):
+                self._save()
+            with self._phase("deploy"):
+                deployed = self._deploy(output, mesh=mesh, heal=True, revision=revision.id)
+        except _Failed as failed:
+            self._finish(replace(base, result=Result.FAILED, failure=failed.failure,
+                                 duration=time.perf_counter() - t0))
+            if failed.failure.transient:
+                raise TransientError(failed.failure) from failed
+            return
+        self._remember(revision.id, output)
+        self.status = replace(self.status, drift=DriftReport(
+            checked_at=now_iso(), objects=deployed.drift, healed=deployed.healed))
+        self._finish(replace(base, mesh=mesh, changes=deployed.changes,
+                             duration=time.perf_counter() - t0))
+        self.telemetry.applied(revision.id, mesh)
+        self._read(lambda: self.store.prune_outputs(outputs_to_keep(self.status)),
+                   "pruning old outputs")
+
+    def _verify(self, revision: Revision) -> None:
+        signers = self.settings.allowed_signers
+        if signers is None:
+            return
+        try:
+            self.source.verify(revision.id, allowed_signers=signers)  # type: ignore[attr-defined]
+        except VerificationError as exc:
+            raise _Failed(Failure("verification", str(exc))) from exc
+        except SourceError as exc:
+            raise _Failed(Failure("source", str(exc), transient=True)) from exc
+
+    def _compile(self, revision: Revision) -> Compiled:
+        try:
+            with self._phase("checkout"):
+                checkout = self.source.checkout(revision.id)
+        except SourceError as exc:
+            raise _Failed(Failure("source", str(exc), transient=True)) from exc
+        try:
+            with self._phase("program"):
+                return self.sandbox.run(checkout, self.settings.program,
+                                        spec=bool(getattr(self.deployer, "needs_spec",
+                                                          False)))
+        except ProgramFailed as exc:
+            raise _Failed(Failure(exc.kind, exc.message, location=exc.location,
+                                  details=exc.details)) from exc
+
+    def _deploy(self, output: dict[str, Any], *, mesh: str, heal: bool, revision: str,
+                dry_run: bool = False) -> Deployed:
+        try:
+            return self.deployer.deploy(output, mesh=mesh, heal=heal, dry_run=dry_run)
+        except DeployError as exc:
+            raise _Failed(Failure(exc.kind, str(exc), transient=exc.transient)) from exc
+
+    def _output(self, revision: str) -> dict[str, Any] | None:
+        cached = self._outputs.get(revision)
+        if cached is not None:
+            return cached
+        stored: dict[str, Any] | None = self._read(lambda: self.store.load_output(revision),
+                                                   "reading a stored output")
+        if stored is not None:
+            self._remember(revision, stored)
+        return stored
+
+    def _remember(self, revision: str, output: dict[str, Any]) -> None:
+        self._outputs[revision] = output
+        while len(self._outputs) > 3:
+            self._outputs.pop(next(iter(self._outputs)))
+
+    # -- drift ------------------------------------------------------------------------------
+
+    def _recheck(self, *, heal: bool, trigger: str) -> None:
+        """Deploy the applied output again: heals drift (or, with ``heal=False``, only
+        reports it, writing nothing)."""
+        applied = self.status.applied
+        if applied is None:
+            return
+        t0 = time.perf_counter()
+        output = self._output(applied.revision)
+        if output is None:
+            event("drift-skipped", name=self.settings.name, revision=applied.short,
+                  reason="the applied output is no longer stored")
+            return
+        try:
+            deployed = self._deploy(output, mesh=applied.mesh, heal=heal,
+                                    revision=applied.revision, dry_run=not heal)
+        except _Failed as failed:
+            self._finish(Attempt(revision=applied.revision, trigger=trigger,
+                                 started_at=now_iso(), duration=time.perf_counter() - t0,
+                                 result=Result.FAILED, failure=failed.failure,
+                                 mesh=applied.mesh, summary=applied.summary))
+            if failed.failure.transient:
+                raise TransientError(failed.failure) from failed
+            return
+        report = DriftReport(checked_at=now_iso(), objects=deployed.drift,
+                             healed=deployed.healed)
+        self.telemetry.drift.labels(self.settings.name).set(len(deployed.drift))
+        previous = self.status.drift
+        self.status = replace(self.status, drift=report)
+        if deployed.healed and deployed.write_calls:
+            self._finish(Attempt(revision=applied.revision, trigger=trigger,
+                                 started_at=now_iso(), duration=time.perf_counter() - t0,
+                                 result=Result.HEALED, changes=deployed.changes,
+                                 mesh=applied.mesh, summary=applied.summary))
+            return
+        self.telemetry.reconciled("unchanged", time.perf_counter() - t0)
+        if previous is None or previous.objects != report.objects:
+            self._save()
+        if deployed.drift:
+            event("drift", name=self.settings.name, revision=applied.short,
+                  objects=list(deployed.drift), healed=False)
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _finish(self, attempt: Attempt) -> None:
+        status = self.status.record(attempt)
+        if attempt.failure is not None and attempt.failure.transient and attempt.trigger != (
+                "rollback") and self.status.in_progress == attempt.revision:
+            status = replace(status, in_progress=attempt.revision)
+        self.status = status
+        result = attempt.result.value
+        self.telemetry.reconciled(result, attempt.duration)
+        fields: dict[str, Any] = {
+            "name": self.settings.name, "revision": attempt.revision,
+            "trigger": attempt.trigger, "result": result,
+            "duration_s": round(attempt.duration, 3), "mesh": attempt.mesh,
+            "changes": attempt.changes}
+        if attempt.failure is not None:
+            self.telemetry.failed(attempt.failure.kind)
+            fields.update(error_kind=attempt.failure.kind, error=attempt.failure.message,
+                          location=attempt.failure.location,
+                          transient=attempt.failure.transient)
+        if self._loaded:   # never overwrite a stored status this process has not read
+            try:
+                with self._phase("save-status"):
+                    self.store.save_status(self.status)
+            except Exception as exc:  # the target may be what is down; keep it in memory
+                event("status-not-saved", name=self.settings.name, error=str(exc), level=30)
+        fields["phases_ms"] = dict(self._phases)
+        event("reconcile", level=40 if attempt.failure else 20, **fields)
+
+
+class _Failed(Exception):
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure

@@ -1,0 +1,86 @@
+"""Watch a local directory (watchdog) and call back once per burst of changes.
+
+Editors save in several steps (write a temp file, rename, touch), and ``git checkout``
+touches many files: every event restarts a short timer, and the callback runs when the
+directory has been quiet for ``debounce`` seconds — one reconcile per save.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from reconciler.sources.directory import IGNORED_DIRS
+
+__all__ = ["DirectoryWatcher"]
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: DirectoryWatcher) -> None:
+        self._watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write") or (
+                event.is_directory and event.event_type == "modified"):
+            return   # reads, and a directory's mtime changing because a child did
+        paths = [event.src_path, getattr(event, "dest_path", "") or ""]
+        if all(not p or self._watcher.ignored(str(p)) for p in paths):
+            return
+        self._watcher.poke()
+
+
+class DirectoryWatcher:
+    """``start()`` watches ``path`` recursively; ``on_change()`` runs on a timer thread."""
+
+    def __init__(self, path: Path, on_change: Callable[[], None], *,
+                 debounce: float = 0.15) -> None:
+        self.path = Path(path).resolve()
+        self._on_change = on_change
+        self._debounce = debounce
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._observer: Observer | None = None  # type: ignore[valid-type]
+
+    def ignored(self, path: str) -> bool:
+        try:
+            parts = Path(path).resolve().relative_to(self.path).parts
+        except ValueError:
+            return True
+        return any(p in IGNORED_DIRS or p.startswith(".") for p in parts) or path.endswith(
+            (".pyc", "~", ".swp"))
+
+    def poke(self) -> None:
+        """Something changed: (re)start the quiet-period timer."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(self._debounce, self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._timer = None
+        self._on_change()
+
+    def start(self) -> DirectoryWatcher:
+        observer = Observer()
+        observer.daemon = True
+        observer.schedule(_Handler(self), str(self.path), recursive=True)
+        observer.start()
+        self._observer = observer
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+            self._observer = None
