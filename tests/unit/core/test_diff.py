@@ -1,0 +1,267 @@
+"""Diff: server-owned fields and defaults are no change; our fields, removals and other
+managers' additions are."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from reconciler.core.diff import (
+    DESIRED_HASH,
+    MISSING,
+    Verdict,
+    compare,
+    desired_hash,
+    dotted,
+    foreign_fields,
+    mismatches,
+    normalize,
+    outermost,
+    pointer,
+    settled,
+    stamped,
+    unified,
+)
+
+DESIRED: dict[str, Any] = {
+    "apiVersion": "v1", "kind": "Service",
+    "metadata": {"name": "reviews", "namespace": "shop", "labels": {"app": "reviews"}},
+    "spec": {"ports": [{"port": 9080, "name": "http"}], "selector": {"app": "reviews"}},
+}
+
+
+def live_of(desired: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """What the server returns for ``desired``: its fields plus the server's own."""
+    live = copy.deepcopy(desired)
+    live["metadata"].update({
+        "resourceVersion": "123", "uid": "u-1", "creationTimestamp": "2024-01-01T00:00:00Z",
+        "generation": 3,
+        "managedFields": [{"manager": "meshdsl", "operation": "Apply", "fieldsV1": {}}],
+    })
+    live["spec"]["ports"][0].update({"protocol": "TCP", "targetPort": 9080})
+    live["spec"].update({"clusterIP": "10.96.0.7", "type": "ClusterIP",
+                         "sessionAffinity": "None"})
+    live["status"] = {"loadBalancer": {}}
+    for path, value in changes.items():
+        node = live
+        parts = path.split("__")
+        for part in parts[:-1]:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if value is MISSING:
+            del node[parts[-1]]
+        else:
+            node[parts[-1]] = value
+    return live
+
+
+def test_server_fields_and_defaults_are_not_differences() -> None:
+    want = stamped(DESIRED)
+    assert mismatches(want, live_of(want)) == []
+    assert compare(want, live_of(want), manager="meshdsl").verdict is Verdict.SAME
+
+
+@pytest.mark.parametrize(("change", "value", "path"), [
+    ("spec__ports", [{"port": 9080, "name": "http"}, {"port": 1, "name": "x"}], ".spec.ports"),
+    ("spec__selector", {"app": "ratings"}, ".spec.selector.app"),
+    ("spec__selector", MISSING, ".spec.selector"),
+    ("metadata__labels", {}, ".metadata.labels.app"),
+    ("spec", {"ports": []}, ".spec.ports"),
+])
+def test_changes_to_our_fields_are_drift(change: str, value: Any, path: str) -> None:
+    want = stamped(DESIRED)
+    live = live_of(want, **{change: value})
+    result = compare(want, live, manager="meshdsl")
+    assert result.verdict is Verdict.DRIFTED
+    assert result.mismatches[0].path == path
+
+
+def test_a_changed_program_is_a_change_even_when_only_a_field_is_removed() -> None:
+    applied = stamped(DESIRED)
+    live = live_of(applied)
+    now = copy.deepcopy(DESIRED)
+    del now["metadata"]["labels"]  # a subset check alone would call this "same"
+    assert mismatches(now, live) == []
+    assert compare(stamped(now), live, manager="meshdsl").verdict is Verdict.CHANGED
+
+
+def test_missing_object_is_new() -> None:
+    assert compare(stamped(DESIRED), None, manager="meshdsl").verdict is Verdict.NEW
+
+
+@pytest.mark.parametrize(("want", "got", "differs"), [
+    (1, 1.0, False),          # JSON numbers
+    (True, 1, True),          # but a bool is not a number
+    ("1", 1, True),
+    ({}, None, False),        # the server drops empty maps
+    ([], None, False),
+    (None, "x", True),        # null means "absent"
+])
+def test_scalar_and_empty_rules(want: Any, got: Any, differs: bool) -> None:
+    live: dict[str, Any] = {} if got is None else {"f": got}
+    assert bool(mismatches({"f": want}, live)) is differs
+
+
+def test_hash_ignores_its_own_annotation_and_key_order() -> None:
+    a = {"kind": "X", "metadata": {"name": "a"}, "spec": {"x": 1, "y": 2}}
+    b = {"spec": {"y": 2, "x": 1}, "metadata": {"name": "a"}, "kind": "X"}
+    assert desired_hash(a) == desired_hash(b) == desired_hash(stamped(a))
+    assert stamped(a)["metadata"]["annotations"] == {DESIRED_HASH: desired_hash(a)}
+    assert desired_hash(a) != desired_hash({**a, "spec": {"x": 1}})
+    assert "annotations" not in a["metadata"]  # no mutation
+
+
+VS: dict[str, Any] = {
+    "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+    "metadata": {"name": "r", "namespace": "shop"},
+    "spec": {"hosts": ["r"], "http": [{"route": [{"destination": {"host": "r"}}]}]},
+}
+
+
+def test_fields_added_by_another_manager_are_reported() -> None:
+    want = stamped(VS)
+    live = copy.deepcopy(want)
+    live["spec"]["exportTo"] = ["."]
+    live["metadata"]["managedFields"] = [
+        {"manager": "meshdsl", "operation": "Apply",
+         "fieldsV1": {"f:spec": {"f:hosts": {}, "f:http": {}}}},
+        {"manager": "kubectl-edit", "operation": "Update",
+         "fieldsV1": {"f:spec": {"f:exportTo": {}}}},
+        {"manager": "status-writer", "operation": "Update",
+         "fieldsV1": {"f:status": {"f:ok": {}}}},
+        {"manager": "kubectl", "operation": "Apply",    # shares a field we set: fine
+         "fieldsV1": {"f:spec": {".": {}, "f:hosts": {}}}},
+    ]
+    assert foreign_fields(live, want, manager="meshdsl") == {"kubectl-edit": [("spec", "exportTo")]}
+    result = compare(want, live, manager="meshdsl")
+    assert result.verdict is Verdict.DRIFTED and not result.mismatches
+    # a changed program still reports them (they survive a server-side apply)
+    assert compare(stamped({**VS, "spec": {"hosts": ["x"]}}), live,
+                   manager="meshdsl").foreign == {"kubectl-edit": [("spec", "exportTo")]}
+
+
+def test_list_elements_of_associative_lists_end_a_path() -> None:
+    live = {"metadata": {"managedFields": [{"manager": "x", "fieldsV1": {"f:spec": {
+        "f:ports": {'k:{"port":1,"protocol":"TCP"}': {".": {}, "f:port": {}}}}}}]}}
+    live["spec"] = {"ports": [{"port": 1}]}
+    assert foreign_fields(live, {"spec": {"ports": []}}, manager="meshdsl") == {}
+    assert foreign_fields(live, {"spec": {}}, manager="meshdsl") == {"x": [("spec", "ports")]}
+
+
+@pytest.mark.parametrize(("path", "text", "ptr"), [
+    (("spec", "exportTo"), ".spec.exportTo", "/spec/exportTo"),
+    (("spec", "selector", "app.kubernetes.io/name"), '.spec.selector["app.kubernetes.io/name"]',
+     "/spec/selector/app.kubernetes.io~1name"),
+    (("spec", "a~b"), '.spec["a~b"]', "/spec/a~0b"),
+])
+def test_field_paths_for_people_and_for_json_patch(path: tuple[str, ...], text: str,
+                                                   ptr: str) -> None:
+    assert dotted(path) == text and pointer(path) == ptr
+
+
+def test_outermost_paths_only() -> None:
+    assert outermost([("spec", "tls", "mode"), ("spec", "tls"), ("spec", "a")]) == [
+        ("spec", "a"), ("spec", "tls")]
+
+
+def test_normalize_drops_server_fields_for_people() -> None:
+    live = live_of(stamped(DESIRED))
+    shown = normalize(live)
+    assert set(shown["metadata"]) == {"name", "namespace", "labels"}
+    assert "status" not in shown
+    assert live["metadata"]["uid"] == "u-1"  # a copy
+
+
+def test_unified_diff_reads_like_kubectl_diff() -> None:
+    before = live_of(stamped(DESIRED))
+    after = copy.deepcopy(before)
+    after["spec"]["selector"] = {"app": "ratings"}
+    lines = unified(before, after, name="Service/shop/reviews")
+    assert lines[:2] == ["--- live/Service/shop/reviews", "+++ desired/Service/shop/reviews"]
+    assert "-    app: reviews" in lines and "+    app: ratings" in lines
+    assert not any("resourceVersion" in line or DESIRED_HASH in line for line in lines)
+    assert unified(before, copy.deepcopy(before), name="x") == []
+    created = unified(None, after, name="x")
+    assert created[2].startswith("@@ -0,0") and all(
+        line.startswith("+") for line in created[3:])
+
+
+# --- the proof from metadata ------------------------------------------------------------------
+
+SVC_FIELDS: dict[str, Any] = {
+    "f:metadata": {"f:annotations": {"f:meshdsl.io/desired-hash": {}},
+                   "f:labels": {"f:app": {}}},
+    "f:spec": {"f:ports": {'k:{"port":9080,"protocol":"TCP"}': {
+        ".": {}, "f:name": {}, "f:port": {}, "f:protocol": {}}},
+        "f:selector": {"f:app": {}}},
+}
+
+
+def with_managers(obj: dict[str, Any], *entries: tuple[str, str, dict[str, Any]]
+                  ) -> dict[str, Any]:
+    out = copy.deepcopy(obj)
+    out["metadata"]["managedFields"] = [
+        {"manager": m, "operation": op, "fieldsV1": f} for m, op, f in entries]
+    return out
+
+
+def without(fields: dict[str, Any], *path: str) -> dict[str, Any]:
+    out = copy.deepcopy(fields)
+    node = out
+    for part in path[:-1]:
+        node = node[part]
+    del node[path[-1]]
+    return out
+
+
+SETTLED = [
+    ("our Apply entry owns everything", [("meshdsl", "Apply", SVC_FIELDS)], True),
+    ("status written by a controller", [("meshdsl", "Apply", SVC_FIELDS),
+                                        ("ctrl", "Update", {"f:status": {"f:x": {}}})], True),
+    ("an annotation we do not set", [("meshdsl", "Apply", SVC_FIELDS), (
+        "kubectl-annotate", "Update",
+        {"f:metadata": {"f:annotations": {"f:note": {}}}})], True),
+    ("a label we set, taken over", [("meshdsl", "Apply", without(
+        SVC_FIELDS, "f:metadata", "f:labels", "f:app")), (
+        "kubectl-label", "Update", {"f:metadata": {"f:labels": {"f:app": {}}}})], False),
+    ("a label we set, removed (no other entry)", [("meshdsl", "Apply", without(
+        SVC_FIELDS, "f:metadata", "f:labels", "f:app"))], False),
+    ("a spec field of another manager", [("meshdsl", "Apply", SVC_FIELDS), (
+        "kubectl-edit", "Update", {"f:spec": {"f:type": {}}})], False),
+    ("a list's only element removed", [("meshdsl", "Apply", without(
+        SVC_FIELDS, "f:spec", "f:ports"))], False),
+    ("a list element replaced", [("meshdsl", "Apply", {**SVC_FIELDS, "f:spec": {
+        **SVC_FIELDS["f:spec"], "f:ports": {'k:{"port":1,"protocol":"TCP"}': {".": {}}}}})],
+     False),
+    ("no managed fields at all", [], False),
+    ("only an Update entry of ours", [("meshdsl", "Update", SVC_FIELDS)], False),
+]
+
+
+@pytest.mark.parametrize(("case", "entries", "expected"), SETTLED, ids=[c[0] for c in SETTLED])
+def test_metadata_proves_an_object_unchanged_or_asks_for_a_full_read(
+        case: str, entries: list[tuple[str, str, dict[str, Any]]], expected: bool) -> None:
+    want = stamped(DESIRED)
+    live = with_managers(live_of(want), *entries)
+    assert settled(want, live, manager="meshdsl") is expected, case
+    if expected:  # metadata alone is enough: no spec needed
+        meta_only = {"metadata": live["metadata"]}
+        assert compare(want, meta_only, manager="meshdsl").verdict is Verdict.SAME
+    other = stamped({**DESIRED, "spec": {"ports": []}})
+    assert not settled(other, live, manager="meshdsl")  # a changed program never is
+
+
+def test_atomic_maps_and_lists_are_owned_whole() -> None:
+    want = stamped({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                    "spec": {"selector": {"matchLabels": {"app": "d"}},
+                             "template": {"spec": {"containers": [{"name": "d"}]}}}})
+    fields = {"f:metadata": {"f:annotations": {"f:meshdsl.io/desired-hash": {}}},
+              "f:spec": {"f:selector": {}, "f:template": {"f:spec": {"f:containers": {
+                  'k:{"name":"d"}': {".": {}, "f:name": {}}}}}}}
+    live = with_managers(want, ("meshdsl", "Apply", fields))
+    assert settled(want, live, manager="meshdsl")
+    fields["f:spec"]["f:template"]["f:spec"]["f:containers"] = {
+        'k:{"name":"other"}': {".": {}, "f:name": {}}}
+    assert not settled(want, with_managers(want, ("meshdsl", "Apply", fields)),
+                       manager="meshdsl")
