@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from typing import Any, NoReturn
 
 import typer
@@ -23,7 +23,7 @@ console = Console(highlight=False, emoji=False)
 err_console = Console(stderr=True, highlight=False, emoji=False)
 
 
-class Output(str, Enum):
+class Output(StrEnum):
     text = "text"
     json = "json"
     yaml = "yaml"

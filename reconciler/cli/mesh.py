@@ -27,10 +27,12 @@ def load_or_exit(program: str) -> Loaded:
         fail(str(exc), 2)
 
 
-def print_findings(findings: list[Finding]) -> None:
+def print_findings(findings: list[Finding], *, istio_codes: bool = False) -> None:
+    """One finding per entry on stderr; ``istio_codes`` adds the nearest istioctl code."""
     for f in findings:
         where = f"{f.source}: " if f.source else ""
-        err_console.print(f"{where}[{_STYLE[f.severity]}]{f.severity.value} {f.code}[/] "
+        istio = f" ({f.istio_code})" if istio_codes and f.istio_code else ""
+        err_console.print(f"{where}[{_STYLE[f.severity]}]{f.severity.value} {f.code}{istio}[/] "
                           f"[dim]{f.path}[/]\n    {f.message}", soft_wrap=True)
 
 

@@ -56,10 +56,9 @@ def _is_user_frame(filename: str) -> bool:
 def _user_error(exc: BaseException, what: str) -> ProgramError:
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if _is_user_frame(f.filename)]
     if isinstance(exc, SyntaxError) and exc.filename:
-        location = f"{exc.filename}:{exc.lineno}"
         lines = [f"{(exc.text or '').rstrip()}"] if exc.text else []
-        return ProgramError(f"syntax error in {what}: {exc.msg}", location=location,
-                            frames=lines)
+        return ProgramError(f"syntax error in {what}: {exc.msg}",
+                            location=f"{exc.filename}:{exc.lineno}", frames=lines)
     location = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
     shown = [f"{f.filename}:{f.lineno} in {f.name}: {(f.line or '').strip()}" for f in frames]
     if isinstance(exc, ValidationError):
