@@ -27,9 +27,11 @@ def normalize(manifest: Manifest) -> Manifest:
     if group in _ISTIO_GROUPS:
         out["apiVersion"] = group
     if out.get("kind") == "Service" and api == "v1":
-        for port in out.get("spec", {}).get("ports", []):
-            port.setdefault("protocol", "TCP")  # the API server's default
-    meta = out.setdefault("metadata", {})
+        for port in (out.get("spec") or {}).get("ports") or []:
+            if isinstance(port, dict):
+                port.setdefault("protocol", "TCP")  # the API server's default
+    meta = out.get("metadata") or {}
+    out["metadata"] = meta
     labels = {k: v for k, v in (meta.get("labels") or {}).items()
               if k not in (MANAGED_BY, MESH_LABEL)}
     if labels:

@@ -66,3 +66,10 @@ def test_circuit_breaker_fragment_is_expressible() -> None:
     od = dict(fragment["outlierDetection"])
     od.pop("minRequestVolume")  # not an Istio field (see the fragment's comment)
     assert dump(OutlierDetection.model_validate(od)) == od
+
+
+def test_normalize_tolerates_null_sections() -> None:
+    assert normalize({"apiVersion": "v1", "kind": "Service", "spec": None,
+                      "metadata": None})["metadata"] == {}
+    assert normalize({"apiVersion": "v1", "kind": "Service",
+                      "spec": {"ports": None}})["spec"] == {"ports": None}
