@@ -74,17 +74,24 @@ def caller_location() -> SourceLocation | None:
 
 
 def clean(value: Any) -> Any:
-    """Drop None, empty dicts and empty lists recursively: Istio YAML omits unset fields."""
-    if isinstance(value, dict):
+    """Drop None, empty dicts and empty lists recursively: Istio YAML omits unset fields.
+
+    On the compile hot path, so it dispatches on exact types and skips scalars."""
+    kind = type(value)
+    if kind is dict:
         out = {}
         for key, item in value.items():
-            item = clean(item)
-            if item is None or item == {} or item == []:
+            if item is None:
                 continue
+            item_kind = type(item)
+            if item_kind is dict or item_kind is list:
+                item = clean(item)
+                if not item:
+                    continue
             out[key] = item
         return out
-    if isinstance(value, list):
-        return [clean(item) for item in value]
+    if kind is list:
+        return [clean(item) if type(item) in (dict, list) else item for item in value]
     return value
 
 
