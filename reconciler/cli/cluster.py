@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.markup import escape
 
 from meshdsl.compile import compile_mesh
 from meshdsl.compile.manifest import Manifest
@@ -85,7 +86,7 @@ def _connect(kubeconfig: str | None, context: str | None, impersonate: str | Non
 
 def _rejected(exc: RejectedError, code: int) -> NoReturn:
     for line in exc.lines:
-        err_console.print(f"[bold red]error:[/] {line}", soft_wrap=True, markup=True,
+        err_console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True, markup=True,
                           highlight=False)
     fail(f"{len(exc.lines)} object(s) rejected by the API server's dry run; nothing was "
          "written", code)
@@ -122,7 +123,7 @@ def _drift_json(d: Drift) -> dict[str, Any]:
 def _print_drift(plan: Plan) -> None:
     for d in plan.drift:
         verb = "healing" if d.healed else "drift (not healed)"
-        console.print(f"[magenta]{verb}[/] {d.key}: {d.describe()}", soft_wrap=True,
+        console.print(f"[magenta]{verb}[/] {d.key}: {escape(d.describe())}", soft_wrap=True,
                       markup=True, highlight=False)
 
 
@@ -137,11 +138,11 @@ def _print_notes(plan: Plan) -> None:
                       + (" …" if len(plan.leftovers) > 10 else ""), soft_wrap=True,
                       highlight=False)
     for note in plan.notes:
-        console.print(f"[dim]note[/] {note}", soft_wrap=True, highlight=False)
+        console.print(f"[dim]note[/] {escape(note)}", soft_wrap=True, highlight=False)
 
 
 def _colour(line: str) -> str:
-    escaped = line.replace("[", "\\[")
+    escaped = escape(line)
     if line.startswith(("+++", "---")):
         return f"[bold]{escaped}[/]"
     if line.startswith("@@"):
@@ -262,11 +263,12 @@ def apply_cmd(
         if not text or outcome.action.internal:
             return
         style = _STYLE.get(outcome.result, "")
-        reason = f" [dim]({outcome.action.reason})[/]" if outcome.action.reason else ""
+        reason = (f" [dim]({escape(outcome.action.reason)})[/]" if outcome.action.reason
+                  else "")
         console.print(f"[{style}]{outcome.result}[/] {outcome.action.key}{reason}",
                       soft_wrap=True, highlight=False)
         for warning in outcome.warnings:
-            err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True,
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True,
                               highlight=False)
 
     with target, _errors(rejected_code=1, failed_code=1, target=target):

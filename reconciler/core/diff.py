@@ -39,15 +39,17 @@ __all__ = [
     "FieldPath",
     "Mismatch",
     "Verdict",
+    "applied_hash",
     "compare",
     "desired_hash",
     "dotted",
+    "empty",
     "foreign_fields",
     "mismatches",
     "normalize",
     "outermost",
     "pointer",
-    "settled",
+    "scalar_equal",
     "stamped",
     "unified",
     "value_at",
@@ -121,12 +123,12 @@ def _child(path: str, key: str) -> str:
     return f"{path}.{key}" if _PLAIN_KEY.match(key) else f"{path}[{json.dumps(key)}]"
 
 
-def _empty(value: Any) -> bool:
+def empty(value: Any) -> bool:
     """None, ``{}`` or ``[]`` — what the server may drop instead of storing."""
     return value is None or (not value and isinstance(value, dict | list))
 
 
-def _scalar_equal(want: Any, got: Any) -> bool:
+def scalar_equal(want: Any, got: Any) -> bool:
     if isinstance(want, bool) or isinstance(got, bool):
         return type(want) is type(got) and want == got
     return bool(want == got)
@@ -140,7 +142,7 @@ def _subset(want: Any, got: Any, path: str, out: list[Mismatch]) -> None:
         for key, value in want.items():
             if key not in got:
                 # the server drops empty maps/lists and nulls; absent is what we asked for
-                if not _empty(value):
+                if not empty(value):
                     out.append(Mismatch(_child(path, key), value, MISSING))
                 continue
             if value is None:
@@ -153,7 +155,7 @@ def _subset(want: Any, got: Any, path: str, out: list[Mismatch]) -> None:
             return
         for index, (w, g) in enumerate(zip(want, got, strict=True)):
             _subset(w, g, f"{path}[{index}]", out)
-    elif not _scalar_equal(want, got):
+    elif not scalar_equal(want, got):
         out.append(Mismatch(path, want, got))
 
 
@@ -165,7 +167,7 @@ def _contains(want: Any, got: Any) -> bool:
             return False
         for key, value in want.items():
             if key not in got:
-                if not _empty(value):
+                if not empty(value):
                     return False
             elif value is None or not _contains(value, got[key]):
                 return False
@@ -177,7 +179,7 @@ def _contains(want: Any, got: Any) -> bool:
         found: list[Mismatch] = []
         _subset(want, got, "", found)
         return not found
-    return _scalar_equal(want, got)
+    return scalar_equal(want, got)
 
 
 def mismatches(desired: Mapping[str, Any], live: Mapping[str, Any]) -> list[Mismatch]:
@@ -291,113 +293,12 @@ class Comparison:
     foreign: dict[str, list[FieldPath]] = field(default_factory=dict)
 
 
-# --- proof from metadata alone -----------------------------------------------------------------
-
-_IDENTITY = ("apiVersion", "kind")
-_STATUS = "f:status"
-
-
-def _owns(desired: Any, node: Mapping[str, Any], *, granular: bool = False) -> bool:
-    """Does a ``fieldsV1`` node own every field of ``desired``? Conservative: anything it
-    cannot match up (an index-keyed list, an unmatched list element) counts as "no".
-    ``granular``: maps known never to be atomic (``metadata``, labels, annotations)."""
-    kind = type(desired)
-    if kind is dict or (kind is not list and isinstance(desired, Mapping)):
-        if not granular and not any(k.startswith("f:") for k in node):
-            return True  # an atomic map or struct (a label selector): owned whole
-        for key, value in desired.items():
-            if value is None or (not value and type(value) in (dict, list)):
-                continue  # the server may drop it; nothing to own
-            child = node.get("f:" + key)
-            if child is None or (type(value) in (dict, list) and not _owns(
-                    value, child, granular=granular)):
-                return False
-        return True
-    if kind is list:
-        elements = {k: v for k, v in node.items() if k != "."}
-        if not elements:
-            return True  # an atomic list: owned whole
-        if len(elements) != len(desired):
-            return False
-        for item in desired:
-            if isinstance(item, Mapping):
-                match = next((sub for k, sub in elements.items() if k.startswith("k:")
-                              and _key_matches(k[2:], item)), None)
-                if match is None or not _owns(item, match):
-                    return False
-            elif f"v:{json.dumps(item, separators=(',', ':'))}" not in elements:
-                return False
-        return True
-    return True
-
-
-def _key_matches(key_json: str, item: Mapping[str, Any]) -> bool:
-    try:
-        key = json.loads(key_json)
-    except ValueError:
-        return False
-    # a key field we did not set was defaulted by the server (``protocol: TCP``)
-    return isinstance(key, dict) and all(
-        _scalar_equal(item[f], v) for f, v in key.items() if f in item)
-
-
-def _harmless(fields: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    """Another manager's fields that cannot be drift: ``status``, and labels or
-    annotations whose keys we do not set."""
-    for name, sub in fields.items():
-        if name in (".", _STATUS):
-            continue
-        if name != "f:metadata" or not isinstance(sub, Mapping):
-            return False
-        meta = desired.get("metadata") or {}
-        for part, keys in sub.items():
-            if part == ".":
-                continue
-            if part not in ("f:labels", "f:annotations") or not isinstance(keys, Mapping):
-                return False
-            ours = meta.get(part[2:]) or {}
-            if any(k.startswith("f:") and k[2:] in ours for k in keys):
-                return False
-    return True
-
-
-def settled(desired: Mapping[str, Any], live: Mapping[str, Any], *, manager: str) -> bool:
-    """Is the live object certainly what we last applied, judging by metadata alone?
-
-    Yes when its hash annotation is the desired one, our field manager's ``Apply`` entry
-    still owns every field we set (a field someone else changed or removed leaves it), and
-    no other manager owns anything but ``status`` or labels/annotations we do not set.
-    This lets a reconcile read ``PartialObjectMetadata`` lists and fetch whole objects only
-    when the proof fails — and it is conservative: "no" only means "compare field by field".
-    """
-    want = applied_hash(desired)
-    if want is None or applied_hash(live) != want:
-        return False
-    ours: Mapping[str, Any] | None = None
-    for entry in (live.get("metadata") or {}).get("managedFields") or []:
-        fields = entry.get("fieldsV1") or {}
-        if entry.get("manager") == manager:
-            if entry.get("operation") == "Apply":
-                ours = fields
-            continue
-        if not _harmless(fields, desired):
-            return False
-    if ours is None or not any(k.startswith("f:") for k in ours):
-        return False
-    body = {k: v for k, v in desired.items() if k not in _IDENTITY and k != "metadata"}
-    meta = desired.get("metadata") or {}
-    granular = {k: meta[k] for k in ("labels", "annotations") if k in meta}
-    return _owns(body, ours) and _owns(granular, ours.get("f:metadata") or {}, granular=True)
-
-
 def compare(desired: Mapping[str, Any], live: Mapping[str, Any] | None, *,
             manager: str) -> Comparison:
-    """Classify one object; ``desired`` is :func:`stamped`. ``live`` may be metadata
-    only when :func:`settled` holds for it."""
+    """Classify one object, field by field; ``desired`` is :func:`stamped`. (When
+    :func:`reconciler.core.proof.settled` holds, this is not needed: it is the same.)"""
     if live is None:
         return Comparison(Verdict.NEW)
-    if settled(desired, live, manager=manager):
-        return Comparison(Verdict.SAME)
     want = applied_hash(desired)
     foreign = foreign_fields(live, desired, manager=manager)
     if want is None or applied_hash(live) != want:

@@ -39,6 +39,7 @@ from reconciler.core.inventory import (
     inventory_key,
     ownership,
 )
+from reconciler.core.proof import settled
 
 __all__ = ["Action", "Drift", "Plan", "Step", "Verb", "make_plan"]
 
@@ -191,6 +192,9 @@ class _Builder:
         api = str(manifest.get("apiVersion", ""))
         want = diff.stamped(manifest)
         live = self.live.get(key)
+        if live is not None and settled(want, live, manager=self.manager):
+            self.unchanged.append(key)
+            return
         result = diff.compare(want, live, manager=self.manager)
         if live is None:
             self.applies.append(Action(Verb.CREATE, key, api, want, None, force=False,
@@ -297,7 +301,7 @@ def make_plan(
     ``recorded`` is the inventory as read from the cluster (``None``: there is none yet).
     ``heal`` writes drifted objects back; ``adopt`` forces conflicts on objects that exist
     but are not in the inventory (otherwise a field another manager owns is a conflict).
-    ``proven``: keys the caller already found :func:`~reconciler.core.diff.settled` for
+    ``proven``: keys the caller already found :func:`~reconciler.core.proof.settled` for
     these very manifests; they are unchanged without a second look (their ``live`` entry
     may be metadata only).
     """

@@ -4,7 +4,7 @@ write — the I/O around the pure :mod:`reconciler.core`.
 1. *observe*: read the inventory record, then LIST every kind in every namespace the desired
    set or the record mentions (plus all Namespaces) as *metadata only* — a few requests, not
    one per object. Metadata proves an unchanged object unchanged
-   (:func:`reconciler.core.diff.settled`); only the others are read whole;
+   (:func:`reconciler.core.proof.settled`); only the others are read whole;
 2. *plan*: :func:`reconciler.core.plan.make_plan` (pure);
 3. *dry run*: every write of the plan goes to the server with ``dryRun=All`` first, so its
    validation (CRD schemas, immutable fields, RBAC, field conflicts) runs before anything
@@ -28,6 +28,7 @@ from meshdsl.compile.manifest import Manifest, ResourceKey
 from reconciler.core import diff as core_diff
 from reconciler.core.inventory import INVENTORY_NAMESPACE, Inventory, inventory_name
 from reconciler.core.plan import FIELD_MANAGER, Action, Plan, Verb, make_plan
+from reconciler.core.proof import settled
 from reconciler.ports import ObjectRejected, Target
 
 __all__ = [
@@ -165,7 +166,7 @@ def observe(target: Target, desired: Sequence[Manifest], *, mesh: str,
     """Read the inventory and every live object the plan needs to see.
 
     Objects are listed as metadata only, from the API server's cache; those whose metadata
-    does not prove them unchanged (:func:`reconciler.core.diff.settled`) are then read
+    does not prove them unchanged (:func:`reconciler.core.proof.settled`) are then read
     whole from the store — for an unchanged mesh, none. So every write is decided on a
     fresh read, and a stale cache can cost a read, never a write."""
     record = target.get("v1", "ConfigMap", inventory_namespace, inventory_name(mesh))
@@ -206,7 +207,7 @@ def observe(target: Target, desired: Sequence[Manifest], *, mesh: str,
         versions.setdefault(key, api)
     wanted = {ResourceKey.of(m): m for m in desired}
     ours = recorded.keys if recorded is not None else frozenset()
-    proven = frozenset(k for k, m in wanted.items() if k in live and core_diff.settled(
+    proven = frozenset(k for k, m in wanted.items() if k in live and settled(
         core_diff.stamped(m), live[k], manager=FIELD_MANAGER))
     suspects = [k for k in wanted if (k in ours or k in live) and k not in proven]
     suspects += [k for k in ours if k in live and k not in wanted]

@@ -2,17 +2,16 @@
 
 Writes are server-side apply (``PATCH`` with ``application/apply-patch+yaml``) under one
 stable field manager, ``meshdsl``; ``force`` is passed only when the caller says the
-object's fields are ours. Reads are paginated, consistent LISTs (optionally metadata only).
+object's fields are ours. Reads are paginated, consistent LISTs, or one-shot LISTs from the
+API server's watch cache, optionally metadata only.
 Kinds are resolved by API discovery (one request per group/version, cached), so raw
 manifests of any served kind work.
 
-Requests go through the official client's configuration and connection pool
-(kubeconfig, contexts, tokens, exec plugins, client certificates, proxies), bypassing its
-model (de)serialisation: bodies are plain JSON. Connection failures and 429/503/504 are
-retried a bounded number of times (tenacity); every other failure becomes one
-:class:`KubeError` subclass with a one-line message: :class:`Unreachable`,
-:class:`Unauthorized`, :class:`Forbidden`, :class:`NotFound`, :class:`Conflict` (409),
-:class:`Invalid` (422/400).
+Connections and credentials come from the official client's configuration (kubeconfig,
+contexts, tokens, exec plugins, client certificates); requests go through
+:mod:`reconciler.targets.kube_http`, bodies plain JSON. Connection failures and
+429/503/504 are retried a bounded number of times (tenacity); every other failure becomes
+one :class:`KubeError` subclass with a one-line message (see :mod:`.kube_http`).
 
 ``write_calls`` counts non-dry-run write requests and ``writes`` logs them in order
 (``("apply", "VirtualService/ns/name")``, ``("delete", …)``, ``("patch", …)``), for tests
@@ -22,21 +21,31 @@ and benchmarks.
 from __future__ import annotations
 
 import json
-import re
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
-import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from reconciler.ports import ObjectRejected, TargetError
+from reconciler.targets.kube_http import (
+    Busy,
+    Conflict,
+    Forbidden,
+    Invalid,
+    KubeConfigError,
+    KubeError,
+    NotFound,
+    Transport,
+    Unauthorized,
+    Unreachable,
+    error_for,
+    one_line,
+)
 
 __all__ = [
     "FIELD_MANAGER",
@@ -53,126 +62,10 @@ __all__ = [
 ]
 
 FIELD_MANAGER = "meshdsl"
-USER_AGENT = "meshdsl/0.1 (meshctl)"
 PAGE_SIZE = 500
-TOKEN_REFRESH = 10.0  # seconds between credential refreshes
 _APPLY_PATCH = "application/apply-patch+yaml"
 _METADATA_LIST = ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, "
                   "application/json")
-_RETRY_STATUS = (429, 503, 504)
-
-
-# --- errors ------------------------------------------------------------------------------
-
-
-class KubeError(TargetError):
-    """Root of the Kubernetes target's errors; ``str()`` is one line for the user."""
-
-    def __init__(
-        self, message: str, *, status: int | None = None, reason: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.reason = status, reason
-
-
-class KubeConfigError(KubeError):
-    """No usable kubeconfig/context (or in-cluster configuration)."""
-
-
-class Unreachable(KubeError):
-    """The API server did not answer (connection refused, timeout, TLS failure…)."""
-
-
-class _Busy(KubeError):
-    """429/503/504: worth retrying; surfaces as a plain KubeError when retries run out."""
-
-
-class Unauthorized(KubeError):
-    """401: the credentials were not accepted."""
-
-
-class Forbidden(KubeError):
-    """403: RBAC does not allow this request."""
-
-
-class NotFound(KubeError):
-    """404 on something that must exist: a kind the server does not serve, for example."""
-
-
-class _Rejected(KubeError, ObjectRejected):
-    def __init__(self, headline: str, what: str, detail: str, *, status: int,
-                 reason: str | None) -> None:
-        super().__init__(f"{headline}: {what}: {detail}", status=status, reason=reason)
-        self.headline, self.detail = headline, detail
-
-    def about(self, subject: str) -> str:
-        return f"{self.headline}: {subject}: {self.detail}"
-
-
-class Conflict(_Rejected):
-    """409: a field owned by another manager, or a precondition (uid) that no longer holds."""
-
-    conflict = True
-
-
-class Invalid(_Rejected):
-    """422/400: the server's validation (schema, immutable fields…) rejected the object."""
-
-
-def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def _status_message(body: bytes) -> tuple[str, str | None]:
-    try:
-        status = json.loads(body)
-    except ValueError:
-        return _one_line(body.decode(errors="replace"))[:300] or "no message", None
-    if not isinstance(status, dict):
-        return str(status)[:300], None
-    return _one_line(str(status.get("message") or "no message")), status.get("reason")
-
-
-def _error_for(status: int, body: bytes, what: str) -> KubeError:
-    message, reason = _status_message(body)
-    text = f"{what}: {message}" if what else message
-    if status == 401:
-        return Unauthorized(
-            f"401 Unauthorized: the API server rejected the credentials of "
-            f"the kubeconfig user ({message})",
-            status=status,
-            reason=reason,
-        )
-    if status == 403:
-        return Forbidden(f"403 Forbidden: {text}", status=status, reason=reason)
-    if status == 404:
-        return NotFound(f"404 Not Found: {text}", status=status, reason=reason)
-    if status == 409:
-        return Conflict("409 Conflict", what, message, status=status, reason=reason)
-    if status in (400, 422):
-        return Invalid(f"{status} Invalid", what, message, status=status, reason=reason)
-    if status in _RETRY_STATUS:
-        return _Busy(f"{status} {reason or 'server busy'}: {text}", status=status, reason=reason)
-    return KubeError(f"{status} {reason or 'error'}: {text}", status=status, reason=reason)
-
-
-def _connection_reason(exc: BaseException) -> str:
-    seen: BaseException | None = exc
-    while seen is not None:
-        reason = getattr(seen, "reason", None)
-        if isinstance(reason, BaseException) and reason is not seen:
-            seen = reason
-            continue
-        break
-    text = str(seen or exc)
-    match = re.search(r"\[Errno -?\d+\] ([^')\"]+)", text)
-    if match:
-        return match.group(1).strip().lower()
-    if isinstance(seen, urllib3.exceptions.ConnectTimeoutError):
-        return "connection timed out"
-    if isinstance(seen, urllib3.exceptions.ReadTimeoutError):
-        return "read timed out"
-    return _one_line(text)[:200]
 
 
 # --- the target ----------------------------------------------------------------------------
@@ -245,28 +138,6 @@ def with_list_keys(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-class _Throttled:
-    """Call a token-refresh hook at most once per ``seconds`` (exec-plugin and file tokens
-    live for minutes; re-reading them on every request costs ~1 ms of CPU each)."""
-
-    def __init__(self, hook: Any, seconds: float) -> None:
-        self._hook, self._seconds = hook, seconds
-        self._lock = threading.Lock()
-        self._last = float("-inf")
-
-    def __call__(self, configuration: Any) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._last < self._seconds:
-                return
-            self._last = now
-            self._hook(configuration)
-            installed = configuration.refresh_api_key_hook
-            if installed is not self:  # kubeconfig's hook installs a fresh copy of itself
-                self._hook = installed
-                configuration.refresh_api_key_hook = self
-
-
 def _list_items(page: dict[str, Any], api_version: str, kind: str) -> list[dict[str, Any]]:
     items = page.get("items") or []
     for item in items:  # a list's items do not carry apiVersion/kind; give them back
@@ -291,14 +162,8 @@ class KubeTarget:
         timeout: tuple[float, float] = (5.0, 60.0),
         attempts: int = 4,
     ) -> None:
-        self._api = api_client
-        self._host = str(api_client.configuration.host)  # a property that reads the env
-        hook = getattr(api_client.configuration, "refresh_api_key_hook", None)
-        if hook is not None and not isinstance(hook, _Throttled):
-            # kubeconfig's hook re-applies the whole configuration on every request
-            api_client.configuration.refresh_api_key_hook = _Throttled(hook, TOKEN_REFRESH)
+        self._transport = Transport(api_client, timeout=timeout)
         self.field_manager = field_manager
-        self._timeout = timeout
         self._attempts = attempts
         self._lock = threading.Lock()
         self._discovery: dict[str, dict[str, ApiResource]] = {}
@@ -342,7 +207,7 @@ class KubeTarget:
             raise KubeConfigError(
                 f"cannot load {where}"
                 f"{f' (context {context!r})' if context else ''}: "
-                f"{_one_line(str(exc))}"
+                f"{one_line(str(exc))}"
             ) from exc
         configuration.connection_pool_maxsize = pool_size
         configuration.retries = False  # ours are bounded and explicit (tenacity)
@@ -353,14 +218,14 @@ class KubeTarget:
 
     @property
     def server(self) -> str:
-        return self._host
+        return self._transport.server
 
     @property
     def write_calls(self) -> int:
         return self._write_calls
 
     def close(self) -> None:
-        self._api.close()
+        self._transport.close()
 
     def __enter__(self) -> KubeTarget:
         return self
@@ -370,40 +235,6 @@ class KubeTarget:
 
     # -- HTTP --
 
-    def _headers(self, content_type: str | None, accept: str | None = None
-                 ) -> dict[str, str]:
-        """Default headers (impersonation…), credentials, and ours. Credentials come from
-        the client's configuration on every call, so exec plugins and token files refresh."""
-        headers = dict(self._api.default_headers)
-        auth = self._api.configuration.auth_settings().get("BearerToken")
-        if auth and auth.get("value"):
-            headers[str(auth["key"])] = str(auth["value"])
-        headers["Accept"] = accept or "application/json"
-        headers["Accept-Encoding"] = "gzip"  # big lists shrink ~10x; zlib is cheap
-        headers["User-Agent"] = USER_AGENT
-        if content_type:
-            headers["Content-Type"] = content_type
-        return headers
-
-    def _send(self, method: str, path: str, query: list[tuple[str, str]], body: bytes | None,
-              content_type: str | None, what: str, accept: str | None = None
-              ) -> tuple[int, bytes]:
-        """One request on the client's own connection pool (its TLS, client certificates and
-        proxy settings), without its model layer: bodies are JSON bytes both ways."""
-        url = self.server + path + (f"?{urlencode(query)}" if query else "")
-        try:
-            response = self._api.rest_client.pool_manager.request(
-                method, url, body=body, headers=self._headers(content_type, accept),
-                timeout=urllib3.Timeout(connect=self._timeout[0], read=self._timeout[1]),
-                retries=False, preload_content=True)
-        except urllib3.exceptions.HTTPError as exc:
-            raise Unreachable(f"cannot reach the Kubernetes API server at {self.server}: "
-                              f"{_connection_reason(exc)}") from exc
-        status, data = int(response.status), bytes(response.data or b"")
-        if status >= 400:
-            raise _error_for(status, data, what)
-        return status, data
-
     def _request(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
                  body: bytes | None = None, content_type: str | None = None,
                  what: str = "", accept: str | None = None) -> Any:
@@ -412,13 +243,19 @@ class KubeTarget:
         retrying = Retrying(
             stop=stop_after_attempt(self._attempts),
             wait=wait_exponential(multiplier=0.2, max=2.0),
-            retry=retry_if_exception_type((Unreachable, _Busy)),
+            retry=retry_if_exception_type((Unreachable, Busy)),
             reraise=True,
         )
+        def send() -> bytes:
+            status, data = self._transport.send(method, path, query or [], body,
+                                                content_type=content_type, accept=accept)
+            if status >= 400:
+                raise error_for(status, data, what)
+            return data
+
         try:
-            _, data = retrying(self._send, method, path, query or [], body, content_type, what,
-                               accept)
-        except _Busy as exc:
+            data = retrying(send)
+        except Busy as exc:
             raise KubeError(str(exc), status=exc.status, reason=exc.reason) from exc
         return json.loads(data) if data else None
 

@@ -322,3 +322,18 @@ def test_every_intermediate_state_routes_only_to_existing_subsets(
     # and after running it, planning again finds nothing to do
     again = make_plan(new, state, plan.inventory, mesh=MESH, prune=True, allow_empty=True)
     assert again.steps == (), order(again)
+
+
+def test_objects_proven_by_metadata_need_no_spec() -> None:
+    desired = shop({"v1": 100}, ["v1"])
+    live, inv = world(desired)
+    for key, m in zip([*live], live.values(), strict=True):
+        if key.kind in ("VirtualService", "Service"):  # metadata only, as a metadata list
+            meta = m["metadata"]
+            fields = {"f:metadata": {"f:annotations": {"f:meshdsl.io/desired-hash": {}},
+                                     "f:labels": {f"f:{k}": {} for k in meta["labels"]}},
+                      "f:spec": {f"f:{k}": {} for k in m["spec"]}}
+            live[key] = {"metadata": {**meta, "managedFields": [
+                {"manager": "meshdsl", "operation": "Apply", "fieldsV1": fields}]}}
+    plan = make_plan(desired, live, inv, mesh=MESH)
+    assert plan.steps == () and len(plan.unchanged) == len(desired)
