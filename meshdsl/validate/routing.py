@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import typing
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -79,15 +80,23 @@ def _shadowed(mesh: MeshSpec) -> Iterator[Finding]:
                 catch_all = i
 
 
+def _model_classes(annotation: object) -> list[type[BaseModel]]:
+    """The pydantic model classes an annotation can hold (through unions and lists)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [cls for arg in typing.get_args(annotation) for cls in _model_classes(arg)]
+
+
 @functools.cache
 def _walk_plan(cls: type[BaseModel]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """For a model class: its duration fields, and the fields that may hold models."""
+    """For a model class: its duration fields, and the fields whose models (transitively)
+    have any — the rest cannot hold a duration and are not walked."""
     durations, nested = [], []
     for name, field in cls.model_fields.items():
-        text = str(field.annotation)
-        if name in DURATION_FIELDS and "str" in text:
+        if name in DURATION_FIELDS and "str" in str(field.annotation):
             durations.append(name)
-        elif "meshdsl" in text or "Match" in text:
+        elif any(any(_walk_plan(inner)) for inner in _model_classes(field.annotation)
+                 if inner is not cls):
             nested.append(name)
     return tuple(durations), tuple(nested)
 
