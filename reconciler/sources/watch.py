@@ -10,34 +10,33 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from reconciler.sources.directory import IGNORED_DIRS
 
-__all__ = ["DirectoryWatcher"]
+__all__ = ["DebouncedWatcher", "DirectoryWatcher"]
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, watcher: DirectoryWatcher) -> None:
+    def __init__(self, watcher: DebouncedWatcher) -> None:
         self._watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed_no_write") or (
-                event.is_directory and event.event_type == "modified"):
-            return   # reads, and a directory's mtime changing because a child did
-        paths = [event.src_path, getattr(event, "dest_path", "") or ""]
-        if all(not p or self._watcher.ignored(str(p)) for p in paths):
-            return
-        self._watcher.poke()
+        if self._watcher.wants(event):
+            self._watcher.poke()
 
 
-class DirectoryWatcher:
-    """``start()`` watches ``path`` recursively; ``on_change()`` runs on a timer thread."""
+class DebouncedWatcher:
+    """A watchdog observer on ``path`` whose ``on_change()`` runs on a timer thread once
+    events that :meth:`wants` accepts have stopped for ``debounce`` seconds. Subclasses
+    say which events matter and whether to watch recursively."""
 
-    def __init__(self, path: Path, on_change: Callable[[], None], *,
-                 debounce: float = 0.15) -> None:
+    recursive = True
+
+    def __init__(self, path: Path, on_change: Callable[[], None], *, debounce: float) -> None:
         self.path = Path(path).resolve()
         self._on_change = on_change
         self._debounce = debounce
@@ -45,13 +44,8 @@ class DirectoryWatcher:
         self._timer: threading.Timer | None = None
         self._observer: Observer | None = None  # type: ignore[valid-type]
 
-    def ignored(self, path: str) -> bool:
-        try:
-            parts = Path(path).resolve().relative_to(self.path).parts
-        except ValueError:
-            return True
-        return any(p in IGNORED_DIRS or p.startswith(".") for p in parts) or path.endswith(
-            (".pyc", "~", ".swp"))
+    def wants(self, event: FileSystemEvent) -> bool:
+        raise NotImplementedError
 
     def poke(self) -> None:
         """Something changed: (re)start the quiet-period timer."""
@@ -67,10 +61,10 @@ class DirectoryWatcher:
             self._timer = None
         self._on_change()
 
-    def start(self) -> DirectoryWatcher:
+    def start(self) -> Self:
         observer = Observer()
         observer.daemon = True
-        observer.schedule(_Handler(self), str(self.path), recursive=True)
+        observer.schedule(_Handler(self), str(self.path), recursive=self.recursive)
         observer.start()
         self._observer = observer
         return self
@@ -84,3 +78,32 @@ class DirectoryWatcher:
             self._observer.stop()
             self._observer.join(timeout=5)
             self._observer = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+class DirectoryWatcher(DebouncedWatcher):
+    """``start()`` watches ``path`` recursively; ``on_change()`` runs on a timer thread."""
+
+    def __init__(self, path: Path, on_change: Callable[[], None], *,
+                 debounce: float = 0.15) -> None:
+        super().__init__(path, on_change, debounce=debounce)
+
+    def ignored(self, path: str) -> bool:
+        try:
+            parts = Path(path).resolve().relative_to(self.path).parts
+        except ValueError:
+            return True
+        return any(p in IGNORED_DIRS or p.startswith(".") for p in parts) or path.endswith(
+            (".pyc", "~", ".swp"))
+
+    def wants(self, event: FileSystemEvent) -> bool:
+        if event.event_type in ("opened", "closed_no_write") or (
+                event.is_directory and event.event_type == "modified"):
+            return False  # reads, and a directory's mtime changing because a child did
+        paths = [event.src_path, getattr(event, "dest_path", "") or ""]
+        return not all(not p or self.ignored(str(p)) for p in paths)
