@@ -34,6 +34,7 @@ CODES: dict[str, tuple[str, str]] = {
     "MD112": ("canary-version-missing", ""),
     "MD113": ("duplicate-name", ""),
     "MD114": ("canary-without-route", ""),
+    "MD115": ("duplicate-canary", ""),
 }
 
 

@@ -1,4 +1,5 @@
-"""Routing sanity: weights, overlapping hosts, unreachable routes, durations, names."""
+"""Routing sanity: weights, overlapping hosts, unreachable routes, durations, unique names
+and one canary plan per service."""
 
 from __future__ import annotations
 
@@ -160,9 +161,28 @@ def _duplicates(mesh: MeshSpec) -> Iterator[Finding]:
             seen.add(key)
 
 
+def _duplicate_canaries(mesh: MeshSpec) -> Iterator[Finding]:
+    """One plan per (namespace, service): the rollout driver cannot run two at once."""
+    first: dict[tuple[str, str], SourceLocation | None] = {}
+    count: dict[tuple[str, str], int] = defaultdict(int)
+    for plan in mesh.canaries:
+        key = (plan.namespace, plan.service)
+        count[key] += 1
+        if count[key] == 1:
+            first[key] = plan.source
+            continue
+        earlier = first[key]
+        which = "a second" if count[key] == 2 else "another"
+        where = f"at {earlier}" if earlier is not None else "declared earlier"
+        yield error("MD115", f"Canary {plan.namespace}/{plan.service}",
+                    f"{which} canary plan for {plan.service!r} (the first is {where}); "
+                    "keep one", plan.source)
+
+
 def check(mesh: MeshSpec) -> Iterator[Finding]:
     yield from _weights(mesh)
     yield from _conflicts(mesh)
     yield from _shadowed(mesh)
     yield from _all_durations(mesh)
     yield from _duplicates(mesh)
+    yield from _duplicate_canaries(mesh)

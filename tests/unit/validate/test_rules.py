@@ -148,6 +148,16 @@ def _canary_without_route(bad: bool) -> Mesh:
     return mesh
 
 
+def _two_canaries(bad: bool) -> Mesh:
+    mesh = Mesh("t")
+    r = mesh.service("reviews", versions=["v1", "v2", "v3"])
+    r.route(to=r.v1)
+    r.canary(target="v2", stable="v1")
+    if bad:
+        r.canary(target="v3", stable="v1")
+    return mesh
+
+
 CASES: list[tuple[str, Callable[[bool], Mesh], Severity]] = [
     ("MD101", _subset, Severity.ERROR),
     ("MD102", _unknown_host, Severity.ERROR),
@@ -164,6 +174,7 @@ CASES: list[tuple[str, Callable[[bool], Mesh], Severity]] = [
     ("MD112", _canary, Severity.ERROR),
     ("MD113", _duplicate, Severity.ERROR),
     ("MD114", _canary_without_route, Severity.ERROR),
+    ("MD115", _two_canaries, Severity.ERROR),
 ]
 
 
@@ -193,6 +204,26 @@ def test_findings_point_at_the_declaring_line() -> None:
     (finding,) = [f for f in validate(mesh.build()) if f.code == "MD101"]
     assert finding.source is not None and finding.source.line == line
     assert "v9" in finding.message and "v1" in finding.message
+
+
+def test_a_later_canary_plan_is_reported_where_declared_naming_the_first() -> None:
+    mesh = Mesh("t")
+    r = mesh.service("reviews", versions=["v1", "v2", "v3"])
+    r.route(to=r.v1)
+    first = _lineno() + 1
+    r.canary(target="v2", stable="v1")
+    mesh.service("ratings", versions=["v1", "v2"]).canary(target="v2")
+    second = _lineno() + 1
+    r.canary(target="v3", stable="v1")
+    third = _lineno() + 1
+    r.canary(target="v3", stable="v2")
+    found = [f for f in validate(mesh.build()) if f.code == "MD115"]
+    assert [f.source.line for f in found if f.source] == [second, third]
+    assert all(f.path == "Canary default/reviews" for f in found)
+    assert found[0].message == (f"a second canary plan for 'reviews' (the first is at "
+                                f"{__file__}:{first}); keep one")
+    assert found[1].message.startswith("another canary plan for 'reviews'")
+    assert f"{__file__}:{first}" in found[1].message
 
 
 def test_all_findings_are_collected_not_just_the_first() -> None:
