@@ -52,7 +52,8 @@ from reconciler.delivery.phases import Phase, RolloutState, Traffic
 from reconciler.delivery.queries import metric_queries
 from reconciler.delivery.stages import Stage, StageKind, plan_interval, stages, stages_digest
 
-__all__ = ["abort", "needs", "pause", "promote", "resume", "start", "step"]
+__all__ = ["abort", "needs", "pause", "promote", "restart_reason", "resume", "start",
+           "step"]
 
 Result = tuple[RolloutState, list[Action]]
 _JUDGED = (Phase.PROGRESSING, Phase.HALTED)
@@ -83,7 +84,7 @@ def start(plan: CanaryPlan, revision: str = "", now: float = 0.0, *,
 def needs(state: RolloutState, plan: CanaryPlan, now: float) -> Needs:
     """What ``step(state, plan, ..., now)`` will judge, so the caller can gather it first."""
     if (state.phase not in (Phase.INITIALIZING, *_JUDGED) or not _due(state, now)
-            or _restart_reason(state, plan, Observations())):
+            or restart_reason(state, plan, Observations())):
         return Needs()
     if state.phase is Phase.INITIALIZING:
         kind = "pre-rollout" if state.rollout_confirmed else "confirm-rollout"
@@ -102,7 +103,7 @@ def step(state: RolloutState, plan: CanaryPlan, observations: Observations, now:
     revision = observations.revision or state.revision
     digest = (observations.target_digest if observations.target_digest is not None
               else state.target_digest)
-    reason = _restart_reason(state, plan, observations)
+    reason = restart_reason(state, plan, observations)
     if state.phase is Phase.IDLE or reason:
         previous = state.note(now, f"restarted: {reason}") if reason else state
         return start(plan, revision, now, target_digest=digest, previous=previous)
@@ -306,7 +307,9 @@ def _last(state: RolloutState) -> bool:
     return state.stage_index >= state.stage_count - 1
 
 
-def _restart_reason(state: RolloutState, plan: CanaryPlan, obs: Observations) -> str:
+def restart_reason(state: RolloutState, plan: CanaryPlan, obs: Observations) -> str:
+    """Why ``step`` would start this rollout over for ``plan`` ("" when it goes on): a new
+    target or stable, a changed target version, or changed stages."""
     if state.phase is Phase.IDLE:
         return ""
     if plan.target != state.target or plan.stable != state.stable:

@@ -161,13 +161,16 @@ class EnvoyStatsSource:
     :meth:`sample` when a stage starts to open its window.
     """
 
-    def __init__(self, admin_urls: Iterable[str], *, reporter: str = "destination",
+    def __init__(self, admin_urls: Iterable[str] | Callable[[], Iterable[str]], *,
+                 reporter: str = "destination",
                  timeout: float = 5.0, clock: Callable[[], float] = time.monotonic,
                  fetch: Callable[[str], str] | None = None, reuse_within: float = 0.5
                  ) -> None:
         if reporter not in ("source", "destination"):
             raise ValueError("reporter is 'source' (outbound clusters) or 'destination'")
-        self.admin_urls = [u.rstrip("/") for u in admin_urls]
+        # A callable is asked before every scrape: a local mesh's proxies come and go
+        # between revisions (a canary's new version starts its own Envoy).
+        self._urls = admin_urls if callable(admin_urls) else list(admin_urls)
         self.reporter = reporter
         self._clock = clock
         self._client = httpx.Client(timeout=timeout, trust_env=False) if fetch is None \
@@ -175,6 +178,11 @@ class EnvoyStatsSource:
         self._fetch = fetch or self._get
         self._reuse_within = reuse_within
         self._history: list[Scrape] = []
+
+    @property
+    def admin_urls(self) -> list[str]:
+        urls = self._urls() if callable(self._urls) else self._urls
+        return [u.rstrip("/") for u in urls]
 
     def describe(self) -> str:
         return f"Envoy stats of {len(self.admin_urls)} proxies ({self.reporter} view)"

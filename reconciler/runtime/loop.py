@@ -11,6 +11,15 @@ becomes one reconcile of the newest commit. One pass:
 3. on a drift tick (and at start) re-deploy the applied output: objects someone changed
    are written back (self-heal) or only reported (``self_heal=False``, or suspended).
 
+With a :class:`~reconciler.runtime.rollouts.RolloutDriver` (progressive delivery), what is
+deployed is never the program's raw output but its *rollout view*: the revision's program
+with every canary rollout's current traffic laid over it (``live_output``). A new revision
+is deployed with the driver's preview (a changed canary target starts at 100% stable) and
+handed to the driver once the target took it; drift checks and rollbacks deploy the view
+too, so they never fight a rollout. Between passes the loop ticks the driver every ``rollout_period``: analyses run,
+steps advance, and a changed view is deployed through the same deployer — only for the
+applied revision, only on the leader, never while suspended.
+
 A program that fails to load, raises, loops or has validation errors deploys nothing: the
 status records the error with the user's file:line and the previous revision stays live.
 Such a revision is not run again — a new commit is needed. An unreachable target or remote
@@ -26,23 +35,28 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
+from meshdsl.compile import Weights
+from meshdsl.model.spec import MeshSpec
+from reconciler.delivery.errors import DeliveryError
 from reconciler.ports import (
     Deployed,
     Deployer,
     DeployError,
     Revision,
+    RolloutStoreError,
     Source,
     SourceError,
     StateStore,
     TargetError,
 )
+from reconciler.runtime.rollouts import RolloutDriver, live_output, output_spec
 from reconciler.runtime.sandbox import Compiled, ProgramFailed
 from reconciler.runtime.status import (
     Attempt,
@@ -105,6 +119,7 @@ class Settings:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     allowed_signers: Path | None = None     # verify commit signatures when set
+    rollout_period: float = 1.0             # tick the rollout driver this often
 
 
 def _trigger_name(reasons: Iterable[str]) -> str:
@@ -118,7 +133,8 @@ class Reconciler:
 
     def __init__(self, settings: Settings, *, source: Source, deployer: Deployer,
                  store: StateStore, sandbox: ProgramRunner, leader: Leadership | None = None,
-                 telemetry: Telemetry | None = None) -> None:
+                 telemetry: Telemetry | None = None,
+                 rollouts: RolloutDriver | None = None) -> None:
         if settings.allowed_signers is not None and not hasattr(source, "verify"):
             raise ValueError("commit verification needs a Git source")
         self.settings, self.source, self.deployer = settings, source, deployer
@@ -135,6 +151,9 @@ class Reconciler:
         self._crashed: str | None = None
         self._phases: dict[str, float] = {}
         self.passes = 0
+        self.rollouts = rollouts
+        if rollouts is not None:
+            rollouts.bind(self._push_view)
 
     # -- triggers (any thread) ----------------------------------------------------------------
 
@@ -210,6 +229,7 @@ class Reconciler:
         next_poll = now + s.poll_interval if s.poll_interval else float("inf")
         next_drift = now + s.drift_interval if s.drift_interval else float("inf")
         next_control = now
+        next_rollout = now + s.rollout_period if self.rollouts is not None else float("inf")
         self.trigger("start")
         try:
             while not self._stop.is_set():
@@ -234,7 +254,10 @@ class Reconciler:
                         event("internal-error", name=s.name, level=40,
                               error=f"{type(exc).__name__}: {exc}")
                         self._stop.wait(s.backoff_max)
-                wait = min(next_poll, next_drift, next_control) - time.monotonic()
+                if time.monotonic() >= next_rollout:
+                    self.tick_rollouts()
+                    next_rollout = time.monotonic() + s.rollout_period
+                wait = min(next_poll, next_drift, next_control, next_rollout) - time.monotonic()
                 self._wake.wait(max(0.0, wait))
         except BaseException as exc:  # never silently: /healthz reports it
             self._crashed = f"{type(exc).__name__}: {exc}"
@@ -351,7 +374,9 @@ class Reconciler:
             if output is None:
                 output = self._compile(self._describe(revision)).output()
             mesh = str(output.get("mesh", ""))
-            deployed = self._deploy(output, mesh=mesh, heal=True, revision=revision)
+            live, handed_over = self._live(revision, output)
+            deployed = self._deploy(live, mesh=mesh, heal=True, revision=revision)
+            handed_over()
         except _Failed as failed:
             self._finish(replace(base, result=Result.FAILED, failure=failed.failure,
                                  duration=time.perf_counter() - t0))
@@ -443,8 +468,12 @@ class Reconciler:
             self.status = replace(self.status, in_progress=revision.id)
             with self._phase("mark-in-progress"):
                 self._save()
+            with self._phase("rollouts"):
+                live, handed_over = self._live(revision.id, output)
             with self._phase("deploy"):
-                deployed = self._deploy(output, mesh=mesh, heal=True, revision=revision.id)
+                deployed = self._deploy(live, mesh=mesh, heal=True, revision=revision.id)
+            with self._phase("rollouts-start"):
+                handed_over()
         except _Failed as failed:
             self._finish(replace(base, result=Result.FAILED, failure=failed.failure,
                                  duration=time.perf_counter() - t0))
@@ -479,9 +508,7 @@ class Reconciler:
             raise _Failed(Failure("source", str(exc), transient=True)) from exc
         try:
             with self._phase("program"):
-                return self.sandbox.run(checkout, self.settings.program,
-                                        spec=bool(getattr(self.deployer, "needs_spec",
-                                                          False)))
+                return self.sandbox.run(checkout, self.settings.program, spec=self._needs_spec)
         except ProgramFailed as exc:
             raise _Failed(Failure(exc.kind, exc.message, location=exc.location,
                                   details=exc.details)) from exc
@@ -508,6 +535,85 @@ class Reconciler:
         while len(self._outputs) > 3:
             self._outputs.pop(next(iter(self._outputs)))
 
+    # -- progressive delivery -----------------------------------------------------------------
+
+    @property
+    def _needs_spec(self) -> bool:
+        """Ask the sandbox for the program's spec: the local target runs it, and the rollout
+        driver needs it to compute rollout views."""
+        return bool(getattr(self.deployer, "needs_spec", False)) or self.rollouts is not None
+
+    def _live(self, revision: str, output: dict[str, Any]
+              ) -> tuple[dict[str, Any], Callable[[], None]]:
+        """What to deploy for ``revision`` — its output as is, or, with rollouts, its
+        rollout view — and what to call once that is deployed.
+
+        For the revision the driver runs, the view is its current one. For another (a new
+        commit, a rollback, the first pass after a restart) it is the driver's *preview*:
+        rollouts it keeps stay at their step, new or changed ones start at 100% stable
+        (never at the program's raw weights). Only after the target took it does the
+        driver get the program and persist the new rollouts, so a refused revision leaves
+        every rollout as it was."""
+        driver = self.rollouts
+        try:
+            spec = output_spec(output) if driver is not None else None
+            if driver is None or spec is None:  # no rollouts, or stored without a spec
+                return output, lambda: None
+            if driver.revision == revision and driver.spec is not None:
+                (view, weights), fingerprint = driver.pending()
+            else:
+                (view, weights), fingerprint = driver.preview(spec, revision)
+        except (RolloutStoreError, DeliveryError) as exc:
+            raise _Failed(Failure("rollouts", f"rollout state: {exc}",
+                                  transient=isinstance(exc, RolloutStoreError))) from exc
+
+        def deployed() -> None:
+            try:
+                if driver.revision != revision or driver.spec is None:
+                    driver.set_program(spec, revision)
+                    driver.tick(push=False)
+                if driver.pending()[1] == fingerprint:
+                    driver.mark_pushed(fingerprint)
+            except Exception as exc:  # the next rollout tick starts them and pushes
+                event("rollout-start-deferred", name=self.settings.name, level=30,
+                      revision=revision[:12], error=f"{type(exc).__name__}: {exc}")
+
+        return live_output(output, view, weights), deployed
+
+    def tick_rollouts(self) -> None:
+        """One driver tick for the applied revision (analyses, steps, manual commands),
+        under the target lock; the driver deploys a changed view through
+        :meth:`_push_view`."""
+        driver, applied = self.rollouts, self.status.applied
+        if driver is None or applied is None or self.status.suspended:
+            return
+        if self.leader is not None and not self.leader.is_leader:
+            return
+        if driver.revision != applied.revision or self.status.in_progress is not None:
+            return   # the driver runs only the revision the target serves
+        with target_lock(self.deployer.identity):
+            try:
+                driver.tick()
+            except Exception as exc:  # the store or a metrics source is down: next tick
+                event("rollout-tick-failed", name=self.settings.name, level=30,
+                      error=f"{type(exc).__name__}: {exc}")
+
+    def _push_view(self, spec: MeshSpec, weights: Weights) -> None:
+        """The driver's route writer: deploy the applied revision's output with the rollout
+        view laid over it (called by :meth:`tick_rollouts`, target lock held)."""
+        applied = self.status.applied
+        if applied is None:
+            raise DeliveryError("no revision is applied yet")
+        output = self._output(applied.revision)
+        if output is None:
+            raise DeliveryError(f"the output of {applied.short} is no longer stored")
+        t0 = time.perf_counter()
+        deployed = self.deployer.deploy(live_output(output, spec, weights), mesh=applied.mesh,
+                                        heal=True)
+        event("rollout-traffic", name=self.settings.name, revision=applied.short,
+              weights={f"{ns}/{svc}": dict(split) for (ns, svc), split in weights.items()},
+              changes=deployed.changes, duration_s=round(time.perf_counter() - t0, 3))
+
     # -- drift ------------------------------------------------------------------------------
 
     def _recheck(self, *, heal: bool, trigger: str) -> None:
@@ -523,8 +629,11 @@ class Reconciler:
                   reason="the applied output is no longer stored")
             return
         try:
-            deployed = self._deploy(output, mesh=applied.mesh, heal=heal,
+            live, handed_over = self._live(applied.revision, output)
+            deployed = self._deploy(live, mesh=applied.mesh, heal=heal,
                                     revision=applied.revision, dry_run=not heal)
+            if heal:
+                handed_over()
         except _Failed as failed:
             self._finish(Attempt(revision=applied.revision, trigger=trigger,
                                  started_at=now_iso(), duration=time.perf_counter() - t0,

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshdsl.compile import Weights
+from meshdsl.compile import Weights, compile_mesh
 from meshdsl.model.canary import CanaryPlan
 from meshdsl.model.spec import MeshSpec
 from reconciler.delivery import machine
@@ -60,7 +60,7 @@ from reconciler.ports import (
     WebhookCaller,
 )
 
-__all__ = ["ApplyRoutes", "RolloutDriver", "RolloutReport"]
+__all__ = ["ApplyRoutes", "RolloutDriver", "RolloutReport", "live_output", "output_spec"]
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,8 @@ class RolloutDriver:
     and a route target. Thread-safe: :meth:`set_program` may come from the Git loop while
     :meth:`tick` runs from a timer (calls are serialised)."""
 
-    def __init__(self, store: RolloutStore, metrics: MetricsSource, apply: ApplyRoutes, *,
+    def __init__(self, store: RolloutStore, metrics: MetricsSource,
+                 apply: ApplyRoutes | None = None, *,
                  webhooks: WebhookCaller | None = None,
                  on_report: Callable[[RolloutReport], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -124,6 +125,13 @@ class RolloutDriver:
         self._spec: MeshSpec | None = None
         self._revision = ""
         self._pushed: object = None  # fingerprint of the view last pushed successfully
+        self._push = True              # False inside tick(push=False)
+
+    def bind(self, apply: ApplyRoutes) -> None:
+        """Set the route writer (the GitOps loop binds its deployer after constructing the
+        driver it was given)."""
+        with self._lock:
+            self._apply = apply
 
     # --- the program --------------------------------------------------------------------
 
@@ -158,6 +166,36 @@ class RolloutDriver:
         the program as it is — so callers may use it unconditionally."""
         return self._view()[0]
 
+    def preview(self, spec: MeshSpec, revision: str, now: float | None = None
+                ) -> tuple[tuple[MeshSpec, Weights], Any]:
+        """The view ``spec`` would be served with once it is the program, persisting
+        nothing: rollouts it keeps go on at their stored step; new ones, and ones it
+        changes (target, stable, the target's version, stages), start at 100% stable.
+        For deploying a revision before handing it over (:meth:`set_program`), so a
+        revision the target refuses leaves every stored rollout as it was."""
+        at = self._clock() if now is None else now
+        states: list[RolloutState] = []
+        for plan in spec.canaries:
+            stored = self.store.load(plan.namespace, plan.service)
+            digest = target_digest(spec, plan)
+            seen = Observations(revision=revision or None, target_digest=digest)
+            if stored is None or stored.state.phase is Phase.IDLE or machine.restart_reason(
+                    stored.state, plan, seen):
+                states.append(machine.start(plan, revision, at, target_digest=digest)[0])
+            else:
+                states.append(stored.state)
+        return rollout_view(spec, states), _fingerprint(revision, spec, states)
+
+    def pending(self) -> tuple[tuple[MeshSpec, Weights], Any]:
+        """The view and its fingerprint, for a caller that pushes it itself and then says
+        so with :meth:`mark_pushed` (the GitOps loop deploys and records the revision)."""
+        return self._view()
+
+    def mark_pushed(self, fingerprint: Any) -> None:
+        """The target now serves the view with this fingerprint: no push until it changes."""
+        with self._lock:
+            self._pushed = fingerprint
+
     def _view(self) -> tuple[tuple[MeshSpec, Weights], Any]:
         with self._lock:
             if self._spec is None:
@@ -171,12 +209,23 @@ class RolloutDriver:
 
     # --- the tick -----------------------------------------------------------------------
 
-    def tick(self, now: float | None = None) -> list[RolloutReport]:
+    def tick(self, now: float | None = None, *, push: bool = True) -> list[RolloutReport]:
         """Advance every rollout as far as ``now`` allows, then make sure the target serves
-        the current view (after a restart, a manual command or a failed push)."""
+        the current view (after a restart, a manual command or a failed push). With
+        ``push=False`` nothing is pushed: the caller deploys :meth:`pending` itself."""
         with self._lock:
             if self._spec is None:
                 return []
+            self._push = push
+            try:
+                return self._tick(now)
+            finally:
+                self._push = True
+
+    def _tick(self, now: float | None) -> list[RolloutReport]:
+        with self._lock:
+            assert self._spec is not None
+            self._sample()
             at = self._clock() if now is None else now
             reports: list[RolloutReport] = []
             keys = [(p.namespace, p.service) for p in self._spec.canaries]
@@ -189,10 +238,11 @@ class RolloutDriver:
                 reports.append(report)
                 if self._on_report is not None:
                     self._on_report(report)
-            try:
-                self.sync()
-            except Exception as exc:  # the target is down: retried on the next tick
-                log.warning("routes not applied (retried next tick): %s", exc)
+            if self._push:
+                try:
+                    self.sync()
+                except Exception as exc:  # the target is down: retried on the next tick
+                    log.warning("routes not applied (retried next tick): %s", exc)
             return reports
 
     def sync(self) -> bool:
@@ -203,6 +253,9 @@ class RolloutDriver:
             (spec, weights), fingerprint = self._view()
             if fingerprint == self._pushed:
                 return False
+            if self._apply is None:
+                raise DeliveryError("the rollout driver has no route writer; pass apply= "
+                                    "or call bind(apply)")
             self._pushed = None  # a failed push is retried on the next tick
             self._apply(spec, weights)
             self._pushed = fingerprint
@@ -213,6 +266,18 @@ class RolloutDriver:
         target was redeployed from the raw program by someone else)."""
         with self._lock:
             self._pushed = None
+
+    def _sample(self) -> None:
+        """Sources that compute rates from their own snapshots (Envoy's stats read directly)
+        take one every tick while a plan exists, so an analysis always finds a baseline one
+        interval back instead of answering *no data* the first time."""
+        sample = getattr(self.metrics, "sample", None)
+        if self._spec is None or not self._spec.canaries or not callable(sample):
+            return
+        try:
+            sample()
+        except MetricsError as exc:
+            log.warning("metrics snapshot failed: %s", exc)
 
     def _refuse(self, plan: CanaryPlan, now: float, why: str) -> RolloutReport:
         """Leave the rollout as stored (two plans for one service would restart each other
@@ -284,6 +349,9 @@ class RolloutDriver:
             if isinstance(action, Persist):
                 generation = self.store.save(action.state, expected_generation=generation)
             elif isinstance(action, SetTraffic):
+                if not self._push:
+                    self._pushed = None  # the caller deploys pending(); then mark_pushed
+                    continue
                 try:
                     self._pushed = None  # the view changed: push even if it looks equal
                     self.sync()
@@ -333,3 +401,24 @@ def _fingerprint(revision: str, program: MeshSpec, states: list[RolloutState]) -
          tuple(sorted(s.traffic.weights.items())), s.traffic.header_route,
          s.traffic.mirror_percent) for s in states))
     return (revision, id(program), traffic)
+
+
+# --- outputs of the GitOps loop ------------------------------------------------------------
+
+
+def output_spec(output: Mapping[str, Any]) -> MeshSpec | None:
+    """The program's spec carried by a sandbox output (``None``: it carries none)."""
+    raw = output.get("spec")
+    return MeshSpec.model_validate(raw) if raw else None
+
+
+def live_output(output: Mapping[str, Any], spec: MeshSpec, weights: Weights
+                ) -> dict[str, Any]:
+    """A sandbox output rewritten to serve ``(spec, weights)`` — a rollout view: Istio
+    manifests for the kube target, the staged spec and the weights for the local one."""
+    live = dict(output)
+    live["manifests"] = compile_mesh(spec, weights=weights or None)
+    if output.get("spec"):
+        live["spec"] = spec.model_dump(mode="json")
+        live["weights"] = {f"{ns}/{svc}": dict(split) for (ns, svc), split in weights.items()}
+    return live
