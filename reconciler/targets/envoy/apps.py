@@ -33,7 +33,7 @@ from meshdsl.compile.envoy import WorkloadKey
 from meshdsl.compile.envoy.placement import Address, SidecarPlacement
 from meshdsl.model.service import LocalRun
 from reconciler.targets.envoy.errors import LocalAppError
-from reconciler.targets.envoy.process import _parent_death_signal
+from reconciler.targets.envoy.process import spawn
 
 __all__ = ["LocalApp", "app_environment", "expand"]
 
@@ -128,10 +128,9 @@ class LocalApp:
                 "stop it, or give this version run_locally(address=...) to use it as is")
         with open(self.log_path, "ab") as log:
             try:
-                self._process = subprocess.Popen(
+                self._process = spawn(
                     self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                    env={**os.environ, **self.env}, start_new_session=True,
-                    preexec_fn=_parent_death_signal())
+                    env={**os.environ, **self.env}, start_new_session=True)
             except OSError as err:
                 raise LocalAppError(f"{self.key.proxy_id}: cannot run {self.command[0]!r}: "
                                     f"{err}") from err

@@ -21,8 +21,10 @@ many Envoys light.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
+import os
 import re
 import shutil
 import signal
@@ -203,13 +205,8 @@ class EnvoyProcess:
             *self._extra_args,
         ]  # fmt: skip
         with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                cwd=self.workdir,
-                preexec_fn=_parent_death_signal(),
+            self._process = spawn(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.workdir
             )
 
     def _wait_started(self) -> None:
@@ -538,16 +535,49 @@ def _regex_literal(text: str) -> str:
     return re.escape(text)
 
 
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A preexec_fn that SIGTERMs Envoy when this process dies (Linux, main thread only).
-
-    PR_SET_PDEATHSIG fires when the *thread* that forked exits, so it is only armed when
-    Envoy is started from the main thread; elsewhere :meth:`EnvoyProcess.stop` must run.
-    """
-    if not sys.platform.startswith("linux") or threading.current_thread() is not (
-        threading.main_thread()
-    ):
+def _death_signal_preexec() -> Callable[[], None] | None:
+    """A preexec_fn arming PR_SET_PDEATHSIG (Linux): the child gets SIGTERM when the thread
+    that forked it exits — and exits itself if this process died before it was armed."""
+    if not sys.platform.startswith("linux"):
         return None
+    with contextlib.suppress(OSError, AttributeError):
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        pr_set_pdeathsig = 1
+        parent = os.getpid()
+
+        def preexec() -> None:
+            prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+            if os.getppid() != parent:  # the parent died between fork and prctl
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        return preexec
+    return None
+
+
+_spawner: concurrent.futures.ThreadPoolExecutor | None = None
+_spawner_guard = threading.Lock()
+
+
+def spawn(command: Sequence[str], **popen: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen`` whose child is SIGTERMed when this process dies, even by
+    SIGKILL, whichever thread calls it.
+
+    PR_SET_PDEATHSIG fires when the *forking thread* exits, so a child forked from a
+    short-lived thread (a pool worker of the reconcile loop) would be killed early or, when
+    the signal is not armed, orphaned by a crash — and a restarted reconciler would find
+    the old mesh still holding its ports. Children forked off the main thread are forked by
+    one long-lived spawner thread instead, which lives as long as the process."""
+    preexec = _death_signal_preexec()
+    if preexec is None or threading.current_thread() is threading.main_thread():
+        return subprocess.Popen(list(command), preexec_fn=preexec, **popen)
+    global _spawner
+    with _spawner_guard:
+        if _spawner is None:
+            _spawner = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="meshdsl-spawner")
+        pool = _spawner
+    return pool.submit(lambda: subprocess.Popen(list(command), preexec_fn=preexec,
+                                                **popen)).result()
     with contextlib.suppress(OSError, AttributeError):
         prctl = ctypes.CDLL(None, use_errno=True).prctl
         pr_set_pdeathsig = 1

@@ -1,0 +1,226 @@
+"""Progressive delivery through ``meshctl reconcile`` itself: Git pushes start canaries.
+
+A real bare repository whose post-receive hook notifies ``meshctl reconcile --target
+local`` (a subprocess), which runs the program in its sandbox, deploys the rollout view to
+real Envoys and demo apps, and judges each step on the Envoys' own stats (no Prometheus:
+the local default). Traffic goes through the ingress gateway on 127.0.0.1. Every wait is
+bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.delivery.phases import Phase, RolloutState
+from reconciler.runtime.rollout_store import DiskRolloutStore
+from reconciler.testing.canary import TrafficGenerator
+from reconciler.testing.demo_apps import DEMO_APP
+from reconciler.testing.gitops import GitServer
+from reconciler.testing.ports import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+MESHCTL = str(Path(sys.executable).parent / "meshctl")
+SECRET = "e2e-secret"
+NS, SERVICE = "shop", "reviews"
+
+
+def program(versions: dict[str, str], *, routed: str, canary: tuple[str, str] | None = None
+            ) -> str:
+    """A mesh program: ``reviews`` with ``versions`` (name -> demo app flags), the gateway
+    routing to ``routed``, and optionally a canary plan ``(target, stable)``."""
+    lines = [
+        "import sys",
+        "from meshdsl import Mesh",
+        "from meshdsl.model.canary import SuccessRate",
+        "",
+        f"mesh = Mesh('rollouts', namespace={NS!r})",
+        f"reviews = mesh.service({SERVICE!r}, port=9080, versions={list(versions)!r})",
+    ]
+    for version, flags in versions.items():
+        lines.append(
+            f"reviews.run_locally({version!r}, command=[sys.executable, {str(DEMO_APP)!r}, "
+            f"'--name', '{{service}}', '--version', '{{version}}', '--port', '{{port}}', "
+            f"*{flags.split()!r}])")
+    lines += ["gateway = mesh.gateway('front')", "gateway.http('*')",
+              f"gateway.routes('front', hosts=['*']).route(to=reviews.{routed})"]
+    if canary is not None:
+        target, stable = canary
+        lines.append(
+            f"reviews.canary(target={target!r}, stable={stable!r}, steps=[20, 50, 100], "
+            "interval='2s', checks=[SuccessRate(99, interval='4s')], min_requests=5, "
+            "no_data_limit=5, max_failed_checks=2)")
+    return "\n".join(lines) + "\n"
+
+
+V1 = program({"v1": ""}, routed="v1")
+V2 = program({"v1": "", "v2": ""}, routed="v2", canary=("v2", "v1"))
+V3_BAD = program({"v2": "", "v3": "--error-rate 0.5"}, routed="v3", canary=("v3", "v2"))
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"after {timeout:.0f}s: {what}")
+
+
+class Reconciler:
+    """``meshctl reconcile --target local`` tracking a GitServer, as a subprocess."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port, self.gateway = free_port(), free_port()
+        self.state = root / "state"
+        self.log = root / "reconciler.log"
+        self.git = GitServer(root / "git", webhook_url=f"http://127.0.0.1:{self.port}/webhook",
+                             secret=SECRET.encode())
+        self.rollouts = DiskRolloutStore.in_state_dir(self.state)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "MESHDSL_WEBHOOK_SECRET": SECRET}
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [MESHCTL, "reconcile", "--repo", str(self.git.origin), "--target", "local",
+                 "--name", "e2e", "--state-dir", str(self.state),
+                 "--cache-dir", str(self.root / "cache"),
+                 "--listen", f"127.0.0.1:{self.port}", "--gateway-port", str(self.gateway),
+                 "--interval", "0", "--drift-interval", "0", "--rollout-tick", "0.5s"],
+                stdout=out, stderr=out, env=env)
+        wait_for(lambda: b'"event": "started"' in self.log.read_bytes()
+                 or b'"event":"started"' in self.log.read_bytes(), 30, "the reconciler starting")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("event") == name:
+                out.append(record)
+        return out
+
+    def applied(self, sha: str) -> bool:
+        return any(e.get("revision") == sha and e.get("result") == "applied"
+                   for e in self.events("reconcile"))
+
+    def rollout(self) -> RolloutState | None:
+        stored = self.rollouts.load(NS, SERVICE)
+        return None if stored is None else stored.state
+
+    def finished(self, target: str) -> RolloutState | None:
+        state = self.rollout()
+        return state if state is not None and state.target == target and \
+            state.phase.terminal else None
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway}/"
+
+
+@pytest.fixture
+def reconciler(tmp_path: Path) -> Iterator[Reconciler]:
+    rec = Reconciler(tmp_path)
+    try:
+        yield rec
+    finally:
+        rec.stop()
+
+
+def served(traffic: TrafficGenerator, seconds: float) -> set[str]:
+    """Who served the requests of the last ``seconds`` (empty: none answered)."""
+    return {s.served_by for s in traffic.since(time.time() - seconds) if s.status == 200}
+
+
+def canary_cli(state: Path) -> str:
+    result = subprocess.run([MESHCTL, "canary", "status", f"{NS}/{SERVICE}", "--state-dir",
+                             str(state)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_pushes_promote_a_healthy_canary_and_roll_back_a_bad_one(
+        reconciler: Reconciler) -> None:
+    reconciler.start()
+    first = reconciler.git.push({"mesh.py": V1}, "reviews v1")
+    wait_for(lambda: reconciler.applied(first), 90, "the first revision applied")
+    with TrafficGenerator(reconciler.url(), rate=40, max_seconds=200) as traffic:
+        wait_for(lambda: served(traffic, 1.0) == {"reviews-v1"}, 30, "v1 serving")
+
+        second = reconciler.git.push({"mesh.py": V2}, "canary reviews v2")
+        wait_for(lambda: reconciler.applied(second), 60, "the canary revision applied")
+        state = wait_for(lambda: reconciler.finished("v2"), 90, "the v2 rollout finishing")
+        assert state.phase is Phase.SUCCEEDED, state.reason
+        time.sleep(1.5)
+        assert served(traffic, 1.0) == {"reviews-v2"}
+        # the program routes to v2 from its first commit, yet traffic stepped there
+        steps = [e["weights"][f"{NS}/{SERVICE}"] for e in reconciler.events("rollout-traffic")]
+        assert {"v1": 80, "v2": 20} in steps and {"v1": 50, "v2": 50} in steps
+        assert "succeeded" in canary_cli(reconciler.state)
+
+        third = reconciler.git.push({"mesh.py": V3_BAD}, "canary reviews v3 (broken)")
+        wait_for(lambda: reconciler.applied(third), 60, "the v3 revision applied")
+        state = wait_for(lambda: reconciler.finished("v3"), 90, "the v3 rollout finishing")
+        assert state.phase is Phase.FAILED, state.reason
+        time.sleep(1.5)
+        assert served(traffic, 1.0) == {"reviews-v2"}
+        window = traffic.since(time.time() - 1.0)
+        assert all(s.status == 200 for s in window)
+    status = canary_cli(reconciler.state)
+    assert "failed" in status and "success-rate" in status
+
+
+def test_sigkill_mid_rollout_resumes_at_the_same_step(reconciler: Reconciler) -> None:
+    reconciler.start()
+    first = reconciler.git.push({"mesh.py": V1}, "reviews v1")
+    wait_for(lambda: reconciler.applied(first), 90, "the first revision applied")
+    with TrafficGenerator(reconciler.url(), rate=40, max_seconds=200) as traffic:
+        reconciler.git.push({"mesh.py": V2}, "canary reviews v2")
+
+        def at_second_step() -> RolloutState | None:
+            state = reconciler.rollout()
+            return state if state is not None and state.target == "v2" and \
+                state.stage_index >= 1 and not state.phase.terminal else None
+
+        before = wait_for(at_second_step, 90, "the rollout at its second step")
+        reconciler.kill()
+        after_kill = reconciler.rollout()
+        assert after_kill is not None and after_kill.stage_index >= before.stage_index
+        reconciler.start()
+        state = wait_for(lambda: reconciler.finished("v2"), 120, "the rollout finishing")
+        assert state.phase is Phase.SUCCEEDED, state.reason
+        assert not any("restarted" in e.message for e in state.timeline), state.timeline
+        # after the restart the first traffic pushed was the stored step, never 100% v1
+        resumed = [e["weights"].get(f"{NS}/{SERVICE}") for e in
+                   reconciler.events("rollout-traffic")]
+        assert {"v1": 100, "v2": 0} not in resumed[-3:]
+        time.sleep(1.5)
+        assert served(traffic, 1.0) == {"reviews-v2"}
