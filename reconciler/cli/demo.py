@@ -2,9 +2,10 @@
 
 1. A temporary Git repository holding a copy of ``examples/bookinfo/mesh.py`` (its demo app
    path pinned, so the apps do not restart with every checkout).
-2. The reconciler side: a watcher polling the repository (:class:`GitSource`), each new
-   revision loaded and handed to the :class:`RolloutDriver`, which runs the local Envoy
-   mesh (:class:`LocalMesh`) and judges canaries on a real Prometheus scraping it.
+2. The reconciler: the same loop as ``meshctl reconcile --target local`` (:class:`Reconciler`
+   polling the repository every 0.5 s, each revision run in the sandbox), deploying rollout
+   views to the local Envoy mesh (:class:`LocalMesh`); its :class:`RolloutDriver` judges
+   canaries on a real Prometheus scraping every Envoy.
 3. Traffic: ``/productpage`` through the ingress gateway, ~40 requests a second; what
    reviews answered is read from productpage's JSON.
 4. The story, from ``examples/canary/demo/``: a commit that canaries reviews v2 (healthy:
@@ -25,19 +26,26 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
 from rich.table import Table
 
-from meshdsl.model.spec import MeshSpec
 from reconciler.cli.app import app, console, fail
 from reconciler.delivery.phases import Phase, RolloutState
-from reconciler.runtime.loader import load
-from reconciler.runtime.rollouts import RolloutReport
+from reconciler.metrics import PrometheusSource, istio_bridge_rule_groups
+from reconciler.ports import Deployed
+from reconciler.runtime.deploy import LocalDeployer
+from reconciler.runtime.loop import Reconciler, Settings
+from reconciler.runtime.rollout_store import DiskRolloutStore
+from reconciler.runtime.rollouts import RolloutDriver, RolloutReport
+from reconciler.runtime.sandbox import Limits, Sandbox
+from reconciler.runtime.status import DiskStore
 from reconciler.sources.git import GitSource, remove_tree
-from reconciler.testing.canary import CanaryRig, Sample, TrafficGenerator
+from reconciler.targets.envoy.mesh import LocalMesh
+from reconciler.testing.canary import Sample, TrafficGenerator, envoy_scrape_job
+from reconciler.testing.prometheus import LocalPrometheus
 
 demo_app = typer.Typer(help="Self-contained demonstrations on the local mesh.",
                        no_args_is_help=True)
@@ -91,7 +99,7 @@ def _commit(repo: Path, base: str, chapter: Chapter) -> str:
     """``mesh.py`` = the example + this chapter's block (each chapter replaces the last)."""
     (repo / "mesh.py").write_text(base + (STORY / chapter.file).read_text())
     _git(repo, "commit", "-q", "-am", chapter.message)
-    return _git(repo, "rev-parse", "--short", "HEAD")
+    return _git(repo, "rev-parse", "HEAD")
 
 
 def _reviews_call(response: httpx.Response) -> tuple[int, str]:
@@ -141,14 +149,11 @@ class _Timeline:
                           soft_wrap=True)
 
 
-def _load(checkout: Path) -> MeshSpec:
-    return load(str(checkout / "mesh.py")).spec
-
-
-def _wait_outcome(rig: CanaryRig, target: str, timeout: float) -> RolloutState | None:
+def _wait_outcome(store: DiskRolloutStore, target: str, timeout: float
+                  ) -> RolloutState | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        stored = rig.store.load(NS, SERVICE)
+        stored = store.load(NS, SERVICE)
         if stored is not None and stored.state.target == target and stored.state.phase.terminal:
             return stored.state
         time.sleep(0.2)
@@ -160,6 +165,39 @@ def _failed_between(samples: list[Sample], start: float, end: float) -> tuple[in
     return sum(1 for s in window if s.status >= 500 or s.status == 0), len(window)
 
 
+class _ScrapedMesh(LocalDeployer):
+    """The local mesh as the reconciler's target, telling Prometheus whenever its set of
+    Envoys changes (a canary's new version brings its own sidecar)."""
+
+    def __init__(self, mesh: LocalMesh, prometheus: LocalPrometheus) -> None:
+        super().__init__(mesh)
+        self.prometheus = prometheus
+        self._scraped: set[str] = set()
+
+    def deploy(self, output: dict[str, Any], *, mesh: str, heal: bool,
+               dry_run: bool = False) -> Deployed:
+        deployed = super().deploy(output, mesh=mesh, heal=heal, dry_run=dry_run)
+        urls = set(self.mesh.stats_urls().values())
+        if urls != self._scraped:
+            self.prometheus.reload_targets([envoy_scrape_job(self.mesh)])
+            self._scraped = urls
+        return deployed
+
+
+def _wait_applied(rec: Reconciler, revision: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if rec.status.applied_revision == revision:
+            return True
+        last = rec.status.last
+        if last is not None and last.revision == revision and last.failure is not None \
+                and not last.failure.transient:
+            console.print(f"[red]revision {revision[:12]} failed: {last.failure.message}[/]")
+            return False
+        time.sleep(0.1)
+    return False
+
+
 @demo_app.command("bookinfo")
 def bookinfo_cmd(
     timeout: Annotated[float, typer.Option(help="Seconds each rollout may take.")] = 90.0,
@@ -167,68 +205,71 @@ def bookinfo_cmd(
 ) -> None:
     """Canary reviews v2 (promoted) then a faulty v3 (rolled back), live, on this machine."""
     started = time.time()
-    quiet = logging.getLogger("reconciler")  # the timeline says it all
-    quiet.addHandler(logging.NullHandler())
-    quiet.propagate = False
+    for name in ("reconciler", "meshdsl"):   # the timeline says it all
+        quiet = logging.getLogger(name)
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
     workdir = Path(tempfile.mkdtemp(prefix="meshctl-demo-"))
     repo = workdir / "repo"
     timeline = _Timeline(started)
-    rig = CanaryRig(workdir / "state", on_report=timeline.report)
     source = GitSource(str(repo), branch="main", cache_dir=workdir / "git")
-    stop = threading.Event()
+    sandbox = Sandbox(Limits(timeout=30.0))
+    prometheus: LocalPrometheus | None = None
+    deployer: _ScrapedMesh | None = None
+    rec: Reconciler | None = None
     traffic: TrafficGenerator | None = None
     outcomes: list[tuple[Chapter, RolloutState | None, float, float]] = []
+    final: list[Sample] = []
     try:
         base = _init_repo(repo)
-        first = source.latest()
-        console.print(f"[dim]repository {repo} at {first.short}; starting the local mesh, "
-                      "Prometheus and the rollout driver...[/]")
-        rig.start(_load(source.checkout(first.id)), first.short)
-        assert rig.mesh is not None
-        traffic = TrafficGenerator(f"{rig.mesh.gateway_url()}/productpage", rate=rate,
+        console.print(f"[dim]repository {repo}; starting Prometheus, then the reconciler "
+                      "(meshctl reconcile --target local) tracking it...[/]")
+        prometheus = LocalPrometheus(rule_groups=istio_bridge_rule_groups(interval="1s"),
+                                     workdir=workdir / "prometheus").start()
+        deployer = _ScrapedMesh(LocalMesh(workdir=workdir / "mesh"), prometheus)
+        store = DiskRolloutStore.in_state_dir(workdir / "state")
+        driver = RolloutDriver(store, PrometheusSource(prometheus.url),
+                               on_report=timeline.report)
+        rec = Reconciler(Settings(name="demo", poll_interval=0.5, drift_interval=None,
+                                  rollout_period=0.25),
+                         source=source, deployer=deployer, store=DiskStore(workdir / "state"),
+                         sandbox=sandbox, rollouts=driver)
+        sandbox.prepare()
+        rec.start()
+        first = _git(repo, "rev-parse", "HEAD")
+        if not _wait_applied(rec, first, 120):
+            fail("the first revision was not applied within 120s", 1)
+        mesh = deployer.mesh
+        traffic = TrafficGenerator(f"{mesh.gateway_url()}/productpage", rate=rate,
                                    max_seconds=timeout * len(CHAPTERS) + 120,
                                    classify=_reviews_call).start()
-        seen = first.id
-        errors: list[str] = []
-
-        def watch() -> None:  # the reconciler's Git trigger: poll every 0.5 s
-            nonlocal seen
-            while not stop.wait(0.5):
-                try:
-                    latest = source.latest()
-                    if latest.id != seen:
-                        seen = latest.id
-                        rig.commit(_load(source.checkout(latest.id)), latest.short)
-                        console.print(f"[bold cyan]revision {latest.short}[/] "
-                                      f"{latest.summary}")
-                except Exception as exc:  # a bad revision is reported; the watch goes on
-                    errors.append(str(exc))
-                    console.print(f"[red]revision failed: {exc}[/]")
-
-        watcher = threading.Thread(target=watch, name="git-watch", daemon=True)
-        watcher.start()
-        rig.drive()
         console.print(f"[dim]mesh up in {time.time() - started:.0f}s: "
-                      f"{len(rig.mesh.proxies())} Envoys, traffic on "
-                      f"{rig.mesh.gateway_url()}/productpage[/]")
+                      f"{len(mesh.proxies())} Envoys, traffic on "
+                      f"{mesh.gateway_url()}/productpage[/]")
         time.sleep(2.0)
         for chapter in CHAPTERS:
             begin = time.time()
             sha = _commit(repo, base, chapter)
-            console.print(f"\n[bold]git commit {sha}[/] {chapter.message}")
-            state = _wait_outcome(rig, chapter.target, timeout)
+            console.print(f"\n[bold]git commit {sha[:12]}[/] {chapter.message}")
+            if _wait_applied(rec, sha, 60):
+                console.print(f"[bold cyan]revision {sha[:12]} applied[/] "
+                              f"{time.time() - begin:.1f}s after the commit")
+            state = _wait_outcome(store, chapter.target, timeout)
             time.sleep(1.5)  # traffic on the final routes
             outcomes.append((chapter, state, begin, time.time()))
-        stop.set()
-        watcher.join(timeout=10)
         final = traffic.since(time.time() - 1.0)
     except KeyboardInterrupt:
         fail("interrupted; everything started was stopped", 130)
     finally:
-        stop.set()
         if traffic is not None:
             traffic.stop()
-        rig.stop()
+        if rec is not None:
+            rec.stop()
+        sandbox.close()
+        if deployer is not None:
+            deployer.stop()
+        if prometheus is not None:
+            prometheus.stop()
         source.close()
         remove_tree(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
