@@ -197,7 +197,8 @@ class StateStore(Protocol):
 # --- Progressive delivery: metrics, webhooks, rollout state (issue #6) ---------------------
 # Implementations: reconciler.metrics.prometheus.PrometheusSource,
 # reconciler.metrics.envoy_stats.EnvoyStatsSource, reconciler.targets.webhooks.WebhookCaller,
-# reconciler.runtime.rollout_store.DiskRolloutStore. The pure side is reconciler.delivery.
+# reconciler.runtime.rollout_store.DiskRolloutStore and .ClusterRolloutStore. The pure side is
+# reconciler.delivery.
 
 if TYPE_CHECKING:
     from reconciler.delivery.actions import WebhookCall

@@ -4,13 +4,16 @@
   canary plan against recorded metrics with the real state machine and prints every
   decision and every intermediate VirtualService. Exit 0 when the rollout would be
   promoted, 1 when it would be rolled back or never finishes, 2 for bad input.
-- ``status [SERVICE] --state-dir DIR`` shows stage, weights, each check against its
-  threshold and the timeline, from the rollout store the reconciler keeps.
-- ``promote | abort | pause | resume SERVICE --state-dir DIR`` apply a manual command to
-  the stored rollout (compare-and-swap, so the reconcile loop never undoes it); the loop
-  applies the resulting routes on its next step.
+- ``status [SERVICE]`` shows stage, weights, each check against its threshold and the
+  timeline, from the rollout store the reconciler keeps.
+- ``promote | abort | pause | resume SERVICE`` apply a manual command to the stored rollout
+  (compare-and-swap, so the reconcile loop never undoes it); the loop applies the resulting
+  routes on its next step.
 
-``DIR`` is the reconciler's state directory; rollouts live in ``DIR/rollouts``.
+The store is the reconciler's: ``--state-dir DIR`` (rollouts in ``DIR/rollouts``; the
+current directory by default) for the local target, or ``--state cluster`` with
+``--kubeconfig``/``--context``, ``--name`` and ``--system-namespace`` for the ConfigMaps a
+kube reconciler keeps (``--kubeconfig`` or ``--context`` alone select the cluster too).
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ from rich.table import Table
 from meshdsl.compile import to_yaml
 from meshdsl.model.canary import CanaryPlan
 from reconciler.cli.app import Output, app, console, emit, fail
+from reconciler.cli.gitops import (
+    AsOpt,
+    ContextOpt,
+    KubeconfigOpt,
+    StateKind,
+    _kube_target,
+)
 from reconciler.cli.mesh import ProgramArg, load_or_exit
 from reconciler.delivery import machine
 from reconciler.delivery.actions import Action
@@ -35,8 +45,9 @@ from reconciler.delivery.analysis import CheckResult, Verdict
 from reconciler.delivery.errors import DeliveryError, ManualCommandError
 from reconciler.delivery.phases import Phase, RolloutState
 from reconciler.delivery.simulate import Recording, SimStep, Simulation, simulate
-from reconciler.ports import RolloutStoreError, StaleRolloutError
-from reconciler.runtime.rollout_store import DiskRolloutStore
+from reconciler.ports import RolloutStore, RolloutStoreError, StaleRolloutError
+from reconciler.runtime.rollout_store import ClusterRolloutStore, DiskRolloutStore
+from reconciler.runtime.status import STATE_NAMESPACE
 
 canary_app = typer.Typer(help="Progressive delivery: simulate, inspect and steer canary "
                          "rollouts.", no_args_is_help=True)
@@ -46,8 +57,19 @@ ServiceOpt = Annotated[str, typer.Option("--service", help="The canaried service
                                          "NAMESPACE/NAME (or NAME when unique).")]
 ServiceArg = Annotated[str, typer.Argument(help="The service: NAMESPACE/NAME (or NAME when "
                                            "only one rollout has it).")]
-StateDirOpt = Annotated[Path, typer.Option("--state-dir", help="The reconciler's state "
-                                           "directory (rollouts are in DIR/rollouts).")]
+StateOpt = Annotated[StateKind, typer.Option(
+    "--state", help="Where the reconciler keeps its rollouts: disk (--state-dir) or cluster "
+    "(ConfigMaps). auto: cluster when --kubeconfig or --context is given without "
+    "--state-dir, else disk.")]
+StateDirOpt = Annotated[Path | None, typer.Option(
+    "--state-dir", help="The reconciler's state directory (rollouts are in DIR/rollouts; "
+    "default: the current directory).")]
+NameOpt = Annotated[str | None, typer.Option(
+    "--name", help="With --state cluster: the reconciler whose rollouts these are "
+    "(default: default).")]
+SystemNamespaceOpt = Annotated[str | None, typer.Option(
+    "--system-namespace", help=f"With --state cluster: the namespace of the reconciler's "
+    f"ConfigMaps (default: {STATE_NAMESPACE}).")]
 OutputOpt = Annotated[Output, typer.Option("-o", "--output", help="Output format.")]
 
 _VERDICT_STYLE = {Verdict.PASS: "green", Verdict.FAIL: "bold red", Verdict.NO_DATA: "yellow"}
@@ -160,14 +182,34 @@ def simulate_cmd(
 # --- status and manual commands -------------------------------------------------------
 
 
-def _store(state_dir: Path) -> DiskRolloutStore:
-    if not state_dir.is_dir():
-        fail(f"state directory {state_dir} does not exist (give the reconciler's "
+def _store(state: StateKind, state_dir: Path | None, *, kubeconfig: str | None,
+           context: str | None, as_user: str | None, name: str | None,
+           system_namespace: str | None) -> RolloutStore:
+    """The reconciler's rollout store, as the options select it (exit 2 on a mix)."""
+    cluster_options = [flag for flag, value in (
+        ("--kubeconfig", kubeconfig), ("--context", context), ("--as", as_user),
+        ("--name", name), ("--system-namespace", system_namespace)) if value is not None]
+    if state is StateKind.auto:
+        state = (StateKind.cluster if state_dir is None and (kubeconfig or context)
+                 else StateKind.disk)
+    if state is StateKind.cluster:
+        if state_dir is not None:
+            fail("--state-dir is for rollouts on disk; with --state cluster they are found by "
+                 "--kubeconfig/--context, --name and --system-namespace", 2)
+        return ClusterRolloutStore(_kube_target(kubeconfig, context, as_user),
+                                   namespace=system_namespace or STATE_NAMESPACE,
+                                   name=name or "default")
+    if cluster_options:
+        fail(f"{', '.join(cluster_options)}: only for rollouts in the cluster (--state "
+             "cluster); rollouts on disk are found by --state-dir", 2)
+    directory = state_dir or Path(".")
+    if not directory.is_dir():
+        fail(f"state directory {directory} does not exist (give the reconciler's "
              "--state-dir)", 2)
-    return DiskRolloutStore.in_state_dir(state_dir)
+    return DiskRolloutStore.in_state_dir(directory)
 
 
-def _find(store: DiskRolloutStore, service: str) -> tuple[str, str]:
+def _find(store: RolloutStore, service: str) -> tuple[str, str]:
     ns, _, name = service.rpartition("/")
     try:
         if ns:
@@ -212,11 +254,18 @@ def _print_status(state: RolloutState, now: float) -> None:
 def status_cmd(
     service: Annotated[str | None, typer.Argument(help="NAMESPACE/NAME or NAME; all "
                                                   "rollouts when omitted.")] = None,
-    state_dir: StateDirOpt = Path("."),
+    state: StateOpt = StateKind.auto,
+    state_dir: StateDirOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    as_user: AsOpt = None,
+    name: NameOpt = None,
+    system_namespace: SystemNamespaceOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
     """Where each rollout stands: stage, weights, checks against thresholds, timeline."""
-    store = _store(state_dir)
+    store = _store(state, state_dir, kubeconfig=kubeconfig, context=context,
+                   as_user=as_user, name=name, system_namespace=system_namespace)
     try:
         if service is None:
             states = [s.state for s in store.list_rollouts()]
@@ -232,15 +281,14 @@ def status_cmd(
         return
     if not states:
         console.print(f"no rollouts in {store.describe()}")
-    for state in states:
-        _print_status(state, time.time())
+    for rollout in states:
+        _print_status(rollout, time.time())
 
 
 Command = Callable[[RolloutState, float], tuple[RolloutState, list[Action]]]
 
 
-def _manual(command: Command, verb: str, service: str, state_dir: Path) -> None:
-    store = _store(state_dir)
+def _manual(command: Command, verb: str, service: str, store: RolloutStore) -> None:
     key = _find(store, service)
     for _ in range(_RETRIES):
         try:
@@ -263,25 +311,26 @@ def _manual(command: Command, verb: str, service: str, state_dir: Path) -> None:
     fail(f"{key[0]}/{key[1]} kept changing under us; try again", 1)
 
 
-@canary_app.command("promote")
-def promote_cmd(service: ServiceArg, state_dir: StateDirOpt = Path(".")) -> None:
-    """Skip the remaining stages and gates: all traffic to the target."""
-    _manual(machine.promote, "promote", service, state_dir)
+def _manual_command(verb: str, command: Command, summary: str) -> None:
+    """Register ``meshctl canary VERB SERVICE`` with the store options of ``status``."""
+
+    def run(service: ServiceArg, state: StateOpt = StateKind.auto,
+            state_dir: StateDirOpt = None, kubeconfig: KubeconfigOpt = None,
+            context: ContextOpt = None, as_user: AsOpt = None, name: NameOpt = None,
+            system_namespace: SystemNamespaceOpt = None) -> None:
+        _manual(command, verb, service, _store(
+            state, state_dir, kubeconfig=kubeconfig, context=context, as_user=as_user,
+            name=name, system_namespace=system_namespace))
+
+    run.__doc__ = summary
+    canary_app.command(verb)(run)
 
 
-@canary_app.command("abort")
-def abort_cmd(service: ServiceArg, state_dir: StateDirOpt = Path(".")) -> None:
-    """Roll back now: all traffic to stable, the rollout ends as failed."""
-    _manual(machine.abort, "abort", service, state_dir)
-
-
-@canary_app.command("pause")
-def pause_cmd(service: ServiceArg, state_dir: StateDirOpt = Path(".")) -> None:
-    """Freeze the rollout: traffic stays, nothing is judged until resume."""
-    _manual(machine.pause, "pause", service, state_dir)
-
-
-@canary_app.command("resume")
-def resume_cmd(service: ServiceArg, state_dir: StateDirOpt = Path(".")) -> None:
-    """Continue a paused rollout (its stage is judged after a fresh interval)."""
-    _manual(machine.resume, "resume", service, state_dir)
+_manual_command("promote", machine.promote,
+                "Skip the remaining stages and gates: all traffic to the target.")
+_manual_command("abort", machine.abort,
+                "Roll back now: all traffic to stable, the rollout ends as failed.")
+_manual_command("pause", machine.pause,
+                "Freeze the rollout: traffic stays, nothing is judged until resume.")
+_manual_command("resume", machine.resume,
+                "Continue a paused rollout (its stage is judged after a fresh interval).")

@@ -221,6 +221,15 @@ def reconcile_cmd(
         "--gateway-port", min=1, max=65535,
         help="With --target local: the ingress gateway's port (default: a free one).")]
         = None,
+    rollouts: Annotated[bool, typer.Option(
+        "--rollouts/--no-rollouts", help="Run the program's canary plans (progressive "
+        "delivery); off: deploy its routes as written.")] = True,
+    prometheus: Annotated[str | None, typer.Option(
+        "--prometheus", help="Prometheus URL for canary analysis (default for --target "
+        "local: read each Envoy's /stats directly).")] = None,
+    rollout_period: Annotated[str, typer.Option(
+        "--rollout-tick", help="How often rollouts are advanced (analyses still run once "
+        "per plan interval).")] = "1s",
     log_format: Annotated[LogFormat, typer.Option("--log-format")] = LogFormat.json,
 ) -> None:
     """Keep the mesh matching a Git branch (or a local directory): the GitOps reconciler."""
@@ -283,7 +292,12 @@ def reconcile_cmd(
         name=name, program=path,
         poll_interval=parse_duration(interval, what="--interval") or None,
         drift_interval=parse_duration(drift_interval, what="--drift-interval") or None,
-        self_heal=self_heal, allowed_signers=allowed_signers)
+        self_heal=self_heal, allowed_signers=allowed_signers,
+        rollout_period=parse_duration(rollout_period, what="--rollout-tick") or 1.0)
+    driver = _rollout_driver(
+        state=state, state_dir=state_dir, name=name, kube=kube,
+        system_namespace=system_namespace, prometheus=prometheus,
+        deployer=deployer) if rollouts else None
     limits = Limits(timeout=parse_duration(program_timeout, what="--program-timeout"),
                     memory_mb=program_memory)
     sandbox = Sandbox(limits, warm=not once)
@@ -298,7 +312,8 @@ def reconcile_cmd(
                          name=name, identity=identity,
                          duration=parse_duration(lease_duration, what="--lease-duration"))
     reconciler_ = Reconciler(settings, source=source, deployer=deployer, store=store,
-                             sandbox=sandbox, leader=leader, telemetry=telemetry)
+                             sandbox=sandbox, leader=leader, telemetry=telemetry,
+                             rollouts=driver)
     if leader is not None:
         leader.on_change(reconciler_.on_leadership)
 
@@ -385,6 +400,46 @@ def _leader(kube: Any, kubeconfig: str | None, context: str | None, as_user: str
         fail(f"cannot prepare leader election: {exc}", 2)
     return LeaderElector(client, namespace=namespace, name=f"meshdsl-reconciler-{name}",
                          identity=identity, lease_duration=duration)
+
+
+class _NoMetrics:
+    """The metrics source when none was configured: every query is an error, so a canary
+    halts (no data is never a pass) and its status says what to do."""
+
+    def measure(self, query: Any) -> float | None:
+        from reconciler.ports import MetricsError
+
+        raise MetricsError("no metrics source: start meshctl reconcile with --prometheus URL")
+
+
+def _rollout_driver(*, state: StateKind, state_dir: Path | None, name: str, kube: Any,
+                    system_namespace: str, prometheus: str | None, deployer: Any) -> Any:
+    """The progressive-delivery driver: rollout states where the status lives (ConfigMaps
+    or the state directory), metrics from Prometheus or the local Envoys, webhooks."""
+    from reconciler.ports import MetricsSource, RolloutStore
+    from reconciler.runtime import rollout_store
+    from reconciler.runtime.rollouts import RolloutDriver
+    from reconciler.targets.webhooks import WebhookCaller
+
+    store: RolloutStore
+    if state is StateKind.cluster:
+        store = rollout_store.ClusterRolloutStore(kube, namespace=system_namespace, name=name)
+    else:
+        store = rollout_store.DiskRolloutStore.in_state_dir(state_dir or default_state_dir(name))
+    metrics: MetricsSource
+    if prometheus is not None:
+        from reconciler.metrics import PrometheusSource
+
+        metrics = PrometheusSource(prometheus)
+    elif hasattr(deployer, "mesh"):
+        from reconciler.metrics.envoy_stats import EnvoyStatsSource
+
+        mesh = deployer.mesh
+        metrics = EnvoyStatsSource(lambda: [u.removesuffix("/stats/prometheus")
+                                            for u in mesh.stats_urls().values()])
+    else:
+        metrics = _NoMetrics()
+    return RolloutDriver(store, metrics, webhooks=WebhookCaller())
 
 
 def _local_deployer(*, workdir: Path, gateway_port: int | None) -> Any:

@@ -1,17 +1,26 @@
-"""Rollout states on disk: one JSON file per (namespace, service), written atomically.
+"""Where rollout states survive between steps: files for the local mesh, ConfigMaps for kube.
 
-The canary machine is pure; this is where its state survives a killed reconciler. Each
-file is ``<dir>/<namespace>/<service>.json`` (``<dir>`` is ``<state-dir>/rollouts`` for a
-reconciler's state directory)::
+The canary machine is pure; this is where its state survives a killed reconciler. Both
+stores hold the same JSON per (namespace, service)::
 
     {"generation": 7, "state": {"schema": "meshdsl.dev/rollout/v1", ...}}
 
-Writes go to a temporary file in the same directory, are fsynced, then renamed over the
-old file, so a reader (or a crash) sees the old state or the new one, never half of each.
-Every save is a compare-and-swap on ``generation`` under an exclusive ``flock``: the
-reconcile loop and ``meshctl canary promote`` may both write, and whichever is second gets
+and every save is a compare-and-swap on ``generation``: the reconcile loop and ``meshctl
+canary promote`` may both write, and whichever is second gets
 :class:`~reconciler.ports.StaleRolloutError` and redoes its step on the fresh state instead
 of silently undoing the other's change.
+
+:class:`DiskRolloutStore` keeps ``<dir>/<namespace>/<service>.json`` (``<dir>`` is
+``<state-dir>/rollouts`` for a reconciler's state directory). Writes go to a temporary file
+in the same directory, are fsynced, then renamed over the old file, so a reader (or a
+crash) sees the old state or the new one, never half of each; the compare-and-swap holds an
+exclusive ``flock``.
+
+:class:`ClusterRolloutStore` keeps one ConfigMap per rollout in ``meshdsl-system``, so a
+reconciler restarted on another node resumes each rollout at its step. There the
+compare-and-swap is the API server's: the write carries the ``resourceVersion`` (and
+``uid``) of the ConfigMap as read, so a concurrent writer between our read and our write
+makes it fail with 409 Conflict.
 """
 
 from __future__ import annotations
@@ -19,22 +28,43 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from reconciler.delivery.errors import StateFormatError
 from reconciler.delivery.phases import RolloutState, StoredRollout
-from reconciler.ports import RolloutStoreError, StaleRolloutError
+from reconciler.ports import (
+    ObjectRejected,
+    RolloutStoreError,
+    StaleRolloutError,
+    Target,
+    TargetError,
+)
+from reconciler.runtime.status import (
+    RECONCILER_LABEL,
+    ROLE_LABEL,
+    STATE_NAMESPACE,
+    ensure_namespace,
+    state_labels,
+    write_atomic,
+)
 
-__all__ = ["SUBDIRECTORY", "DiskRolloutStore"]
+__all__ = ["CONFIG_MAP_PREFIX", "SUBDIRECTORY", "ClusterRolloutStore", "DiskRolloutStore"]
 
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_LABEL = re.compile(_DNS_LABEL)
+_DOTTED = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
 _LOCK = ".lock"
 SUBDIRECTORY = "rollouts"
+CONFIG_MAP_PREFIX = "meshdsl-rollout-"
+_DATA_KEY = "rollout.json"
+_ROLE = "rollout"
+# No object ever has this resourceVersion (etcd revisions are signed 64-bit), so a write
+# carrying it fails with 409 Conflict whenever the ConfigMap exists: a create-only write.
+_NO_OBJECT_YET = str(2**64 - 1)
 
 
 def _check_name(what: str, value: str) -> str:
@@ -44,7 +74,61 @@ def _check_name(what: str, value: str) -> str:
     return value
 
 
-class DiskRolloutStore:
+def _encode(state: RolloutState, generation: int) -> str:
+    return json.dumps({"generation": generation, "state": state.to_json()}, indent=2,
+                      sort_keys=True) + "\n"
+
+
+def _unreadable(where: str, fix: str, why: object) -> RolloutStoreError:
+    return RolloutStoreError(f"rollout state {where} is unreadable ({why}); {fix} (the "
+                             "rollout restarts from its first stage)")
+
+
+def _decode(text: str, *, where: str, fix: str) -> StoredRollout:
+    try:
+        data: Any = json.loads(text)
+        generation = data["generation"]
+        if not isinstance(generation, int):
+            raise TypeError("generation is not an integer")
+        return StoredRollout(RolloutState.from_json(data["state"]), generation)
+    except (ValueError, KeyError, TypeError, StateFormatError) as exc:
+        raise _unreadable(where, fix, exc) from exc
+
+
+def _check_generation(state: RolloutState, found: int | None, expected: int | None) -> int:
+    """The generation to write, if the stored one is the one the writer read."""
+    if found != expected:
+        raise StaleRolloutError(
+            f"rollout {state.namespace}/{state.service} is at generation {found}, not "
+            f"{expected}: someone else changed it; reload and retry")
+    return (found or 0) + 1
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    try:
+        write_atomic(path, text.encode())
+    except OSError as exc:
+        raise RolloutStoreError(f"cannot write {path}: {exc}") from exc
+
+
+class _Exporting:
+    """What both stores do the same way on top of :meth:`list_rollouts`."""
+
+    def list_rollouts(self) -> list[StoredRollout]:
+        raise NotImplementedError
+
+    def export_stack_state(self, path: Path | str) -> None:
+        """Write the rollouts in progress in the format ``stacks.rollout.JsonRolloutState``
+        reads (``{"rollouts": {"ns/svc": {"weights": ..., "phase": ...}}}``), so a
+        ``pulumi up`` keeps their weights instead of resetting them."""
+        rollouts = {f"{s.state.namespace}/{s.state.service}":
+                    {"weights": s.state.traffic.weights, "phase": s.state.phase.value}
+                    for s in self.list_rollouts() if s.state.active}
+        _write_atomic(Path(path), json.dumps({"rollouts": rollouts}, indent=2,
+                                             sort_keys=True) + "\n")
+
+
+class DiskRolloutStore(_Exporting):
     """The local mesh's :class:`~reconciler.ports.RolloutStore`."""
 
     def __init__(self, directory: Path | str) -> None:
@@ -82,16 +166,7 @@ class DiskRolloutStore:
             return None
         except OSError as exc:
             raise RolloutStoreError(f"cannot read rollout state {path}: {exc}") from exc
-        try:
-            data: Any = json.loads(text)
-            generation = data["generation"]
-            if not isinstance(generation, int):
-                raise TypeError("generation is not an integer")
-            return StoredRollout(RolloutState.from_json(data["state"]), generation)
-        except (ValueError, KeyError, TypeError, StateFormatError) as exc:
-            raise RolloutStoreError(f"rollout state {path} is unreadable ({exc}); fix or "
-                                    "delete the file (the rollout restarts from its first "
-                                    "stage)") from exc
+        return _decode(text, where=str(path), fix="fix or delete the file")
 
     # --- writing ------------------------------------------------------------------------
 
@@ -99,31 +174,15 @@ class DiskRolloutStore:
         path = self.path(state.namespace, state.service)
         with self._locked():
             current = self._read(path)
-            found = None if current is None else current.generation
-            if found != expected_generation:
-                raise StaleRolloutError(
-                    f"rollout {state.namespace}/{state.service} is at generation {found}, "
-                    f"not {expected_generation}: someone else changed it; reload and retry")
-            generation = (found or 0) + 1
-            body = json.dumps({"generation": generation, "state": state.to_json()},
-                              indent=2, sort_keys=True)
-            self._write_atomic(path, body + "\n")
+            generation = _check_generation(
+                state, None if current is None else current.generation, expected_generation)
+            _write_atomic(path, _encode(state, generation))
             return generation
 
     def delete(self, namespace: str, service: str) -> None:
         path = self.path(namespace, service)
         with self._locked():
             path.unlink(missing_ok=True)
-
-    def export_stack_state(self, path: Path | str) -> None:
-        """Write the rollouts in progress in the format ``stacks.rollout.JsonRolloutState``
-        reads (``{"rollouts": {"ns/svc": {"weights": ..., "phase": ...}}}``), so a
-        ``pulumi up`` keeps their weights instead of resetting them."""
-        rollouts = {f"{s.state.namespace}/{s.state.service}":
-                    {"weights": s.state.traffic.weights, "phase": s.state.phase.value}
-                    for s in self.list_rollouts() if s.state.active}
-        body = json.dumps({"rollouts": rollouts}, indent=2, sort_keys=True) + "\n"
-        self._write_atomic(Path(path), body)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -139,21 +198,142 @@ class DiskRolloutStore:
             fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
 
-    @staticmethod
-    def _write_atomic(path: Path, text: str) -> None:
+
+def _check_label(what: str, value: str, *, dots: bool = False) -> str:
+    """``value`` if it fits both the ConfigMap's name and a label value."""
+    if len(value) > 63 or not (_DOTTED if dots else _LABEL).fullmatch(value):
+        allowed = "'-' and '.'" if dots else "'-'"
+        raise RolloutStoreError(f"{what} {value!r} cannot name a rollout ConfigMap (at most "
+                                f"63 lower-case letters, digits, {allowed})")
+    return value
+
+
+class ClusterRolloutStore(_Exporting):
+    """The kube target's :class:`~reconciler.ports.RolloutStore`: one ConfigMap per rollout.
+
+    The ConfigMap of ``namespace/service`` for reconciler ``name`` is
+    ``meshdsl-rollout-<name>.<namespace>.<service>`` in ``namespace`` (``meshdsl-system``):
+    namespaces and Services are DNS labels, so the dots make the name unambiguous, and at
+    most 16 + 3 * 63 + 2 = 207 characters, always a valid ConfigMap name (no hashing
+    needed). It is labelled like the reconciler's other state (``meshdsl.io/reconciler:
+    <name>``, ``meshdsl.io/role: rollout``) plus ``meshdsl.io/rollout-namespace`` and
+    ``meshdsl.io/rollout-service``, and holds the disk store's JSON under ``rollout.json``.
+
+    A save reads the ConfigMap, checks the generation, then applies the new state carrying
+    the ``resourceVersion`` and ``uid`` it read: if anyone wrote or deleted the ConfigMap in
+    between, the API server refuses with 409 Conflict, which becomes
+    :class:`~reconciler.ports.StaleRolloutError`. A first save (nothing stored) carries a
+    ``resourceVersion`` no object can have: the API server ignores ``resourceVersion`` when
+    an apply creates a ConfigMap, and refuses the apply if someone else created it first
+    (both checked against a real API server by the integration tests). A server that
+    refused the ``resourceVersion`` on creation would fail the first save with a
+    :class:`~reconciler.ports.RolloutStoreError` naming the ConfigMap, never overwrite.
+
+    Errors of the target (unreachable, forbidden…) become ``RolloutStoreError`` naming the
+    ConfigMap and the server (the target's ``server``, when it has one).
+    """
+
+    def __init__(self, target: Target, *, namespace: str = STATE_NAMESPACE,
+                 name: str = "default") -> None:
+        self.target, self.namespace, self.name = target, namespace, name
+        self._namespace_ready = False
+
+    def _server(self) -> str:
+        return str(getattr(self.target, "server", "") or "")
+
+    def describe(self) -> str:
+        server = self._server()
+        return (f"rollout ConfigMaps {self.namespace}/{CONFIG_MAP_PREFIX}{self.name}.*"
+                + (f" on {server}" if server else ""))
+
+    def config_map_name(self, namespace: str, service: str) -> str:
+        """The ConfigMap that holds the rollout of ``namespace/service``."""
+        return (f"{CONFIG_MAP_PREFIX}{_check_label('reconciler name', self.name, dots=True)}."
+                f"{_check_label('namespace', namespace)}.{_check_label('service', service)}")
+
+    def _failed(self, doing: str, name: str, exc: TargetError) -> RolloutStoreError:
+        server = self._server()
+        on = f" on {server}" if server and server not in str(exc) else ""
+        return RolloutStoreError(f"cannot {doing} ConfigMap {self.namespace}/{name}{on}: "
+                                 f"{exc}")
+
+    # --- reading ------------------------------------------------------------------------
+
+    def _read(self, name: str) -> tuple[dict[str, Any], StoredRollout] | None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                        suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    out.write(text)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(temp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(temp)
-                raise
-        except OSError as exc:
-            raise RolloutStoreError(f"cannot write {path}: {exc}") from exc
+            found = self.target.get("v1", "ConfigMap", self.namespace, name)
+        except TargetError as exc:
+            raise self._failed("read rollout state", name, exc) from exc
+        if found is None:
+            return None
+        server = self._server()
+        where = f"ConfigMap {self.namespace}/{name}" + (f" on {server}" if server else "")
+        fix = f"fix or delete it (kubectl -n {self.namespace} delete configmap {name})"
+        text = (found.get("data") or {}).get(_DATA_KEY)
+        if not isinstance(text, str):
+            raise _unreadable(where, fix, f"no {_DATA_KEY!r} in its data")
+        return found, _decode(text, where=where, fix=fix)
+
+    def load(self, namespace: str, service: str) -> StoredRollout | None:
+        found = self._read(self.config_map_name(namespace, service))
+        return None if found is None else found[1]
+
+    def list_rollouts(self) -> list[StoredRollout]:
+        """This reconciler's rollouts (by label), sorted by namespace and service."""
+        try:
+            items = self.target.list("v1", "ConfigMap", self.namespace, metadata_only=True)
+        except TargetError as exc:
+            raise self._failed("list rollout state", f"{CONFIG_MAP_PREFIX}{self.name}.*",
+                               exc) from exc
+        names = []
+        for item in items:
+            meta = item.get("metadata") or {}
+            labels = meta.get("labels") or {}
+            if labels.get(RECONCILER_LABEL) == self.name and labels.get(ROLE_LABEL) == _ROLE:
+                names.append(str(meta.get("name")))
+        found = [s[1] for s in (self._read(n) for n in sorted(names)) if s is not None]
+        return sorted(found, key=lambda s: s.state.key)
+
+    # --- writing ------------------------------------------------------------------------
+
+    def save(self, state: RolloutState, *, expected_generation: int | None) -> int:
+        name = self.config_map_name(state.namespace, state.service)
+        current = self._read(name)
+        generation = _check_generation(
+            state, None if current is None else current[1].generation, expected_generation)
+        meta: dict[str, Any] = {
+            "name": name, "namespace": self.namespace,
+            "labels": {**state_labels(self.name, _ROLE),
+                       "meshdsl.io/rollout-namespace": state.namespace,
+                       "meshdsl.io/rollout-service": state.service}}
+        if current is None:
+            meta["resourceVersion"] = _NO_OBJECT_YET
+        else:
+            read = current[0]["metadata"]
+            meta["resourceVersion"], meta["uid"] = read["resourceVersion"], read["uid"]
+        manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
+                    "data": {_DATA_KEY: _encode(state, generation)}}
+        try:
+            if current is None and not self._namespace_ready:
+                ensure_namespace(self.target, self.namespace)
+                self._namespace_ready = True
+            # force: the fields are ours even if someone edited them (the resourceVersion
+            # guards against that), so a 409 can only be the precondition
+            self.target.apply(manifest, force=True)
+        except ObjectRejected as exc:
+            if not exc.conflict:
+                raise self._failed("write rollout state", name, exc) from exc
+            raise StaleRolloutError(
+                f"rollout {state.namespace}/{state.service} changed in ConfigMap "
+                f"{self.namespace}/{name} while generation {generation} was being written: "
+                "someone else changed it; reload and retry") from exc
+        except TargetError as exc:
+            raise self._failed("write rollout state", name, exc) from exc
+        return generation
+
+    def delete(self, namespace: str, service: str) -> None:
+        name = self.config_map_name(namespace, service)
+        try:
+            self.target.delete("v1", "ConfigMap", self.namespace, name)
+        except TargetError as exc:
+            raise self._failed("delete rollout state", name, exc) from exc

@@ -39,6 +39,8 @@ from reconciler.ports import Target
 
 __all__ = [
     "HISTORY_LIMIT",
+    "RECONCILER_LABEL",
+    "ROLE_LABEL",
     "STATE_NAMESPACE",
     "Attempt",
     "ClusterStore",
@@ -50,7 +52,9 @@ __all__ = [
     "StateLockedError",
     "Status",
     "StoreError",
+    "ensure_namespace",
     "now_iso",
+    "state_labels",
 ]
 
 HISTORY_LIMIT = 50
@@ -378,6 +382,25 @@ class DiskStore:
 
 # --- in the cluster ----------------------------------------------------------------------
 
+RECONCILER_LABEL = "meshdsl.io/reconciler"
+ROLE_LABEL = "meshdsl.io/role"
+
+
+def state_labels(reconciler: str, role: str) -> dict[str, str]:
+    """The labels of a ConfigMap holding state of reconciler ``reconciler`` (``role``:
+    status, control, output, rollout) — how its stores find their own among the others."""
+    return {"app.kubernetes.io/managed-by": "meshdsl", RECONCILER_LABEL: reconciler,
+            ROLE_LABEL: role}
+
+
+def ensure_namespace(target: Target, namespace: str) -> None:
+    """Create ``namespace`` unless it exists, so the first write of a state can land."""
+    if target.get("v1", "Namespace", "", namespace) is None:
+        target.apply({"apiVersion": "v1", "kind": "Namespace",
+                      "metadata": {"name": namespace,
+                                   "labels": {"app.kubernetes.io/managed-by": "meshdsl"}}},
+                     force=True)
+
 
 class ClusterStore:
     """ConfigMaps ``meshdsl-status-<name>``, ``meshdsl-control-<name>`` and
@@ -391,19 +414,10 @@ class ClusterStore:
     def describe(self) -> str:
         return f"cluster ConfigMaps {self.namespace}/meshdsl-*-{self.name}"
 
-    def _labels(self, role: str) -> dict[str, str]:
-        return {"app.kubernetes.io/managed-by": "meshdsl", "meshdsl.io/reconciler": self.name,
-                "meshdsl.io/role": role}
-
     def _ensure_namespace(self) -> None:
-        if self._namespace_ready:
-            return
-        if self.target.get("v1", "Namespace", "", self.namespace) is None:
-            self.target.apply({"apiVersion": "v1", "kind": "Namespace",
-                               "metadata": {"name": self.namespace,
-                                            "labels": {"app.kubernetes.io/managed-by":
-                                                       "meshdsl"}}}, force=True)
-        self._namespace_ready = True
+        if not self._namespace_ready:
+            ensure_namespace(self.target, self.namespace)
+            self._namespace_ready = True
 
     def _get(self, name: str) -> dict[str, Any] | None:
         return self.target.get("v1", "ConfigMap", self.namespace, name)
@@ -414,7 +428,7 @@ class ClusterStore:
         manifest: dict[str, Any] = {
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": self.namespace,
-                         "labels": self._labels(role)}}
+                         "labels": state_labels(self.name, role)}}
         if data is not None:
             manifest["data"] = data
         if binary is not None:
@@ -472,8 +486,7 @@ class ClusterStore:
         for obj in self.target.list("v1", "ConfigMap", self.namespace):
             meta = obj.get("metadata") or {}
             labels = meta.get("labels") or {}
-            if (labels.get("meshdsl.io/reconciler") == self.name
-                    and labels.get("meshdsl.io/role") == "output"
+            if (labels.get(RECONCILER_LABEL) == self.name and labels.get(ROLE_LABEL) == "output"
                     and meta.get("name") not in names):
                 self.target.delete("v1", "ConfigMap", self.namespace, str(meta["name"]))
 

@@ -109,3 +109,19 @@ def test_status_errors(tmp_path: Path) -> None:
     assert code == 2 and "no rollout is named 'reviews'" in out
     code, out = meshctl("canary", "status", "shop/reviews", "--state-dir", str(tmp_path))
     assert code == 1 and "no rollout of shop/reviews" in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--state", "cluster", "--state-dir", "."], "--state-dir is for rollouts on disk"),
+    (["--state-dir", ".", "--kubeconfig", "/nonexistent"], "--kubeconfig: only for rollouts "
+     "in the cluster"),
+    (["--state", "disk", "--context", "prod", "--name", "r"], "--context, --name: only for"),
+    (["--name", "r"], "--name: only for rollouts in the cluster (--state cluster)"),
+    (["--system-namespace", "x"], "--system-namespace: only for"),
+    (["--state", "cluster", "--kubeconfig", "/nonexistent"], "cannot load /nonexistent"),
+])
+def test_store_options_that_do_not_go_together_exit_2(args: list[str], message: str) -> None:
+    for command in (["status"], ["promote", "shop/reviews"]):
+        code, out = meshctl("canary", *command, *args)
+        assert code == 2, out
+        assert message in out

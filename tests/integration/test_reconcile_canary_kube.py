@@ -1,0 +1,239 @@
+"""Progressive delivery on the kube target: ``meshctl reconcile`` steps a VirtualService.
+
+A real kube-apiserver (Istio CRDs), real Git pushes notifying ``meshctl reconcile`` (a
+subprocess; status, rollout state and leader Lease in the cluster), and a real Prometheus
+answering Flagger's Istio queries. There is no data plane in this cluster, so a small
+exporter stands in for the workloads' Istio proxies: it serves ``istio_requests_total``
+for each ``reviews`` version with the error share the test sets, and Prometheus scrapes it.
+Every wait is bounded; everything listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.delivery.phases import Phase, RolloutState
+from reconciler.runtime.rollout_store import ClusterRolloutStore
+from reconciler.targets.kube import KubeTarget
+from reconciler.testing.apiserver import LocalApiServer
+from reconciler.testing.gitops import GitServer
+from reconciler.testing.ports import free_port
+from reconciler.testing.prometheus import LocalPrometheus, ScrapeJob
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+MESHCTL = str(Path(sys.executable).parent / "meshctl")
+SECRET = "kube-canary-secret"
+VS = "networking.istio.io/v1"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"after {timeout:.0f}s: {what}")
+
+
+class Exporter:
+    """``istio_requests_total`` of each workload, growing at ``rate`` requests a second
+    with ``errors[version]`` of them answered 503 (reporter="destination")."""
+
+    def __init__(self, namespace: str, rate: float = 20.0) -> None:
+        self.namespace, self.rate = namespace, rate
+        self.errors: dict[str, float] = {}
+        self.totals: dict[tuple[str, str], float] = {}
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+        exporter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = exporter.exposition().encode()
+                self.send_response(200)
+                self.send_header("content-type", "text/plain; version=0.0.4")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def exposition(self) -> str:
+        with self._lock:
+            now = time.monotonic()
+            elapsed, self._last = now - self._last, now
+            for version in ("v1", "v2", "v3"):
+                share = self.errors.get(version, 0.0)
+                for code, part in (("200", 1 - share), ("503", share)):
+                    key = (version, code)
+                    self.totals[key] = self.totals.get(key, 0.0) + elapsed * self.rate * part
+            lines = ["# TYPE istio_requests_total counter"]
+            for (version, code), total in sorted(self.totals.items()):
+                lines.append(
+                    f'istio_requests_total{{reporter="destination",destination_workload_'
+                    f'namespace="{self.namespace}",destination_workload="reviews-{version}",'
+                    f'destination_version="{version}",response_code="{code}"}} {total:.0f}')
+            return "\n".join(lines) + "\n"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def program(namespace: str, *, canary: tuple[str, str] | None, routed: str) -> str:
+    lines = ["from meshdsl import Mesh", "from meshdsl.model.canary import SuccessRate", "",
+             f"mesh = Mesh({namespace!r}, namespace={namespace!r})",
+             f"mesh.namespace({namespace!r})",
+             "reviews = mesh.service('reviews', port=9080, versions=['v1', 'v2', 'v3'])",
+             "for version in ('v1', 'v2', 'v3'):",
+             "    reviews.deploy(version, image=f'example/reviews:{version}')",
+             f"reviews.route(to=reviews.{routed})"]
+    if canary is not None:
+        target, stable = canary
+        lines.append(f"reviews.canary(target={target!r}, stable={stable!r}, steps=[20, 50, 100]"
+                     ", interval='2s', checks=[SuccessRate(99, interval='4s')], "
+                     "min_requests=5, max_failed_checks=2, no_data_limit=5)")
+    return "\n".join(lines) + "\n"
+
+
+class Rig:
+    def __init__(self, apiserver: LocalApiServer, root: Path) -> None:
+        self.apiserver, self.root = apiserver, root
+        self.name = self.namespace = f"kc-{uuid.uuid4().hex[:6]}"
+        self.admin = KubeTarget.from_kubeconfig(str(apiserver.kubeconfig))
+        self.rollouts = ClusterRolloutStore(self.admin, name=self.name)
+        self.exporter = Exporter(self.namespace)
+        self.prometheus = LocalPrometheus([ScrapeJob("workloads", [self.exporter.address])],
+                                          workdir=root / "prometheus").start()
+        self.port = free_port()
+        self.git = GitServer(root / "git", webhook_url=f"http://127.0.0.1:{self.port}/webhook",
+                             secret=SECRET.encode())
+        self.log = root / "reconciler.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.seen: list[tuple[tuple[str, int], ...]] = []
+        self._watching = threading.Event()
+
+    def start(self) -> None:
+        env = {**os.environ, "MESHDSL_WEBHOOK_SECRET": SECRET}
+        env.pop("KUBECONFIG", None)
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [MESHCTL, "reconcile", "--repo", str(self.git.origin), "--name", self.name,
+                 "--kubeconfig", str(self.apiserver.kubeconfig),
+                 "--listen", f"127.0.0.1:{self.port}", "--cache-dir", str(self.root / "cache"),
+                 "--interval", "0", "--drift-interval", "0", "--lease-duration", "2s",
+                 "--prometheus", self.prometheus.url, "--rollout-tick", "0.5s"],
+                stdout=out, stderr=out, env=env)
+        wait_for(lambda: b"started" in self.log.read_bytes(), 30, "the reconciler starting")
+
+    def stop(self) -> None:
+        self._watching.set()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.prometheus.stop()
+        self.exporter.stop()
+
+    def weights(self) -> tuple[tuple[str, int], ...] | None:
+        vs = self.admin.get(VS, "VirtualService", self.namespace, "reviews")
+        if vs is None:
+            return None
+        route = vs["spec"]["http"][-1]["route"]
+        return tuple((r["destination"]["subset"], int(r.get("weight", 100))) for r in route
+                     if int(r.get("weight", 100)))
+
+    def watch(self) -> None:
+        """Record every distinct weight split the API server holds, in order."""
+        def run() -> None:
+            while not self._watching.wait(0.1):
+                current = self.weights()
+                if current is not None and (not self.seen or self.seen[-1] != current):
+                    self.seen.append(current)
+        threading.Thread(target=run, daemon=True).start()
+
+    def applied(self, sha: str) -> bool:
+        for line in self.log.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("event") == "reconcile" and record.get("revision") == sha \
+                    and record.get("result") == "applied":
+                return True
+        return False
+
+    def finished(self, target: str) -> RolloutState | None:
+        stored = self.rollouts.load(self.namespace, "reviews")
+        state = stored.state if stored is not None else None
+        return state if state is not None and state.target == target and \
+            state.phase.terminal else None
+
+
+@pytest.fixture
+def rig(apiserver: LocalApiServer, tmp_path: Path) -> Iterator[Rig]:
+    r = Rig(apiserver, tmp_path)
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+def test_canary_steps_the_virtualservice_and_rolls_back_from_the_cluster_state(
+        rig: Rig) -> None:
+    rig.start()
+    first = rig.git.push({"mesh.py": program(rig.namespace, canary=None, routed="v1")}, "v1")
+    wait_for(lambda: rig.applied(first), 60, "the first revision applied")
+    assert rig.weights() == (("v1", 100),)
+    rig.watch()
+
+    second = rig.git.push({"mesh.py": program(rig.namespace, canary=("v2", "v1"),
+                                              routed="v2")}, "canary v2")
+    wait_for(lambda: rig.applied(second), 60, "the canary revision applied")
+    state = wait_for(lambda: rig.finished("v2"), 90, "the v2 rollout finishing")
+    assert state.phase is Phase.SUCCEEDED, state.reason
+    wait_for(lambda: rig.weights() == (("v2", 100),), 10, "100% v2 in the API server")
+    # never the program's raw "100% v2" first: the split walked the plan's steps
+    assert rig.seen[:4] == [(("v1", 100),), (("v1", 80), ("v2", 20)),
+                            (("v1", 50), ("v2", 50)), (("v2", 100),)], rig.seen
+    configmaps = rig.admin.list("v1", "ConfigMap", "meshdsl-system")
+    assert any(rig.name in cm["metadata"]["name"] and "rollout" in cm["metadata"]["name"]
+               for cm in configmaps)
+
+    rig.exporter.errors["v3"] = 0.5
+    third = rig.git.push({"mesh.py": program(rig.namespace, canary=("v3", "v2"),
+                                             routed="v3")}, "canary v3 (broken)")
+    wait_for(lambda: rig.applied(third), 60, "the v3 revision applied")
+    state = wait_for(lambda: rig.finished("v3"), 90, "the v3 rollout finishing")
+    assert state.phase is Phase.FAILED, state.reason
+    assert "request-success-rate" in state.reason
+    wait_for(lambda: rig.weights() == (("v2", 100),), 10, "100% v2 again")
+    assert (("v2", 80), ("v3", 20)) in rig.seen
+
+    status = subprocess.run(
+        [MESHCTL, "canary", "status", f"{rig.namespace}/reviews", "--state", "cluster",
+         "--kubeconfig", str(rig.apiserver.kubeconfig), "--name", rig.name],
+        capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    assert "failed" in status.stdout
