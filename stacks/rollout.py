@@ -7,26 +7,49 @@ and deploys the *current* weights instead of the program's, and says so. With
 ``canary: false`` a service with no rollout in progress sends everything to its stable
 version.
 
-The local adapter reads a JSON file (``meshdsl:rollout_state``)::
+Adapters, one per form of ``meshdsl:rollout_state`` (:mod:`stacks.settings`):
+
+* :class:`StoreRolloutState` reads the reconciler's own
+  :class:`~reconciler.ports.RolloutStore`: a state directory
+  (:class:`~reconciler.runtime.rollout_store.DiskRolloutStore`, :func:`state_dir_rollouts`)
+  or, through :class:`ClusterRolloutState`, the ConfigMaps of a reconciler on the cluster
+  (:class:`~reconciler.runtime.rollout_store.ClusterRolloutStore`). A rollout is in
+  progress while its phase is neither idle nor finished (succeeded, failed); its weights
+  are the ones the reconciler last asked for.
+* :class:`JsonRolloutState` reads a JSON file, in the format a rollout store's
+  ``export_stack_state`` writes (nothing writes it on its own)::
 
     {"rollouts": {"default/frontend": {"weights": {"v1": 90, "v2": 10},
                                        "phase": "progressing"}}}
 
-keyed ``<namespace>/<service>`` as deployed (after ``meshdsl:namespaces``); any other
-field of an entry is ignored. The reconciler removes an entry when its rollout ends.
+  keyed ``<namespace>/<service>`` as deployed (after ``meshdsl:namespaces``); any other
+  field of an entry is ignored. The file is only as fresh as whoever wrote it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from meshdsl.model.spec import MeshSpec
+from reconciler.ports import RolloutStore, RolloutStoreError, TargetError
+from reconciler.runtime.rollout_store import (
+    CONFIG_MAP_PREFIX,
+    SUBDIRECTORY,
+    ClusterRolloutStore,
+    DiskRolloutStore,
+)
+from reconciler.runtime.status import RECONCILER_LABEL, STATE_NAMESPACE
 from stacks.errors import RolloutStateError
+
+if TYPE_CHECKING:
+    from reconciler.targets.kube import KubeTarget
 
 Split = dict[str, int]
 ServiceKey = tuple[str, str]
@@ -56,7 +79,8 @@ class JsonRolloutState:
         except FileNotFoundError as exc:
             raise RolloutStateError(
                 f"rollout state {where} does not exist; point meshdsl:rollout_state at the "
-                "file the reconciler keeps, or remove the setting if no reconciler runs "
+                "reconciler's state directory (its --state-dir), a rollout state file, or "
+                "cluster:<reconciler name>, or remove the setting if no reconciler runs "
                 "rollouts for this stack") from exc
         except (OSError, ValueError) as exc:
             raise RolloutStateError(f"cannot read rollout state {where}: {exc}") from exc
@@ -77,6 +101,119 @@ class JsonRolloutState:
                                         "{subset: integer percent}")
             out[(ns, name)] = {str(subset): int(w) for subset, w in weights.items()}
         return out
+
+
+@dataclass(frozen=True)
+class StoreRolloutState:
+    """The rollouts in progress in a reconciler's :class:`~reconciler.ports.RolloutStore`
+    (disk or cluster); ``source`` says where, for errors."""
+
+    store: RolloutStore
+    source: str
+
+    def current_weights(self) -> Mapping[ServiceKey, Mapping[str, int]]:
+        try:
+            stored = self.store.list_rollouts()
+        except RolloutStoreError as exc:
+            raise RolloutStateError(f"cannot read the rollouts in {self.source}: {exc}"
+                                    ) from exc
+        return {s.state.key: s.state.traffic.weights for s in stored if s.state.active}
+
+
+def state_dir_rollouts(state_dir: Path) -> StoreRolloutState:
+    """The rollouts of a reconciler's state directory (``<state_dir>/rollouts``). A
+    missing directory is an error, like a missing file; a state directory without
+    ``rollouts/`` has none yet. The rollouts directory itself is refused (read as a state
+    directory it would have no rollouts, and the update would reset them)."""
+    if not state_dir.is_dir():
+        raise RolloutStateError(
+            f"reconciler state directory {state_dir} does not exist; point "
+            "meshdsl:rollout_state at the reconciler's state directory (its --state-dir), a "
+            "rollout state file, or cluster:<reconciler name>, or remove the setting if no "
+            "reconciler runs rollouts for this stack")
+    store = DiskRolloutStore.in_state_dir(state_dir)
+    if not store.directory.exists() and any(state_dir.glob("*/*.json")):
+        raise RolloutStateError(
+            f"{state_dir} holds rollout files but no {SUBDIRECTORY}/ directory: it looks like "
+            f"the {SUBDIRECTORY}/ directory of a state directory; point "
+            f"meshdsl:rollout_state at the state directory itself ({state_dir.parent})")
+    return StoreRolloutState(store, store.describe())
+
+
+@contextlib.contextmanager
+def _kubeconfig_file(kubeconfig: str | None) -> Iterator[str | None]:
+    """A path for ``kubeconfig``, which, like the provider's ``kubernetes:kubeconfig``,
+    is a path or the kubeconfig itself (then written to a private temporary file for the
+    time of the read)."""
+    if kubeconfig is None or not _inline(kubeconfig):
+        yield None if kubeconfig is None else str(Path(kubeconfig).expanduser())
+        return
+    with tempfile.TemporaryDirectory(prefix="meshdsl-kubeconfig-") as tmp:
+        path = Path(tmp) / "kubeconfig"
+        path.write_text(kubeconfig)
+        path.chmod(0o600)
+        yield str(path)
+
+
+def _inline(kubeconfig: str) -> bool:
+    return "\n" in kubeconfig or kubeconfig.lstrip().startswith("{")
+
+
+@dataclass(frozen=True)
+class ClusterRolloutState:
+    """The rollouts reconciler ``name`` keeps in ConfigMaps in ``namespace``
+    (:class:`~reconciler.runtime.rollout_store.ClusterRolloutStore`), read through a
+    connection opened for the read, like the stack's provider (``kubeconfig``: a path or
+    the kubeconfig itself; None: ``$KUBECONFIG``, ``~/.kube/config``).
+
+    A namespace with no ConfigMap of that reconciler at all (none of its status, none of
+    its rollouts) is an error, like a missing state directory: a mistyped name or
+    namespace must not read as "no rollouts" and reset a canary."""
+
+    name: str = "default"
+    namespace: str = STATE_NAMESPACE
+    kubeconfig: str | None = None
+    context: str | None = None
+
+    def describe(self) -> str:
+        if self.kubeconfig is None:
+            via = "the default kubeconfig"
+        elif _inline(self.kubeconfig):
+            via = "the kubeconfig in kubernetes:kubeconfig"
+        else:
+            via = f"kubeconfig {self.kubeconfig}"
+        context = f", context {self.context}" if self.context else ""
+        return (f"rollout ConfigMaps {self.namespace}/{CONFIG_MAP_PREFIX}{self.name}.* "
+                f"(reconciler {self.name!r}, through {via}{context})")
+
+    def current_weights(self) -> Mapping[ServiceKey, Mapping[str, int]]:
+        from reconciler.targets.kube import KubeTarget
+
+        with _kubeconfig_file(self.kubeconfig) as path:
+            try:
+                target = KubeTarget.from_kubeconfig(path, context=self.context)
+            except TargetError as exc:
+                raise RolloutStateError(f"cannot read {self.describe()}: {exc}") from exc
+            with target:
+                self._check_reconciler(target)
+                store = ClusterRolloutStore(target, namespace=self.namespace, name=self.name)
+                return StoreRolloutState(store, store.describe()).current_weights()
+
+    def _check_reconciler(self, target: KubeTarget) -> None:
+        try:
+            items = target.list("v1", "ConfigMap", self.namespace, metadata_only=True)
+        except TargetError as exc:
+            raise RolloutStateError(f"cannot read {self.describe()} on {target.server}: "
+                                    f"{exc}") from exc
+        if any(((item.get("metadata") or {}).get("labels") or {}).get(RECONCILER_LABEL)
+               == self.name for item in items):
+            return
+        raise RolloutStateError(
+            f"no reconciler named {self.name!r} keeps state in namespace {self.namespace} on "
+            f"{target.server} (no ConfigMap labelled {RECONCILER_LABEL}={self.name}); give "
+            "meshdsl:rollout_state cluster:<the name of meshctl reconcile --name> and "
+            "meshdsl:system_namespace <its --system-namespace>, or remove "
+            "meshdsl:rollout_state if no reconciler runs rollouts for this stack")
 
 
 class Level(StrEnum):

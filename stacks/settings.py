@@ -16,8 +16,17 @@ The settings (all keys are in the ``meshdsl`` namespace, e.g. ``meshdsl:canary``
     The Secret the gateways serve TLS with: one name for every HTTPS server, or
     ``{credential in the program: credential in this environment}``.
 ``rollout_state``
-    Path of the reconciler's rollout state (JSON); relative paths start at the Pulumi
-    project directory. See :mod:`stacks.rollout`.
+    Where the reconciler keeps its rollouts, so an update keeps the weights of one in
+    progress (see :mod:`stacks.rollout`): a path to the reconciler's state directory (its
+    ``--state-dir``; the rollouts are in ``rollouts/`` under it) or to a rollout state file
+    (JSON), relative paths starting at the Pulumi project directory; or ``cluster`` /
+    ``cluster:<reconciler name>`` for the rollout ConfigMaps of a reconciler running
+    against the stack's cluster (``meshctl reconcile --name``; ``cluster`` is the one named
+    ``default``), reached like the stack's Kubernetes provider (``kubernetes:kubeconfig``,
+    ``kubernetes:context``, else ``$KUBECONFIG`` or ``~/.kube/config``).
+``system_namespace``
+    With ``rollout_state: cluster``: the namespace of the reconciler's ConfigMaps (its
+    ``--system-namespace``; default ``meshdsl-system``).
 
 Map keys always name things as the *program* does, so the same key means the same object
 in every stack file. Every problem is reported at once, each naming the key and the file.
@@ -27,7 +36,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -57,7 +68,10 @@ EXPECTED: dict[str, str] = {
                 '{"<namespace>/<service>-<version>": count}',
     "hosts": "a map {program host: host}",
     "tls_credential": "a Secret name, or a map {program credential: Secret name}",
-    "rollout_state": "a path to the reconciler's rollout state (JSON)",
+    "rollout_state": "a path to the reconciler's state directory (its --state-dir) or to a "
+                     "rollout state file (JSON), or cluster, or cluster:<reconciler name> "
+                     "(the rollout ConfigMaps of a reconciler on the stack's cluster)",
+    "system_namespace": "a namespace (a DNS label like 'meshdsl-system')",
 }
 
 _EXAMPLE: dict[str, str] = {
@@ -66,7 +80,8 @@ _EXAMPLE: dict[str, str] = {
     "replicas": "2",
     "hosts": '\'{"api.example.com": "api.dev.example.com"}\'',
     "tls_credential": "api-cert-dev",
-    "rollout_state": "../../.meshdsl/rollouts.json",
+    "rollout_state": "cluster:prod",
+    "system_namespace": "meshdsl-system",
 }
 
 
@@ -82,10 +97,74 @@ class StackSettings(BaseModel):
     hosts: dict[str, str] = Field(default_factory=dict)
     tls_credential: str | dict[str, str] | None = None
     rollout_state: str | None = None
+    system_namespace: DnsLabel | None = None
     origin: str = Field(default="stack configuration", exclude=True)
+
+    @property
+    def rollout_location(self) -> OnDisk | InCluster | None:
+        """Where ``rollout_state`` points (None: not set). Raises :class:`SettingsError`
+        for a value :func:`read_settings` would have refused."""
+        if self.rollout_state is None:
+            return None
+        try:
+            return rollout_location(self.rollout_state)
+        except ValueError as exc:
+            raise SettingsError([_bad_rollout_state(self.origin, self.rollout_state, exc)]
+                                ) from exc
 
 
 SETTINGS = tuple(name for name in StackSettings.model_fields if name != "origin")
+
+# --- meshdsl:rollout_state ------------------------------------------------------------------
+
+CLUSTER = "cluster"
+DEFAULT_RECONCILER = "default"  # the name `meshctl reconcile` runs under unless --name
+# A reconciler name names its ConfigMaps (meshdsl-rollout-<name>.<ns>.<svc>) and labels them.
+_RECONCILER_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+# "<word>:…" reads as a form, not a file: a mistyped "clustr:prod" must not become a path.
+_FORM = re.compile(r"([A-Za-z][-A-Za-z0-9+.]+):(.*)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class OnDisk:
+    """``rollout_state`` names a path: a reconciler state directory or a JSON file."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class InCluster:
+    """``rollout_state`` is ``cluster[:<name>]``: reconciler ``name``'s rollout ConfigMaps."""
+
+    name: str = DEFAULT_RECONCILER
+
+
+def rollout_location(value: str) -> OnDisk | InCluster:
+    """Parse ``meshdsl:rollout_state``. Raises ValueError saying what is wrong with
+    ``value`` (a did-you-mean when it looks like a misspelled ``cluster``)."""
+    if not value.strip():
+        raise ValueError("it is empty")
+    if value == CLUSTER:
+        return InCluster()
+    form = _FORM.fullmatch(value)
+    if form is None:
+        if value.lower() == CLUSTER:
+            raise ValueError(f"did you mean {CLUSTER}?")
+        return OnDisk(value)
+    prefix, name = form[1], form[2]
+    if prefix != CLUSTER:
+        close = difflib.get_close_matches(prefix.lower(), [CLUSTER], n=1, cutoff=0.6)
+        if close:
+            raise ValueError(f"did you mean {CLUSTER}:{name}?")
+        raise ValueError(f"{prefix}: is not a form of this setting; a path containing ':' "
+                         f"can be written ./{value}")
+    if not name:
+        raise ValueError(f"{CLUSTER}: needs the reconciler's name; plain {CLUSTER} is the "
+                         f"reconciler named {DEFAULT_RECONCILER!r}")
+    if len(name) > 63 or not _RECONCILER_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a reconciler name: it is at most 63 lower-case "
+                         "letters, digits, '-' and '.', as given to meshctl reconcile --name")
+    return InCluster(name)
 
 
 def stack_file(stack: str) -> str:
@@ -120,6 +199,7 @@ def read_settings(config: Mapping[str, Any], *, stack: str) -> StackSettings:
         problems.append(f"{origin}: {_key(name)} is not a meshdsl setting ({hint}the settings "
                         f"are {', '.join(SETTINGS)})")
         del values[name]
+    problems += _rollout_state_problems(values, origin)
     try:
         settings = StackSettings.model_validate({**values, "origin": origin})
     except ValidationError as exc:
@@ -142,15 +222,68 @@ def read_settings(config: Mapping[str, Any], *, stack: str) -> StackSettings:
     return settings
 
 
-def settings_from_pulumi() -> StackSettings:
-    """The settings of the stack Pulumi is running (its config and stack name)."""
-    import pulumi
+def _bad_rollout_state(origin: str, value: str, why: ValueError) -> str:
+    return (f"{origin}: {_key('rollout_state')} must be {EXPECTED['rollout_state']}; got "
+            f"{json.dumps(value)} ({why})")
+
+
+def _rollout_state_problems(values: Mapping[str, Any], origin: str) -> list[str]:
+    """What is wrong with the form of ``rollout_state``, and ``system_namespace`` set
+    without ``rollout_state: cluster`` (the types are pydantic's to check)."""
+    value = values.get("rollout_state")
+    location: OnDisk | InCluster | None = None
+    if isinstance(value, str):
+        try:
+            location = rollout_location(value)
+        except ValueError as exc:
+            return [_bad_rollout_state(origin, value, exc)]
+    if "system_namespace" in values and (value is None or isinstance(location, OnDisk)):
+        now = "not set" if value is None else f"the path {value}"
+        return [f"{origin}: {_key('system_namespace')} is only for {_key('rollout_state')}: "
+                f"{CLUSTER} or {CLUSTER}:<reconciler name> (the namespace of the reconciler's "
+                f"rollout ConfigMaps), and {_key('rollout_state')} is {now}; remove "
+                f"{_key('system_namespace')}"]
+    return []
+
+
+def _pulumi_config() -> dict[str, Any]:
     from pulumi.runtime import config as runtime_config
 
     # pulumi.Config reads one key at a time; to report unknown keys we need them all. The
     # CLI hands config over in PULUMI_CONFIG (the language host copies it into CONFIG).
-    config = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return read_settings(config, stack=pulumi.get_stack())
+    return {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+
+
+def settings_from_pulumi() -> StackSettings:
+    """The settings of the stack Pulumi is running (its config and stack name)."""
+    import pulumi
+
+    return read_settings(_pulumi_config(), stack=pulumi.get_stack())
+
+
+@dataclass(frozen=True)
+class KubeAccess:
+    """How the stack's Kubernetes provider reaches its cluster: ``kubernetes:kubeconfig``
+    (a path, or the kubeconfig itself, as the provider takes it) and
+    ``kubernetes:context``; unset, ``$KUBECONFIG`` or ``~/.kube/config`` and its current
+    context. ``rollout_state: cluster`` reads the rollouts of the cluster the stack
+    deploys to."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+
+
+def kube_access(config: Mapping[str, Any]) -> KubeAccess:
+    """The provider's ``kubernetes:kubeconfig``/``kubernetes:context`` from stack config."""
+    def value(key: str) -> str | None:
+        raw = config.get(f"kubernetes:{key}")
+        return str(raw) if raw not in (None, "") else None
+
+    return KubeAccess(kubeconfig=value("kubeconfig"), context=value("context"))
+
+
+def kube_access_from_pulumi() -> KubeAccess:
+    return kube_access(_pulumi_config())
 
 
 def _unknown(settings: StackSettings, name: str, keys: set[str] | list[str],

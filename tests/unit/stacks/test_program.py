@@ -11,10 +11,13 @@ import pytest
 
 from meshdsl.compile import ResourceKey, compile_mesh
 from meshdsl.model import MeshSpec
-from stacks.program import deploy
-from stacks.settings import apply_settings, read_settings
+from reconciler.runtime.rollout_store import DiskRolloutStore
+from stacks.program import deploy, rollout_reader
+from stacks.rollout import ClusterRolloutState, JsonRolloutState, StoreRolloutState
+from stacks.settings import KubeAccess, apply_settings, read_settings
 from stacks.testing import Run, run_program, stack_config
 from tests.unit.stacks.projects import BOOKINFO_PROGRAM, BOOKINFO_PROJECT, stack_file
+from tests.unit.stacks.rollouts import failed, in_progress, store_rollout, succeeded
 
 CANARY_ON = {"meshdsl:canary": "true"}
 
@@ -89,7 +92,7 @@ def test_config_errors_stop_the_update_with_the_message() -> None:
     message = run_error({"meshdsl:canary": "true", "meshdsl:replica": "2"})
     assert message == ("Pulumi.dev.yaml: meshdsl:replica is not a meshdsl setting (did you "
                        "mean meshdsl:replicas? the settings are canary, namespaces, replicas, "
-                       "hosts, tls_credential, rollout_state)")
+                       "hosts, tls_credential, rollout_state, system_namespace)")
     assert "meshdsl:canary is missing" in run_error({})
     assert "meshdsl:namespaces names 'bookinf'" in run_error(
         {**CANARY_ON, "meshdsl:namespaces": '{"bookinf": "x"}'})
@@ -127,3 +130,93 @@ def test_canary_off_and_rollout_state_follow_renamed_namespaces(tmp_path: Path) 
     assert [r["destination"]["subset"] for r in vs["spec"]["http"][-1]["route"]] == ["v1"]
     kept = up({**CANARY_ON, **moved, "meshdsl:rollout_state": str(state)})
     assert kept.exports["weights"] == {"users/frontend": {"v1": 70, "v2": 30}}
+
+
+# --- the reconciler's own rollout store -----------------------------------------------------
+
+
+def test_mid_rollout_up_keeps_the_step_of_the_reconcilers_state_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bookinfo: MeshSpec) -> None:
+    """`meshdsl:rollout_state: <state dir>` reads the rollouts the reconciler keeps there."""
+    store = DiskRolloutStore.in_state_dir(tmp_path / "state")
+    store_rollout(store, in_progress(bookinfo))
+    monkeypatch.chdir(tmp_path)  # relative paths start where pulumi runs the program
+    run = up({**CANARY_ON, "meshdsl:rollout_state": "state"}, "prod")
+    assert frontend_split(run) == [("v1", 90), ("v2", 10)]
+    assert run.exports["weights"] == {"default/frontend": {"v1": 90, "v2": 10}}
+    (info,) = [m for m in run.messages("info") if "mid-rollout" in m]
+    assert info == ("default/frontend is mid-rollout: keeping the rollout's current weights "
+                    "v1=90%, v2=10% from state instead of the program's; the reconciler owns "
+                    "them until the rollout ends")
+    assert not any("rollout_state is not set" in m for m in run.messages())
+
+    # the reconciler moves on: the next update follows it, then a finished rollout is
+    # no longer kept (the program's weights again)
+    store_rollout(store, in_progress(bookinfo, 3))
+    assert frontend_split(up({**CANARY_ON, "meshdsl:rollout_state": "state"})) == [
+        ("v1", 50), ("v2", 50)]
+    store_rollout(store, succeeded(bookinfo))
+    done = up({**CANARY_ON, "meshdsl:rollout_state": "state"})
+    assert frontend_split(done) == [("v1", 95), ("v2", 5)]
+    assert not any("mid-rollout" in m for m in done.messages())
+
+
+def test_canary_off_keeps_a_rollout_in_progress_in_the_state_directory(
+        tmp_path: Path, bookinfo: MeshSpec) -> None:
+    store = DiskRolloutStore.in_state_dir(tmp_path)
+    store_rollout(store, in_progress(bookinfo))
+    run = up({"meshdsl:canary": "false", "meshdsl:rollout_state": str(tmp_path)})
+    assert frontend_split(run) == [("v1", 90), ("v2", 10)]
+    assert any("its weights are kept, not reset" in m for m in run.messages("warning"))
+
+
+def test_a_failed_rollout_is_not_kept(tmp_path: Path, bookinfo: MeshSpec) -> None:
+    store_rollout(DiskRolloutStore.in_state_dir(tmp_path), failed(bookinfo))
+    run = up({"meshdsl:canary": "false", "meshdsl:rollout_state": str(tmp_path)})
+    assert frontend_split(run) == [("v1", 100)]
+    assert not any("mid-rollout" in m for m in run.messages())
+
+
+def test_a_missing_state_directory_stops_the_update(tmp_path: Path) -> None:
+    message = run_error({**CANARY_ON, "meshdsl:rollout_state": str(tmp_path / "no-state")})
+    assert message.startswith(f"rollout state {tmp_path / 'no-state'} does not exist; point "
+                              "meshdsl:rollout_state at the reconciler's state directory")
+
+
+def test_a_bad_rollout_state_form_stops_the_update() -> None:
+    message = run_error({**CANARY_ON, "meshdsl:rollout_state": "clustr:prod"})
+    assert message == (
+        "Pulumi.dev.yaml: meshdsl:rollout_state must be a path to the reconciler's state "
+        "directory (its --state-dir) or to a rollout state file (JSON), or cluster, or "
+        "cluster:<reconciler name> (the rollout ConfigMaps of a reconciler on the stack's "
+        "cluster); got \"clustr:prod\" (did you mean cluster:prod?)")
+
+
+def test_the_cluster_form_reads_the_cluster_of_the_stacks_provider(tmp_path: Path) -> None:
+    """`cluster:<name>` connects with the provider's kubernetes:kubeconfig/context (here
+    a kubeconfig that does not exist, so the update stops saying where it looked)."""
+    kubeconfig = tmp_path / "kubeconfig"
+    message = run_error({**CANARY_ON, "meshdsl:rollout_state": "cluster:prod",
+                         "meshdsl:system_namespace": "ops",
+                         "kubernetes:kubeconfig": str(kubeconfig),
+                         "kubernetes:context": "kind-prod"})
+    assert message.startswith(
+        f"cannot read rollout ConfigMaps ops/meshdsl-rollout-prod.* (reconciler 'prod', "
+        f"through kubeconfig {kubeconfig}, context kind-prod): cannot load {kubeconfig}")
+
+
+def test_the_reader_for_each_form(tmp_path: Path) -> None:
+    def reader(value: str, **extra: str) -> object:
+        settings = read_settings({**CANARY_ON, "meshdsl:rollout_state": value, **extra},
+                                 stack="dev")
+        return rollout_reader(settings, base=tmp_path,
+                              kube=KubeAccess(kubeconfig="/k", context="c"))
+
+    (tmp_path / "state").mkdir()
+    assert reader("nothing.json") == JsonRolloutState(tmp_path / "nothing.json")
+    assert isinstance(reader("state"), StoreRolloutState)
+    assert reader("cluster") == ClusterRolloutState(
+        name="default", namespace="meshdsl-system", kubeconfig="/k", context="c")
+    assert reader("cluster:prod.eu", **{"meshdsl:system_namespace": "ops"}) == (
+        ClusterRolloutState(name="prod.eu", namespace="ops", kubeconfig="/k", context="c"))
+    assert rollout_reader(read_settings(CANARY_ON, stack="dev"), base=tmp_path) is None

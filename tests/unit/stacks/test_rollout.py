@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from meshdsl.compile import compile_mesh
 from meshdsl.model import MeshSpec
+from reconciler.delivery import machine
+from reconciler.delivery.phases import RolloutState
+from reconciler.runtime.rollout_store import DiskRolloutStore
 from stacks.errors import RolloutStateError
-from stacks.rollout import JsonRolloutState, Level, plan_weights
+from stacks.rollout import (
+    ClusterRolloutState,
+    JsonRolloutState,
+    Level,
+    StoreRolloutState,
+    plan_weights,
+    state_dir_rollouts,
+)
+from tests.unit.stacks.rollouts import (
+    failed,
+    frontend_plan,
+    in_progress,
+    store_rollout,
+    succeeded,
+)
 
 FRONTEND = ("default", "frontend")
 
@@ -128,3 +147,103 @@ def test_state_that_does_not_fit_the_program(bookinfo: MeshSpec, split: dict[str
                                              message: str) -> None:
     with pytest.raises(RolloutStateError, match=message):
         plan_weights(bookinfo, canary=True, rollouts={FRONTEND: split})
+
+
+# --- reading the reconciler's own store ---------------------------------------------------
+
+
+def state_dir(tmp_path: Path, *states: RolloutState) -> Path:
+    """A reconciler state directory whose rollouts/ holds ``states``."""
+    store = DiskRolloutStore.in_state_dir(tmp_path / "state")
+    for state in states:
+        store_rollout(store, state)
+    (tmp_path / "state").mkdir(exist_ok=True)
+    return tmp_path / "state"
+
+
+def test_the_store_gives_the_current_weights_of_a_rollout_in_progress(
+        tmp_path: Path, bookinfo: MeshSpec) -> None:
+    store = DiskRolloutStore.in_state_dir(tmp_path)
+    for analyses, weights in [(1, {"v1": 95, "v2": 5}), (2, {"v1": 90, "v2": 10}),
+                              (3, {"v1": 50, "v2": 50})]:
+        store_rollout(store, in_progress(bookinfo, analyses))
+        assert StoreRolloutState(store, "here").current_weights() == {FRONTEND: weights}
+
+
+def test_a_rollout_still_initializing_keeps_everything_on_stable(
+        tmp_path: Path, bookinfo: MeshSpec) -> None:
+    started, _ = machine.start(frontend_plan(bookinfo))
+    store = DiskRolloutStore(tmp_path)
+    store_rollout(store, started)
+    assert StoreRolloutState(store, "here").current_weights() == {FRONTEND: {"v1": 100,
+                                                                             "v2": 0}}
+
+
+@pytest.mark.parametrize("finish", [succeeded, failed], ids=["succeeded", "failed"])
+def test_a_finished_rollout_is_not_kept(tmp_path: Path, bookinfo: MeshSpec,
+                                        finish: Callable[[MeshSpec], RolloutState]) -> None:
+    store = DiskRolloutStore(tmp_path)
+    store_rollout(store, finish(bookinfo))
+    other = replace(in_progress(bookinfo), namespace="other")
+    store_rollout(store, other)
+    assert StoreRolloutState(store, "here").current_weights() == {
+        ("other", "frontend"): {"v1": 90, "v2": 10}}
+
+
+def test_an_unreadable_store_is_an_error_naming_where(tmp_path: Path,
+                                                      bookinfo: MeshSpec) -> None:
+    store = DiskRolloutStore(tmp_path)
+    store_rollout(store, in_progress(bookinfo))
+    store.path("default", "frontend").write_text("{not json")
+    with pytest.raises(RolloutStateError) as excinfo:
+        StoreRolloutState(store, store.describe()).current_weights()
+    message = str(excinfo.value)
+    assert message.startswith(f"cannot read the rollouts in rollout states in {tmp_path}: ")
+    assert str(store.path("default", "frontend")) in message
+
+
+def test_a_state_directory_reads_its_rollouts(tmp_path: Path, bookinfo: MeshSpec) -> None:
+    reader = state_dir_rollouts(state_dir(tmp_path, in_progress(bookinfo)))
+    assert reader.current_weights() == {FRONTEND: {"v1": 90, "v2": 10}}
+    assert reader.source == f"rollout states in {tmp_path / 'state' / 'rollouts'}"
+
+
+def test_a_state_directory_without_rollouts_has_none(tmp_path: Path) -> None:
+    (tmp_path / "status.json").write_text("{}")
+    assert state_dir_rollouts(tmp_path).current_weights() == {}
+
+
+def test_a_missing_state_directory_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(RolloutStateError) as excinfo:
+        state_dir_rollouts(tmp_path / "nope")
+    assert str(excinfo.value).startswith(
+        f"reconciler state directory {tmp_path / 'nope'} does not exist; point "
+        "meshdsl:rollout_state at the reconciler's state directory")
+
+
+def test_the_rollouts_directory_itself_is_refused(tmp_path: Path, bookinfo: MeshSpec) -> None:
+    rollouts = state_dir(tmp_path, in_progress(bookinfo)) / "rollouts"
+    with pytest.raises(RolloutStateError) as excinfo:
+        state_dir_rollouts(rollouts)
+    assert str(excinfo.value) == (
+        f"{rollouts} holds rollout files but no rollouts/ directory: it looks like the "
+        "rollouts/ directory of a state directory; point meshdsl:rollout_state at the "
+        f"state directory itself ({tmp_path / 'state'})")
+
+
+def test_a_cluster_that_cannot_be_reached_is_an_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "kubeconfig"
+    reader = ClusterRolloutState(name="prod", namespace="ops", kubeconfig=str(missing),
+                                 context="kind-prod")
+    with pytest.raises(RolloutStateError) as excinfo:
+        reader.current_weights()
+    assert str(excinfo.value).startswith(
+        f"cannot read rollout ConfigMaps ops/meshdsl-rollout-prod.* (reconciler 'prod', "
+        f"through kubeconfig {missing}, context kind-prod): cannot load {missing}")
+
+
+def test_a_kubeconfig_given_inline_is_described_as_such() -> None:
+    reader = ClusterRolloutState(kubeconfig="apiVersion: v1\nkind: Config\n")
+    assert reader.describe() == ("rollout ConfigMaps meshdsl-system/meshdsl-rollout-default.* "
+                                 "(reconciler 'default', through the kubeconfig in "
+                                 "kubernetes:kubeconfig)")

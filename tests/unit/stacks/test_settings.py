@@ -10,7 +10,15 @@ from meshdsl.compile import ResourceKey, compile_mesh
 from meshdsl.model import Mesh, MeshSpec, Uri
 from meshdsl.validate import validate
 from stacks.errors import SettingsError
-from stacks.settings import StackSettings, apply_settings, read_settings
+from stacks.settings import (
+    InCluster,
+    KubeAccess,
+    OnDisk,
+    StackSettings,
+    apply_settings,
+    kube_access,
+    read_settings,
+)
 from stacks.testing import stack_config
 from tests.unit.stacks.projects import stack_file
 
@@ -89,6 +97,88 @@ def test_every_problem_is_reported_at_once() -> None:
     assert any("meshdsl:canary is missing" in p for p in found)
     assert any("meshdsl:hostz is not a meshdsl setting" in p for p in found)
     assert any("meshdsl:replicas must be" in p for p in found)
+
+
+# --- where the rollout state is -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "location"), [
+    ("state.json", OnDisk("state.json")),
+    ("../../.meshdsl/state", OnDisk("../../.meshdsl/state")),
+    ("/var/lib/meshdsl/prod", OnDisk("/var/lib/meshdsl/prod")),
+    ("./cluster", OnDisk("./cluster")),  # a file named cluster
+    ("./backup:1/rollouts.json", OnDisk("./backup:1/rollouts.json")),
+    ("cluster", InCluster("default")),
+    ("cluster:prod", InCluster("prod")),
+    ("cluster:prod.eu-1", InCluster("prod.eu-1")),
+])
+def test_the_forms_of_rollout_state(value: str, location: OnDisk | InCluster) -> None:
+    assert settings(rollout_state=value).rollout_location == location
+
+
+FORMS = ("must be a path to the reconciler's state directory (its --state-dir) or to a "
+         "rollout state file (JSON), or cluster, or cluster:<reconciler name> (the rollout "
+         "ConfigMaps of a reconciler on the stack's cluster); got ")
+
+
+@pytest.mark.parametrize(("value", "why"), [
+    ("", "it is empty"),
+    ("Cluster", "did you mean cluster?"),
+    ("clustr:prod", "did you mean cluster:prod?"),
+    ("CLUSTER:prod", "did you mean cluster:prod?"),
+    ("configmap:prod", "configmap: is not a form of this setting; a path containing ':' can "
+                       "be written ./configmap:prod"),
+    ("cluster:", "cluster: needs the reconciler's name; plain cluster is the reconciler "
+                 "named 'default'"),
+    ("cluster:Prod", "'Prod' is not a reconciler name: it is at most 63 lower-case letters, "
+                     "digits, '-' and '.', as given to meshctl reconcile --name"),
+    ("cluster:" + "r" * 64, "is not a reconciler name"),
+    ("cluster:a..b", "is not a reconciler name"),
+])
+def test_a_bad_rollout_state_lists_the_forms(value: str, why: str) -> None:
+    (message,) = problems({"meshdsl:canary": "true", "meshdsl:rollout_state": value})
+    assert message.startswith(f"Pulumi.dev.yaml: meshdsl:rollout_state {FORMS}"
+                              f"{json.dumps(value)} (")
+    assert why in message
+
+
+def test_a_bad_rollout_state_is_reported_with_the_other_problems() -> None:
+    found = problems({"meshdsl:rollout_state": "clustr", "meshdsl:replica": "2"})
+    assert len(found) == 2  # canary missing, replica unknown; "clustr" is a path
+    found = problems({"meshdsl:rollout_state": "clustr:x", "meshdsl:replica": "2"})
+    assert len(found) == 3
+    assert any("did you mean cluster:x?" in p for p in found)
+
+
+def test_system_namespace_goes_with_the_cluster_form() -> None:
+    got = settings(rollout_state="cluster:prod", system_namespace="ops")
+    assert got.system_namespace == "ops"
+    assert settings(rollout_state="cluster").system_namespace is None
+    (message,) = problems({"meshdsl:canary": "true", "meshdsl:rollout_state": "state",
+                           "meshdsl:system_namespace": "ops"})
+    assert message == ("Pulumi.dev.yaml: meshdsl:system_namespace is only for "
+                       "meshdsl:rollout_state: cluster or cluster:<reconciler name> (the "
+                       "namespace of the reconciler's rollout ConfigMaps), and "
+                       "meshdsl:rollout_state is the path state; remove "
+                       "meshdsl:system_namespace")
+    (message,) = problems({"meshdsl:canary": "true", "meshdsl:system_namespace": "ops"})
+    assert "meshdsl:rollout_state is not set" in message
+    (message,) = problems({"meshdsl:canary": "true", "meshdsl:rollout_state": "cluster",
+                           "meshdsl:system_namespace": "Ops_1"})
+    assert message == ("Pulumi.dev.yaml: meshdsl:system_namespace must be a namespace (a DNS "
+                       "label like 'meshdsl-system'); got \"Ops_1\"")
+
+
+def test_settings_made_in_code_check_the_form_when_used() -> None:
+    made = StackSettings(canary=True, rollout_state="clustr:x", origin="my stack")
+    with pytest.raises(SettingsError, match="my stack: meshdsl:rollout_state must be"):
+        _ = made.rollout_location
+
+
+def test_the_providers_kubeconfig_and_context() -> None:
+    assert kube_access({"kubernetes:kubeconfig": "/k", "kubernetes:context": "kind-dev",
+                        "meshdsl:canary": "true"}) == KubeAccess("/k", "kind-dev")
+    assert kube_access({"kubernetes:kubeconfig": ""}) == KubeAccess()
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
