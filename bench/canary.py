@@ -2,7 +2,7 @@
 
 A ``reviews`` v2 failing 20% of its requests is rolled out (steps 5 -> 10 -> 50 -> 100,
 ``max_failed_checks=2``) on the local mesh (real Envoys, demo apps), judged on a real
-Prometheus through the Envoy -> Istio recording rules, with ~80 requests/s of traffic.
+Prometheus through the Envoy -> Istio bridge, with ~80 requests/s of traffic.
 Measured from the client's side, per run:
 
 - **detect**: first 5xx the client saw -> the first failing analysis, in intervals;
@@ -15,7 +15,7 @@ needs ``threshold`` failed checks, one per interval) before the rollback even st
 ratio restore / (interval x threshold) compares us to it. Targets: detect <= 1 interval,
 restore <= 2, failed < 1%.
 
-    .venv/bin/python bench/canary.py [--runs 3] [--interval 2]
+    .venv/bin/python bench/canary.py [--runs 3] [--interval 2] [--no-write] [--verbose]
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -35,7 +37,13 @@ from meshdsl.model import Mesh, Retries
 from meshdsl.model.canary import LatencyP99, SuccessRate
 from meshdsl.model.spec import MeshSpec
 from reconciler.delivery.phases import Phase
-from reconciler.testing.canary import CanaryRig, TrafficGenerator
+from reconciler.testing.canary import (
+    SCRAPE_INTERVAL,
+    TICK_PERIOD,
+    CanaryRig,
+    Sample,
+    TrafficGenerator,
+)
 from reconciler.testing.demo_apps import DEMO_APP
 
 NS, SERVICE = "shop", "reviews"
@@ -71,7 +79,7 @@ class Run:
     outcome: str
 
 
-def one_run(interval: float, rate: float) -> Run:
+def one_run(interval: float, rate: float, *, verbose: bool = False) -> Run:
     with tempfile.TemporaryDirectory(prefix="bench-canary-") as tmp:
         rig = CanaryRig(Path(tmp))
         traffic: TrafficGenerator | None = None
@@ -94,6 +102,8 @@ def one_run(interval: float, rate: float) -> Run:
         assert stored is not None and traffic is not None
         state = stored.state
         samples = traffic.since(begin)
+        if verbose:
+            _explain(begin, state.timeline, rig.pushes, samples)
         errors = [s for s in samples if s.status >= 500 or s.status == 0]
         if not errors:
             raise RuntimeError("the bad canary never failed a request; is v2 running?")
@@ -108,13 +118,32 @@ def one_run(interval: float, rate: float) -> Run:
                    else f"UNEXPECTED {state.phase.value}")
 
 
+def _explain(begin: float, timeline: Iterable[Any], pushes: list[tuple[float, Any]],
+             samples: list[Sample]) -> None:
+    """The run's events on one clock (seconds since the rollout began), for diagnosis."""
+    lines = [(e.at - begin, f"machine  {e.message}") for e in timeline if e.at >= begin]
+    lines += [(at - begin, f"push     {weights}") for at, weights in pushes if at >= begin]
+    lines += [(s.at - begin, f"client   {s.status} from {s.served_by or '-'}")
+              for s in samples if s.status >= 500 or s.status == 0]
+    v2 = [s.at - begin for s in samples if s.served_by == f"{SERVICE}-v2"]
+    if v2:
+        lines += [(v2[0], "client   first request served by v2"),
+                  (v2[-1], "client   last request served by v2")]
+    for at, what in sorted(lines):
+        print(f"  {at:7.2f}s  {what}", file=sys.stderr)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--interval", type=float, default=2.0)
     parser.add_argument("--rate", type=float, default=80.0)
+    parser.add_argument("--no-write", action="store_true",
+                        help="print the results without updating bench/RESULTS.md")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print each run's timeline (machine, pushes, 5xx) to stderr")
     args = parser.parse_args()
-    runs = [one_run(args.interval, args.rate) for _ in range(args.runs)]
+    runs = [one_run(args.interval, args.rate, verbose=args.verbose) for _ in range(args.runs)]
     bound = args.interval * THRESHOLD
     rows = ["| run | outcome | detect (intervals) | restore (intervals) | restore / Flagger "
             "bound | failed / all | failed during rollback |",
@@ -134,9 +163,11 @@ def main() -> int:
     body = (f"{describe()}\n\nA v2 failing 20% of requests, steps {STEPS}, interval "
             f"{args.interval:g}s, threshold (max_failed_checks) {THRESHOLD}, "
             f"{args.rate:g} req/s, no retries (every 5xx reaches the client), real Envoy + "
-            "Prometheus (1 s scrape) + demo apps. "
+            f"Prometheus ({SCRAPE_INTERVAL} scrape and bridge rule) + demo apps; rollout "
+            f"driver ticking every {TICK_PERIOD:g} s. "
             "Times from the client's first 5xx.\n\n" + "\n".join(rows) + f"\n\n{verdict}\n")
-    write_section("canary", body)
+    if not args.no_write:
+        write_section("canary", body)
     print(body)
     return 0 if all(r.outcome == "failed" for r in runs) else 1
 

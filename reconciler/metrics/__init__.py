@@ -7,8 +7,9 @@ values; a :class:`~reconciler.ports.MetricsSource` answers them:
   Prometheus scraping its Envoys), running each query's rendered PromQL;
 - :mod:`.envoy_stats` — the local mesh *without* Prometheus: Envoy's own
   ``/stats/prometheus`` read directly, the builtin checks computed from two scrapes;
-- :mod:`.recording_rules` — pure: the Prometheus recording rules that make the local
-  mesh's plain ``envoy_cluster_*`` metrics look like Istio's, so the same queries serve both.
+- :mod:`.recording_rules` — pure: the Prometheus scrape relabelling and recording rule that
+  make the local mesh's plain ``envoy_cluster_*`` metrics look like Istio's, so the same
+  queries serve both.
 
 ``None`` from a source means *no data*; :class:`~reconciler.ports.MetricsError` means the
 source could not answer. Neither is ever a pass.
@@ -16,7 +17,11 @@ source could not answer. Neither is ever a pass.
 
 from reconciler.metrics.envoy_stats import EnvoyStatsSource
 from reconciler.metrics.prometheus import PrometheusSource
-from reconciler.metrics.recording_rules import istio_bridge_rule_groups, rules_file
+from reconciler.metrics.recording_rules import (
+    istio_bridge_relabel_configs,
+    istio_bridge_rule_groups,
+    rules_file,
+)
 from reconciler.ports import MetricsError, MetricsSource
 
 __all__ = [
@@ -24,6 +29,7 @@ __all__ = [
     "MetricsError",
     "MetricsSource",
     "PrometheusSource",
+    "istio_bridge_relabel_configs",
     "istio_bridge_rule_groups",
     "rules_file",
 ]

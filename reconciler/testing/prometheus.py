@@ -2,8 +2,9 @@
 
 Canary analysis asks Prometheus questions (PromQL over Envoy's or Istio's metrics). To test
 that for real, this starts the Debian ``prometheus`` binary with a private config and TSDB
-directory, scraping the given targets every second and evaluating recording rules every
-second, so a test sees its own traffic in Prometheus within a few seconds.
+directory, scraping the given targets and evaluating recording rules every
+``scrape_interval`` (1 s unless told; sub-second intervals work), so a test sees its own
+traffic in Prometheus within a few seconds at most.
 
 Install once per machine: ``apt-get install -y --no-install-recommends prometheus``
 (``scripts/install-components`` does it).
@@ -40,12 +41,16 @@ class PrometheusError(Exception):
 
 @dataclass(frozen=True)
 class ScrapeJob:
-    """Targets (``host:port``) scraped at ``metrics_path``; ``labels`` are added to them."""
+    """Targets (``host:port``) scraped at ``metrics_path`` with the URL query ``params``;
+    ``labels`` are added to them, and ``metric_relabel_configs`` (Prometheus' own syntax)
+    rewrite each scraped series before it is stored."""
 
     name: str
     targets: Sequence[str]
     metrics_path: str = "/metrics"
     labels: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+    metric_relabel_configs: Sequence[Mapping[str, Any]] = ()
 
 
 def find_prometheus() -> Path:
@@ -239,14 +244,7 @@ class LocalPrometheus:
                 "scrape_timeout": self._scrape_interval,  # must not exceed the interval
                 "evaluation_interval": self._scrape_interval,
             },
-            "scrape_configs": [
-                {
-                    "job_name": job.name,
-                    "metrics_path": job.metrics_path,
-                    "static_configs": [{"targets": list(job.targets), "labels": dict(job.labels)}],
-                }
-                for job in self._jobs
-            ],
+            "scrape_configs": [_scrape_config(job) for job in self._jobs],
         }
         if self._rule_groups:
             self.rules_path.write_text(yaml.safe_dump({"groups": self._rule_groups}))
@@ -320,3 +318,13 @@ class LocalPrometheus:
         code = self._process.poll()
         if code is not None:
             raise PrometheusError(f"Prometheus exited with code {code}\n" + self.log_tail())
+
+
+def _scrape_config(job: ScrapeJob) -> dict[str, Any]:
+    config: dict[str, Any] = {"job_name": job.name, "metrics_path": job.metrics_path}
+    if job.params:
+        config["params"] = {name: [value] for name, value in job.params.items()}
+    config["static_configs"] = [{"targets": list(job.targets), "labels": dict(job.labels)}]
+    if job.metric_relabel_configs:
+        config["metric_relabel_configs"] = [dict(c) for c in job.metric_relabel_configs]
+    return config

@@ -1,5 +1,6 @@
-"""Canary metrics from real components: Prometheus 2.42 scraping a real Envoy with the
-Envoy -> Istio recording rules loaded, and the same Envoy's stats read directly.
+"""Canary metrics from real components: Prometheus 2.42 scraping a real Envoy through the
+Envoy -> Istio bridge (scrape relabelling + recording rule), and the same Envoy's stats
+read directly.
 
 The Envoy is wired like the local mesh: an ingress listener routes (by header) to
 ``outbound|9080|<version>|reviews_test_svc_cluster_local`` clusters, which reach each
@@ -25,9 +26,15 @@ import yaml
 
 from meshdsl.model.canary import LatencyP99, SuccessRate
 from reconciler.delivery.queries import MetricQuery, metric_queries
-from reconciler.metrics import EnvoyStatsSource, PrometheusSource, istio_bridge_rule_groups
-from reconciler.metrics.recording_rules import rules_file
+from reconciler.metrics import (
+    EnvoyStatsSource,
+    PrometheusSource,
+    istio_bridge_relabel_configs,
+    istio_bridge_rule_groups,
+)
+from reconciler.metrics.recording_rules import ENVOY_STATS_FILTER, rules_file
 from reconciler.targets.envoy import EnvoyProcess
+from reconciler.testing.canary import SCRAPE_INTERVAL
 from reconciler.testing.demo_apps import DemoApp
 from reconciler.testing.envoy_config import http_listener, route_table, static_cluster
 from reconciler.testing.ports import free_ports
@@ -100,6 +107,13 @@ def queries(interval: str) -> dict[str, MetricQuery]:
     return {q.key: q for q in metric_queries(plan)}
 
 
+def bridge_job(mesh: Mesh) -> ScrapeJob:
+    """The Envoy scrape job as the local mesh's Prometheus runs it (see ``envoy_scrape_job``)."""
+    return ScrapeJob("envoy", [mesh.envoy.admin_url.removeprefix("http://")],
+                     metrics_path="/stats/prometheus", params={"filter": ENVOY_STATS_FILTER},
+                     metric_relabel_configs=istio_bridge_relabel_configs())
+
+
 def expected_success(mesh: Mesh) -> float:
     total = sum(mesh.v2_statuses.values())
     return 100.0 * mesh.v2_statuses[200] / total
@@ -107,30 +121,26 @@ def expected_success(mesh: Mesh) -> float:
 
 def test_prometheus_with_recording_rules_answers_the_builtin_queries(
         mesh: Mesh, tmp_path: Path) -> None:
-    admin = mesh.envoy.admin_url.removeprefix("http://")
-    job = ScrapeJob("envoy", [admin], metrics_path="/stats/prometheus")
     rules = istio_bridge_rule_groups(interval="1s")
     with (
-        LocalPrometheus([job], rule_groups=rules, workdir=tmp_path / "prom") as prometheus,
+        LocalPrometheus([bridge_job(mesh)], rule_groups=rules,
+                        workdir=tmp_path / "prom") as prometheus,
         httpx.Client(timeout=10.0, trust_env=False) as client,
         PrometheusSource(prometheus.url) as source,
     ):
-        # Warm up: every series (200 and 503, both versions) exists before the measured
-        # traffic, so rate() sees the whole of it as increase.
-        for version in ("v1", "v2"):
-            send(mesh, client, version, 1, "/status/503")
-            send(mesh, client, version, 1, "/healthz")
+        # No warm-up: the bridge records 0 for the 200s and 503s of every subset cluster
+        # before its first request, so rate() counts the very first one. Wait for those
+        # zeros (4 clusters x 5 codes) and the measured traffic is the whole increase.
         prometheus.wait_for(
             'count(istio_requests_total{destination_workload_namespace="test"})',
-            lambda r: bool(r) and float(r[0]["value"][1]) >= 8, timeout=20)
-        time.sleep(2.5)  # two more scrapes of the warm-up values
+            lambda r: bool(r) and float(r[0]["value"][1]) >= 20, timeout=20)
         mesh.v2_statuses.clear()
         send(mesh, client, "v2", V2_REQUESTS)
         send(mesh, client, "v1", V1_REQUESTS)
 
         served = 'sum(istio_requests_total{reporter="destination",destination_workload="reviews-v2"})'
         prometheus.wait_for(served, lambda r: bool(r) and float(r[0]["value"][1])
-                            >= V2_REQUESTS + 2, timeout=20)
+                            >= V2_REQUESTS, timeout=20)
         time.sleep(2.5)
 
         wanted = queries("1m")
@@ -161,7 +171,7 @@ def test_prometheus_with_recording_rules_answers_the_builtin_queries(
         (_, stable_rate) = metric_queries(stable_plan)
         assert source.measure(stable_rate) == 100.0
 
-        # Envoy merges histograms at its stats flush (every 5 s): wait for the p99.
+        # Envoy merges histograms at its stats flush (every second): wait for the p99.
         deadline = time.monotonic() + 20
         p99 = source.measure(wanted["request-duration"])
         while p99 is None and time.monotonic() < deadline:
@@ -190,44 +200,101 @@ def test_envoy_stats_read_directly_give_the_exact_success_rate(mesh: Mesh) -> No
         rate = reader.measure(wanted["request-success-rate"])
         assert rate == pytest.approx(expected_success(mesh))
         assert 72.0 <= (rate or 0) <= 88.0
-    time.sleep(6)  # one stats flush: the histograms include the window
+    time.sleep(2.5)  # a stats flush (every second): the histograms include the window
     p99 = destination.measure(wanted["request-duration"])
     assert p99 is not None and 10.0 < p99 <= 100.0, p99
     destination.close()
     source_view.close()
 
 
-def test_promtool_accepts_and_unit_tests_the_rules(tmp_path: Path) -> None:
-    """Prometheus' own rule tester: exact Istio labels from an Envoy-shaped input series."""
+def test_a_request_envoy_counted_is_an_istio_request_within_a_few_scrapes(
+        mesh: Mesh, tmp_path: Path) -> None:
+    """The bridge's lag, end to end, as the local mesh runs it: a response Envoy counted is
+    in ``istio_requests_total`` — and in its ``increase()``, though it is the first with
+    its code — well within one analysis interval. (It used to take up to a scrape plus a
+    rule evaluation of 1 s each, and a code's first response was never counted.)"""
+    rules = istio_bridge_rule_groups(interval=SCRAPE_INTERVAL)
+    selector = ('istio_requests_total{reporter="destination",destination_workload="reviews-v1",'
+                'response_code="504"}')
+    with (
+        LocalPrometheus([bridge_job(mesh)], scrape_interval=SCRAPE_INTERVAL, rule_groups=rules,
+                        workdir=tmp_path / "prom") as prometheus,
+        httpx.Client(timeout=10.0, trust_env=False) as client,
+    ):
+        # The 0 recorded before any 504, for long enough that increase() has a baseline.
+        prometheus.wait_for(f"count_over_time({selector}[1m])",
+                            lambda r: bool(r) and float(r[0]["value"][1]) >= 3, timeout=15)
+        response = client.get(f"{mesh.url}/status/504", headers={"x-version": "v1"})
+        assert response.status_code == 504
+        counted = time.monotonic()
+        deadline = counted + 5.0
+        seen = 0.0
+        while time.monotonic() < deadline:
+            result = prometheus.query(f"sum(increase({selector}[1m]))")
+            seen = float(result[0]["value"][1]) if result else 0.0
+            if seen >= 0.9:
+                break
+            time.sleep(0.02)
+        lag = time.monotonic() - counted
+        assert seen >= 0.9, f"the 504 never showed in {selector} ({seen})"
+        assert lag <= 1.5, f"the bridge took {lag:.2f}s to show a counted request"
+
+
+def test_promtool_accepts_the_bridge_and_unit_tests_its_rule(tmp_path: Path) -> None:
+    """Prometheus' own checkers: a scrape config with the bridge's relabelling and its rules
+    file are valid; the rule keeps Envoy's counters and counts a code's first response."""
     (tmp_path / "rules.yml").write_text(rules_file())
-    check = subprocess.run(["promtool", "check", "rules", str(tmp_path / "rules.yml")],
+    config = {
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+        "rule_files": ["rules.yml"],
+        "scrape_configs": [{
+            "job_name": "envoy", "metrics_path": "/stats/prometheus",
+            "params": {"filter": [ENVOY_STATS_FILTER]},
+            "static_configs": [{"targets": ["127.0.0.1:15000"]}],
+            "metric_relabel_configs": istio_bridge_relabel_configs(),
+        }],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    check = subprocess.run(["promtool", "check", "config", "prometheus.yml"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=60, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    inbound = cluster("inbound", "v2")
+    # Input as Prometheus stores it after the relabelling; the 503 counter is born at 5m.
+    labels = (f'envoy_cluster_name="{cluster("inbound", "v2")}",reporter="destination",'
+              'destination_workload="reviews-v2",destination_workload_namespace="test",'
+              'job="envoy",instance="a"')
+    by = "sum by (reporter, destination_workload, response_code)"
+    v2 = 'reporter="destination",destination_workload="reviews-v2"'
     tests = {
         "rule_files": ["rules.yml"],
         "evaluation_interval": "1m",
         "tests": [{
             "interval": "1m",
             "input_series": [
-                {"series": f'envoy_cluster_upstream_rq{{envoy_cluster_name="{inbound}",'
-                           'envoy_response_code="503",job="envoy",instance="a"}',
-                 "values": "0+2x10"},
-                {"series": 'envoy_cluster_upstream_rq{envoy_cluster_name="outbound|9080||'
-                           'reviews_test_svc_cluster_local",envoy_response_code="200"}',
-                 "values": "0+1x10"},
+                {"series": f"envoy_cluster_upstream_rq_total{{{labels}}}",
+                 "values": "0 0 0 0 0 1 2 3 4 5 6"},
+                {"series": f'envoy_cluster_upstream_rq{{{labels},envoy_response_code="503",'
+                           'response_code="503"}',
+                 "values": "_ _ _ _ _ 1 2 3 4 5 6"},
             ],
-            "promql_expr_test": [{
-                "expr": "sum by (reporter, destination_workload, "
-                        "destination_workload_namespace, destination_service_name, "
-                        "response_code) (istio_requests_total)",
-                "eval_time": "5m",
-                "exp_samples": [{
-                    "labels": '{reporter="destination",destination_workload="reviews-v2",'
-                              'destination_workload_namespace="test",'
-                              'destination_service_name="reviews",response_code="503"}',
-                    "value": 10}],
-            }],
+            "promql_expr_test": [
+                {"expr": f'{by} (istio_requests_total{{response_code=~"200|503"}})',
+                 "eval_time": "4m",
+                 "exp_samples": [
+                     {"labels": f'{{{v2},response_code="200"}}', "value": 0},
+                     {"labels": f'{{{v2},response_code="503"}}', "value": 0}]},
+                {"expr": f'{by} (istio_requests_total{{response_code=~"200|503"}})',
+                 "eval_time": "10m",
+                 "exp_samples": [
+                     {"labels": f'{{{v2},response_code="200"}}', "value": 0},
+                     {"labels": f'{{{v2},response_code="503"}}', "value": 6}]},
+                # The first 503 is an increase from 0 ...
+                {"expr": f'{by} (increase(istio_requests_total{{response_code="503"}}[2m]))',
+                 "eval_time": "5m",
+                 "exp_samples": [{"labels": f'{{{v2},response_code="503"}}', "value": 1}]},
+                # ... which Envoy's own counter, born at 1, never shows.
+                {"expr": 'increase(envoy_cluster_upstream_rq{response_code="503"}[2m])',
+                 "eval_time": "5m", "exp_samples": []},
+            ],
         }],
     }
     (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests))

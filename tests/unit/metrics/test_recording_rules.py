@@ -1,4 +1,4 @@
-"""The Envoy -> Istio recording rules, as data (Prometheus runs them in integration)."""
+"""The Envoy -> Istio bridge, as data (Prometheus runs it in integration)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import yaml
 
 from reconciler.metrics.recording_rules import (
     CLUSTER_PATTERN,
+    ENVOY_STATS_FILTER,
     GROUP_NAME,
+    ZERO_CODES,
+    istio_bridge_relabel_configs,
     istio_bridge_rule_groups,
     parse_cluster,
     rules_file,
@@ -32,41 +35,88 @@ def test_cluster_names(name: str, parsed: tuple[str, int, str, str, str] | None)
     assert parse_cluster(name) == parsed
 
 
-def test_rules_cover_both_reporters_and_every_istio_series() -> None:
-    (group,) = istio_bridge_rule_groups(interval="5s")
-    assert group["name"] == GROUP_NAME and group["interval"] == "5s"
-    records = [(r["record"], 'reporter", "source"' in r["expr"]) for r in group["rules"]]
-    assert records == [
-        ("istio_requests_total", True),
-        ("istio_request_duration_milliseconds_bucket", True),
-        ("istio_request_duration_milliseconds_sum", True),
-        ("istio_request_duration_milliseconds_count", True),
-        ("istio_requests_total", False),
-        ("istio_request_duration_milliseconds_bucket", False),
-        ("istio_request_duration_milliseconds_sum", False),
-        ("istio_request_duration_milliseconds_count", False),
-    ]
-    requests = group["rules"][0]["expr"]
-    for label in ("destination_workload", "destination_workload_namespace",
-                  "destination_service_name", "destination_service", "reporter",
-                  "response_code"):
-        assert f'"{label}"' in requests
-    assert '"${3}-${2}"' in requests
-    assert "envoy_cluster_upstream_rq{envoy_cluster_name=~`outbound" in requests
-    assert "inbound" in group["rules"][4]["expr"]
-    assert "response_code" not in group["rules"][1]["expr"]
+def relabel(labels: dict[str, str]) -> dict[str, str]:
+    """Prometheus' ``replace`` relabelling (anchored regex, ``;``-joined sources), enough to
+    run the bridge's configs on one series in Python."""
+    out = dict(labels)
+    for config in istio_bridge_relabel_configs():
+        assert config.get("action", "replace") == "replace"
+        value = ";".join(out.get(label, "") for label in config["source_labels"])
+        match = re.fullmatch(config["regex"], value)
+        if match is not None:
+            out[config["target_label"]] = match.expand(
+                re.sub(r"\$\{?(\d+)\}?", r"\\g<\1>", config["replacement"]))
+    return out
 
 
-def test_the_pattern_in_the_rules_is_the_python_one() -> None:
-    expr = istio_bridge_rule_groups()[0]["rules"][0]["expr"]
-    (pattern,) = set(re.findall(r"`([^`]+)`", expr))
-    assert re.fullmatch(pattern, "outbound|9080|v2|reviews_bookinfo_svc_cluster_local")
-    assert not re.fullmatch(pattern, "inbound|9080|v2|reviews_bookinfo_svc_cluster_local")
+def test_relabelling_gives_a_subset_cluster_istios_labels() -> None:
+    series = relabel({"__name__": "envoy_cluster_upstream_rq", "envoy_response_code": "503",
+                      "envoy_cluster_name": "inbound|9080|v2|reviews_shop_svc_cluster_local"})
+    assert series == {
+        "__name__": "envoy_cluster_upstream_rq", "envoy_response_code": "503",
+        "envoy_cluster_name": "inbound|9080|v2|reviews_shop_svc_cluster_local",
+        "reporter": "destination", "response_code": "503",
+        "destination_workload": "reviews-v2", "destination_workload_namespace": "shop",
+        "destination_service_name": "reviews", "destination_service_namespace": "shop",
+        "destination_service": "reviews.shop.svc.cluster.local", "destination_version": "v2",
+        "destination_app": "reviews", "destination_canonical_service": "reviews",
+        "destination_canonical_revision": "v2"}
+    caller = relabel({"__name__": "envoy_cluster_upstream_rq_time_bucket", "le": "5",
+                      "envoy_cluster_name": "outbound|9080|v1|reviews.shop.svc.cluster.local"})
+    assert caller["__name__"] == "istio_request_duration_milliseconds_bucket"
+    assert (caller["reporter"], caller["destination_workload"], caller["le"]) == (
+        "source", "reviews-v1", "5")
+    assert "response_code" not in caller
+
+
+@pytest.mark.parametrize("labels", [
+    {"__name__": "envoy_cluster_upstream_rq_time_bucket",
+     "envoy_cluster_name": "outbound|9080||reviews_shop_svc_cluster_local"},
+    {"__name__": "envoy_http_downstream_rq_xx", "envoy_response_code_class": "5"},
+    {"__name__": "envoy_cluster_upstream_rq", "envoy_response_code": "200",
+     "envoy_cluster_name": "outbound|443||api.example.com"},
+])
+def test_relabelling_leaves_other_series_alone(labels: dict[str, str]) -> None:
+    assert relabel(labels) == labels
+
+
+def test_one_rule_records_requests_with_a_zero_for_each_known_code() -> None:
+    (group,) = istio_bridge_rule_groups(interval="250ms")
+    assert group["name"] == GROUP_NAME and group["interval"] == "250ms"
+    (rule,) = group["rules"]
+    assert rule["record"] == "istio_requests_total"
+    branches = rule["expr"].split(" or ")
+    assert branches[0] == 'envoy_cluster_upstream_rq{reporter!=""}'
+    assert len(branches) == 1 + len(ZERO_CODES)
+    for code, branch in zip(ZERO_CODES, branches[1:], strict=True):
+        assert "envoy_cluster_upstream_rq_total" in branch and "* 0" in branch
+        assert f'"envoy_response_code", "{code}"' in branch
+        assert f'"response_code", "{code}"' in branch
+    assert "500" in ZERO_CODES and "503" in ZERO_CODES and "200" in ZERO_CODES
+
+
+def test_the_patterns_in_the_relabelling_are_the_python_ones() -> None:
+    patterns = {c["regex"] for c in istio_bridge_relabel_configs()
+                if c["source_labels"] == ["envoy_cluster_name"]}
+    name = "outbound|9080|v2|reviews_bookinfo_svc_cluster_local"
+    assert sum(1 for p in patterns if re.fullmatch(p, name)) == 2  # its reporter + the rest
     assert CLUSTER_PATTERN.startswith("(outbound|inbound)")
+
+
+@pytest.mark.parametrize(("stat", "read"), [
+    ("cluster.inbound|9080|v2|reviews_shop_svc_cluster_local.upstream_rq_503", True),
+    ("cluster.outbound|9080|v2|reviews_shop_svc_cluster_local.upstream_rq_total", True),
+    ("cluster.inbound|9080|v2|reviews_shop_svc_cluster_local.upstream_rq_time", True),
+    ("cluster.inbound|9080|v2|reviews_shop_svc_cluster_local.upstream_rq_timeout", False),
+    ("cluster.inbound|9080|v2|reviews_shop_svc_cluster_local.upstream_cx_total", False),
+    ("http.inbound|9080|v2|reviews_shop_svc_cluster_local.downstream_rq_5xx", False),
+])
+def test_envoy_is_asked_only_for_the_stats_the_bridge_reads(stat: str, read: bool) -> None:
+    assert bool(re.search(ENVOY_STATS_FILTER, stat)) is read
 
 
 def test_rules_file_is_a_prometheus_rules_document() -> None:
     document = yaml.safe_load(rules_file())
     assert set(document) == {"groups"}
     assert "interval" not in document["groups"][0]
-    assert len(document["groups"][0]["rules"]) == 8
+    assert len(document["groups"][0]["rules"]) == 1

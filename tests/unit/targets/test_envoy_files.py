@@ -11,6 +11,7 @@ from reconciler.targets.envoy.files import (
     CLUSTER_TYPE,
     LISTENER_TYPE,
     bind_rds,
+    bootstrap,
     discovery_response,
     inline_rds,
     rds_file_name,
@@ -66,3 +67,25 @@ def test_rds_binding_and_inlining() -> None:
 
 def test_rds_file_names_are_distinct_for_names_that_sanitise_alike() -> None:
     assert rds_file_name("a:b") != rds_file_name("a/b")
+
+
+def test_bootstrap_flushes_stats_every_second(tmp_path: Path) -> None:
+    """Histograms reach ``/stats/prometheus`` only at a stats flush: Envoy's default 5 s
+    would keep a canary's latency check without data for most of a short interval."""
+    config = bootstrap(
+        node_id="n",
+        node_cluster="c",
+        lds_path=tmp_path / "lds.yaml",
+        cds_path=tmp_path / "cds.yaml",
+    )
+    assert config["stats_flush_interval"] == "1s"
+    assert (
+        bootstrap(
+            node_id="n",
+            node_cluster="c",
+            lds_path=tmp_path / "lds.yaml",
+            cds_path=tmp_path / "cds.yaml",
+            stats_flush_interval="250ms",
+        )["stats_flush_interval"]
+        == "250ms"
+    )
