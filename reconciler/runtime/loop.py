@@ -256,7 +256,7 @@ class Reconciler:
                         self._stop.wait(s.backoff_max)
                 if time.monotonic() >= next_rollout:
                     self.tick_rollouts()
-                    next_rollout = time.monotonic() + s.rollout_period
+                    next_rollout = time.monotonic() + self._rollout_wait(s.rollout_period)
                 wait = min(next_poll, next_drift, next_control, next_rollout) - time.monotonic()
                 self._wake.wait(max(0.0, wait))
         except BaseException as exc:  # never silently: /healthz reports it
@@ -597,6 +597,19 @@ class Reconciler:
             except Exception as exc:  # the store or a metrics source is down: next tick
                 event("rollout-tick-failed", name=self.settings.name, level=30,
                       error=f"{type(exc).__name__}: {exc}")
+
+    def _rollout_wait(self, period: float) -> float:
+        """Seconds to the next driver tick: the period, or sooner when an analysis is due
+        (so a judged step is not up to one period late)."""
+        if self.rollouts is None:
+            return period
+        try:
+            due = self.rollouts.next_due()
+        except Exception:  # the store is down: the next tick reports it
+            return period
+        if due is None:
+            return period
+        return max(0.02, min(period, due - self.rollouts.clock() + 0.01))
 
     def _push_view(self, spec: MeshSpec, weights: Weights) -> None:
         """The driver's route writer: deploy the applied revision's output with the rollout

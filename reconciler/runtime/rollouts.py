@@ -145,6 +145,10 @@ class RolloutDriver:
     def spec(self) -> MeshSpec | None:
         return self._spec
 
+    def clock(self) -> float:
+        """Now, on the clock rollout times are kept in (wall-clock seconds by default)."""
+        return self._clock()
+
     @property
     def revision(self) -> str:
         return self._revision
@@ -378,6 +382,17 @@ class RolloutDriver:
             except Exception:  # a transient failure must not end the loop
                 log.exception("rollout tick failed")
             stop.wait(period)
+
+    def next_due(self) -> float | None:
+        """When (this driver's clock) the earliest active rollout wants its next analysis
+        or gate check; None when none does — so a caller can tick right then instead of
+        up to one period late."""
+        with self._lock:
+            if self._spec is None or not self._spec.canaries:
+                return None
+            due = [s.next_analysis_at for s in self.states()
+                   if s.active and s.next_analysis_at is not None]
+            return min(due) if due else None
 
     def finished(self) -> bool:
         """Every plan of the program has a terminal rollout."""

@@ -270,3 +270,20 @@ def test_without_a_driver_the_raw_program_is_deployed(rig: Rig) -> None:
     rec.reconcile({"webhook"})
     assert rig.deployer.live == {"v2": 100}
     assert rig.runner.asked_for_spec[-1] is False
+
+
+def test_the_loop_ticks_when_an_analysis_is_due_not_a_period_later(rig: Rig) -> None:
+    rig.push(A)
+    assert rig.rec.rollouts is not None and rig.rec.rollouts.next_due() is None
+    assert rig.rec._rollout_wait(30.0) == 30.0
+    rig.push(B)
+    rig.analyse()
+    stored = rig.rollouts.load(*KEY)
+    assert stored is not None and stored.state.next_analysis_at is not None
+    assert rig.rec.rollouts.next_due() == stored.state.next_analysis_at
+    due_in = stored.state.next_analysis_at - rig.clock.now
+    assert 0 < due_in <= 10.5
+    assert rig.rec._rollout_wait(30.0) == pytest.approx(due_in + 0.01)
+    assert rig.rec._rollout_wait(1.0) == 1.0          # manual commands still seen each period
+    rig.clock.now += 60                               # overdue: tick almost at once
+    assert rig.rec._rollout_wait(30.0) == pytest.approx(0.02)
