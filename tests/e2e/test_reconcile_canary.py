@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from reconciler.testing.canary import TrafficGenerator
 from reconciler.testing.demo_apps import DEMO_APP
 from reconciler.testing.gitops import GitServer
 from reconciler.testing.ports import free_port
+from reconciler.testing.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -67,15 +68,6 @@ V1 = program({"v1": ""}, routed="v1")
 V2 = program({"v1": "", "v2": ""}, routed="v2", canary=("v2", "v1"))
 V3_BAD = program({"v2": "", "v3": "--error-rate 0.5"}, routed="v3", canary=("v3", "v2"))
 
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"after {timeout:.0f}s: {what}")
 
 
 class Reconciler:

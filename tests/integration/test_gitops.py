@@ -43,6 +43,7 @@ from reconciler.testing.demo_apps import DEMO_APP
 from reconciler.testing.gitops import BROKEN, GitServer, mesh_program
 from reconciler.testing.ports import free_port
 from reconciler.testing.tcpproxy import TcpProxy
+from reconciler.testing.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -50,17 +51,6 @@ SECRET = b"integration-secret"
 VS = "networking.istio.io/v1"
 MESHCTL = str(Path(sys.executable).parent / "meshctl")
 
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
-             interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 def unique(prefix: str) -> str:

@@ -17,10 +17,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -31,6 +30,7 @@ from reconciler.testing.apiserver import LocalApiServer
 from reconciler.testing.gitops import GitServer
 from reconciler.testing.ports import free_port
 from reconciler.testing.prometheus import LocalPrometheus, ScrapeJob
+from reconciler.testing.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -38,15 +38,6 @@ MESHCTL = str(Path(sys.executable).parent / "meshctl")
 SECRET = "kube-canary-secret"
 VS = "networking.istio.io/v1"
 
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"after {timeout:.0f}s: {what}")
 
 
 class Exporter:
