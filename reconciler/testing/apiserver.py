@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import ctypes
 import datetime
 import ipaddress
 import json
@@ -39,7 +38,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -50,6 +48,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import yaml
+
+from reconciler.runtime.children import spawn
 
 K8S_VERSION = "1.20.2"
 ADMIN_USER = "admin"
@@ -202,26 +202,6 @@ def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A preexec_fn that kills the child (SIGTERM) when this process dies, on Linux only.
-
-    PR_SET_PDEATHSIG fires when the *thread* that forked exits, so it is only used when the
-    server is started from the main thread.
-    """
-    if not sys.platform.startswith("linux") or threading.current_thread() is not (
-        threading.main_thread()
-    ):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-
-    return preexec
 
 
 def _pid_running(pid: int, executable: str | None = None) -> bool:
@@ -551,7 +531,9 @@ class LocalApiServer:
         self, argv: list[str], log: Path, env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
         with log.open("wb") as handle:
-            return subprocess.Popen(
+            # detached (``scripts/local-apiserver up``): outlive this process on purpose
+            start = subprocess.Popen if self._detached else spawn
+            return start(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=handle,
@@ -559,7 +541,6 @@ class LocalApiServer:
                 env=env,
                 close_fds=True,
                 start_new_session=self._detached,
-                preexec_fn=None if self._detached else _parent_death_signal(),
             )
 
     def _start_pair(self, binaries: Binaries) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from reconciler.runtime.children import spawn
 from reconciler.testing.ports import free_port, wait_http
 
 __all__ = ["DEMO_APP", "DemoApp"]
@@ -64,7 +65,7 @@ class DemoApp:
             raise FileNotFoundError(f"demo app not found at {self._script}")
         command = [sys.executable, str(self._script), "--name", self.name]
         command += ["--version", self.version, "--port", str(self.port), *self._args]
-        self._process = subprocess.Popen(
+        self._process = spawn(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         try:

@@ -27,6 +27,7 @@ from typing import Any, Self
 import httpx
 import yaml
 
+from reconciler.runtime.children import spawn
 from reconciler.testing.ports import free_port
 
 __all__ = ["LocalPrometheus", "PrometheusError", "ScrapeJob", "by_label", "find_prometheus"]
@@ -144,7 +145,7 @@ class LocalPrometheus:
             "--storage.tsdb.retention.time=1d",
         ]
         with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(
+            self._process = spawn(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.workdir
             )
         self._client = httpx.Client(base_url=self.url, timeout=10.0, trust_env=False)

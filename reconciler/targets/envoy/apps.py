@@ -32,8 +32,8 @@ from pathlib import Path
 from meshdsl.compile.envoy import WorkloadKey
 from meshdsl.compile.envoy.placement import Address, SidecarPlacement
 from meshdsl.model.service import LocalRun
+from reconciler.runtime.children import spawn
 from reconciler.targets.envoy.errors import LocalAppError
-from reconciler.targets.envoy.process import spawn
 
 __all__ = ["LocalApp", "app_environment", "expand"]
 
