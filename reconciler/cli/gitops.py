@@ -554,18 +554,52 @@ def status_cmd(
     store = _store(name, state=StateKind.auto, state_dir=state_dir, kubeconfig=kubeconfig,
                    context=context, as_user=as_user, namespace=system_namespace)
     status = _load_status(store, name)
+    rollouts, unreadable = _rollouts(store, name)
     if output is not Output.text:
         data = status.to_dict()
         data["history"] = data["history"][:10]
+        data["rollouts"] = [{"service": f"{s.namespace}/{s.service}", "phase": s.phase.value,
+                             "stage": s.stage_label, "target": s.target, "stable": s.stable,
+                             "weights": s.traffic.weights, "reason": s.reason}
+                            for s in rollouts]
+        if unreadable:
+            data["rollouts_error"] = unreadable
         emit(data, output)
         return
     _print_status(status)
+    for number, state in enumerate(rollouts):
+        style = {"failed": "red", "succeeded": "green"}.get(state.phase.value, "yellow")
+        console.print(f"{'rollouts' if number == 0 else '':<12} {state.namespace}/"
+                      f"{state.service} [{style}]{state.phase.value}[/] {state.stage_label} — "
+                      f"{state.traffic.describe()}", highlight=False, soft_wrap=True)
+    if unreadable:
+        console.print(f"rollouts     [red]unreadable[/]: {unreadable}", highlight=False,
+                      soft_wrap=True)
     if status.history:
         console.print("history      (newest first; `meshctl history` for all)",
                       highlight=False)
         for attempt in status.history[:5]:
             console.print(f"  {_line(attempt)}", highlight=False, soft_wrap=True,
                           markup=False)
+
+
+def _rollouts(store: StateStore, name: str) -> tuple[list[Any], str]:
+    """The canary rollouts kept beside this status (``meshctl canary status`` has the
+    detail), by namespace and service; and an error message when they cannot be read."""
+    from reconciler.ports import RolloutStore, RolloutStoreError
+    from reconciler.runtime.rollout_store import ClusterRolloutStore, DiskRolloutStore
+
+    rollouts: RolloutStore
+    if isinstance(store, ClusterStore):
+        rollouts = ClusterRolloutStore(store.target, namespace=store.namespace, name=name)
+    elif isinstance(store, DiskStore):
+        rollouts = DiskRolloutStore.in_state_dir(store.directory)
+    else:
+        return [], ""
+    try:
+        return [s.state for s in rollouts.list_rollouts()], ""
+    except RolloutStoreError as exc:
+        return [], str(exc)
 
 
 @app.command("history")

@@ -134,3 +134,31 @@ def test_reconcile_argument_errors(tmp_path: Path) -> None:
                                                ("1.5h", 5400), ("30", 30), ("0", 0)])
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text, what="x") == seconds
+
+
+def test_status_lists_the_rollouts_kept_beside_it(state: Path) -> None:
+    from meshdsl.model import Mesh
+    from meshdsl.model.canary import SuccessRate
+    from reconciler.delivery import machine
+    from reconciler.runtime.rollout_store import DiskRolloutStore
+
+    mesh = Mesh("shop", namespace="shop")
+    reviews = mesh.service("reviews", versions=["v1", "v2"])
+    reviews.route(to=reviews.v1)
+    plan = reviews.canary(target="v2", stable="v1", steps=[10, 100],
+                          checks=[SuccessRate(99)])
+    started, _ = machine.start(plan, B, 1000.0)
+    DiskRolloutStore.in_state_dir(state).save(started, expected_generation=None)
+
+    code, out = cli("status", "--state-dir", str(state))
+    assert code == 0, out
+    assert "rollouts" in out and "shop/reviews" in out and "initializing" in out
+    code, out = cli("status", "--state-dir", str(state), "-o", "json")
+    data = json.loads(out)
+    assert data["rollouts"] == [{"service": "shop/reviews", "phase": "initializing",
+                                 "stage": "initializing", "target": "v2", "stable": "v1",
+                                 "weights": {"v1": 100, "v2": 0}, "reason": started.reason}]
+
+    (state / "rollouts" / "shop" / "reviews.json").write_text("{not json")
+    code, out = cli("status", "--state-dir", str(state))
+    assert code == 0 and "unreadable" in out and "reviews.json" in out
