@@ -294,10 +294,8 @@ def reconcile_cmd(
         drift_interval=parse_duration(drift_interval, what="--drift-interval") or None,
         self_heal=self_heal, allowed_signers=allowed_signers,
         rollout_period=parse_duration(rollout_period, what="--rollout-tick") or 1.0)
-    driver = _rollout_driver(
-        state=state, state_dir=state_dir, name=name, kube=kube,
-        system_namespace=system_namespace, prometheus=prometheus,
-        deployer=deployer) if rollouts else None
+    driver = _rollout_driver(store, name=name, prometheus=prometheus,
+                             deployer=deployer) if rollouts else None
     limits = Limits(timeout=parse_duration(program_timeout, what="--program-timeout"),
                     memory_mb=program_memory)
     sandbox = Sandbox(limits, warm=not once)
@@ -412,20 +410,17 @@ class _NoMetrics:
         raise MetricsError("no metrics source: start meshctl reconcile with --prometheus URL")
 
 
-def _rollout_driver(*, state: StateKind, state_dir: Path | None, name: str, kube: Any,
-                    system_namespace: str, prometheus: str | None, deployer: Any) -> Any:
+def _rollout_driver(state_store: StateStore, *, name: str, prometheus: str | None,
+                    deployer: Any) -> Any:
     """The progressive-delivery driver: rollout states where the status lives (ConfigMaps
     or the state directory), metrics from Prometheus or the local Envoys, webhooks."""
-    from reconciler.ports import MetricsSource, RolloutStore
-    from reconciler.runtime import rollout_store
+    from reconciler.ports import MetricsSource
+    from reconciler.runtime.rollout_store import beside
     from reconciler.runtime.rollouts import RolloutDriver
     from reconciler.targets.webhooks import WebhookCaller
 
-    store: RolloutStore
-    if state is StateKind.cluster:
-        store = rollout_store.ClusterRolloutStore(kube, namespace=system_namespace, name=name)
-    else:
-        store = rollout_store.DiskRolloutStore.in_state_dir(state_dir or default_state_dir(name))
+    store = beside(state_store, name)
+    assert store is not None, "reconcile keeps its status on disk or in the cluster"
     metrics: MetricsSource
     if prometheus is not None:
         from reconciler.metrics import PrometheusSource
@@ -586,15 +581,11 @@ def status_cmd(
 def _rollouts(store: StateStore, name: str) -> tuple[list[Any], str]:
     """The canary rollouts kept beside this status (``meshctl canary status`` has the
     detail), by namespace and service; and an error message when they cannot be read."""
-    from reconciler.ports import RolloutStore, RolloutStoreError
-    from reconciler.runtime.rollout_store import ClusterRolloutStore, DiskRolloutStore
+    from reconciler.ports import RolloutStoreError
+    from reconciler.runtime.rollout_store import beside
 
-    rollouts: RolloutStore
-    if isinstance(store, ClusterStore):
-        rollouts = ClusterRolloutStore(store.target, namespace=store.namespace, name=name)
-    elif isinstance(store, DiskStore):
-        rollouts = DiskRolloutStore.in_state_dir(store.directory)
-    else:
+    rollouts = beside(store, name)
+    if rollouts is None:
         return [], ""
     try:
         return [s.state for s in rollouts.list_rollouts()], ""

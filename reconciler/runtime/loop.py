@@ -56,7 +56,7 @@ from reconciler.ports import (
     StateStore,
     TargetError,
 )
-from reconciler.runtime.rollouts import RolloutDriver, live_output, output_spec
+from reconciler.runtime.rollouts import RolloutDriver, live_output
 from reconciler.runtime.sandbox import Compiled, ProgramFailed
 from reconciler.runtime.status import (
     Attempt,
@@ -543,6 +543,12 @@ class Reconciler:
         driver needs it to compute rollout views."""
         return bool(getattr(self.deployer, "needs_spec", False)) or self.rollouts is not None
 
+    def _view_output(self, output: dict[str, Any], spec: MeshSpec, weights: Weights
+                     ) -> dict[str, Any]:
+        """``output`` serving a rollout view, in the form this deployer reads."""
+        return live_output(output, spec, weights,
+                           as_spec=bool(getattr(self.deployer, "needs_spec", False)))
+
     def _live(self, revision: str, output: dict[str, Any]
               ) -> tuple[dict[str, Any], Callable[[], None]]:
         """What to deploy for ``revision`` — its output as is, or, with rollouts, its
@@ -555,22 +561,23 @@ class Reconciler:
         driver get the program and persist the new rollouts, so a refused revision leaves
         every rollout as it was."""
         driver = self.rollouts
+        if driver is None or not output.get("spec"):  # no rollouts, or stored without one
+            return output, lambda: None
+        handing_over: MeshSpec | None = None   # a program the driver does not run yet
         try:
-            spec = output_spec(output) if driver is not None else None
-            if driver is None or spec is None:  # no rollouts, or stored without a spec
-                return output, lambda: None
             if driver.revision == revision and driver.spec is not None:
                 (view, weights), fingerprint = driver.pending()
             else:
-                (view, weights), fingerprint = driver.preview(spec, revision)
+                handing_over = MeshSpec.model_validate(output["spec"])
+                (view, weights), fingerprint = driver.preview(handing_over, revision)
         except (RolloutStoreError, DeliveryError) as exc:
             raise _Failed(Failure("rollouts", f"rollout state: {exc}",
                                   transient=isinstance(exc, RolloutStoreError))) from exc
 
         def deployed() -> None:
             try:
-                if driver.revision != revision or driver.spec is None:
-                    driver.set_program(spec, revision)
+                if handing_over is not None:
+                    driver.set_program(handing_over, revision)
                     driver.tick(push=False)
                 if driver.pending()[1] == fingerprint:
                     driver.mark_pushed(fingerprint)
@@ -578,7 +585,7 @@ class Reconciler:
                 event("rollout-start-deferred", name=self.settings.name, level=30,
                       revision=revision[:12], error=f"{type(exc).__name__}: {exc}")
 
-        return live_output(output, view, weights), deployed
+        return self._view_output(output, view, weights), deployed
 
     def tick_rollouts(self) -> None:
         """One driver tick for the applied revision (analyses, steps, manual commands),
@@ -621,8 +628,8 @@ class Reconciler:
         if output is None:
             raise DeliveryError(f"the output of {applied.short} is no longer stored")
         t0 = time.perf_counter()
-        deployed = self.deployer.deploy(live_output(output, spec, weights), mesh=applied.mesh,
-                                        heal=True)
+        deployed = self.deployer.deploy(self._view_output(output, spec, weights),
+                                        mesh=applied.mesh, heal=True)
         event("rollout-traffic", name=self.settings.name, revision=applied.short,
               weights={f"{ns}/{svc}": dict(split) for (ns, svc), split in weights.items()},
               changes=deployed.changes, duration_s=round(time.perf_counter() - t0, 3))

@@ -46,12 +46,15 @@ from reconciler.runtime.status import (
     RECONCILER_LABEL,
     ROLE_LABEL,
     STATE_NAMESPACE,
+    ClusterStore,
+    DiskStore,
     ensure_namespace,
     state_labels,
     write_atomic,
 )
 
-__all__ = ["CONFIG_MAP_PREFIX", "SUBDIRECTORY", "ClusterRolloutStore", "DiskRolloutStore"]
+__all__ = ["CONFIG_MAP_PREFIX", "SUBDIRECTORY", "ClusterRolloutStore", "DiskRolloutStore",
+           "beside"]
 
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -337,3 +340,14 @@ class ClusterRolloutStore(_Exporting):
             self.target.delete("v1", "ConfigMap", self.namespace, name)
         except TargetError as exc:
             raise self._failed("delete rollout state", name, exc) from exc
+
+
+def beside(store: object, name: str) -> DiskRolloutStore | ClusterRolloutStore | None:
+    """The rollout store that lives with reconciler ``name``'s status store: its state
+    directory's ``rollouts`` for a :class:`DiskStore`, ConfigMaps in the same namespace
+    for a :class:`ClusterStore`; None for any other store."""
+    if isinstance(store, ClusterStore):
+        return ClusterRolloutStore(store.target, namespace=store.namespace, name=name)
+    if isinstance(store, DiskStore):
+        return DiskRolloutStore.in_state_dir(store.directory)
+    return None

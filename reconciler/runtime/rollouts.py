@@ -60,7 +60,7 @@ from reconciler.ports import (
     WebhookCaller,
 )
 
-__all__ = ["ApplyRoutes", "RolloutDriver", "RolloutReport", "live_output", "output_spec"]
+__all__ = ["ApplyRoutes", "RolloutDriver", "RolloutReport", "live_output"]
 
 log = logging.getLogger(__name__)
 
@@ -421,19 +421,17 @@ def _fingerprint(revision: str, program: MeshSpec, states: list[RolloutState]) -
 # --- outputs of the GitOps loop ------------------------------------------------------------
 
 
-def output_spec(output: Mapping[str, Any]) -> MeshSpec | None:
-    """The program's spec carried by a sandbox output (``None``: it carries none)."""
-    raw = output.get("spec")
-    return MeshSpec.model_validate(raw) if raw else None
-
-
-def live_output(output: Mapping[str, Any], spec: MeshSpec, weights: Weights
-                ) -> dict[str, Any]:
-    """A sandbox output rewritten to serve ``(spec, weights)`` — a rollout view: Istio
-    manifests for the kube target, the staged spec and the weights for the local one."""
+def live_output(output: Mapping[str, Any], spec: MeshSpec, weights: Weights, *,
+                as_spec: bool) -> dict[str, Any]:
+    """A sandbox output rewritten to serve ``(spec, weights)`` — a rollout view — in the
+    form its deployer reads: Istio manifests for the kube target; with ``as_spec``, the
+    staged spec and the weights for the local one (which compiles its own Envoy config)."""
     live = dict(output)
-    live["manifests"] = compile_mesh(spec, weights=weights or None)
-    if output.get("spec"):
+    if as_spec:
+        live.pop("manifests", None)  # the program's raw routes; the spec is what runs
         live["spec"] = spec.model_dump(mode="json")
         live["weights"] = {f"{ns}/{svc}": dict(split) for (ns, svc), split in weights.items()}
+    else:
+        live.pop("spec", None)
+        live["manifests"] = compile_mesh(spec, weights=weights or None)
     return live
