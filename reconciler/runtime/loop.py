@@ -608,15 +608,11 @@ class Reconciler:
     def _rollout_wait(self, period: float) -> float:
         """Seconds to the next driver tick: the period, or sooner when an analysis is due
         (so a judged step is not up to one period late)."""
-        if self.rollouts is None:
+        driver = self.rollouts
+        due = driver.next_due() if driver is not None else None
+        if driver is None or due is None:
             return period
-        try:
-            due = self.rollouts.next_due()
-        except Exception:  # the store is down: the next tick reports it
-            return period
-        if due is None:
-            return period
-        return max(0.02, min(period, due - self.rollouts.clock() + 0.01))
+        return max(0.02, min(period, due - driver.clock() + 0.01))
 
     def _push_view(self, spec: MeshSpec, weights: Weights) -> None:
         """The driver's route writer: deploy the applied revision's output with the rollout

@@ -126,6 +126,7 @@ class RolloutDriver:
         self._revision = ""
         self._pushed: object = None  # fingerprint of the view last pushed successfully
         self._push = True              # False inside tick(push=False)
+        self._due: float | None = None  # the earliest next analysis seen by the last tick
 
     def bind(self, apply: ApplyRoutes) -> None:
         """Set the route writer (the GitOps loop binds its deployer after constructing the
@@ -168,7 +169,7 @@ class RolloutDriver:
     def view(self) -> tuple[MeshSpec, Weights]:
         """What the target must serve now: ``rollout_view(spec, states)``. With no plans,
         the program as it is — so callers may use it unconditionally."""
-        return self._view()[0]
+        return self.pending()[0]
 
     def preview(self, spec: MeshSpec, revision: str, now: float | None = None
                 ) -> tuple[tuple[MeshSpec, Weights], Any]:
@@ -190,17 +191,14 @@ class RolloutDriver:
                 states.append(stored.state)
         return rollout_view(spec, states), _fingerprint(revision, spec, states)
 
-    def pending(self) -> tuple[tuple[MeshSpec, Weights], Any]:
-        """The view and its fingerprint, for a caller that pushes it itself and then says
-        so with :meth:`mark_pushed` (the GitOps loop deploys and records the revision)."""
-        return self._view()
-
     def mark_pushed(self, fingerprint: Any) -> None:
         """The target now serves the view with this fingerprint: no push until it changes."""
         with self._lock:
             self._pushed = fingerprint
 
-    def _view(self) -> tuple[tuple[MeshSpec, Weights], Any]:
+    def pending(self) -> tuple[tuple[MeshSpec, Weights], Any]:
+        """The view and its fingerprint, for a caller that pushes it itself and then says
+        so with :meth:`mark_pushed` (the GitOps loop deploys and records the revision)."""
         with self._lock:
             if self._spec is None:
                 raise DeliveryError("the rollout driver has no program yet; call "
@@ -222,39 +220,36 @@ class RolloutDriver:
                 return []
             self._push = push
             try:
-                return self._tick(now)
+                self._sample()
+                at = self._clock() if now is None else now
+                reports: list[RolloutReport] = []
+                keys = [(p.namespace, p.service) for p in self._spec.canaries]
+                for plan in self._spec.canaries:
+                    if keys.count((plan.namespace, plan.service)) > 1:
+                        report = self._refuse(plan, at, "the program has several canary "
+                                              "plans for this service; keep one")
+                    else:
+                        report = self._advance(plan, at)
+                    reports.append(report)
+                    if self._on_report is not None:
+                        self._on_report(report)
+                self._due = min((r.state.next_analysis_at for r in reports if r.state.active
+                                 and r.state.next_analysis_at is not None), default=None)
+                if push:
+                    try:
+                        self.sync()
+                    except Exception as exc:  # the target is down: retried next tick
+                        log.warning("routes not applied (retried next tick): %s", exc)
+                return reports
             finally:
                 self._push = True
-
-    def _tick(self, now: float | None) -> list[RolloutReport]:
-        with self._lock:
-            assert self._spec is not None
-            self._sample()
-            at = self._clock() if now is None else now
-            reports: list[RolloutReport] = []
-            keys = [(p.namespace, p.service) for p in self._spec.canaries]
-            for plan in self._spec.canaries:
-                if keys.count((plan.namespace, plan.service)) > 1:
-                    report = self._refuse(plan, at, "the program has several canary plans "
-                                          "for this service; keep one")
-                else:
-                    report = self._advance(plan, at)
-                reports.append(report)
-                if self._on_report is not None:
-                    self._on_report(report)
-            if self._push:
-                try:
-                    self.sync()
-                except Exception as exc:  # the target is down: retried on the next tick
-                    log.warning("routes not applied (retried next tick): %s", exc)
-            return reports
 
     def sync(self) -> bool:
         """Push the current view if it differs from the last one pushed; True if pushed."""
         with self._lock:
             if self._spec is None:
                 return False
-            (spec, weights), fingerprint = self._view()
+            (spec, weights), fingerprint = self.pending()
             if fingerprint == self._pushed:
                 return False
             if self._apply is None:
@@ -385,14 +380,12 @@ class RolloutDriver:
 
     def next_due(self) -> float | None:
         """When (this driver's clock) the earliest active rollout wants its next analysis
-        or gate check; None when none does — so a caller can tick right then instead of
-        up to one period late."""
+        or gate check, as of the last tick (no store reads); None when none does — so a
+        caller can tick right then instead of up to one period late."""
         with self._lock:
             if self._spec is None or not self._spec.canaries:
                 return None
-            due = [s.next_analysis_at for s in self.states()
-                   if s.active and s.next_analysis_at is not None]
-            return min(due) if due else None
+            return self._due
 
     def finished(self) -> bool:
         """Every plan of the program has a terminal rollout."""
