@@ -16,9 +16,10 @@ deployed is never the program's raw output but its *rollout view*: the revision'
 with every canary rollout's current traffic laid over it (``live_output``). A new revision
 is deployed with the driver's preview (a changed canary target starts at 100% stable) and
 handed to the driver once the target took it; drift checks and rollbacks deploy the view
-too, so they never fight a rollout. Between passes the loop ticks the driver every ``rollout_period``: analyses run,
-steps advance, and a changed view is deployed through the same deployer — only for the
-applied revision, only on the leader, never while suspended.
+too, so they never fight a rollout. Between passes the loop ticks the driver when an
+analysis is due and at least every ``rollout_period``: analyses run, steps advance, and a
+changed view is deployed through the same deployer — only for the applied revision, only
+on the leader, never while suspended.
 
 A program that fails to load, raises, loops or has validation errors deploys nothing: the
 status records the error with the user's file:line and the previous revision stays live.
@@ -152,6 +153,8 @@ class Reconciler:
         self._phases: dict[str, float] = {}
         self.passes = 0
         self.rollouts = rollouts
+        # the local target runs the program's spec; kube applies the compiled manifests
+        self._serves_spec = bool(getattr(deployer, "needs_spec", False))
         if rollouts is not None:
             rollouts.bind(self._push_view)
 
@@ -541,13 +544,12 @@ class Reconciler:
     def _needs_spec(self) -> bool:
         """Ask the sandbox for the program's spec: the local target runs it, and the rollout
         driver needs it to compute rollout views."""
-        return bool(getattr(self.deployer, "needs_spec", False)) or self.rollouts is not None
+        return self._serves_spec or self.rollouts is not None
 
     def _view_output(self, output: dict[str, Any], spec: MeshSpec, weights: Weights
                      ) -> dict[str, Any]:
         """``output`` serving a rollout view, in the form this deployer reads."""
-        return live_output(output, spec, weights,
-                           as_spec=bool(getattr(self.deployer, "needs_spec", False)))
+        return live_output(output, spec, weights, as_spec=self._serves_spec)
 
     def _live(self, revision: str, output: dict[str, Any]
               ) -> tuple[dict[str, Any], Callable[[], None]]:
