@@ -68,7 +68,9 @@ __all__ = [
     "LocalApiServer",
     "LocalApiServerError",
     "cache_root",
+    "default_crd_files",
     "find_binaries",
+    "gateway_api_crds_file",
     "istio_crds_file",
     "k8s_bin_dir",
     "main",
@@ -121,6 +123,16 @@ def shared_dir() -> Path:
 def istio_crds_file() -> Path:
     """Istio's CRD bundle (``crd-all.gen.yaml``, 15 CRDs) in the shared directory."""
     return shared_dir() / "istio" / "crd-all.gen.yaml"
+
+
+def gateway_api_crds_file(channel: str = "standard") -> Path:
+    """Gateway API v1.6.1 CRDs (``standard`` or ``experimental`` channel) in the shared directory."""
+    return shared_dir() / "gateway-api" / f"{channel}-install.yaml"
+
+
+def default_crd_files() -> list[Path]:
+    """What a test cluster serves by default: Istio's CRDs and Gateway API's standard channel."""
+    return [istio_crds_file(), gateway_api_crds_file()]
 
 
 def state_dir() -> Path:
@@ -707,17 +719,19 @@ class LocalApiServer:
     ) -> list[str]:
         """Create (or replace) every CRD in ``path`` and wait until all are served.
 
-        Defaults to Istio's bundle (:func:`istio_crds_file`). Nothing is validated locally:
-        the documents go to the server as JSON, which (1.20) drops the
-        ``x-kubernetes-validations`` CEL rules and keeps the structural schemas. Returns
-        the CRD names.
+        Defaults to :func:`default_crd_files` (Istio's bundle and Gateway API's standard
+        channel). Nothing is validated locally: the documents go to the server as JSON, which
+        (1.20) drops the ``x-kubernetes-validations`` CEL rules and keeps the structural
+        schemas. Returns the CRD names.
         """
         from kubernetes.dynamic.exceptions import ConflictError
 
-        crd_path = Path(path) if path is not None else istio_crds_file()
-        if not crd_path.is_file():
-            raise LocalApiServerError(f"CRD file not found: {crd_path}")
-        documents = _load_crd_documents(crd_path)
+        paths = [Path(path)] if path is not None else default_crd_files()
+        documents = []
+        for crd_path in paths:
+            if not crd_path.is_file():
+                raise LocalApiServerError(f"CRD file not found: {crd_path}")
+            documents.extend(_load_crd_documents(crd_path))
         dyn = self.dynamic_client()
         try:
             resource = dyn.resources.get(
@@ -849,9 +863,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print("local-apiserver: cleaning up a stale previous run", file=sys.stderr)
         _stop_state(state)
     if not args.no_crds:
-        crds = args.crds if args.crds is not None else istio_crds_file()
-        if not crds.is_file():
-            raise LocalApiServerError(f"CRD file not found: {crds} (or use --no-crds)")
+        for crds in [args.crds] if args.crds is not None else default_crd_files():
+            if not crds.is_file():
+                raise LocalApiServerError(f"CRD file not found: {crds} (or use --no-crds)")
     run_dir = state_dir() / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     state_dir().mkdir(parents=True, exist_ok=True)
@@ -915,7 +929,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start detached, install Istio CRDs, print kubeconfig path")
-    up.add_argument("--crds", type=Path, default=None, help="CRD YAML (default: Istio bundle)")
+    up.add_argument(
+        "--crds", type=Path, default=None,
+        help="CRD YAML (default: Istio's bundle and Gateway API's standard channel)")
     up.add_argument("--no-crds", action="store_true", help="do not install any CRDs")
     up.add_argument("--timeout", type=float, default=READY_TIMEOUT, help="readiness timeout, s")
     up.set_defaults(func=_cmd_up)
