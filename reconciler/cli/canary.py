@@ -10,8 +10,8 @@
   (compare-and-swap, so the reconcile loop never undoes it); the loop applies the resulting
   routes on its next step.
 
-The store is the reconciler's: ``--state-dir DIR`` (rollouts in ``DIR/rollouts``; the
-current directory by default) for the local target, or ``--state cluster`` with
+The store is the reconciler's: ``--state-dir DIR`` (rollouts in ``DIR/rollouts``; by
+default ``$XDG_STATE_HOME/meshdsl/<name>``) for the local target, or ``--state cluster`` with
 ``--kubeconfig``/``--context``, ``--name`` and ``--system-namespace`` for the ConfigMaps a
 kube reconciler keeps (``--kubeconfig`` or ``--context`` alone select the cluster too).
 """
@@ -31,14 +31,17 @@ from rich.table import Table
 from meshdsl.compile import to_yaml
 from meshdsl.model.canary import CanaryPlan
 from reconciler.cli.app import Output, app, console, emit, fail
-from reconciler.cli.gitops import (
+from reconciler.cli.mesh import ProgramArg, load_or_exit
+from reconciler.cli.options import (
     AsOpt,
     ContextOpt,
     KubeconfigOpt,
+    OutputOpt,
+    StateDirOpt,
     StateKind,
-    _kube_target,
+    StateOpt,
+    rollout_store,
 )
-from reconciler.cli.mesh import ProgramArg, load_or_exit
 from reconciler.delivery import machine
 from reconciler.delivery.actions import Action
 from reconciler.delivery.analysis import CheckResult, Verdict
@@ -46,7 +49,7 @@ from reconciler.delivery.errors import DeliveryError, ManualCommandError
 from reconciler.delivery.phases import Phase, RolloutState
 from reconciler.delivery.simulate import Recording, SimStep, Simulation, simulate
 from reconciler.ports import RolloutStore, RolloutStoreError, StaleRolloutError
-from reconciler.runtime.rollout_store import ClusterRolloutStore, DiskRolloutStore
+from reconciler.runtime.assemble import KubeConnection
 from reconciler.runtime.status import STATE_NAMESPACE
 
 canary_app = typer.Typer(help="Progressive delivery: simulate, inspect and steer canary "
@@ -57,20 +60,11 @@ ServiceOpt = Annotated[str, typer.Option("--service", help="The canaried service
                                          "NAMESPACE/NAME (or NAME when unique).")]
 ServiceArg = Annotated[str, typer.Argument(help="The service: NAMESPACE/NAME (or NAME when "
                                            "only one rollout has it).")]
-StateOpt = Annotated[StateKind, typer.Option(
-    "--state", help="Where the reconciler keeps its rollouts: disk (--state-dir) or cluster "
-    "(ConfigMaps). auto: cluster when --kubeconfig or --context is given without "
-    "--state-dir, else disk.")]
-StateDirOpt = Annotated[Path | None, typer.Option(
-    "--state-dir", help="The reconciler's state directory (rollouts are in DIR/rollouts; "
-    "default: the current directory).")]
-NameOpt = Annotated[str | None, typer.Option(
-    "--name", help="With --state cluster: the reconciler whose rollouts these are "
-    "(default: default).")]
+NameOpt = Annotated[str, typer.Option(
+    "--name", help="The reconciler whose rollouts these are.")]
 SystemNamespaceOpt = Annotated[str | None, typer.Option(
     "--system-namespace", help=f"With --state cluster: the namespace of the reconciler's "
     f"ConfigMaps (default: {STATE_NAMESPACE}).")]
-OutputOpt = Annotated[Output, typer.Option("-o", "--output", help="Output format.")]
 
 _VERDICT_STYLE = {Verdict.PASS: "green", Verdict.FAIL: "bold red", Verdict.NO_DATA: "yellow"}
 _RETRIES = 5
@@ -183,30 +177,12 @@ def simulate_cmd(
 
 
 def _store(state: StateKind, state_dir: Path | None, *, kubeconfig: str | None,
-           context: str | None, as_user: str | None, name: str | None,
+           context: str | None, as_user: str | None, name: str,
            system_namespace: str | None) -> RolloutStore:
     """The reconciler's rollout store, as the options select it (exit 2 on a mix)."""
-    cluster_options = [flag for flag, value in (
-        ("--kubeconfig", kubeconfig), ("--context", context), ("--as", as_user),
-        ("--name", name), ("--system-namespace", system_namespace)) if value is not None]
-    if state is StateKind.auto:
-        state = (StateKind.cluster if state_dir is None and (kubeconfig or context)
-                 else StateKind.disk)
-    if state is StateKind.cluster:
-        if state_dir is not None:
-            fail("--state-dir is for rollouts on disk; with --state cluster they are found by "
-                 "--kubeconfig/--context, --name and --system-namespace", 2)
-        return ClusterRolloutStore(_kube_target(kubeconfig, context, as_user),
-                                   namespace=system_namespace or STATE_NAMESPACE,
-                                   name=name or "default")
-    if cluster_options:
-        fail(f"{', '.join(cluster_options)}: only for rollouts in the cluster (--state "
-             "cluster); rollouts on disk are found by --state-dir", 2)
-    directory = state_dir or Path(".")
-    if not directory.is_dir():
-        fail(f"state directory {directory} does not exist (give the reconciler's "
-             "--state-dir)", 2)
-    return DiskRolloutStore.in_state_dir(directory)
+    return rollout_store(name, state=state, state_dir=state_dir,
+                         connection=KubeConnection(kubeconfig, context, as_user),
+                         namespace=system_namespace)
 
 
 def _find(store: RolloutStore, service: str) -> tuple[str, str]:
@@ -259,7 +235,7 @@ def status_cmd(
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
     as_user: AsOpt = None,
-    name: NameOpt = None,
+    name: NameOpt = "default",
     system_namespace: SystemNamespaceOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
@@ -316,7 +292,7 @@ def _manual_command(verb: str, command: Command, summary: str) -> None:
 
     def run(service: ServiceArg, state: StateOpt = StateKind.auto,
             state_dir: StateDirOpt = None, kubeconfig: KubeconfigOpt = None,
-            context: ContextOpt = None, as_user: AsOpt = None, name: NameOpt = None,
+            context: ContextOpt = None, as_user: AsOpt = None, name: NameOpt = "default",
             system_namespace: SystemNamespaceOpt = None) -> None:
         _manual(command, verb, service, _store(
             state, state_dir, kubeconfig=kubeconfig, context=context, as_user=as_user,

@@ -22,6 +22,7 @@ from meshdsl.compile.manifest import Manifest
 from meshdsl.validate import Severity, has_errors, validate
 from reconciler.cli.app import Output, app, console, emit, err_console, fail
 from reconciler.cli.mesh import ProgramArg, load_or_exit, print_findings
+from reconciler.cli.options import AsOpt, ContextOpt, KubeconfigOpt, kube_target
 from reconciler.core.diff import MISSING, Mismatch, dotted
 from reconciler.core.errors import CoreError
 from reconciler.core.inventory import INVENTORY_NAMESPACE
@@ -35,6 +36,7 @@ from reconciler.runtime.apply import (
 )
 from reconciler.runtime.apply import apply as run_apply
 from reconciler.runtime.apply import diff as run_diff
+from reconciler.runtime.assemble import KubeConnection
 from reconciler.targets.kube import (
     Forbidden,
     KubeConfigError,
@@ -44,13 +46,6 @@ from reconciler.targets.kube import (
     Unreachable,
 )
 
-KubeconfigOpt = Annotated[str | None, typer.Option(
-    "--kubeconfig", help="Path of the kubeconfig (default: $KUBECONFIG, ~/.kube/config, "
-    "then in-cluster).", envvar=None)]
-ContextOpt = Annotated[str | None, typer.Option(
-    "--context", help="The kubeconfig context to use (default: its current context).")]
-AsOpt = Annotated[str | None, typer.Option(
-    "--as", help="Impersonate this user (like kubectl --as).")]
 PruneOpt = Annotated[bool, typer.Option(
     "--prune", help="Delete objects the mesh owns (per its inventory) that the program no "
     "longer declares.")]
@@ -73,15 +68,6 @@ def _desired(program: str, *, error_code: int) -> tuple[str, list[Manifest]]:
         fail(f"{loaded.source} has validation errors; nothing sent to the cluster",
              error_code)
     return loaded.spec.name, compile_mesh(loaded.spec)
-
-
-def _connect(kubeconfig: str | None, context: str | None, impersonate: str | None,
-             workers: int) -> KubeTarget:
-    try:
-        return KubeTarget.from_kubeconfig(kubeconfig, context=context,
-                                          impersonate=impersonate, pool_size=workers + 4)
-    except KubeConfigError as exc:
-        fail(str(exc), 2)
 
 
 def _rejected(exc: RejectedError, code: int) -> NoReturn:
@@ -178,7 +164,7 @@ def diff_cmd(
     """Show what `meshctl apply` would change, object by object, from the API server's own
     dry run. Exit 0: no differences; 1: differences (or drift); 2: error."""
     mesh, desired = _desired(program, error_code=2)
-    target = _connect(kubeconfig, context, as_user, workers)
+    target = kube_target(KubeConnection(kubeconfig, context, as_user), workers=workers)
     options = Options(prune=prune, inventory_namespace=inventory_namespace, workers=workers)
     with target, _errors(rejected_code=2, failed_code=2, target=target):
         plan, diffs = run_diff(target, desired, mesh=mesh, options=options)
@@ -245,7 +231,7 @@ def apply_cmd(
     """Make the cluster match the program: server-side apply of what differs, in a safe
     order, after the API server validated everything (dry run)."""
     mesh, desired = _desired(program, error_code=1)
-    target = _connect(kubeconfig, context, as_user, workers)
+    target = kube_target(KubeConnection(kubeconfig, context, as_user), workers=workers)
     options = Options(prune=prune, allow_empty=allow_empty, heal=heal, adopt=force_conflicts,
                       dry_run=dry_run, workers=workers, inventory_namespace=inventory_namespace)
     text = output is Output.text
