@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
+from rich.text import Text
 
 from meshdsl.compile import to_yaml
 from meshdsl.model.canary import CanaryPlan
-from reconciler.cli.app import Output, app, console, emit, fail
+from reconciler.cli.app import Output, add_row, app, console, emit, fail, print_table, table
 from reconciler.cli.mesh import ProgramArg, load_or_exit
 from reconciler.cli.options import (
     AsOpt,
@@ -83,7 +84,7 @@ def _plan(plans: list[CanaryPlan], service: str, where: str) -> CanaryPlan:
     return found[0]
 
 
-def _check_row(check: CheckResult) -> list[str]:
+def _check_row(check: CheckResult) -> list[str | Text]:
     value = "-" if check.value is None else f"{check.value:.4g}"
     prefix = ""
     if check.stable_value is not None:
@@ -93,7 +94,7 @@ def _check_row(check: CheckResult) -> list[str]:
     bounds += [f"{prefix}<= {check.max:g}"] if check.max is not None else []
     style = _VERDICT_STYLE[check.verdict]
     return [check.name, value, " and ".join(bounds) or "-",
-            f"[{style}]{check.verdict.value}[/]", check.message]
+            Text(check.verdict.value, style=style), check.message]
 
 
 def _clock(at: float) -> str:
@@ -111,33 +112,34 @@ def _step_json(sim_step: SimStep) -> dict[str, Any]:
 
 
 def _print_simulation(plan: CanaryPlan, recording: Recording, sim: Simulation) -> None:
-    console.print(f"[bold]Simulating {plan.namespace}/{plan.service}[/]: {plan.stable} -> "
-                  f"{plan.target}, {sim.final.stage_count} stages, interval {plan.interval}"
-                  + (f"\n[dim]{recording.description}[/]" if recording.description else ""))
+    console.print(f"[bold]Simulating {escape(plan.namespace)}/{escape(plan.service)}[/]: "
+                  f"{escape(plan.stable)} -> {escape(plan.target)}, "
+                  f"{sim.final.stage_count} stages, interval {plan.interval}"
+                  + (f"\n[dim]{escape(recording.description)}[/]"
+                     if recording.description else ""), soft_wrap=True)
     for sim_step in sim.steps:
         console.print(f"\n[bold]{_clock(sim_step.at)}[/] {sim_step.phase.value} "
-                      f"[cyan]{sim_step.stage}[/]  {sim_step.traffic.describe()}\n"
-                      f"  {sim_step.decision}", soft_wrap=True)
+                      f"[cyan]{escape(sim_step.stage)}[/]  "
+                      f"{escape(sim_step.traffic.describe())}\n"
+                      f"  {escape(sim_step.decision)}", soft_wrap=True)
         for check in sim_step.checks:
             style = _VERDICT_STYLE[check.verdict]
-            console.print(f"    [{style}]{check.verdict.value}[/] {check.name}: "
-                          f"{check.message}", soft_wrap=True)
+            console.print(f"    [{style}]{check.verdict.value}[/] {escape(check.name)}: "
+                          f"{escape(check.message)}", soft_wrap=True)
         for action in sim_step.actions:
             if action.startswith("call "):
-                console.print(f"    -> {action}", soft_wrap=True)
+                console.print(f"    -> {action}", soft_wrap=True, markup=False)
         for manifest in sim_step.virtual_services:
             console.print(to_yaml([manifest]).rstrip(), markup=False, highlight=False,
                           soft_wrap=True)
-    table = Table(title="Decisions", show_lines=False)
-    for column in ("#", "time", "phase", "stage", "weights", "decision"):
-        table.add_column(column, overflow="fold")
+    decisions = table("#", "time", "phase", "stage", "weights", "decision", title="Decisions")
     for index, sim_step in enumerate(sim.steps):
         weights = ", ".join(f"{k}={v}" for k, v in sim_step.traffic.weights.items())
-        table.add_row(str(index), _clock(sim_step.at), sim_step.phase.value, sim_step.stage,
-                      weights, sim_step.decision)
-    console.print(table)
+        add_row(decisions, str(index), _clock(sim_step.at), sim_step.phase.value,
+                sim_step.stage, weights, sim_step.decision)
+    print_table(decisions)
     for warning in sim.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     outcome = {Phase.SUCCEEDED: "[green]promoted[/]", Phase.FAILED: "[red]rolled back[/]"}
     console.print(f"result: {outcome.get(sim.final.phase, '[yellow]not finished[/]')} "
                   f"after {len(sim.steps) - 1} step(s)")
@@ -202,24 +204,25 @@ def _find(store: RolloutStore, service: str) -> tuple[str, str]:
 def _print_status(state: RolloutState, now: float) -> None:
     stage = (f"stage {state.stage_index + 1}/{state.stage_count} ({state.stage_label})"
              if state.stage_index >= 0 else state.stage_label)
-    console.print(f"[bold]{state.namespace}/{state.service}[/]  [bold]{state.phase.value}[/]"
-                  f"  {stage}  target {state.target}, stable {state.stable}"
-                  + (f", revision {state.revision}" if state.revision else ""), soft_wrap=True)
-    console.print(f"  traffic: {state.traffic.describe()}", soft_wrap=True)
+    console.print(f"[bold]{escape(state.namespace)}/{escape(state.service)}[/]  "
+                  f"[bold]{state.phase.value}[/]  {escape(stage)}  target "
+                  f"{escape(state.target)}, stable {escape(state.stable)}"
+                  + (f", revision {escape(state.revision)}" if state.revision else ""),
+                  soft_wrap=True)
+    console.print(f"  traffic: {state.traffic.describe()}", soft_wrap=True, markup=False)
     line = (f"  failed checks {state.failed_checks}/{state.max_failed_checks}, no data "
             f"{state.no_data_count}/{state.no_data_limit}, {state.analyses} analyses")
     if state.next_analysis_at is not None and state.active:
         line += f", next analysis in {max(0.0, state.next_analysis_at - now):.0f}s"
     console.print(line)
     if state.reason:
-        console.print(f"  reason: {state.reason}", soft_wrap=True)
+        console.print(f"  reason: {state.reason}", soft_wrap=True, markup=False)
     if state.last_analysis:
-        table = Table(title="last analysis", title_justify="left")
-        for column in ("check", "value", "threshold", "verdict", "detail"):
-            table.add_column(column, overflow="fold")
+        checks = table("check", "value", "threshold", "verdict", "detail",
+                       title="last analysis")
         for check in state.last_analysis:
-            table.add_row(*_check_row(check))
-        console.print(table)
+            add_row(checks, *_check_row(check))
+        print_table(checks)
     console.print("  timeline:")
     for entry in state.timeline:
         console.print(f"    {_clock(entry.at)}  {entry.phase.value:<13} {entry.stage:<18} "
@@ -256,7 +259,7 @@ def status_cmd(
         emit({"rollouts": [s.to_json() for s in states]}, output)
         return
     if not states:
-        console.print(f"no rollouts in {store.describe()}")
+        console.print(f"no rollouts in {store.describe()}", markup=False)
     for rollout in states:
         _print_status(rollout, time.time())
 
@@ -282,7 +285,7 @@ def _manual(command: Command, verb: str, service: str, store: RolloutStore) -> N
             fail(str(exc), 2)
         console.print(f"{key[0]}/{key[1]}: {verb} -> {state.phase.value} "
                       f"({state.traffic.describe()}); the reconciler applies the routes on "
-                      "its next step", soft_wrap=True)
+                      "its next step", soft_wrap=True, markup=False)
         return
     fail(f"{key[0]}/{key[1]} kept changing under us; try again", 1)
 

@@ -109,18 +109,18 @@ def _drift_json(d: Drift) -> dict[str, Any]:
 def _print_drift(plan: Plan) -> None:
     for d in plan.drift:
         verb = "healing" if d.healed else "drift (not healed)"
-        console.print(f"[magenta]{verb}[/] {d.key}: {escape(d.describe())}", soft_wrap=True,
-                      markup=True, highlight=False)
+        console.print(f"[magenta]{verb}[/] {escape(str(d.key))}: {escape(d.describe())}",
+                      soft_wrap=True, markup=True, highlight=False)
 
 
 def _print_notes(plan: Plan) -> None:
     for key in plan.strays:
-        console.print(f"[dim]stray[/] {key}: carries this mesh's labels but is not in its "
-                      "inventory; left alone", soft_wrap=True, highlight=False)
+        console.print(f"[dim]stray[/] {escape(str(key))}: carries this mesh's labels but is "
+                      "not in its inventory; left alone", soft_wrap=True, highlight=False)
     if plan.leftovers:
         console.print(f"[dim]{len(plan.leftovers)} owned object(s) no longer declared "
                       "(apply --prune deletes them):[/] "
-                      + ", ".join(str(k) for k in plan.leftovers[:10])
+                      + escape(", ".join(str(k) for k in plan.leftovers[:10]))
                       + (" …" if len(plan.leftovers) > 10 else ""), soft_wrap=True,
                       highlight=False)
     for note in plan.notes:
@@ -184,7 +184,7 @@ def diff_cmd(
     summary = counts or "no differences"
     if plan.drift:
         summary += f"; {len(plan.drift)} drifted"
-    err_console.print(f"mesh {mesh}: {summary} ({len(plan.unchanged)} unchanged)",
+    err_console.print(f"mesh {escape(mesh)}: {summary} ({len(plan.unchanged)} unchanged)",
                       highlight=False, soft_wrap=True)
     raise typer.Exit(1 if plan.has_changes else 0)
 
@@ -192,8 +192,9 @@ def diff_cmd(
 def _print_diffs(diffs: list[ObjectDiff]) -> None:
     for d in diffs:
         if not d.lines:
-            console.print(f"[yellow]{d.action.verb.value}[/] {d.action.key}: no visible "
-                          "change (a field set to its default value)", highlight=False)
+            console.print(f"[yellow]{d.action.verb.value}[/] {escape(str(d.action.key))}: "
+                          "no visible change (a field set to its default value)",
+                          highlight=False)
             continue
         for line in d.lines:
             console.print(_colour(line), soft_wrap=True, highlight=False)
@@ -243,7 +244,7 @@ def apply_cmd(
         _print_drift(plan)
         if verbose:
             for key in plan.unchanged:
-                console.print(f"[dim]unchanged[/] {key}", highlight=False)
+                console.print(f"[dim]unchanged[/] {escape(str(key))}", highlight=False)
 
     def progress(outcome: Outcome) -> None:
         if not text or outcome.action.internal:
@@ -251,7 +252,7 @@ def apply_cmd(
         style = _STYLE.get(outcome.result, "")
         reason = (f" [dim]({escape(outcome.action.reason)})[/]" if outcome.action.reason
                   else "")
-        console.print(f"[{style}]{outcome.result}[/] {outcome.action.key}{reason}",
+        console.print(f"[{style}]{outcome.result}[/] {escape(str(outcome.action.key))}{reason}",
                       soft_wrap=True, highlight=False)
         for warning in outcome.warnings:
             err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True,
@@ -277,5 +278,5 @@ def apply_cmd(
                       if n or name in ("created", "updated", "unchanged", "pruned"))
     tail = ("dry run: nothing written, every object passed the server's validation"
             if dry_run else f"{result.write_calls} write(s)")
-    console.print(f"mesh {mesh}: {parts} ({tail}, {elapsed:.2f} s)", highlight=False,
+    console.print(f"mesh {escape(mesh)}: {parts} ({tail}, {elapsed:.2f} s)", highlight=False,
                   soft_wrap=True)

@@ -30,9 +30,9 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.table import Table
+from rich.text import Text
 
-from reconciler.cli.app import app, console, fail
+from reconciler.cli.app import add_row, app, console, fail, print_table, table
 from reconciler.delivery.phases import Phase, RolloutState
 from reconciler.metrics import PrometheusSource, istio_bridge_rule_groups
 from reconciler.ports import Deployed
@@ -192,7 +192,8 @@ def _wait_applied(rec: Reconciler, revision: str, timeout: float) -> bool:
         last = rec.status.last
         if last is not None and last.revision == revision and last.failure is not None \
                 and not last.failure.transient:
-            console.print(f"[red]revision {revision[:12]} failed: {last.failure.message}[/]")
+            console.print(f"revision {revision[:12]} failed: {last.failure.message}", style="red",
+                          markup=False, soft_wrap=True)
             return False
         time.sleep(0.1)
     return False
@@ -279,10 +280,8 @@ def bookinfo_cmd(
 
 def _summary(outcomes: list[tuple[Chapter, RolloutState | None, float, float]],
              samples: list[Sample], final: list[Sample], started: float) -> bool:
-    table = Table(title="Summary")
-    for column in ("rollout", "outcome", "took", "analyses", "reviews calls failed"):
-        table.add_column(column)
-    table.add_column("why", overflow="ellipsis", no_wrap=True, max_width=40)
+    summary = table("rollout", "outcome", "took", "analyses", "reviews calls failed", "why",
+                    title="Summary")
     ok = True
     for chapter, state, begin, end in outcomes:
         phase = state.phase if state is not None else None
@@ -291,16 +290,16 @@ def _summary(outcomes: list[tuple[Chapter, RolloutState | None, float, float]],
         failed, total = _failed_between(samples, begin, end)
         took = f"{state.last_transition - state.started_at:.1f}s" if state else "-"
         outcome = phase.value if phase else "timeout"
-        table.add_row(f"reviews -> {chapter.target}",
-                      f"[{'green' if good else 'red'}]{outcome}[/]"
-                      + ("" if good else f" (expected {chapter.expect.value})"),
-                      took, str(state.analyses) if state else "-",
-                      f"{failed}/{total} ({100 * failed / max(1, total):.1f}%)",
-                      state.reason if state else "")
+        add_row(summary, f"reviews -> {chapter.target}",
+                Text(outcome + ("" if good else f" (expected {chapter.expect.value})"),
+                     style="green" if good else "red"),
+                took, str(state.analyses) if state else "-",
+                f"{failed}/{total} ({100 * failed / max(1, total):.1f}%)",
+                state.reason if state else "")
     served = {s.served_by for s in final}
     ok &= served == {"reviews-v2"}
     console.print()
-    console.print(table)
+    print_table(summary)
     console.print(f"after the story, reviews answered from: {', '.join(sorted(served)) or '-'}"
                   f" (expected reviews-v2); total {time.time() - started:.0f}s")
     console.print("[bold green]story complete[/]" if ok else "[bold red]story failed[/]")

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from rich.markup import escape
 
 from reconciler.cli.app import Output, app, console, emit, fail
 from reconciler.cli.options import (
@@ -80,25 +81,26 @@ def _line(attempt: Attempt) -> str:
 
 
 def print_status(status: Status) -> None:
-    console.print(f"[bold]{status.name}[/]: {status.source or '?'} → {status.target or '?'}",
+    console.print(f"[bold]{escape(status.name)}[/]: {escape(status.source or '?')} → "
+                  f"{escape(status.target or '?')}",
                   highlight=False, soft_wrap=True)
     applied = status.applied
     if applied is None:
         console.print("applied      nothing yet", highlight=False)
     else:
         how = "rolled back to" if applied.result is Result.ROLLED_BACK else "revision"
-        console.print(f"applied      {how} {applied.revision} (mesh {applied.mesh or '?'})",
-                      highlight=False, soft_wrap=True)
+        console.print(f"applied      {how} {applied.revision} "
+                      f"(mesh {escape(applied.mesh or '?')})", highlight=False, soft_wrap=True)
         console.print(f"             at {applied.started_at} by {applied.trigger} in "
                       f"{applied.duration:.2f} s; {_changes(applied)}"
-                      + (f' — "{applied.summary}"' if applied.summary else ""),
+                      + (f' — "{escape(applied.summary)}"' if applied.summary else ""),
                       highlight=False, soft_wrap=True)
     last = status.last
     if last is not None and last is not applied and last != applied:
         if last.failure is not None:
             state = "[bold red]FAILED[/]" if not last.failure.transient else (
                 "[yellow]retrying[/]")
-            console.print(f"last         {state} {last.revision or '(no revision)'} at "
+            console.print(f"last         {state} {escape(last.revision or '(no revision)')} at "
                           f"{last.started_at}", highlight=False, soft_wrap=True)
             console.print(f"             {last.failure.kind}: {last.failure.describe()}"
                           + (f" ({last.count} times)" if last.count > 1 else ""),
@@ -114,10 +116,11 @@ def print_status(status: Status) -> None:
             console.print(f"last         {last.result.value} {last.revision} at "
                           f"{last.started_at}", highlight=False)
     if status.in_progress:
-        console.print(f"in progress  {status.in_progress} (interrupted applies resume on the "
-                      "next reconcile)", highlight=False)
+        console.print(f"in progress  {escape(status.in_progress)} (interrupted applies resume "
+                      "on the next reconcile)", highlight=False)
     if status.suspended:
-        console.print(f"auto-sync    [bold yellow]SUSPENDED[/]: {status.suspend_reason or ''}"
+        console.print("auto-sync    [bold yellow]SUSPENDED[/]: "
+                      f"{escape(status.suspend_reason or '')}"
                       " — run `meshctl resume` to follow the branch again", highlight=False,
                       soft_wrap=True)
     else:
@@ -130,8 +133,8 @@ def print_status(status: Status) -> None:
     else:
         verb = "healed" if drift.healed else "not healed"
         console.print(f"drift        {len(drift.objects)} object(s) {verb} at "
-                      f"{drift.checked_at}: {', '.join(drift.objects[:5])}", highlight=False,
-                      soft_wrap=True)
+                      f"{drift.checked_at}: {escape(', '.join(drift.objects[:5]))}",
+                      highlight=False, soft_wrap=True)
 
 
 @app.command("status")
@@ -164,11 +167,12 @@ def status_cmd(
     print_status(status)
     for number, state in enumerate(rollouts):
         style = {"failed": "red", "succeeded": "green"}.get(state.phase.value, "yellow")
-        console.print(f"{'rollouts' if number == 0 else '':<12} {state.namespace}/"
-                      f"{state.service} [{style}]{state.phase.value}[/] {state.stage_label} — "
-                      f"{state.traffic.describe()}", highlight=False, soft_wrap=True)
+        console.print(f"{'rollouts' if number == 0 else '':<12} "
+                      f"{escape(state.namespace)}/{escape(state.service)} "
+                      f"[{style}]{state.phase.value}[/] {escape(state.stage_label)} — "
+                      f"{escape(state.traffic.describe())}", highlight=False, soft_wrap=True)
     if unreadable:
-        console.print(f"rollouts     [red]unreadable[/]: {unreadable}", highlight=False,
+        console.print(f"rollouts     [red]unreadable[/]: {escape(unreadable)}", highlight=False,
                       soft_wrap=True)
     if status.history:
         console.print("history      (newest first; `meshctl history` for all)",

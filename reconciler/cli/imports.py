@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from meshdsl.importer import (
     Document,
@@ -108,17 +109,17 @@ def import_cmd(
     except ImporterError as exc:
         fail(str(exc), 2)
     for warning in program.warnings:
-        where = f"{warning.source}: " if warning.source else ""
-        field = f" [dim]{warning.path}[/]" if warning.path else ""
-        err_console.print(f"{where}[yellow]warning[/] {warning.resource}{field}\n    "
-                          f"{warning.message}", soft_wrap=True, markup=True)
+        where = f"{escape(str(warning.source))}: " if warning.source else ""
+        field = f" [dim]{escape(warning.path)}[/]" if warning.path else ""
+        err_console.print(f"{where}[yellow]warning[/] {escape(warning.resource)}{field}\n    "
+                          f"{escape(warning.message)}", soft_wrap=True, markup=True)
     source = formatted(program.source)
     if out is None:
         sys.stdout.write(source)
     else:
         _write_atomically(out, source)
-    err_console.print(f"[green]{_summary(program)}[/]" + (f" → {out}" if out else ""),
-                      soft_wrap=True)
+    err_console.print(f"[green]{_summary(program)}[/]"
+                      + (f" → {escape(str(out))}" if out else ""), soft_wrap=True)
 
 
 @app.command("analyze")
@@ -140,7 +141,7 @@ def analyze_cmd(
         errors = sum(f.severity is Severity.ERROR for f in findings)
         warnings = sum(f.severity is Severity.WARNING for f in findings)
         colour = "red" if errors else "yellow" if warnings else "green"
-        err_console.print(f"[{colour}]{', '.join(files)}: {errors} error(s), {warnings} "
+        err_console.print(f"[{colour}]{escape(', '.join(files))}: {errors} error(s), {warnings} "
                           "warning(s)[/]", soft_wrap=True)
     else:
         emit({"files": list(files), "findings": [f.as_dict() for f in findings]}, output)
