@@ -11,7 +11,7 @@ import importlib
 from reconciler.cli.app import app
 
 _GROUPS = ("mesh",)
-_OPTIONAL = ("cluster", "local", "gitops", "reconcile", "canary", "imports", "demo")
+_OPTIONAL = ("cluster", "local", "reconcile", "gitops", "canary", "imports", "demo")
 
 
 def _register() -> None:

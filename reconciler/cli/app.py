@@ -24,13 +24,24 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-app = typer.Typer(
-    name="meshctl",
-    help="Istio service mesh as typed Python: validate, render, apply, reconcile, deliver.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+_PIPED = not sys.stdout.isatty()
+# Off a terminal (a pipe, a CI log) --help is click's plain text, wide enough that no
+# option or command summary is cut; on one, rich's panels.
+_HELP: dict[str, Any] = (
+    {"rich_markup_mode": None, "context_settings": {"terminal_width": 160,
+                                                     "max_content_width": 160}}
+    if _PIPED else {"rich_markup_mode": "rich"})
+
+
+def command_group(name: str, help: str) -> typer.Typer:
+    """A ``meshctl NAME ...`` group with the same help rendering as the top level."""
+    group = typer.Typer(name=name, help=help, no_args_is_help=True, add_completion=False,
+                        pretty_exceptions_enable=False, **_HELP)
+    return group
+
+
+app = command_group(
+    "meshctl", "Istio service mesh as typed Python: validate, render, apply, reconcile, deliver.")
 
 console = Console(highlight=False, emoji=False)
 err_console = Console(stderr=True, highlight=False, emoji=False)

@@ -31,7 +31,17 @@ from rich.text import Text
 
 from meshdsl.compile import to_yaml
 from meshdsl.model.canary import CanaryPlan
-from reconciler.cli.app import Output, add_row, app, console, emit, fail, print_table, table
+from reconciler.cli.app import (
+    Output,
+    add_row,
+    app,
+    command_group,
+    console,
+    emit,
+    fail,
+    print_table,
+    table,
+)
 from reconciler.cli.mesh import ProgramArg, load_or_exit
 from reconciler.cli.options import (
     AsOpt,
@@ -53,8 +63,8 @@ from reconciler.ports import RolloutStore, RolloutStoreError, StaleRolloutError
 from reconciler.runtime.assemble import KubeConnection
 from reconciler.runtime.status import STATE_NAMESPACE
 
-canary_app = typer.Typer(help="Progressive delivery: simulate, inspect and steer canary "
-                         "rollouts.", no_args_is_help=True)
+canary_app = command_group("canary", "Progressive delivery: simulate, inspect and steer "
+                           "canary rollouts.")
 app.add_typer(canary_app, name="canary")
 
 ServiceOpt = Annotated[str, typer.Option("--service", help="The canaried service, "

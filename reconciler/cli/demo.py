@@ -32,7 +32,15 @@ import httpx
 import typer
 from rich.text import Text
 
-from reconciler.cli.app import add_row, app, console, fail, print_table, table
+from reconciler.cli.app import (
+    add_row,
+    app,
+    command_group,
+    console,
+    fail,
+    print_table,
+    table,
+)
 from reconciler.delivery.phases import Phase, RolloutState
 from reconciler.metrics import PrometheusSource, istio_bridge_rule_groups
 from reconciler.ports import Deployed
@@ -47,8 +55,7 @@ from reconciler.targets.envoy.mesh import LocalMesh
 from reconciler.testing.canary import Sample, TrafficGenerator, envoy_scrape_job
 from reconciler.testing.prometheus import LocalPrometheus
 
-demo_app = typer.Typer(help="Self-contained demonstrations on the local mesh.",
-                       no_args_is_help=True)
+demo_app = command_group("demo", "Self-contained demonstrations on the local mesh.")
 app.add_typer(demo_app, name="demo")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

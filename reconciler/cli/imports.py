@@ -88,7 +88,7 @@ def _summary(program: Program) -> str:
             f"unchanged; {len(program.warnings)} warning(s)")
 
 
-@app.command("import")
+@app.command("import", short_help="Write a mesh program (readable DSL code) for existing Istio YAML.")
 def import_cmd(
     files: FilesArg,
     out: Annotated[Path | None, typer.Option(
@@ -122,7 +122,7 @@ def import_cmd(
                       + (f" → {escape(str(out))}" if out else ""), soft_wrap=True)
 
 
-@app.command("analyze")
+@app.command("analyze", short_help="Run meshdsl's validator on existing Istio YAML (istioctl analyze codes).")
 def analyze_cmd(
     files: FilesArg,
     output: Annotated[Output, typer.Option("-o", "--output", help="Output format.")] =

@@ -20,7 +20,6 @@ from typing import Annotated
 import typer
 
 from reconciler.cli.app import app, fail
-from reconciler.cli.gitops import print_status
 from reconciler.cli.options import (
     AsOpt,
     ContextOpt,
@@ -31,6 +30,7 @@ from reconciler.cli.options import (
     parse_duration,
     state_location,
 )
+from reconciler.cli.status_text import print_status
 from reconciler.runtime.assemble import (
     AssemblyError,
     KubeConnection,
