@@ -42,6 +42,8 @@ from reconciler.cli.app import (
     table,
 )
 from reconciler.delivery.phases import Phase, RolloutState
+from reconciler.demo.prometheus import LocalPrometheus
+from reconciler.demo.traffic import Sample, TrafficGenerator, envoy_scrape_job
 from reconciler.metrics import PrometheusSource, istio_bridge_rule_groups
 from reconciler.ports import Deployed
 from reconciler.runtime.deploy import LocalDeployer
@@ -52,8 +54,6 @@ from reconciler.runtime.sandbox import Limits, Sandbox
 from reconciler.runtime.status import DiskStore
 from reconciler.sources.git import GitSource, remove_tree
 from reconciler.targets.envoy.mesh import LocalMesh
-from reconciler.testing.canary import Sample, TrafficGenerator, envoy_scrape_job
-from reconciler.testing.prometheus import LocalPrometheus
 
 demo_app = command_group("demo", "Self-contained demonstrations on the local mesh.")
 app.add_typer(demo_app, name="demo")

@@ -27,29 +27,29 @@ import argparse
 import base64
 import contextlib
 import datetime
-import ipaddress
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import httpx
 import yaml
 
-from reconciler.runtime.children import spawn
+from reconciler.processes.lifecycle import ChildExited, NotReady, log_tail, terminate, wait_ready
+from reconciler.processes.ports import free_ports
+from reconciler.processes.spawn import spawn
+from reconciler.targets.envoy.pki import CertPair, LocalCA
 
 K8S_VERSION = "1.20.2"
 ADMIN_USER = "admin"
@@ -168,20 +168,6 @@ def find_binaries() -> Binaries:
 # --- small helpers -----------------------------------------------------------------------------
 
 
-def _free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1 (all held open at once so none repeats)."""
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _http_get(
     url: str,
     *,
@@ -191,29 +177,13 @@ def _http_get(
 ) -> tuple[int, bytes]:
     """GET ``url``; returns (status, body); status 0 when the connection failed."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    request = urllib.request.Request(url, headers=headers)
-    # No proxies: everything here is on 127.0.0.1, whatever HTTP(S)_PROXY says.
-    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
-    if context is not None:
-        handlers.append(urllib.request.HTTPSHandler(context=context))
-    opener = urllib.request.build_opener(*handlers)
     try:
-        with opener.open(request, timeout=timeout) as response:
-            return int(response.status), bytes(response.read())
-    except urllib.error.HTTPError as err:
-        return int(err.code), bytes(err.read())
-    except (urllib.error.URLError, OSError):
+        # trust_env=False: everything here is on 127.0.0.1, whatever HTTP(S)_PROXY says.
+        response = httpx.get(url, headers=headers, timeout=timeout, trust_env=False,
+                             verify=context if context is not None else True)
+    except httpx.HTTPError:
         return 0, b""
-
-
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return f"(no log at {path})"
-    return "\n".join(text.splitlines()[-lines:])
-
-
+    return response.status_code, response.content
 
 
 def _pid_running(pid: int, executable: str | None = None) -> bool:
@@ -255,19 +225,6 @@ def _terminate_pid(pid: int, executable: str | None, timeout: float) -> None:
         time.sleep(0.1)
 
 
-def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
-    """SIGTERM, then SIGKILL after ``timeout``, one of our children; always reaps it."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            process.wait()
-
-
 def _write_private(path: Path, data: bytes | str) -> None:
     """Write a file readable by the owner only (keys, tokens, kubeconfig)."""
     raw = data.encode() if isinstance(data, str) else data
@@ -276,99 +233,23 @@ def _write_private(path: Path, data: bytes | str) -> None:
         handle.write(raw)
 
 
-def _write_pki(directory: Path) -> None:
-    """A CA + 127.0.0.1 serving certificate, and the service-account RSA key pair."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+def _write_pki(directory: Path) -> CertPair:
+    """The serving certificate for 127.0.0.1 from the local CA (the same one the local mesh
+    uses, :class:`~reconciler.targets.envoy.pki.LocalCA`, with its own root here), and the
+    service-account RSA key pair; returns the serving pair (its ``ca_path`` is the CA)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
-    now = datetime.datetime.now(datetime.UTC)
-    not_before, not_after = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=365)
-    pem = serialization.Encoding.PEM
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "meshdsl-local-apiserver-ca")])
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
-                    x509.DNSName("localhost"),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    no_encryption = serialization.NoEncryption()
-    pkcs8 = serialization.PrivateFormat.PKCS8
-    (directory / "ca.crt").write_bytes(ca_cert.public_bytes(pem))
-    (directory / "apiserver.crt").write_bytes(cert.public_bytes(pem))
-    _write_private(directory / "apiserver.key", key.private_bytes(pem, pkcs8, no_encryption))
-
+    ca = LocalCA.create(directory, common_name="meshdsl-local-apiserver-ca")
+    serving = ca.issue_server(["127.0.0.1", "localhost"])
+    pem, pkcs8 = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    _write_private(directory / "sa.key", sa_key.private_bytes(pem, pkcs8, no_encryption))
+    _write_private(directory / "sa.key",
+                   sa_key.private_bytes(pem, pkcs8, serialization.NoEncryption()))
     (directory / "sa.pub").write_bytes(
         sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
+    return serving
 
 
 def _load_crd_documents(path: Path) -> list[dict[str, Any]]:
@@ -502,7 +383,7 @@ class LocalApiServer:
             self._workdir.chmod(0o700)
             pki = self._workdir / "pki"
             pki.mkdir(exist_ok=True)
-            _write_pki(pki)
+            self._serving = _write_pki(pki)
             _write_private(
                 self._workdir / "tokens.csv",
                 f"{self.token},{ADMIN_USER},{ADMIN_USER},system:masters\n",
@@ -533,10 +414,10 @@ class LocalApiServer:
     def _stop_processes(self) -> None:
         # API server first, so it does not spend its shutdown retrying a vanished etcd.
         if self._apiserver is not None:
-            _terminate(self._apiserver, self._stop_timeout)
+            terminate(self._apiserver, self._stop_timeout)
             self._apiserver = None
         if self._etcd is not None:
-            _terminate(self._etcd, self._stop_timeout)
+            terminate(self._etcd, self._stop_timeout)
             self._etcd = None
 
     def _spawn(
@@ -557,7 +438,7 @@ class LocalApiServer:
 
     def _start_pair(self, binaries: Binaries) -> None:
         workdir = self.workdir
-        self.etcd_port, peer_port, self.port = _free_ports(3)
+        self.etcd_port, peer_port, self.port = free_ports(3)
         data_dir = workdir / "etcd-data"
         shutil.rmtree(data_dir, ignore_errors=True)
         peer_url = f"http://127.0.0.1:{peer_port}"
@@ -599,8 +480,8 @@ class LocalApiServer:
                 f"--secure-port={self.port}",
                 "--insecure-port=0",
                 f"--cert-dir={pki}",
-                f"--tls-cert-file={pki / 'apiserver.crt'}",
-                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--tls-cert-file={self._serving.cert_path}",
+                f"--tls-private-key-file={self._serving.key_path}",
                 f"--token-auth-file={workdir / 'tokens.csv'}",
                 "--authorization-mode=RBAC",
                 f"--service-account-key-file={pki / 'sa.pub'}",
@@ -635,23 +516,19 @@ class LocalApiServer:
         deadline: float,
         probe: Callable[[], bool],
     ) -> None:
-        while True:
-            if process.poll() is not None:
-                tail = _tail(log)
-                if "address already in use" in tail:
-                    raise _PortInUseError(f"{name}: port taken\n{tail}")
-                raise LocalApiServerError(
-                    f"{name} exited with status {process.returncode} during startup; "
-                    f"last lines of its log ({log.name}):\n{tail}"
-                )
-            if probe():
-                return
-            if time.monotonic() > deadline:
-                raise LocalApiServerError(
-                    f"{name} was not ready within {self._ready_timeout:.0f} s; "
-                    f"last lines of its log ({log.name}):\n{_tail(log)}"
-                )
-            time.sleep(0.2)
+        try:
+            wait_ready(probe, timeout=max(0.0, deadline - time.monotonic()), what=name,
+                       process=process, interval=0.2)
+        except ChildExited as exc:
+            tail = log_tail(log, _LOG_TAIL_LINES)
+            if "address already in use" in tail:
+                raise _PortInUseError(f"{name}: port taken\n{tail}") from exc
+            raise LocalApiServerError(f"{name} exited with status {exc.code} during "
+                                      f"startup\n{tail}") from exc
+        except NotReady as exc:
+            raise LocalApiServerError(
+                f"{name} was not ready within {self._ready_timeout:.0f} s\n"
+                f"{log_tail(log, _LOG_TAIL_LINES)}") from exc
 
     def _write_kubeconfig(self) -> None:
         ca_data = base64.b64encode(self.ca_file.read_bytes()).decode()
@@ -715,9 +592,13 @@ class LocalApiServer:
         return dynamic_client(self.api_client(), cache_file=str(cache))
 
     def install_crds(
-        self, path: str | os.PathLike[str] | None = None, *, timeout: float = CRD_TIMEOUT
+        self,
+        path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+        *,
+        timeout: float = CRD_TIMEOUT,
     ) -> list[str]:
-        """Create (or replace) every CRD in ``path`` and wait until all are served.
+        """Create (or replace) every CRD in ``path`` (one file or several) and wait until all
+        are served.
 
         Defaults to :func:`default_crd_files` (Istio's bundle and Gateway API's standard
         channel). Nothing is validated locally: the documents go to the server as JSON, which
@@ -726,11 +607,17 @@ class LocalApiServer:
         """
         from kubernetes.dynamic.exceptions import ConflictError
 
-        paths = [Path(path)] if path is not None else default_crd_files()
+        if path is None:
+            paths = default_crd_files()
+        elif isinstance(path, str | os.PathLike):
+            paths = [Path(path)]
+        else:
+            paths = [Path(p) for p in path]
         documents = []
         for crd_path in paths:
             if not crd_path.is_file():
-                raise LocalApiServerError(f"CRD file not found: {crd_path}")
+                raise LocalApiServerError(f"CRD file not found: {crd_path} (give --crds PATH, "
+                                          "or set MESHDSL_SHARED_DIR)")
             documents.extend(_load_crd_documents(crd_path))
         dyn = self.dynamic_client()
         try:
@@ -863,9 +750,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print("local-apiserver: cleaning up a stale previous run", file=sys.stderr)
         _stop_state(state)
     if not args.no_crds:
-        for crds in [args.crds] if args.crds is not None else default_crd_files():
+        for crds in args.crds or default_crd_files():
             if not crds.is_file():
-                raise LocalApiServerError(f"CRD file not found: {crds} (or use --no-crds)")
+                raise LocalApiServerError(
+                    f"CRD file not found: {crds} (give --crds PATH, set MESHDSL_SHARED_DIR to "
+                    "the directory holding istio/ and gateway-api/, or use --no-crds)")
     run_dir = state_dir() / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     state_dir().mkdir(parents=True, exist_ok=True)
@@ -877,7 +766,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         server.start()
         print(f"local-apiserver: API server ready at {server.url}", file=sys.stderr)
         if not args.no_crds:
-            names = server.install_crds(args.crds, timeout=args.timeout)
+            names = server.install_crds(args.crds or None, timeout=args.timeout)
             print(f"local-apiserver: {len(names)} CRDs established", file=sys.stderr)
         tmp = _state_file().with_suffix(".tmp")
         _write_private(tmp, json.dumps(server.state(), indent=2) + "\n")
@@ -930,8 +819,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start detached, install Istio CRDs, print kubeconfig path")
     up.add_argument(
-        "--crds", type=Path, default=None,
-        help="CRD YAML (default: Istio's bundle and Gateway API's standard channel)")
+        "--crds", type=Path, action="append", default=None, metavar="PATH",
+        help="a CRD YAML file, repeatable (default: Istio's bundle and Gateway API's standard "
+        "channel from $MESHDSL_SHARED_DIR, else ../shared beside the checkout)")
     up.add_argument("--no-crds", action="store_true", help="do not install any CRDs")
     up.add_argument("--timeout", type=float, default=READY_TIMEOUT, help="readiness timeout, s")
     up.set_defaults(func=_cmd_up)

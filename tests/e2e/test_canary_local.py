@@ -24,10 +24,10 @@ import pytest
 from meshdsl.model.canary import Webhook
 from meshdsl.model.spec import MeshSpec
 from reconciler.delivery.phases import Phase, RolloutState
+from reconciler.demo.traffic import CanaryRig, TrafficGenerator
 from reconciler.runtime.rollout_store import DiskRolloutStore
 from reconciler.runtime.rollouts import RolloutReport
 from reconciler.targets.webhooks import WebhookCaller
-from reconciler.testing.canary import CanaryRig, TrafficGenerator
 from tests.e2e.conftest import INTERVAL, NS, SERVICE, canary_mesh
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -25,7 +25,9 @@ import yaml
 from typer.testing import CliRunner
 
 from reconciler.cli import _register, app
+from reconciler.demo.apps import DEMO_APP
 from reconciler.ports import Source
+from reconciler.processes.ports import free_port
 from reconciler.runtime.deploy import KubeDeployer, LocalDeployer
 from reconciler.runtime.install import InstallOptions, manifests
 from reconciler.runtime.leader import LeaderElector, api_client
@@ -39,9 +41,7 @@ from reconciler.sources.webhook import GENERIC_HEADER, WebhookServer, sign_gener
 from reconciler.targets.envoy import LocalMesh
 from reconciler.targets.kube import Forbidden, KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
-from reconciler.testing.demo_apps import DEMO_APP
 from reconciler.testing.gitops import BROKEN, GitServer, mesh_program
-from reconciler.testing.ports import free_port
 from reconciler.testing.tcpproxy import TcpProxy
 from reconciler.testing.wait import wait_for
 

@@ -106,7 +106,7 @@ def test_timeouts_fail_closed_within_the_bound(hooks: Hooks) -> None:
 
 
 def test_unreachable_webhook_fails_after_retries() -> None:
-    from reconciler.testing.ports import free_port
+    from reconciler.processes.ports import free_port
     with WebhookCaller(backoff_max=0.05) as caller:
         result = caller.deliver(call(f"http://127.0.0.1:{free_port()}/x", retries=2))
     assert not result.ok and result.attempts == 3 and result.status is None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -27,8 +26,15 @@ from typing import Any, Self
 import httpx
 import yaml
 
-from reconciler.runtime.children import spawn
-from reconciler.testing.ports import free_port
+from reconciler.processes.lifecycle import (
+    ChildExited,
+    NotReady,
+    log_tail,
+    terminate,
+    wait_ready,
+)
+from reconciler.processes.ports import free_port
+from reconciler.processes.spawn import spawn
 
 __all__ = ["LocalPrometheus", "PrometheusError", "ScrapeJob", "by_label", "find_prometheus"]
 
@@ -151,31 +157,22 @@ class LocalPrometheus:
         self._client = httpx.Client(base_url=self.url, timeout=10.0, trust_env=False)
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self._startup_timeout
-        while True:
-            self._check_alive()
+        def ready() -> bool:
             try:
-                if self._http().get("/-/ready").status_code == 200:
-                    return
+                return self._http().get("/-/ready").status_code == 200
             except httpx.HTTPError:
-                pass
-            if time.monotonic() >= deadline:
-                raise PrometheusError(
-                    f"Prometheus not ready after {self._startup_timeout:.0f}s\n" + self.log_tail()
-                )
-            time.sleep(0.1)
+                return False
+
+        try:
+            wait_ready(ready, timeout=self._startup_timeout, what="Prometheus",
+                       process=self._process, interval=0.1)
+        except (ChildExited, NotReady) as exc:
+            raise PrometheusError(f"{exc}\n{self.log_tail()}") from exc
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``; removes a working dir it created."""
-        if self._process is not None:
-            if self._process.poll() is None:
-                self._process.send_signal(signal.SIGTERM)
-                try:
-                    self._process.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    self._process.kill()
-                    self._process.wait(timeout=timeout)
-            self._process = None
+        process, self._process = self._process, None
+        terminate(process, timeout)
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -300,11 +297,7 @@ class LocalPrometheus:
         return targets
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return f"(no Prometheus log at {self.log_path})"
-        return f"--- last lines of {self.log_path} ---\n" + "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     # --- internals ----------------------------------------------------------------------
 

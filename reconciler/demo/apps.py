@@ -7,15 +7,15 @@ wrapper starts it on a free loopback port, waits for ``/healthz``, and stops it.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from reconciler.runtime.children import spawn
-from reconciler.testing.ports import free_port, wait_http
+from reconciler.processes.lifecycle import terminate
+from reconciler.processes.ports import free_port, wait_http
+from reconciler.processes.spawn import spawn
 
 __all__ = ["DEMO_APP", "DemoApp"]
 
@@ -82,13 +82,8 @@ class DemoApp:
         process, self._process = self._process, None
         if process is None:
             return ""
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            _, stderr = process.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, stderr = process.communicate(timeout=5)
+        terminate(process, 5)
+        stderr = process.stderr.read() if process.stderr is not None else b""
         return stderr.decode(errors="replace")[-2000:]
 
     def __enter__(self) -> Self:
