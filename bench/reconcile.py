@@ -13,7 +13,7 @@ Three runs, each over N pushes of a one-line change (a new weight split):
   drives the local Envoy mesh; *live* = a request through the client's sidecar is served
   by the new version.
 
-Latency is measured from ``git push`` *returning* (the issue's definition; the hook has
+Latency is measured from ``git push`` *returning* (what a user waits for; the hook has
 already notified the reconciler by then, as on a real Git server) and, more
 conservatively, from starting the push.
 

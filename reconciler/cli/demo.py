@@ -1,4 +1,4 @@
-"""``meshctl demo bookinfo``: issue #6's whole story on this machine, in one command.
+"""``meshctl demo bookinfo``: progressive delivery end to end on this machine, in one command.
 
 1. A temporary Git repository holding a copy of ``examples/bookinfo/mesh.py`` (its demo app
    path pinned, so the apps do not restart with every checkout).

@@ -39,7 +39,7 @@ from reconciler.sources.webhook import Verdict, WebhookServer
 from reconciler.targets.envoy import LocalMesh, find_envoy
 from reconciler.targets.envoy.errors import EnvoyNotFoundError
 from reconciler.targets.kube import KubeConfigError, KubeTarget
-from reconciler.targets.webhooks import WebhookCaller
+from reconciler.targets.webhooks import HttpWebhookCaller
 
 
 class TargetKind(StrEnum):
@@ -230,7 +230,7 @@ class Assembly:
             rollout_store = beside(self.store, config.name)
             assert rollout_store is not None, "the status is kept on disk or in the cluster"
             driver = RolloutDriver(rollout_store, _metrics(config, mesh),
-                                   webhooks=WebhookCaller())
+                                   webhooks=HttpWebhookCaller())
         self.sandbox = Sandbox(Limits(timeout=config.program_timeout,
                                       memory_mb=config.program_memory_mb),
                                warm=not config.once)
