@@ -10,10 +10,9 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
-from reconciler.processes.lifecycle import terminate
+from reconciler.processes.lifecycle import Component, terminate
 from reconciler.processes.ports import free_port, wait_http
 from reconciler.processes.spawn import spawn
 
@@ -23,7 +22,7 @@ DEMO_APP = Path(__file__).resolve().parents[2] / "examples" / "apps" / "demo_app
 """The demo service script in this repository's examples."""
 
 
-class DemoApp:
+class DemoApp(Component):
     """One demo service instance (``name``-``version``) on 127.0.0.1:``port``."""
 
     def __init__(
@@ -86,13 +85,3 @@ class DemoApp:
         stderr = process.stderr.read() if process.stderr is not None else b""
         return stderr.decode(errors="replace")[-2000:]
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import httpx
@@ -28,6 +27,7 @@ import yaml
 
 from reconciler.processes.lifecycle import (
     ChildExited,
+    Component,
     NotReady,
     log_tail,
     terminate,
@@ -82,7 +82,7 @@ def by_label(result: Sequence[Mapping[str, Any]], label: str) -> dict[str, float
     }
 
 
-class LocalPrometheus:
+class LocalPrometheus(Component):
     """One Prometheus process with its own config, TSDB and port. Use as a context manager."""
 
     def __init__(
@@ -128,13 +128,10 @@ class LocalPrometheus:
         """Write the config, start Prometheus, wait for ``/-/ready`` (bounded)."""
         if self._process is not None:
             raise PrometheusError("this Prometheus is already started")
-        try:
+        with self.stopping_on_error():
             self._launch()
             self._wait_ready()
             self.wait_scraped(self._startup_timeout)
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     def _launch(self) -> None:
@@ -179,16 +176,6 @@ class LocalPrometheus:
         if self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- configuration ------------------------------------------------------------------
 

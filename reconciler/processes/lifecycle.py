@@ -13,10 +13,12 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
-__all__ = ["ChildExited", "NotReady", "log_tail", "terminate", "wait_ready"]
+__all__ = ["ChildExited", "Component", "NotReady", "log_tail", "terminate", "wait_ready"]
 
 
 class NotReady(TimeoutError):
@@ -85,3 +87,31 @@ def log_tail(path: Path, lines: int = 40) -> str:
         return f"(no log at {path})"
     kept = text.splitlines()[-lines:]
     return f"--- last lines of {path} ---\n" + "\n".join(kept)
+
+
+class Component:
+    """A thing with a ``start()`` and a ``stop()`` (a process, or several): used as a
+    context manager, entering starts it and leaving stops it. ``stop()`` must be safe to
+    call at any point, so :meth:`stopping_on_error` can undo a start that failed half way."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> object:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def stopping_on_error(self) -> Iterator[None]:
+        """Run the block; if it raises (Ctrl-C included), stop everything, then re-raise."""
+        try:
+            yield
+        except BaseException:
+            self.stop()
+            raise
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -40,13 +40,19 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import httpx
 import yaml
 
-from reconciler.processes.lifecycle import ChildExited, NotReady, log_tail, terminate, wait_ready
+from reconciler.processes.lifecycle import (
+    ChildExited,
+    Component,
+    NotReady,
+    log_tail,
+    terminate,
+    wait_ready,
+)
 from reconciler.processes.ports import free_ports
 from reconciler.processes.spawn import spawn
 from reconciler.targets.envoy.pki import CertPair, LocalCA
@@ -265,7 +271,7 @@ def _load_crd_documents(path: Path) -> list[dict[str, Any]]:
 # --- the server --------------------------------------------------------------------------------
 
 
-class LocalApiServer:
+class LocalApiServer(Component):
     """etcd + kube-apiserver 1.20.2 on free 127.0.0.1 ports, in a private directory.
 
     ``start()`` (or ``with``) launches both and waits for ``/readyz``; ``stop()`` terminates
@@ -358,16 +364,6 @@ class LocalApiServer:
 
     # -- lifecycle --
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> Self:
         """Start etcd and kube-apiserver and wait until the API answers (idempotent)."""
@@ -379,7 +375,7 @@ class LocalApiServer:
             self._workdir.mkdir(parents=True, exist_ok=True)
         else:
             self._workdir = Path(tempfile.mkdtemp(prefix="meshdsl-apiserver-"))
-        try:
+        with self.stopping_on_error():
             self._workdir.chmod(0o700)
             pki = self._workdir / "pki"
             pki.mkdir(exist_ok=True)
@@ -398,9 +394,6 @@ class LocalApiServer:
                     if attempt == _PORT_ATTEMPTS:
                         raise
             self._write_kubeconfig()
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     def stop(self) -> None:

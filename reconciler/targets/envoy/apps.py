@@ -31,6 +31,7 @@ from meshdsl.compile.envoy.placement import Address, SidecarPlacement
 from meshdsl.model.service import LocalRun
 from reconciler.processes.lifecycle import (
     ChildExited,
+    Component,
     NotReady,
     log_tail,
     terminate,
@@ -88,7 +89,7 @@ class AppSpec:
     address: Address
 
 
-class LocalApp:
+class LocalApp(Component):
     """One workload's app process, on ``address`` (its port is already substituted)."""
 
     def __init__(self, key: WorkloadKey, run: LocalRun, address: Address, *,
@@ -143,11 +144,8 @@ class LocalApp:
     def wait_listening(self) -> LocalApp:
         """Wait until the app's port accepts connections; stop it and raise if it exits or
         times out first."""
-        try:
+        with self.stopping_on_error():
             self._wait_listening()
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     def _wait_listening(self) -> None:

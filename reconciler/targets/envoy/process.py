@@ -32,10 +32,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
-from reconciler.processes.lifecycle import ChildExited, NotReady, terminate, wait_ready
+from reconciler.processes.lifecycle import ChildExited, Component, NotReady, terminate, wait_ready
 from reconciler.processes.spawn import spawn
 from reconciler.targets.envoy.admin import EnvoyAdmin
 from reconciler.targets.envoy.binary import find_envoy, strip_banner
@@ -86,7 +85,7 @@ class _Counters:
     rejected: int
 
 
-class EnvoyProcess:
+class EnvoyProcess(Component):
     """Start, feed, observe and stop one Envoy. Use as a context manager.
 
     ``secrets`` (Envoy ``Secret`` dicts, e.g. from :func:`pki.workload_secrets`) and
@@ -162,12 +161,9 @@ class EnvoyProcess:
         """Write the bootstrap and empty LDS/CDS, start Envoy, wait until ``/ready``."""
         if self._process is not None:
             raise EnvoyError(f"Envoy in {self.workdir} is already started")
-        try:
+        with self.stopping_on_error():
             self._launch()
             self._wait_started()
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     def _launch(self) -> None:
@@ -235,16 +231,6 @@ class EnvoyProcess:
             shutil.rmtree(self.workdir, ignore_errors=True)
         return code
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- observation --------------------------------------------------------------------
 
