@@ -7,7 +7,7 @@ Library use (tests, local tooling)::
         client = api.api_client()          # kubernetes.client.ApiClient, admin token
         subprocess.run([api.kubectl, "--kubeconfig", api.kubeconfig, "get", "crd"])
 
-Command line (``scripts/local-apiserver``, or ``python -m reconciler.testing.apiserver``)::
+Command line (``scripts/local-apiserver``, :mod:`reconciler.testing.local_apiserver`)::
 
     local-apiserver up        # start detached, install the Istio CRDs, print the kubeconfig
     local-apiserver status    # exit 0 when running
@@ -23,22 +23,17 @@ is in ``system:masters``, so RBAC can be exercised with ``Impersonate-User`` /
 
 from __future__ import annotations
 
-import argparse
 import base64
-import contextlib
 import datetime
 import json
 import os
 import secrets
 import shutil
-import signal
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -56,120 +51,35 @@ from reconciler.processes.lifecycle import (
 from reconciler.processes.ports import free_ports
 from reconciler.processes.spawn import spawn
 from reconciler.targets.envoy.pki import CertPair, LocalCA
+from reconciler.testing.components import (
+    K8S_VERSION,
+    Binaries,
+    ComponentsMissingError,
+    LocalApiServerError,
+    PortInUseError,
+    default_crd_files,
+    find_binaries,
+    istio_crds_file,
+    write_private,
+)
+from reconciler.testing.crds import CRD_TIMEOUT, FIELD_MANAGER, install_crds
 
-K8S_VERSION = "1.20.2"
 ADMIN_USER = "admin"
-FIELD_MANAGER = "meshdsl-local-apiserver"
 READY_TIMEOUT = 60.0
-CRD_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 _LOG_TAIL_LINES = 40
 _PORT_ATTEMPTS = 3
 
 __all__ = [
     "ADMIN_USER",
+    "FIELD_MANAGER",
     "K8S_VERSION",
-    "Binaries",
     "ComponentsMissingError",
     "LocalApiServer",
     "LocalApiServerError",
-    "cache_root",
     "default_crd_files",
-    "find_binaries",
-    "gateway_api_crds_file",
     "istio_crds_file",
-    "k8s_bin_dir",
-    "main",
-    "repo_root",
-    "shared_dir",
-    "state_dir",
 ]
-
-
-class LocalApiServerError(RuntimeError):
-    """The local etcd/kube-apiserver pair could not be started, used or stopped."""
-
-
-class ComponentsMissingError(LocalApiServerError):
-    """A required binary is not installed; run ``scripts/install-components``."""
-
-
-class _PortInUseError(LocalApiServerError):
-    """A picked port was taken between choosing it and the process binding it."""
-
-
-# --- locations ---------------------------------------------------------------------------------
-
-
-def cache_root() -> Path:
-    """``$MESHDSL_CACHE``, else ``${XDG_CACHE_HOME:-~/.cache}/meshdsl`` (as install-components)."""
-    env = os.environ.get("MESHDSL_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "meshdsl"
-
-
-def k8s_bin_dir() -> Path:
-    """Where install-components caches kube-apiserver and kubectl."""
-    return cache_root() / f"k8s-{K8S_VERSION}" / "bin"
-
-
-def repo_root() -> Path:
-    """The meshdsl repository (this file is ``<repo>/reconciler/testing/apiserver.py``)."""
-    return Path(__file__).resolve().parents[2]
-
-
-def shared_dir() -> Path:
-    """The shared test-data directory: ``$MESHDSL_SHARED_DIR``, else ``<repo>/../shared``."""
-    env = os.environ.get("MESHDSL_SHARED_DIR")
-    return Path(env) if env else repo_root().parent / "shared"
-
-
-def istio_crds_file() -> Path:
-    """Istio's CRD bundle (``crd-all.gen.yaml``, 15 CRDs) in the shared directory."""
-    return shared_dir() / "istio" / "crd-all.gen.yaml"
-
-
-def gateway_api_crds_file(channel: str = "standard") -> Path:
-    """Gateway API v1.6.1 CRDs (``standard`` or ``experimental`` channel) in the shared directory."""
-    return shared_dir() / "gateway-api" / f"{channel}-install.yaml"
-
-
-def default_crd_files() -> list[Path]:
-    """What a test cluster serves by default: Istio's CRDs and Gateway API's standard channel."""
-    return [istio_crds_file(), gateway_api_crds_file()]
-
-
-def state_dir() -> Path:
-    """State of the detached server managed by ``local-apiserver up/down``."""
-    return cache_root() / "local-apiserver"
-
-
-@dataclass(frozen=True)
-class Binaries:
-    kube_apiserver: Path
-    kubectl: Path
-    etcd: Path
-
-
-def find_binaries() -> Binaries:
-    """Locate kube-apiserver/kubectl (cache) and etcd (PATH) or raise a clear error."""
-    bin_dir = k8s_bin_dir()
-    apiserver, kubectl = bin_dir / "kube-apiserver", bin_dir / "kubectl"
-    missing = [str(p) for p in (apiserver, kubectl) if not os.access(p, os.X_OK)]
-    etcd = shutil.which("etcd")
-    if etcd is None:
-        missing.append("etcd (Debian package etcd-server)")
-    if missing:
-        raise ComponentsMissingError(
-            f"missing {', '.join(missing)}; run scripts/install-components once on this "
-            f"machine (it installs etcd and builds kube-apiserver/kubectl {K8S_VERSION}, "
-            "about 6 minutes the first time)"
-        )
-    assert etcd is not None
-    return Binaries(kube_apiserver=apiserver, kubectl=kubectl, etcd=Path(etcd))
-
 
 # --- small helpers -----------------------------------------------------------------------------
 
@@ -192,53 +102,6 @@ def _http_get(
     return response.status_code, response.content
 
 
-def _pid_running(pid: int, executable: str | None = None) -> bool:
-    """True when ``pid`` is alive (not a zombie) and, if given, runs ``executable``."""
-    proc = Path("/proc") / str(pid)
-    if proc.parent.is_dir():
-        try:
-            stat = (proc / "stat").read_text()
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return False
-        if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X"):
-            return False
-        return executable is None or os.fsdecode(cmdline[0]) == executable
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _terminate_pid(pid: int, executable: str | None, timeout: float) -> None:
-    """SIGTERM, then SIGKILL after ``timeout``, a process that is not our child."""
-    if not _pid_running(pid, executable):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _pid_running(pid, executable):
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline and _pid_running(pid, executable):
-        time.sleep(0.1)
-
-
-def _write_private(path: Path, data: bytes | str) -> None:
-    """Write a file readable by the owner only (keys, tokens, kubeconfig)."""
-    raw = data.encode() if isinstance(data, str) else data
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(raw)
-
-
 def _write_pki(directory: Path) -> CertPair:
     """The serving certificate for 127.0.0.1 from the local CA (the same one the local mesh
     uses, :class:`~reconciler.targets.envoy.pki.LocalCA`, with its own root here), and the
@@ -250,22 +113,12 @@ def _write_pki(directory: Path) -> CertPair:
     serving = ca.issue_server(["127.0.0.1", "localhost"])
     pem, pkcs8 = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    _write_private(directory / "sa.key",
+    write_private(directory / "sa.key",
                    sa_key.private_bytes(pem, pkcs8, serialization.NoEncryption()))
     (directory / "sa.pub").write_bytes(
         sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return serving
-
-
-def _load_crd_documents(path: Path) -> list[dict[str, Any]]:
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with path.open("rb") as handle:
-        docs = [d for d in yaml.load_all(handle, Loader=loader) if isinstance(d, dict)]
-    crds = [d for d in docs if d.get("kind") == "CustomResourceDefinition"]
-    if not crds:
-        raise LocalApiServerError(f"no CustomResourceDefinition in {path}")
-    return crds
 
 
 # --- the server --------------------------------------------------------------------------------
@@ -380,7 +233,7 @@ class LocalApiServer(Component):
             pki = self._workdir / "pki"
             pki.mkdir(exist_ok=True)
             self._serving = _write_pki(pki)
-            _write_private(
+            write_private(
                 self._workdir / "tokens.csv",
                 f"{self.token},{ADMIN_USER},{ADMIN_USER},system:masters\n",
             )
@@ -389,7 +242,7 @@ class LocalApiServer(Component):
                 try:
                     self._start_pair(binaries)
                     break
-                except _PortInUseError:
+                except PortInUseError:
                     self._stop_processes()
                     if attempt == _PORT_ATTEMPTS:
                         raise
@@ -493,11 +346,11 @@ class LocalApiServer(Component):
         )
 
         def ready() -> bool:
-            status, body = self._get("/readyz")
+            status, body = self.get("/readyz")
             if status != 200 or body.strip() != b"ok":
                 return False
             # The bootstrap controller creates "default" just after /readyz turns ok.
-            return self._get("/api/v1/namespaces/default")[0] == 200
+            return self.get("/api/v1/namespaces/default")[0] == 200
 
         self._wait("kube-apiserver", self._apiserver, self.apiserver_log, deadline, ready)
 
@@ -515,7 +368,7 @@ class LocalApiServer(Component):
         except ChildExited as exc:
             tail = log_tail(log, _LOG_TAIL_LINES)
             if "address already in use" in tail:
-                raise _PortInUseError(f"{name}: port taken\n{tail}") from exc
+                raise PortInUseError(f"{name}: port taken\n{tail}") from exc
             raise LocalApiServerError(f"{name} exited with status {exc.code} during "
                                       f"startup\n{tail}") from exc
         except NotReady as exc:
@@ -548,18 +401,19 @@ class LocalApiServer(Component):
             "current-context": "meshdsl-local",
             "preferences": {},
         }
-        _write_private(self.kubeconfig, yaml.safe_dump(config, sort_keys=False))
+        write_private(self.kubeconfig, yaml.safe_dump(config, sort_keys=False))
 
     # -- talking to it --
 
-    def _get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        """GET an API path as admin: (status, body); status 0 when unreachable."""
         return _http_get(
             f"{self.url}{path}", token=self.token, context=self._ssl_context, timeout=timeout
         )
 
-    def get_json(self, path: str) -> Any:
+    def get_json(self, path: str, timeout: float = 5.0) -> Any:
         """GET an API path (e.g. ``/apis``) as admin and decode the JSON; raises on non-200."""
-        status, body = self._get(path)
+        status, body = self.get(path, timeout=timeout)
         if status != 200:
             raise LocalApiServerError(f"GET {path}: HTTP {status}: {body[:500]!r}")
         return json.loads(body)
@@ -590,80 +444,9 @@ class LocalApiServer(Component):
         *,
         timeout: float = CRD_TIMEOUT,
     ) -> list[str]:
-        """Create (or replace) every CRD in ``path`` (one file or several) and wait until all
-        are served.
-
-        Defaults to :func:`default_crd_files` (Istio's bundle and Gateway API's standard
-        channel). Nothing is validated locally: the documents go to the server as JSON, which
-        (1.20) drops the ``x-kubernetes-validations`` CEL rules and keeps the structural
-        schemas. Returns the CRD names.
-        """
-        from kubernetes.dynamic.exceptions import ConflictError
-
-        if path is None:
-            paths = default_crd_files()
-        elif isinstance(path, str | os.PathLike):
-            paths = [Path(path)]
-        else:
-            paths = [Path(p) for p in path]
-        documents = []
-        for crd_path in paths:
-            if not crd_path.is_file():
-                raise LocalApiServerError(f"CRD file not found: {crd_path} (give --crds PATH, "
-                                          "or set MESHDSL_SHARED_DIR)")
-            documents.extend(_load_crd_documents(crd_path))
-        dyn = self.dynamic_client()
-        try:
-            resource = dyn.resources.get(
-                api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition"
-            )
-            for doc in documents:
-                try:
-                    dyn.create(resource, body=doc, field_manager=FIELD_MANAGER)
-                except ConflictError:
-                    current = dyn.get(resource, name=doc["metadata"]["name"])
-                    replacement = dict(doc)
-                    replacement["metadata"] = {
-                        **doc["metadata"],
-                        "resourceVersion": current.metadata.resourceVersion,
-                    }
-                    dyn.replace(resource, body=replacement, field_manager=FIELD_MANAGER)
-        finally:
-            dyn.client.close()
-        self.wait_for_crds(documents, timeout=timeout)
-        return [str(doc["metadata"]["name"]) for doc in documents]
-
-    def wait_for_crds(self, documents: Sequence[dict[str, Any]], *, timeout: float) -> None:
-        """Wait until each CRD is Established and every served version answers a LIST."""
-        deadline = time.monotonic() + timeout
-        pending = {str(doc["metadata"]["name"]): doc for doc in documents}
-        while pending:
-            listing = self.get_json("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
-            for item in listing.get("items", []):
-                name = item["metadata"]["name"]
-                doc = pending.get(name)
-                conditions = item.get("status", {}).get("conditions") or []
-                established = any(
-                    c.get("type") == "Established" and c.get("status") == "True" for c in conditions
-                )
-                if doc is None or not established:
-                    continue
-                spec = doc["spec"]
-                plural = spec["names"]["plural"]
-                served = [v["name"] for v in spec["versions"] if v.get("served", True)]
-                if all(
-                    self._get(f"/apis/{spec['group']}/{version}/{plural}?limit=1")[0] == 200
-                    for version in served
-                ):
-                    del pending[name]
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                raise LocalApiServerError(
-                    f"CRDs not established/served within {timeout:.0f} s: "
-                    f"{', '.join(sorted(pending))}"
-                )
-            time.sleep(0.2)
+        """Create (or replace) every CRD in ``path`` (one file or several; by default
+        Istio's and Gateway API's) and wait until all are served; the CRD names."""
+        return install_crds(self, path, timeout=timeout)
 
     def kubectl_argv(self, *args: str) -> list[str]:
         """argv for the matching kubectl against this server, e.g. ``kubectl_argv("get", "crd")``."""
@@ -687,151 +470,3 @@ class LocalApiServer(Component):
             },
             "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
-
-
-# --- command line: local-apiserver up | down | status -------------------------------------------
-
-
-def _state_file() -> Path:
-    return state_dir() / "state.json"
-
-
-def _read_state() -> dict[str, Any] | None:
-    try:
-        data = json.loads(_state_file().read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as err:
-        print(f"local-apiserver: ignoring unreadable {_state_file()}: {err}", file=sys.stderr)
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _processes(state: dict[str, Any]) -> Iterator[tuple[str, int, str | None]]:
-    processes = state.get("processes", {})
-    if not isinstance(processes, dict):
-        return
-    for name in ("kube-apiserver", "etcd"):  # stop order
-        entry = processes.get(name)
-        if isinstance(entry, dict) and isinstance(entry.get("pid"), int):
-            exe = entry.get("exe")
-            yield name, int(entry["pid"]), str(exe) if exe else None
-
-
-def _state_running(state: dict[str, Any]) -> bool:
-    procs = list(_processes(state))
-    return bool(procs) and all(_pid_running(pid, exe) for _, pid, exe in procs)
-
-
-def _stop_state(state: dict[str, Any], timeout: float = STOP_TIMEOUT) -> None:
-    for _, pid, exe in _processes(state):
-        _terminate_pid(pid, exe, timeout)
-    workdir = state.get("workdir")
-    if isinstance(workdir, str) and workdir:
-        shutil.rmtree(workdir, ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        _state_file().unlink()
-
-
-def _cmd_up(args: argparse.Namespace) -> int:
-    state = _read_state()
-    if state is not None:
-        if _state_running(state):
-            print(f"local-apiserver: already running at {state.get('url')}", file=sys.stderr)
-            print(state["kubeconfig"])
-            return 0
-        print("local-apiserver: cleaning up a stale previous run", file=sys.stderr)
-        _stop_state(state)
-    if not args.no_crds:
-        for crds in args.crds or default_crd_files():
-            if not crds.is_file():
-                raise LocalApiServerError(
-                    f"CRD file not found: {crds} (give --crds PATH, set MESHDSL_SHARED_DIR to "
-                    "the directory holding istio/ and gateway-api/, or use --no-crds)")
-    run_dir = state_dir() / "run"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    state_dir().mkdir(parents=True, exist_ok=True)
-    server = LocalApiServer(
-        workdir=run_dir, keep_workdir=True, detached=True, ready_timeout=args.timeout
-    )
-    started = time.monotonic()
-    try:
-        server.start()
-        print(f"local-apiserver: API server ready at {server.url}", file=sys.stderr)
-        if not args.no_crds:
-            names = server.install_crds(args.crds or None, timeout=args.timeout)
-            print(f"local-apiserver: {len(names)} CRDs established", file=sys.stderr)
-        tmp = _state_file().with_suffix(".tmp")
-        _write_private(tmp, json.dumps(server.state(), indent=2) + "\n")
-        tmp.replace(_state_file())
-    except BaseException:
-        server.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    print(
-        f"local-apiserver: up in {time.monotonic() - started:.1f} s (pids {server.pids}); "
-        f"kubectl {K8S_VERSION}: {server.kubectl}",
-        file=sys.stderr,
-    )
-    print(server.kubeconfig)
-    return 0
-
-
-def _cmd_down(args: argparse.Namespace) -> int:
-    state = _read_state()
-    if state is None:
-        print("local-apiserver: not running", file=sys.stderr)
-        return 0
-    _stop_state(state, timeout=args.timeout)
-    print("local-apiserver: stopped", file=sys.stderr)
-    return 0
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    state = _read_state()
-    running = state is not None and _state_running(state)
-    if args.json:
-        print(json.dumps({"running": running, **(state or {})}, indent=2))
-    elif state is None:
-        print("not running")
-    elif running:
-        procs = ", ".join(f"{name}={pid}" for name, pid, _ in _processes(state))
-        print(f"running: {state.get('url')} ({procs})")
-        print(f"kubeconfig: {state.get('kubeconfig')}")
-        print(f"kubectl: {state.get('kubectl')}")
-    else:
-        print("not running (stale state; `down` cleans it up)")
-    return 0 if running else 1
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="local-apiserver",
-        description=f"A real local kube-apiserver {K8S_VERSION} + etcd on 127.0.0.1.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start detached, install Istio CRDs, print kubeconfig path")
-    up.add_argument(
-        "--crds", type=Path, action="append", default=None, metavar="PATH",
-        help="a CRD YAML file, repeatable (default: Istio's bundle and Gateway API's standard "
-        "channel from $MESHDSL_SHARED_DIR, else ../shared beside the checkout)")
-    up.add_argument("--no-crds", action="store_true", help="do not install any CRDs")
-    up.add_argument("--timeout", type=float, default=READY_TIMEOUT, help="readiness timeout, s")
-    up.set_defaults(func=_cmd_up)
-    down = sub.add_parser("down", help="stop the server started by `up`")
-    down.add_argument("--timeout", type=float, default=STOP_TIMEOUT, help="SIGKILL after, s")
-    down.set_defaults(func=_cmd_down)
-    status = sub.add_parser("status", help="exit 0 when running, 1 otherwise")
-    status.add_argument("--json", action="store_true", help="print the state as JSON")
-    status.set_defaults(func=_cmd_status)
-    args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except LocalApiServerError as err:
-        print(f"local-apiserver: error: {err}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
