@@ -89,7 +89,7 @@ from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
 if TYPE_CHECKING:
-    from reconciler.runtime.status import Control, Status
+    from reconciler.runtime.records import Control, Status
 
 __all__ += ["DeployError", "Deployed", "Deployer", "Revision", "Source", "SourceError",
             "StateStore"]
