@@ -132,6 +132,20 @@ class Source(Protocol):
         """A clean, complete directory holding exactly ``revision`` (fetched if needed)."""
         ...
 
+    @property
+    def ref(self) -> str:
+        """The tracked ref (``refs/heads/main``); empty when the source has none."""
+        ...
+
+    def ensure(self, revision: str) -> Revision:
+        """``revision`` described (fetched if needed), e.g. for a rollback to it."""
+        ...
+
+    def between(self, since: str, until: str, *, limit: int = 20) -> list[Revision]:
+        """Revisions after ``since`` and before ``until``, newest first (at most
+        ``limit``; empty when unknown) — what a burst of pushes passed over."""
+        ...
+
 
 @dataclass(frozen=True)
 class Deployed:

@@ -243,7 +243,7 @@ def reconcile_cmd(
     if branch is not None and tag is not None:
         fail("--branch and --tag are exclusive", 2)
     configure_logging(log_format.value)
-    cache = (cache_dir or default_cache_dir(name)).expanduser()
+    cache = (cache_dir or default_cache_dir(name)).expanduser().resolve()
     source: Source
     if repo is not None:
         from reconciler.sources.git import GitSource
@@ -339,7 +339,7 @@ def reconcile_cmd(
 
         server = WebhookServer(
             host=address[0], port=address[1], secret=secret, on_push=reconciler_.on_push,
-            on_rejected=rejected, health=reconciler_.healthy, ready=reconciler_.ready,
+            on_rejected=rejected, health=reconciler_.live, ready=reconciler_.ready,
             metrics=telemetry.exposition)
         try:
             server.start()
@@ -477,7 +477,9 @@ def _line(attempt: Attempt) -> str:
         times = f" ({attempt.count} times)" if attempt.count > 1 else ""
         return f"{head}  {attempt.failure.kind}: {attempt.failure.describe()}{times}"
     subject = f'  "{attempt.summary}"' if attempt.summary else ""
-    return f"{head}  {_changes(attempt)}{subject}"
+    done = "not run: a newer commit came" if attempt.result is Result.SKIPPED else (
+        _changes(attempt))
+    return f"{head}  {done}{subject}"
 
 
 def _print_status(status: Status) -> None:
@@ -499,6 +501,8 @@ def _print_status(status: Status) -> None:
         if last.failure is not None:
             state = "[bold red]FAILED[/]" if not last.failure.transient else (
                 "[yellow]retrying[/]")
+            if last.failure.kind == "internal":   # the reconciler itself, not the commit
+                state = "[bold red]INTERNAL ERROR[/] (not ready; retrying)"
             console.print(f"last         {state} {last.revision or '(no revision)'} at "
                           f"{last.started_at}", highlight=False, soft_wrap=True)
             console.print(f"             {last.failure.kind}: {last.failure.describe()}"
@@ -664,7 +668,7 @@ def rollback_cmd(
     if len(revision) < 4:
         fail("give at least 4 characters of the revision", 2)
     matches = {a.revision for a in status.history
-               if a.result is not Result.FAILED and a.revision.startswith(revision)}
+               if a.result.live and a.revision.startswith(revision)}
     if not matches:
         fail(f"{revision} is not a revision this reconciler applied; see `meshctl history`",
              2)

@@ -121,6 +121,8 @@ class Settings:
     backoff_max: float = 30.0
     allowed_signers: Path | None = None     # verify commit signatures when set
     rollout_period: float = 1.0             # tick the rollout driver this often
+    internal_limit: int = 3                 # internal failures in a row: /healthz red too
+    skipped_kept: int = 10                  # passed-over commits recorded per pass
 
 
 def _trigger_name(reasons: Iterable[str]) -> str:
@@ -150,6 +152,7 @@ class Reconciler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._crashed: str | None = None
+        self._internal: tuple[int, str] | None = None   # failures in a row, the last one
         self._phases: dict[str, float] = {}
         self.passes = 0
         self.rollouts = rollouts
@@ -199,14 +202,28 @@ class Reconciler:
     # -- health -----------------------------------------------------------------------------
 
     def healthy(self) -> tuple[bool, str]:
+        """Is the loop running at all? (The process watches this to stop.)"""
         if self._crashed:
             return False, f"reconcile loop crashed: {self._crashed}"
         if self._thread is not None and not self._thread.is_alive():
             return False, "reconcile loop stopped"
         return True, "ok"
 
-    def ready(self) -> tuple[bool, str]:
+    def live(self) -> tuple[bool, str]:
+        """Liveness (``/healthz``): running, and not failing internally pass after pass
+        (``internal_limit`` in a row) — a restart is the likeliest cure."""
         ok, why = self.healthy()
+        internal = self._internal
+        if ok and internal is not None and internal[0] >= self.settings.internal_limit:
+            return False, f"{internal[0]} internal failures in a row: {internal[1]}"
+        return ok, why
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness (``/readyz``): live, the leader, and the last pass did not fail
+        internally."""
+        ok, why = self.healthy()
+        if ok and self._internal is not None:
+            return False, f"internal failure: {self._internal[1]}"
         if ok and self.leader is not None and not self.leader.is_leader:
             return False, "standby: another replica holds the lease"
         return ok, why
@@ -252,11 +269,9 @@ class Reconciler:
                 if reasons:
                     try:
                         self.reconcile(reasons)
-                    except Exception as exc:  # a bug: report it, keep the loop alive
-                        self.telemetry.failed("internal")
-                        event("internal-error", name=s.name, level=40,
-                              error=f"{type(exc).__name__}: {exc}")
-                        self._stop.wait(s.backoff_max)
+                        self._internal = None
+                    except Exception as exc:  # a bug or exhaustion: report, keep running
+                        self._failed_internally(exc, reasons)
                 if time.monotonic() >= next_rollout:
                     self.tick_rollouts()
                     next_rollout = time.monotonic() + self._rollout_wait(s.rollout_period)
@@ -266,6 +281,27 @@ class Reconciler:
             self._crashed = f"{type(exc).__name__}: {exc}"
             event("crashed", name=s.name, error=self._crashed, level=50)
             raise
+
+    def _failed_internally(self, exc: Exception, reasons: set[str]) -> None:
+        """A pass raised what no port promises (a bug, ``Too many open files``…): record
+        it in the status and history, turn readiness (and, if it persists, liveness) red,
+        keep the reasons for the next try, and wait before it."""
+        message = f"{type(exc).__name__}: {exc}"
+        count = (self._internal[0] if self._internal else 0) + 1
+        self._internal = (count, message)
+        event("internal-error", name=self.settings.name, level=40, error=message,
+              in_a_row=count)
+        failure = Failure("internal", f"the reconciler failed internally: {message}",
+                          transient=True)
+        with contextlib.suppress(Exception):   # the status store may be what is failing
+            self._finish(Attempt(revision=self.status.in_progress or "",
+                                 trigger=_trigger_name(reasons), started_at=now_iso(),
+                                 duration=0.0, result=Result.FAILED, failure=failure,
+                                 summary="internal error"))
+        with self._guard:
+            self._pending |= reasons | {"retry"}
+        self._stop.wait(min(self.settings.backoff_max,
+                            self.settings.backoff_initial * 2 ** min(count, 10)))
 
     def reconcile(self, reasons: Iterable[str] = ("manual",), *,
                   max_attempts: int | None = None) -> Status:
@@ -457,6 +493,8 @@ class Reconciler:
         base = Attempt(revision=revision.id, trigger=trigger, started_at=started,
                        duration=0.0, result=Result.APPLIED, summary=revision.summary)
         resumed = self.status.in_progress == revision.id
+        if not resumed:
+            self._record_skipped(revision, trigger)
         try:
             output = self._read(lambda: self.store.load_output(revision.id),
                                 "reading a stored output") if resumed else None
@@ -491,6 +529,28 @@ class Reconciler:
         self.telemetry.applied(revision.id, mesh)
         self._read(lambda: self.store.prune_outputs(outputs_to_keep(self.status)),
                    "pruning old outputs")
+
+    def _record_skipped(self, revision: Revision, trigger: str) -> None:
+        """Record the commits a burst passed over (pushed after the last one tried, before
+        ``revision``): each gets a *skipped* history entry, so a broken commit that was
+        never run still shows in ``meshctl history``."""
+        last = self.status.last
+        since = (last.revision if last is not None and last.revision
+                 else self.status.applied_revision)
+        if not since or since == revision.id:
+            return
+        try:
+            passed = self.source.between(since, revision.id,
+                                         limit=self.settings.skipped_kept)
+        except SourceError as exc:  # only bookkeeping: never blocks the apply
+            event("skipped-unknown", name=self.settings.name, level=30, error=str(exc))
+            return
+        for skipped in reversed(passed):   # oldest first, so history stays newest first
+            self.status = self.status.record(Attempt(
+                revision=skipped.id, trigger=trigger, started_at=now_iso(), duration=0.0,
+                result=Result.SKIPPED, summary=skipped.summary))
+            event("skipped", name=self.settings.name, revision=skipped.short,
+                  newer=revision.short)
 
     def _verify(self, revision: Revision) -> None:
         signers = self.settings.allowed_signers

@@ -52,6 +52,12 @@ class Result(StrEnum):
     FAILED = "failed"          # nothing applied; the previous state stays
     HEALED = "healed"          # drift written back (same revision)
     ROLLED_BACK = "rolled-back"
+    SKIPPED = "skipped"        # a commit passed over in a burst (a newer one was applied)
+
+    @property
+    def live(self) -> bool:
+        """Did this attempt leave its revision live (so a rollback may ask for it)?"""
+        return self in (Result.APPLIED, Result.HEALED, Result.ROLLED_BACK)
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,7 @@ class Status:
     def find(self, prefix: str) -> Attempt | None:
         """The newest applied entry whose revision starts with ``prefix``."""
         for attempt in self.history:
-            if attempt.result is not Result.FAILED and attempt.revision.startswith(prefix):
+            if attempt.result.live and attempt.revision.startswith(prefix):
                 return attempt
         return None
 
@@ -233,7 +239,7 @@ def outputs_to_keep(status: Status, *, limit: int = OUTPUTS_KEPT) -> set[str]:
     (and whatever is live or in progress)."""
     keep: list[str] = []
     for attempt in status.history:
-        if attempt.result is not Result.FAILED and attempt.revision not in keep:
+        if attempt.result.live and attempt.revision not in keep:
             keep.append(attempt.revision)
     chosen = set(keep[:limit])
     if status.applied is not None:

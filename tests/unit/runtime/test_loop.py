@@ -6,8 +6,12 @@ here every outcome is scripted so each rule of the loop is checked on its own.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,7 @@ from reconciler.runtime.loop import Reconciler, Settings
 from reconciler.runtime.sandbox import Compiled, ProgramFailed
 from reconciler.runtime.status import Control, DiskStore, Result, Status, StoreError
 from reconciler.sources.git import VerificationError
-from reconciler.sources.webhook import PushEvent
+from reconciler.sources.webhook import PushEvent, WebhookServer
 
 A, B, C = "a" * 40, "b" * 40, "c" * 40
 
@@ -30,6 +34,7 @@ class Source:
         self.tmp, self.head = tmp, A
         self.failures: list[SourceError] = []
         self.unsigned: set[str] = set()
+        self.passed_over: dict[tuple[str, str], list[Revision]] = {}
 
     def describe(self) -> str:
         return "fake"
@@ -41,6 +46,9 @@ class Source:
 
     def ensure(self, revision: str) -> Revision:
         return Revision(id=revision)
+
+    def between(self, since: str, until: str, *, limit: int = 20) -> list[Revision]:
+        return self.passed_over.get((since, until), [])[:limit]
 
     def checkout(self, revision: str) -> Path:
         path = self.tmp / revision
@@ -343,3 +351,72 @@ def test_an_unreadable_status_is_never_overwritten(parts: Any) -> None:
     assert status.applied == saved.applied
     kept = original()
     assert kept is not None and kept.applied == saved.applied
+
+
+def test_commits_passed_over_in_a_burst_are_recorded(parts: Any) -> None:
+    source, runner, _deployer, _store = parts
+    rec = make(parts)
+    rec.reconcile({"webhook"})
+    source.head = C
+    source.passed_over[(A, C)] = [Revision(id=B, summary="broken")]
+    status = rec.reconcile({"webhook"})
+    assert [(a.revision, a.result) for a in status.history] == [
+        (C, Result.APPLIED), (B, Result.SKIPPED), (A, Result.APPLIED)]
+    assert status.history[1].summary == "broken" and B not in runner.runs
+    assert status.find(B[:6]) is None        # never live: not a rollback target
+
+
+def test_internal_failure_turns_readiness_then_liveness_red(parts: Any) -> None:
+    """/readyz and /healthz over real HTTP (the webhook server on 127.0.0.1), and
+    ``meshctl status`` reading the state directory."""
+    source, _runner, deployer, store = parts
+    rec = make(parts, poll_interval=None, drift_interval=None, control_interval=0.01,
+               internal_limit=2)
+    boom = OSError(24, "Too many open files")
+    original = deployer.deploy
+    failing = {"on": True}
+
+    def deploy(output: dict[str, Any], **kw: Any) -> Deployed:
+        if failing["on"]:
+            raise boom
+        return original(output, **kw)
+
+    deployer.deploy = deploy  # type: ignore[method-assign]
+    server = WebhookServer(secret=None, on_push=rec.on_push, health=rec.live,
+                           ready=rec.ready).start()
+
+    def probe(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(server.url + path, timeout=5) as response:
+                return int(response.status), response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    rec.start()
+    try:
+        assert probe("/readyz")[0] == 200 or not rec.ready()[0]
+        deadline = time.monotonic() + 10
+        while rec.live()[0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        code, why = probe("/readyz")
+        assert code == 503 and "Too many open files" in why
+        code, why = probe("/healthz")
+        assert code == 503 and "internal failures in a row" in why
+        assert rec.healthy()[0]     # the loop itself runs on
+        shown = subprocess.run(
+            [sys.executable, "-c", "from reconciler.cli import main; main()", "status",
+             "--state-dir", str(store.directory)], capture_output=True, text=True,
+            timeout=60, check=False)
+        assert "INTERNAL ERROR" in shown.stdout and "Too many open files" in shown.stdout
+        stored = store.load_status()
+        assert stored is not None and stored.last is not None
+        assert stored.last.failure is not None and stored.last.failure.kind == "internal"
+        assert "Too many open files" in stored.last.failure.message
+        failing["on"] = False                 # the cause goes away: the loop recovers
+        while not rec.ready()[0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert probe("/readyz")[0] == 200 and probe("/healthz")[0] == 200
+        assert rec.status.applied_revision == source.head
+    finally:
+        rec.stop()
+        server.stop()

@@ -62,6 +62,12 @@ class Source:
     def latest(self) -> Revision:
         return Revision(id=self.head, ref=self.ref)
 
+    def ensure(self, revision: str) -> Revision:
+        return Revision(id=revision)
+
+    def between(self, since: str, until: str, *, limit: int = 20) -> list[Revision]:
+        return []
+
     def checkout(self, revision: str) -> Path:
         path = self.tmp / revision
         path.mkdir(parents=True, exist_ok=True)
