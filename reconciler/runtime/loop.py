@@ -649,22 +649,36 @@ class Reconciler:
 
         return self._view_output(output, view, weights), deployed
 
-    def tick_rollouts(self) -> None:
-        """One driver tick for the applied revision (analyses, steps, manual commands),
-        under the target lock; the driver deploys a changed view through
-        :meth:`_push_view`."""
+    def _drives_rollouts(self) -> bool:
+        """Does the driver run the revision the target serves, here and now?"""
         driver, applied = self.rollouts, self.status.applied
         if driver is None or applied is None or self.status.suspended:
-            return
+            return False
         if self.leader is not None and not self.leader.is_leader:
+            return False
+        return driver.revision == applied.revision and self.status.in_progress is None
+
+    def tick_rollouts(self) -> None:
+        """One driver tick for the applied revision (analyses, steps, manual commands).
+
+        The tick — metric queries and gate webhooks, which may take up to their deadlines —
+        runs *without* the target lock; only pushing a changed view takes it (through
+        :meth:`_push_view`), after checking again that nothing changed meanwhile."""
+        driver = self.rollouts
+        if driver is None or not self._drives_rollouts():
             return
-        if driver.revision != applied.revision or self.status.in_progress is not None:
-            return   # the driver runs only the revision the target serves
+        try:
+            driver.tick(push=False)
+        except Exception as exc:  # the store or a metrics source is down: next tick
+            event("rollout-tick-failed", name=self.settings.name, level=30,
+                  error=f"{type(exc).__name__}: {exc}")
         with target_lock(self.deployer.identity):
+            if not self._drives_rollouts():
+                return   # a pass took over meanwhile: it deploys the view itself
             try:
-                driver.tick()
-            except Exception as exc:  # the store or a metrics source is down: next tick
-                event("rollout-tick-failed", name=self.settings.name, level=30,
+                driver.sync()
+            except Exception as exc:  # the target is down: the next tick pushes again
+                event("rollout-push-failed", name=self.settings.name, level=30,
                       error=f"{type(exc).__name__}: {exc}")
 
     def _rollout_wait(self, period: float) -> float:

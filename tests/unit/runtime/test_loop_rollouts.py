@@ -21,7 +21,7 @@ from meshdsl.model.spec import MeshSpec
 from reconciler.delivery.phases import Phase
 from reconciler.delivery.queries import MetricQuery
 from reconciler.ports import Deployed, DeployError, Revision
-from reconciler.runtime.loop import Reconciler, Settings
+from reconciler.runtime.loop import Reconciler, Settings, target_lock
 from reconciler.runtime.rollout_store import DiskRolloutStore
 from reconciler.runtime.rollouts import RolloutDriver
 from reconciler.runtime.sandbox import Compiled
@@ -293,3 +293,21 @@ def test_the_loop_ticks_when_an_analysis_is_due_not_a_period_later(rig: Rig) -> 
     assert rig.rec._rollout_wait(1.0) == 1.0          # manual commands still seen each period
     rig.clock.now += 60                               # overdue: tick almost at once
     assert rig.rec._rollout_wait(30.0) == pytest.approx(0.02)
+
+
+def test_analyses_wait_without_the_target_lock(rig: Rig) -> None:
+    """Metric queries and gate webhooks may take their whole deadline: a tick must not
+    hold the target lock meanwhile (a pass or a rollback would stall behind it)."""
+    rig.push(A)
+    rig.push(B)
+    held: list[bool] = []
+    measure = rig.metrics.measure
+
+    def watched(query: MetricQuery) -> float | None:
+        held.append(target_lock(rig.deployer.identity).locked())
+        return measure(query)
+
+    rig.metrics.measure = watched  # type: ignore[method-assign]
+    rig.analyse(3)
+    assert held and not any(held)
+    assert rig.deployer.live == {"v2": 100}   # the steps' views were still pushed
