@@ -36,6 +36,7 @@ from reconciler.runtime.status import (
     Result,
     StateLockedError,
     Status,
+    request_control,
 )
 
 # --- shared options ------------------------------------------------------------------------
@@ -625,8 +626,7 @@ def history_cmd(
 
 def _request(store: StateStore, **changes: Any) -> Control:
     try:
-        control = store.load_control().request(requested_by=_who(), **changes)
-        store.save_control(control)
+        control = request_control(store, requested_by=_who(), **changes)
     except Exception as exc:
         fail(f"cannot write the control request to {store.describe()}: {exc}", 2)
     return control

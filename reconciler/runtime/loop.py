@@ -62,6 +62,7 @@ from reconciler.runtime.sandbox import Compiled, ProgramFailed
 from reconciler.runtime.status import (
     Attempt,
     Control,
+    CorruptRecordError,
     DriftReport,
     Failure,
     Result,
@@ -152,6 +153,7 @@ class Reconciler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._crashed: str | None = None
+        self._reported = ""     # the unusable-record problem last reported
         self._internal: tuple[int, str] | None = None   # failures in a row, the last one
         self._phases: dict[str, float] = {}
         self.passes = 0
@@ -350,7 +352,9 @@ class Reconciler:
             self._load()
             with self._phase("control"):
                 control = self._read(self.store.load_control, "reading the control record")
-            if control.generation > self.status.observed_control:
+            if control.problem:
+                self._unusable_record(control.problem)
+            elif control.generation > self.status.observed_control:
                 reasons |= self._obey(control)
             if self.status.suspended:
                 if reasons & {"drift", "start", "leader"} and self.status.applied:
@@ -362,6 +366,8 @@ class Reconciler:
     def _read(self, fn: Any, what: str) -> Any:
         try:
             return fn()
+        except CorruptRecordError:
+            raise
         except (StoreError, TargetError, DeployError, SourceError, OSError) as exc:
             failure = Failure("state", f"{what} failed: {exc}", transient=True)
             self._finish(Attempt(revision=self.status.in_progress or "", trigger="retry",
@@ -369,14 +375,33 @@ class Reconciler:
                                  failure=failure, summary=self.store.describe()))
             raise TransientError(failure) from exc
 
+    def _unusable_record(self, problem: str) -> None:
+        """A stored record cannot be used (corrupt, or not ours): say so once in the
+        status and history, and go on without it — it must not block the next commit."""
+        if self._reported == problem:
+            return
+        self._reported = problem
+        event("unusable-record", name=self.settings.name, level=40, problem=problem)
+        self._finish(Attempt(revision="", trigger="control", started_at=now_iso(),
+                             duration=0.0, result=Result.FAILED,
+                             failure=Failure("state", problem), summary="stored record"))
+
     def _load(self) -> None:
         if self._loaded:
             return
-        stored = self._read(self.store.load_status, "reading the status")
+        problem = ""
+        try:
+            stored = self._read(self.store.load_status, "reading the status")
+        except CorruptRecordError as exc:   # start afresh; the next save replaces it
+            stored = None
+            problem = (f"the stored status could not be used ({exc}); a new one replaces "
+                       "it (earlier history is lost)")
         base = stored if stored is not None else Status(name=self.settings.name)
         self.status = replace(base, name=self.settings.name, source=self.source.describe(),
                               target=self.deployer.identity)
         self._loaded = True
+        if problem:
+            self._unusable_record(problem)
         if self.status.applied is not None:
             self.telemetry.applied(self.status.applied.revision, self.status.applied.mesh)
         self.telemetry.suspended.labels(self.settings.name).set(int(self.status.suspended))
@@ -390,7 +415,7 @@ class Reconciler:
         """Act on a control generation not seen yet; returns extra reasons for this pass."""
         extra: set[str] = set()
         was_suspended = self.status.suspended
-        if control.rollback and control.suspended:
+        if control.rollback and control.wants_rollback(self.status.observed_control):
             self._rollback(control.rollback, control)
         self.status = replace(self.status, suspended=control.suspended,
                               suspend_reason=control.reason if control.suspended else None,

@@ -193,7 +193,14 @@ class Status:
 @dataclass(frozen=True)
 class Control:
     """A request from ``meshctl suspend/resume/rollback``; ``generation`` grows by one per
-    request."""
+    request.
+
+    ``rollback_generation`` is the generation that asked for ``rollback``: a suspend that
+    lands after a rollback request keeps it (the reconciler may not have seen it yet), so
+    two people's requests never cancel each other; the reconciler rolls back once, when it
+    first sees a generation at or after it. ``version`` is the store's version of the record
+    as read (for compare-and-swap) and ``problem`` says why a stored record could not be
+    used (corrupt, not ours) — neither is stored."""
 
     generation: int = 0
     suspended: bool = False
@@ -201,21 +208,44 @@ class Control:
     rollback: str | None = None         # full revision to re-apply
     requested_at: str = ""
     requested_by: str = ""
+    rollback_generation: int = 0
+    version: str = field(default="", compare=False)
+    problem: str = field(default="", compare=False)
 
     def request(self, **changes: Any) -> Control:
-        return replace(self, generation=self.generation + 1, requested_at=now_iso(),
-                       **changes)
+        """The next generation with ``changes``. A rollback not cleared by a resume is
+        kept (see the class docstring)."""
+        generation = self.generation + 1
+        if changes.get("rollback"):
+            changes["rollback_generation"] = generation
+        elif changes.get("suspended") is False:
+            changes["rollback"], changes["rollback_generation"] = None, 0
+        elif "rollback" in changes and self.rollback:
+            del changes["rollback"]          # a suspend keeps a pending rollback
+        return replace(self, generation=generation, requested_at=now_iso(), version="",
+                       problem="", **changes)
+
+    def wants_rollback(self, observed: int) -> bool:
+        """Is there a rollback the reconciler (having seen ``observed``) has not done?"""
+        return bool(self.rollback and self.suspended and (
+            self.rollback_generation or self.generation) > observed)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        del data["version"], data["problem"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Control:
-        return cls(generation=int(data.get("generation") or 0),
+        generation = int(data.get("generation") or 0)
+        rollback = data.get("rollback")
+        return cls(generation=generation,
                    suspended=bool(data.get("suspended")), reason=data.get("reason"),
-                   rollback=data.get("rollback"),
+                   rollback=rollback,
                    requested_at=str(data.get("requested_at", "")),
-                   requested_by=str(data.get("requested_by", "")))
+                   requested_by=str(data.get("requested_by", "")),
+                   rollback_generation=int(data.get("rollback_generation")
+                                           or (generation if rollback else 0)))
 
 
 def clean(value: Any) -> Any:

@@ -17,14 +17,16 @@ import base64
 import contextlib
 import fcntl
 import gzip
+import hashlib
 import json
 import os
 import re
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
-from reconciler.ports import Target
+from reconciler.ports import ObjectRejected, StateStore, Target
 from reconciler.runtime.records import (
     HISTORY_LIMIT,
     OUTPUTS_KEPT,
@@ -47,16 +49,19 @@ __all__ = [
     "Attempt",
     "ClusterStore",
     "Control",
+    "CorruptRecordError",
     "DiskStore",
     "DriftReport",
     "Failure",
     "Result",
+    "StaleRecordError",
     "StateLockedError",
     "Status",
     "StoreError",
     "ensure_namespace",
     "now_iso",
     "outputs_to_keep",
+    "request_control",
     "state_labels",
 ]
 
@@ -69,6 +74,38 @@ class StoreError(Exception):
 
 class StateLockedError(StoreError):
     """Another reconciler is using this state directory."""
+
+
+class StaleRecordError(StoreError):
+    """The record changed since it was read (compare-and-swap failed): read it again."""
+
+
+class CorruptRecordError(StoreError):
+    """A stored record is unreadable or not ours; the message says which and how to fix."""
+
+
+def request_control(store: StateStore, *, attempts: int = 20, **changes: Any) -> Control:
+    """Write the next control generation with ``changes``, compare-and-swap on the record's
+    version: two requests at once both land, one after the other, never one over the
+    other. A corrupt or foreign record is replaced, at a generation past the one the
+    reconciler last observed (so it is not ignored)."""
+    for _ in range(attempts):
+        current = store.load_control()
+        if current.problem:
+            observed = 0
+            with contextlib.suppress(StoreError):
+                status = store.load_status()
+                observed = status.observed_control if status is not None else 0
+            current = replace(Control(generation=max(current.generation, observed)),
+                              version=current.version)
+        wanted = current.request(**changes)
+        try:
+            store.save_control(wanted, expected=current.version)
+        except StaleRecordError:
+            continue
+        return wanted
+    raise StoreError(f"the control record in {store.describe()} kept changing "
+                     f"({attempts} attempts); try again")
 
 
 def _encode_output(output: dict[str, Any]) -> bytes:
@@ -128,9 +165,23 @@ class DiskStore:
             data = json.loads((self.directory / name).read_text())
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:
+            raise CorruptRecordError(f"cannot read {self.directory / name}: not valid "
+                                     f"JSON ({exc})") from exc
+        except OSError as exc:
             raise StoreError(f"cannot read {self.directory / name}: {exc}") from exc
-        return data if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            raise CorruptRecordError(f"cannot read {self.directory / name}: not a JSON "
+                                     "object")
+        return data
+
+    def _version(self, name: str) -> str:
+        try:
+            return hashlib.sha256((self.directory / name).read_bytes()).hexdigest()[:16]
+        except FileNotFoundError:
+            return ""
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.directory / name}: {exc}") from exc
 
     def _write(self, name: str, data: dict[str, Any]) -> None:
         try:
@@ -147,11 +198,28 @@ class DiskStore:
         self._write("status.json", status.to_dict())
 
     def load_control(self) -> Control:
-        data = self._read("control.json")
-        return Control.from_dict(data) if data is not None else Control()
+        version = self._version("control.json")
+        try:
+            data = self._read("control.json")
+        except CorruptRecordError as exc:
+            return Control(version=version, problem=f"the control record {exc}; "
+                           "`meshctl resume` (or suspend/rollback) replaces it")
+        control = Control.from_dict(data) if data is not None else Control()
+        return replace(control, version=version)
 
-    def save_control(self, control: Control) -> None:
-        self._write("control.json", control.to_dict())
+    def save_control(self, control: Control, *, expected: str | None = None) -> None:
+        """Write ``control``; with ``expected``, only if the stored record is still the one
+        of that version ("": none), under a lock shared by every writer of the directory."""
+        if expected is None:
+            self._write("control.json", control.to_dict())
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / "control.lock").open("ab") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            if self._version("control.json") != expected:
+                raise StaleRecordError(f"{self.directory / 'control.json'} changed since "
+                                       "it was read")
+            self._write("control.json", control.to_dict())
 
     def save_output(self, revision: str, output: dict[str, Any]) -> None:
         try:
@@ -236,12 +304,14 @@ class ClusterStore:
         return self.target.get("v1", "ConfigMap", self.namespace, name)
 
     def _put(self, name: str, role: str, *, data: dict[str, str] | None = None,
-             binary: dict[str, bytes] | None = None) -> None:
+             binary: dict[str, bytes] | None = None, version: str | None = None) -> None:
         self._ensure_namespace()
         manifest: dict[str, Any] = {
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": self.namespace,
                          "labels": state_labels(self.name, role)}}
+        if version:   # a precondition: the server refuses the write (409) if it changed
+            manifest["metadata"]["resourceVersion"] = version
         if data is not None:
             manifest["data"] = data
         if binary is not None:
@@ -249,18 +319,32 @@ class ClusterStore:
                                       binary.items()}
         self.target.apply(manifest, force=True)
 
-    def _json(self, name: str, key: str) -> dict[str, Any] | None:
+    def _json(self, name: str, key: str, role: str
+              ) -> tuple[dict[str, Any] | None, str]:
+        """The record's JSON object (``None`` when absent) and its resourceVersion; raises
+        :class:`CorruptRecordError` for a record that is not ours or not valid."""
         obj = self._get(name)
         if obj is None:
-            return None
+            return None, ""
+        meta = obj.get("metadata") or {}
+        version = str(meta.get("resourceVersion") or "")
+        labels = meta.get("labels") or {}
+        where = f"ConfigMap {self.namespace}/{name}"
+        if labels.get(RECONCILER_LABEL) != self.name or labels.get(ROLE_LABEL) != role:
+            raise CorruptRecordError(f"{where} is not a meshdsl {role} record (labels "
+                                     f"{RECONCILER_LABEL}={self.name}, {ROLE_LABEL}={role} "
+                                     "missing)")
+        raw = (obj.get("data") or {}).get(key)
         try:
-            data = json.loads((obj.get("data") or {}).get(key) or "null")
+            data = json.loads(raw or "null")
         except ValueError as exc:
-            raise StoreError(f"ConfigMap {self.namespace}/{name} holds invalid JSON") from exc
-        return data if isinstance(data, dict) else None
+            raise CorruptRecordError(f"{where} holds invalid JSON in {key}") from exc
+        if raw is not None and not isinstance(data, dict):
+            raise CorruptRecordError(f"{where} does not hold a JSON object in {key}")
+        return data, version
 
     def load_status(self) -> Status | None:
-        data = self._json(f"meshdsl-status-{self.name}", "status.json")
+        data, _ = self._json(f"meshdsl-status-{self.name}", "status.json", "status")
         return Status.from_dict(data) if data is not None else None
 
     def save_status(self, status: Status) -> None:
@@ -268,12 +352,37 @@ class ClusterStore:
                   data={"status.json": json.dumps(status.to_dict(), indent=1, sort_keys=True)})
 
     def load_control(self) -> Control:
-        data = self._json(f"meshdsl-control-{self.name}", "control.json")
-        return Control.from_dict(data) if data is not None else Control()
+        name = f"meshdsl-control-{self.name}"
+        try:
+            data, version = self._json(name, "control.json", "control")
+        except CorruptRecordError as exc:
+            found = self._get(name) or {}
+            return Control(version=str((found.get("metadata") or {}).get("resourceVersion")
+                                       or ""),
+                           problem=f"{exc}; `meshctl resume` (or suspend/rollback) "
+                                   "replaces it")
+        control = Control.from_dict(data) if data is not None else Control()
+        return replace(control, version=version)
 
-    def save_control(self, control: Control) -> None:
-        self._put(f"meshdsl-control-{self.name}", "control",
-                  data={"control.json": json.dumps(control.to_dict(), sort_keys=True)})
+    def save_control(self, control: Control, *, expected: str | None = None) -> None:
+        """Write ``control``; with ``expected`` (a resourceVersion, "" for none), only if
+        the stored record is still that one — the API server checks it (409 otherwise).
+
+        Creating the record has no server-side precondition in server-side apply, so for
+        ``expected=""`` the absence is checked just before writing: two first-ever requests
+        in the same few milliseconds could still meet; every later one is exact."""
+        name = f"meshdsl-control-{self.name}"
+        if expected == "" and self._get(name) is not None:
+            raise StaleRecordError(f"ConfigMap {self.namespace}/{name} was created since "
+                                   "it was read")
+        try:
+            self._put(name, "control", version=expected or None,
+                      data={"control.json": json.dumps(control.to_dict(), sort_keys=True)})
+        except ObjectRejected as exc:
+            if exc.conflict:
+                raise StaleRecordError(f"ConfigMap {self.namespace}/{name} changed since "
+                                       "it was read") from exc
+            raise
 
     def _output_name(self, revision: str) -> str:
         return f"meshdsl-output-{self.name}-{_safe_name(revision)}"[:253]

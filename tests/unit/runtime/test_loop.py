@@ -20,7 +20,14 @@ import pytest
 from reconciler.ports import Deployed, DeployError, Revision, SourceError
 from reconciler.runtime.loop import Reconciler, Settings
 from reconciler.runtime.sandbox import Compiled, ProgramFailed
-from reconciler.runtime.status import Control, DiskStore, Result, Status, StoreError
+from reconciler.runtime.status import (
+    Control,
+    DiskStore,
+    Result,
+    Status,
+    StoreError,
+    request_control,
+)
 from reconciler.sources.git import VerificationError
 from reconciler.sources.webhook import PushEvent, WebhookServer
 
@@ -413,6 +420,7 @@ def test_internal_failure_turns_readiness_then_liveness_red(parts: Any) -> None:
         assert stored.last.failure is not None and stored.last.failure.kind == "internal"
         assert "Too many open files" in stored.last.failure.message
         failing["on"] = False                 # the cause goes away: the loop recovers
+        deadline = time.monotonic() + 20
         while not rec.ready()[0] and time.monotonic() < deadline:
             time.sleep(0.01)
         assert probe("/readyz")[0] == 200 and probe("/healthz")[0] == 200
@@ -420,3 +428,27 @@ def test_internal_failure_turns_readiness_then_liveness_red(parts: Any) -> None:
     finally:
         rec.stop()
         server.stop()
+
+
+def test_corrupt_records_are_reported_and_do_not_block_the_next_commit(parts: Any) -> None:
+    source, _runner, _deployer, store = parts
+    rec = make(parts)
+    rec.reconcile({"webhook"})
+    (store.directory / "control.json").write_text("{oops")
+    source.head = B
+    status = rec.reconcile({"webhook"}, max_attempts=2)
+    assert status.applied_revision == B
+    reported = [a for a in status.history if a.failure and "control record" in
+                a.failure.message]
+    assert len(reported) == 1 and "meshctl resume" in reported[0].failure.message  # type: ignore[union-attr]
+    request_control(store, suspended=True, reason="repaired", rollback=None)
+    assert rec.reconcile({"manual"}).suspended
+
+    (store.directory / "status.json").write_text("[]")      # a status that is not ours
+    fresh = make(parts)
+    source.head = C
+    fresh.reconcile({"resume"})
+    status = fresh.reconcile({"webhook"}, max_attempts=2)
+    assert any(a.failure and "stored status could not be used" in a.failure.message
+               for a in status.history)
+    assert store.load_status() is not None                  # replaced by a good one
