@@ -60,6 +60,11 @@ class Target(Protocol):
         manager owns; without it such a field is a conflict."""
         ...
 
+    def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create the object only if it does not exist yet; an existing one is an
+        :class:`ObjectRejected` with ``conflict`` set (compare-and-swap from nothing)."""
+        ...
+
     def remove_fields(self, api_version: str, kind: str, namespace: str, name: str,
                       fields: list[tuple[tuple[str, ...], Any]], *, dry_run: bool = False
                       ) -> dict[str, Any]:

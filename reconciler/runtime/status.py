@@ -368,16 +368,20 @@ class ClusterStore:
         """Write ``control``; with ``expected`` (a resourceVersion, "" for none), only if
         the stored record is still that one — the API server checks it (409 otherwise).
 
-        Creating the record has no server-side precondition in server-side apply, so for
-        ``expected=""`` the absence is checked just before writing: two first-ever requests
-        in the same few milliseconds could still meet; every later one is exact."""
+        Server-side apply cannot say "only if absent", so the first record is created
+        (POST, 409 when it exists) rather than applied."""
         name = f"meshdsl-control-{self.name}"
-        if expected == "" and self._get(name) is not None:
-            raise StaleRecordError(f"ConfigMap {self.namespace}/{name} was created since "
-                                   "it was read")
+        data = {"control.json": json.dumps(control.to_dict(), sort_keys=True)}
         try:
-            self._put(name, "control", version=expected or None,
-                      data={"control.json": json.dumps(control.to_dict(), sort_keys=True)})
+            if expected == "":
+                self._ensure_namespace()
+                self.target.create({"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"name": name, "namespace": self.namespace,
+                                                 "labels": state_labels(self.name,
+                                                                        "control")},
+                                    "data": data})
+            else:
+                self._put(name, "control", version=expected, data=data)
         except ObjectRejected as exc:
             if exc.conflict:
                 raise StaleRecordError(f"ConfigMap {self.namespace}/{name} changed since "

@@ -352,6 +352,20 @@ class KubeTarget:
         )
         return dict(result) if isinstance(result, dict) else {}
 
+    def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create the object only if it does not exist (POST; 409 :class:`Conflict`
+        otherwise) — the one precondition server-side apply cannot express."""
+        api_version, kind = str(manifest.get("apiVersion")), str(manifest.get("kind"))
+        meta = manifest.get("metadata") or {}
+        res = self.resource(api_version, kind)
+        what = _describe(manifest)
+        body = json.dumps(with_list_keys(manifest), separators=(",", ":")).encode()
+        self._count_write("create", what)
+        result = self._request("POST", res.path(meta.get("namespace")),
+                               query=[("fieldManager", self.field_manager)], body=body,
+                               content_type="application/json", what=what)
+        return dict(result) if isinstance(result, dict) else {}
+
     def remove_fields(self, api_version: str, kind: str, namespace: str, name: str,
                       fields: list[tuple[tuple[str, ...], Any]], *, dry_run: bool = False
                       ) -> dict[str, Any]:
