@@ -89,6 +89,7 @@ class Target(Protocol):
 # === gitops (issue #5): sources of revisions, where reconcile state lives, and deployers ===
 # Appended by the GitOps reconciler; reconciler.runtime.loop talks only to these.
 
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
@@ -183,10 +184,12 @@ class Deployer(Protocol):
         ...
 
     def deploy(self, output: dict[str, Any], *, mesh: str, heal: bool,
-               dry_run: bool = False) -> Deployed:
+               dry_run: bool = False, fence: Callable[[], bool] | None = None) -> Deployed:
         """Apply ``output`` (``{"manifests": [...], "spec": {...}}`` from the sandbox) for
         ``mesh``; ``heal`` writes back objects someone else changed; ``dry_run`` only
-        reports what would change (and the drift). Raises :class:`DeployError`."""
+        reports what would change (and the drift). ``fence`` is asked before every write
+        (false: leadership lost — stop there, a transient ``DeployError`` of kind
+        ``fenced``). Raises :class:`DeployError`."""
         ...
 
 

@@ -13,11 +13,12 @@ new revision). Each deployer here wraps one target's apply and makes that call.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from reconciler.core.errors import CoreError
 from reconciler.ports import Deployed, DeployError, Target, TargetError
-from reconciler.runtime.apply import ApplyError, Options, RejectedError
+from reconciler.runtime.apply import ApplyError, FencedError, Options, RejectedError
 from reconciler.runtime.apply import apply as run_apply
 from reconciler.targets.kube import Forbidden, KubeError, Unauthorized, Unreachable
 
@@ -31,6 +32,8 @@ def _kube_failure(exc: BaseException) -> DeployError:
     message = str(exc)
     if isinstance(exc, RejectedError):
         return DeployError(message, kind="rejected", transient=False)
+    if isinstance(exc, FencedError):   # the new leader finishes; this replica stands by
+        return DeployError(message, kind="fenced", transient=True)
     if isinstance(exc, Unreachable):
         return DeployError(message, kind="unreachable", transient=True)
     if isinstance(exc, (Unauthorized, Forbidden)):
@@ -63,9 +66,9 @@ class KubeDeployer:
         return f"kube {self._server}"
 
     def deploy(self, output: dict[str, Any], *, mesh: str, heal: bool,
-               dry_run: bool = False) -> Deployed:
+               dry_run: bool = False, fence: Callable[[], bool] | None = None) -> Deployed:
         manifests = list(output.get("manifests") or [])
-        options = Options(heal=heal, dry_run=dry_run, **self._options)
+        options = Options(heal=heal, dry_run=dry_run, fence=fence, **self._options)
         try:
             result = run_apply(self.target, manifests, mesh=mesh, options=options)
         except (TargetError, CoreError, ApplyError) as exc:
@@ -93,9 +96,12 @@ class LocalDeployer:
         return str(self.mesh.identity)
 
     def deploy(self, output: dict[str, Any], *, mesh: str, heal: bool,
-               dry_run: bool = False) -> Deployed:
+               dry_run: bool = False, fence: Callable[[], bool] | None = None) -> Deployed:
         if dry_run or not heal:
             return self._check()
+        if fence is not None and not fence():
+            raise DeployError("stopped before writing: this replica is no longer the "
+                              "leader", kind="fenced", transient=True)
         deployed: Deployed = self.mesh.deploy(output, mesh=mesh, heal=heal)
         return deployed
 

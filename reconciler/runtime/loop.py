@@ -95,6 +95,14 @@ class Leadership(Protocol):
     @property
     def is_leader(self) -> bool: ...
 
+    def fence(self) -> Callable[[], bool]:
+        """A check for work starting now: true while this term of leadership lasts."""
+        ...
+
+
+def _always() -> bool:
+    return True
+
 
 class ProgramRunner(Protocol):
     """What the loop needs of :class:`.Sandbox` (tests substitute a table)."""
@@ -154,6 +162,7 @@ class Reconciler:
         self._thread: threading.Thread | None = None
         self._crashed: str | None = None
         self._reported = ""     # the unusable-record problem last reported
+        self._fence: Callable[[], bool] = _always   # may this pass still write?
         self._internal: tuple[int, str] | None = None   # failures in a row, the last one
         self._phases: dict[str, float] = {}
         self.passes = 0
@@ -347,6 +356,7 @@ class Reconciler:
         if self.leader is not None and not self.leader.is_leader:
             return
         with target_lock(self.deployer.identity):
+            self._fence = self.leader.fence() if self.leader is not None else _always
             self.passes += 1
             self._phases = {}
             self._load()
@@ -604,7 +614,8 @@ class Reconciler:
     def _deploy(self, output: dict[str, Any], *, mesh: str, heal: bool, revision: str,
                 dry_run: bool = False) -> Deployed:
         try:
-            return self.deployer.deploy(output, mesh=mesh, heal=heal, dry_run=dry_run)
+            return self.deployer.deploy(output, mesh=mesh, heal=heal, dry_run=dry_run,
+                                        fence=self._fence)
         except DeployError as exc:
             raise _Failed(Failure(exc.kind, str(exc), transient=exc.transient)) from exc
 
@@ -700,6 +711,7 @@ class Reconciler:
         with target_lock(self.deployer.identity):
             if not self._drives_rollouts():
                 return   # a pass took over meanwhile: it deploys the view itself
+            self._fence = self.leader.fence() if self.leader is not None else _always
             try:
                 driver.sync()
             except Exception as exc:  # the target is down: the next tick pushes again
@@ -726,7 +738,7 @@ class Reconciler:
             raise DeliveryError(f"the output of {applied.short} is no longer stored")
         t0 = time.perf_counter()
         deployed = self.deployer.deploy(self._view_output(output, spec, weights),
-                                        mesh=applied.mesh, heal=True)
+                                        mesh=applied.mesh, heal=True, fence=self._fence)
         event("rollout-traffic", name=self.settings.name, revision=applied.short,
               weights={f"{ns}/{svc}": dict(split) for (ns, svc), split in weights.items()},
               changes=deployed.changes, duration_s=round(time.perf_counter() - t0, 3))
@@ -797,7 +809,10 @@ class Reconciler:
             fields.update(error_kind=attempt.failure.kind, error=attempt.failure.message,
                           location=attempt.failure.location,
                           transient=attempt.failure.transient)
-        if self._loaded:   # never overwrite a stored status this process has not read
+        if not self._fence():   # leadership lost mid-pass: the new leader owns the status
+            event("status-not-saved", name=self.settings.name, level=30,
+                  error="no longer the leader")
+        elif self._loaded:   # never overwrite a stored status this process has not read
             try:
                 with self._phase("save-status"):
                     self.store.save_status(self.status)

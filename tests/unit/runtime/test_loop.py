@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,7 @@ class Deployer:
         self.drift: tuple[str, ...] = ()
 
     def deploy(self, output: dict[str, Any], *, mesh: str, heal: bool,
-               dry_run: bool = False) -> Deployed:
+               dry_run: bool = False, fence: Callable[[], bool] | None = None) -> Deployed:
         if self.errors:
             raise self.errors.pop(0)
         self.deployed.append((output["manifests"][0]["revision"], heal, dry_run))
@@ -103,6 +104,9 @@ class Deployer:
 
 class Leader:
     is_leader = True
+
+    def fence(self) -> Callable[[], bool]:
+        return lambda: self.is_leader
 
 
 @pytest.fixture

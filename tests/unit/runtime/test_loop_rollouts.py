@@ -8,7 +8,7 @@ Prometheus path is tests/e2e/test_reconcile_canary.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,7 @@ class Deployer:
         self.reject: set[str] = set()
 
     def deploy(self, output: dict[str, Any], *, mesh: str, heal: bool,
-               dry_run: bool = False) -> Deployed:
+               dry_run: bool = False, fence: Callable[[], bool] | None = None) -> Deployed:
         weights = weights_of(output["manifests"])
         named = {d["destination"]["subset"] for m in output["manifests"]
                  if m["kind"] == "VirtualService" for d in m["spec"]["http"][-1]["route"]}
