@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from reconciler.errors import ReconcilerError
+
 __all__ = ["ObjectRejected", "Target", "TargetError"]
 
 
 # --- Target: where desired manifests are applied (reconciler.targets.kube) ----------------
 
 
-class TargetError(Exception):
+class TargetError(ReconcilerError):
     """Root of the errors a :class:`Target` raises."""
 
 
@@ -101,9 +103,11 @@ __all__ += ["DeployError", "Deployed", "Deployer", "Revision", "Source", "Source
             "StateStore"]
 
 
-class SourceError(Exception):
+class SourceError(ReconcilerError):
     """A :class:`Source` could not fetch or check out a revision (network, auth, missing
     ref…). Worth retrying later; says what and where."""
+
+    transient = True
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,7 @@ class Deployed:
     warnings: tuple[str, ...] = ()
 
 
-class DeployError(Exception):
+class DeployError(ReconcilerError):
     """A deploy failed. ``transient``: the target was unreachable or busy — retry with
     backoff; otherwise the output itself was refused and retrying the same output waits for
     a new revision or the next drift check."""
@@ -235,7 +239,7 @@ __all__ += ["MetricsError", "MetricsSource", "RolloutStore", "RolloutStoreError"
             "StaleRolloutError", "WebhookCaller"]
 
 
-class MetricsError(Exception):
+class MetricsError(ReconcilerError):
     """A metrics source could not answer (unreachable, bad query, ambiguous result).
 
     Distinct from *no data* (``None``): the runtime records the error and hands the
@@ -262,8 +266,10 @@ class WebhookCaller(Protocol):
         ...
 
 
-class RolloutStoreError(Exception):
+class RolloutStoreError(ReconcilerError):
     """Root of the errors a :class:`RolloutStore` raises (unreadable, unwritable)."""
+
+    transient = True
 
 
 class StaleRolloutError(RolloutStoreError):

@@ -39,6 +39,7 @@ from reconciler.core import diff as core_diff
 from reconciler.core.inventory import INVENTORY_NAMESPACE, Inventory, inventory_name
 from reconciler.core.plan import FIELD_MANAGER, Action, Plan, Verb, make_plan
 from reconciler.core.proof import settled
+from reconciler.errors import ReconcilerError
 from reconciler.ports import ObjectRejected, Target
 
 __all__ = [
@@ -80,7 +81,7 @@ def workers(width: int) -> ThreadPoolExecutor:
         return pool
 
 
-class ApplyError(Exception):
+class ApplyError(ReconcilerError):
     """Root of the errors of this module (the target's own errors pass through)."""
 
 

@@ -38,10 +38,12 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
+from reconciler.errors import ReconcilerError
+
 __all__ = ["LeaderElector", "LeaseError", "api_client", "default_identity"]
 
 
-class LeaseError(Exception):
+class LeaseError(ReconcilerError):
     """The Lease could not be read or written (other than losing a race)."""
 
 

@@ -46,6 +46,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 from meshdsl.compile import Weights
 from meshdsl.model.spec import MeshSpec
 from reconciler.delivery.errors import DeliveryError
+from reconciler.errors import ReconcilerError
 from reconciler.ports import (
     Deployed,
     Deployer,
@@ -110,8 +111,10 @@ class ProgramRunner(Protocol):
     def run(self, checkout: Path, program: str, *, spec: bool = False) -> Compiled: ...
 
 
-class TransientError(Exception):
+class TransientError(ReconcilerError):
     """A pass failed for a reason that goes away by itself; retried with backoff."""
+
+    transient = True
 
     def __init__(self, failure: Failure) -> None:
         super().__init__(failure.message)
@@ -822,7 +825,7 @@ class Reconciler:
         event("reconcile", level=40 if attempt.failure else 20, **fields)
 
 
-class _Failed(Exception):
+class _Failed(ReconcilerError):
     def __init__(self, failure: Failure) -> None:
         super().__init__(failure.message)
         self.failure = failure

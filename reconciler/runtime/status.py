@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
+from reconciler.errors import ReconcilerError
 from reconciler.ports import ObjectRejected, StateStore, Target
 from reconciler.runtime.records import (
     HISTORY_LIMIT,
@@ -68,8 +69,10 @@ __all__ = [
 STATE_NAMESPACE = "meshdsl-system"
 
 
-class StoreError(Exception):
+class StoreError(ReconcilerError):
     """The state could not be read or written."""
+
+    transient = True
 
 
 class StateLockedError(StoreError):
@@ -82,6 +85,8 @@ class StaleRecordError(StoreError):
 
 class CorruptRecordError(StoreError):
     """A stored record is unreadable or not ours; the message says which and how to fix."""
+
+    transient = False
 
 
 def request_control(store: StateStore, *, attempts: int = 20, **changes: Any) -> Control:

@@ -40,6 +40,8 @@ _ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/true", "SSH_ASKPASS": "
 class VerificationError(SourceError):
     """The commit's signature is missing or not made by an allowed signer."""
 
+    transient = False   # a bad signature stays bad
+
 
 def redact(url: str) -> str:
     """``url`` without a password or token (``https://user:tok@host`` → ``https://host``)."""

@@ -72,9 +72,13 @@ class KubeConfigError(KubeError):
 class Unreachable(KubeError):
     """The API server did not answer (connection refused, timeout, TLS failure…)."""
 
+    transient = True
+
 
 class Busy(KubeError):
     """429/503/504: worth retrying; surfaces as a plain KubeError when retries run out."""
+
+    transient = True
 
 
 class Unauthorized(KubeError):
