@@ -20,6 +20,7 @@ from reconciler.core.errors import CoreError
 from reconciler.ports import Deployed, DeployError, Target, TargetError
 from reconciler.runtime.apply import ApplyError, FencedError, Options, RejectedError
 from reconciler.runtime.apply import apply as run_apply
+from reconciler.runtime.records import FailureKind
 from reconciler.targets.kube import Forbidden, KubeError, Unauthorized, Unreachable
 
 __all__ = ["KubeDeployer", "LocalDeployer"]
@@ -31,22 +32,22 @@ def _kube_failure(exc: BaseException) -> DeployError:
     """Sort an apply failure: unreachable/busy is transient; everything else is not."""
     message = str(exc)
     if isinstance(exc, RejectedError):
-        return DeployError(message, kind="rejected", transient=False)
+        return DeployError(message, kind=FailureKind.REJECTED, transient=False)
     if isinstance(exc, FencedError):   # the new leader finishes; this replica stands by
-        return DeployError(message, kind="fenced", transient=True)
+        return DeployError(message, kind=FailureKind.FENCED, transient=True)
     if isinstance(exc, Unreachable):
-        return DeployError(message, kind="unreachable", transient=True)
+        return DeployError(message, kind=FailureKind.UNREACHABLE, transient=True)
     if isinstance(exc, (Unauthorized, Forbidden)):
         # RBAC or credentials: an administrator has to act, but then it should just work —
         # retried with (long) backoff, like an unreachable server.
-        return DeployError(message, kind="forbidden", transient=True)
+        return DeployError(message, kind=FailureKind.FORBIDDEN, transient=True)
     if isinstance(exc, KubeError):
         transient = exc.status is None or exc.status in _TRANSIENT_STATUS
-        return DeployError(message, kind="unreachable" if transient else "apply",
+        return DeployError(message, kind=FailureKind.UNREACHABLE if transient else FailureKind.APPLY,
                            transient=transient)
     if isinstance(exc, (CoreError, ApplyError)):
-        return DeployError(message, kind="apply", transient=False)
-    return DeployError(f"{type(exc).__name__}: {message}", kind="apply", transient=True)
+        return DeployError(message, kind=FailureKind.APPLY, transient=False)
+    return DeployError(f"{type(exc).__name__}: {message}", kind=FailureKind.APPLY, transient=True)
 
 
 class KubeDeployer:
@@ -101,7 +102,7 @@ class LocalDeployer:
             return self._check()
         if fence is not None and not fence():
             raise DeployError("stopped before writing: this replica is no longer the "
-                              "leader", kind="fenced", transient=True)
+                              "leader", kind=FailureKind.FENCED, transient=True)
         deployed: Deployed = self.mesh.deploy(output, mesh=mesh, heal=heal)
         return deployed
 

@@ -66,6 +66,7 @@ from reconciler.runtime.status import (
     CorruptRecordError,
     DriftReport,
     Failure,
+    FailureKind,
     Result,
     Status,
     StoreError,
@@ -305,7 +306,7 @@ class Reconciler:
         self._internal = (count, message)
         event("internal-error", name=self.settings.name, level=40, error=message,
               in_a_row=count)
-        failure = Failure("internal", f"the reconciler failed internally: {message}",
+        failure = Failure(FailureKind.INTERNAL, f"the reconciler failed internally: {message}",
                           transient=True)
         with contextlib.suppress(Exception):   # the status store may be what is failing
             self._finish(Attempt(revision=self.status.in_progress or "",
@@ -382,7 +383,7 @@ class Reconciler:
         except CorruptRecordError:
             raise
         except (StoreError, TargetError, DeployError, SourceError, OSError) as exc:
-            failure = Failure("state", f"{what} failed: {exc}", transient=True)
+            failure = Failure(FailureKind.STATE, f"{what} failed: {exc}", transient=True)
             self._finish(Attempt(revision=self.status.in_progress or "", trigger="retry",
                                  started_at=now_iso(), duration=0.0, result=Result.FAILED,
                                  failure=failure, summary=self.store.describe()))
@@ -397,7 +398,7 @@ class Reconciler:
         event("unusable-record", name=self.settings.name, level=40, problem=problem)
         self._finish(Attempt(revision="", trigger="control", started_at=now_iso(),
                              duration=0.0, result=Result.FAILED,
-                             failure=Failure("state", problem), summary="stored record"))
+                             failure=Failure(FailureKind.STATE, problem), summary="stored record"))
 
     def _load(self) -> None:
         if self._loaded:
@@ -473,7 +474,7 @@ class Reconciler:
         try:
             described: Revision = ensure(revision)
         except SourceError as exc:
-            raise _Failed(Failure("source", str(exc), transient=True)) from exc
+            raise _Failed(Failure(FailureKind.SOURCE, str(exc), transient=True)) from exc
         return described
 
     # -- sync -------------------------------------------------------------------------------
@@ -485,7 +486,7 @@ class Reconciler:
             with self._phase("fetch"):
                 revision = self.source.latest()
         except SourceError as exc:
-            failure = Failure("source", str(exc), transient=True)
+            failure = Failure(FailureKind.SOURCE, str(exc), transient=True)
             self._finish(Attempt(revision="", trigger=trigger, started_at=now_iso(),
                                  duration=time.perf_counter() - t0, result=Result.FAILED,
                                  failure=failure, summary=self.source.describe()))
@@ -597,16 +598,16 @@ class Reconciler:
         try:
             self.source.verify(revision.id, allowed_signers=signers)  # type: ignore[attr-defined]
         except VerificationError as exc:
-            raise _Failed(Failure("verification", str(exc))) from exc
+            raise _Failed(Failure(FailureKind.VERIFICATION, str(exc))) from exc
         except SourceError as exc:
-            raise _Failed(Failure("source", str(exc), transient=True)) from exc
+            raise _Failed(Failure(FailureKind.SOURCE, str(exc), transient=True)) from exc
 
     def _compile(self, revision: Revision) -> Compiled:
         try:
             with self._phase("checkout"):
                 checkout = self.source.checkout(revision.id)
         except SourceError as exc:
-            raise _Failed(Failure("source", str(exc), transient=True)) from exc
+            raise _Failed(Failure(FailureKind.SOURCE, str(exc), transient=True)) from exc
         try:
             with self._phase("program"):
                 return self.sandbox.run(checkout, self.settings.program, spec=self._needs_spec)
@@ -672,7 +673,7 @@ class Reconciler:
                 handing_over = MeshSpec.model_validate(output["spec"])
                 (view, weights), fingerprint = driver.preview(handing_over, revision)
         except (RolloutStoreError, DeliveryError) as exc:
-            raise _Failed(Failure("rollouts", f"rollout state: {exc}",
+            raise _Failed(Failure(FailureKind.ROLLOUTS, f"rollout state: {exc}",
                                   transient=isinstance(exc, RolloutStoreError))) from exc
 
         def deployed() -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "Control",
     "DriftReport",
     "Failure",
+    "FailureKind",
     "Result",
     "Status",
     "clean",
@@ -45,6 +46,29 @@ _DETAILED = 5          # history entries that keep their failure's detail lines
 
 def now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
+class FailureKind(StrEnum):
+    """Why an attempt failed (a string enum: stored and compared as its value)."""
+
+    SYNTAX = "syntax"              # the program, as the sandbox reports it …
+    EXCEPTION = "exception"
+    TIMEOUT = "timeout"
+    MEMORY = "memory"
+    VALIDATION = "validation"
+    COMPILE = "compile"
+    INVALID = "invalid"
+    CRASH = "crash"
+    SOURCE = "source"              # fetching or checking out the revision
+    VERIFICATION = "verification"  # its signature
+    REJECTED = "rejected"          # the target: refused by the dry run …
+    APPLY = "apply"
+    UNREACHABLE = "unreachable"
+    FORBIDDEN = "forbidden"
+    FENCED = "fenced"              # leadership lost mid-apply
+    ROLLOUTS = "rollouts"          # the rollout store or plan
+    STATE = "state"                # the status/control records
+    INTERNAL = "internal"          # the reconciler itself (a bug, exhaustion)
 
 
 class Result(StrEnum):
