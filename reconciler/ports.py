@@ -99,8 +99,21 @@ from typing import TYPE_CHECKING  # noqa: E402
 if TYPE_CHECKING:
     from reconciler.runtime.records import Control, Status
 
-__all__ += ["DeployError", "Deployed", "Deployer", "Revision", "Source", "SourceError",
-            "StateStore"]
+__all__ += ["Clock", "DeployError", "Deployed", "Deployer", "Revision", "Source",
+            "SourceError", "StateStore"]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Time, for the loop (``reconciler.runtime.clock.SystemClock``; tests pass a fake)."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back: timers and durations."""
+        ...
+
+    def now_iso(self) -> str:
+        """The wall-clock time as ISO 8601 (UTC, milliseconds): recorded timestamps."""
+        ...
 
 
 class SourceError(ReconcilerError):

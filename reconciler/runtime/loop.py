@@ -34,8 +34,8 @@ election only on the replica holding the Lease.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -48,6 +48,7 @@ from meshdsl.model.spec import MeshSpec
 from reconciler.delivery.errors import DeliveryError
 from reconciler.errors import ReconcilerError
 from reconciler.ports import (
+    Clock,
     Deployed,
     Deployer,
     DeployError,
@@ -58,6 +59,8 @@ from reconciler.ports import (
     StateStore,
     TargetError,
 )
+from reconciler.runtime.clock import SystemClock
+from reconciler.runtime.decide import Decision, Step, Timers, Trigger, decide, due, trigger_name
 from reconciler.runtime.rollouts import RolloutDriver, live_output
 from reconciler.runtime.sandbox import Compiled, ProgramFailed
 from reconciler.runtime.status import (
@@ -70,7 +73,6 @@ from reconciler.runtime.status import (
     Result,
     Status,
     StoreError,
-    now_iso,
     outputs_to_keep,
 )
 from reconciler.runtime.telemetry import Telemetry, event
@@ -79,10 +81,6 @@ from reconciler.sources.webhook import PushEvent
 
 __all__ = ["Leadership", "ProgramRunner", "Reconciler", "Settings", "TransientError"]
 
-_SYNC = {"start", "poll", "webhook", "watch", "manual", "resume", "retry", "drift", "leader"}
-_RECHECK = {"start", "drift", "leader", "resume"}
-_PRIORITY = ("rollback", "webhook", "watch", "manual", "resume", "leader", "poll", "start",
-             "retry", "drift")
 _TARGET_LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
@@ -138,11 +136,6 @@ class Settings:
     skipped_kept: int = 10                  # passed-over commits recorded per pass
 
 
-def _trigger_name(reasons: Iterable[str]) -> str:
-    given = set(reasons)
-    return next((r for r in _PRIORITY if r in given), "+".join(sorted(given)) or "none")
-
-
 class Reconciler:
     """Wires a :class:`~reconciler.ports.Source`, the :class:`.Sandbox`, a
     :class:`~reconciler.ports.Deployer` and a :class:`~reconciler.ports.StateStore`."""
@@ -150,11 +143,12 @@ class Reconciler:
     def __init__(self, settings: Settings, *, source: Source, deployer: Deployer,
                  store: StateStore, sandbox: ProgramRunner, leader: Leadership | None = None,
                  telemetry: Telemetry | None = None,
-                 rollouts: RolloutDriver | None = None) -> None:
+                 rollouts: RolloutDriver | None = None, clock: Clock | None = None) -> None:
         if settings.allowed_signers is not None and not hasattr(source, "verify"):
             raise ValueError("commit verification needs a Git source")
         self.settings, self.source, self.deployer = settings, source, deployer
         self.store, self.sandbox, self.leader = store, sandbox, leader
+        self.clock: Clock = clock or SystemClock()
         self.telemetry = telemetry or Telemetry(settings.name)
         self.status = Status(name=settings.name)
         self._loaded = False
@@ -203,11 +197,11 @@ class Reconciler:
     @contextlib.contextmanager
     def _phase(self, name: str) -> Iterator[None]:
         """Time one step of a pass; the reconcile log line carries them (``phases_ms``)."""
-        started = time.perf_counter()
+        started = self.clock.monotonic()
         try:
             yield
         finally:
-            self._phases[name] = round((time.perf_counter() - started) * 1000, 1)
+            self._phases[name] = round((self.clock.monotonic() - started) * 1000, 1)
 
     def _drain(self) -> set[str]:
         with self._guard:
@@ -259,26 +253,17 @@ class Reconciler:
 
     def run(self) -> None:
         """The loop; returns when :meth:`stop` is called."""
-        s = self.settings
-        now = time.monotonic()
-        next_poll = now + s.poll_interval if s.poll_interval else float("inf")
-        next_drift = now + s.drift_interval if s.drift_interval else float("inf")
-        next_control = now
-        next_rollout = now + s.rollout_period if self.rollouts is not None else float("inf")
-        self.trigger("start")
+        s, clock = self.settings, self.clock
+        timers = Timers.start(clock.monotonic(), poll=s.poll_interval, drift=s.drift_interval)
+        next_rollout = (clock.monotonic() + s.rollout_period if self.rollouts is not None
+                        else math.inf)
+        self.trigger(Trigger.START)
         try:
             while not self._stop.is_set():
-                now = time.monotonic()
-                if now >= next_poll:
-                    self.trigger("poll")
-                    next_poll = now + (s.poll_interval or 0)
-                if now >= next_drift:
-                    self.trigger("drift")
-                    next_drift = now + (s.drift_interval or 0)
-                if now >= next_control:
-                    with self._guard:
-                        self._pending.add("control")
-                    next_control = now + s.control_interval
+                timers, fired = due(timers, clock.monotonic(), poll=s.poll_interval,
+                                    drift=s.drift_interval, control=s.control_interval)
+                with self._guard:
+                    self._pending |= fired
                 self._wake.clear()
                 reasons = self._drain()
                 if reasons:
@@ -287,10 +272,11 @@ class Reconciler:
                         self._internal = None
                     except Exception as exc:  # a bug or exhaustion: report, keep running
                         self._failed_internally(exc, reasons)
-                if time.monotonic() >= next_rollout:
+                if clock.monotonic() >= next_rollout:
                     self.tick_rollouts()
-                    next_rollout = time.monotonic() + self._rollout_wait(s.rollout_period)
-                wait = min(next_poll, next_drift, next_control, next_rollout) - time.monotonic()
+                    next_rollout = clock.monotonic() + self._rollout_wait(s.rollout_period)
+                wait = min(timers.poll, timers.drift, timers.control, next_rollout) - (
+                    clock.monotonic())
                 self._wake.wait(max(0.0, wait))
         except BaseException as exc:  # never silently: /healthz reports it
             self._crashed = f"{type(exc).__name__}: {exc}"
@@ -310,7 +296,7 @@ class Reconciler:
                           transient=True)
         with contextlib.suppress(Exception):   # the status store may be what is failing
             self._finish(Attempt(revision=self.status.in_progress or "",
-                                 trigger=_trigger_name(reasons), started_at=now_iso(),
+                                 trigger=trigger_name(reasons), started_at=self.clock.now_iso(),
                                  duration=0.0, result=Result.FAILED, failure=failure,
                                  summary="internal error"))
         with self._guard:
@@ -356,8 +342,15 @@ class Reconciler:
 
     # -- one pass ---------------------------------------------------------------------------
 
+    def _decide(self, control: Control | None, revision: str | None,
+                reasons: set[str]) -> Decision:
+        return decide(self.status, control, revision, reasons,
+                      leading=self.leader is None or self.leader.is_leader,
+                      self_heal=self.settings.self_heal)
+
     def _pass(self, reasons: set[str]) -> None:
-        if self.leader is not None and not self.leader.is_leader:
+        """Perform what :func:`.decide.decide` decides, step by step."""
+        if self._decide(None, None, reasons).step is Step.STAND_BY:
             return
         with target_lock(self.deployer.identity):
             self._fence = self.leader.fence() if self.leader is not None else _always
@@ -368,14 +361,14 @@ class Reconciler:
                 control = self._read(self.store.load_control, "reading the control record")
             if control.problem:
                 self._unusable_record(control.problem)
-            elif control.generation > self.status.observed_control:
-                reasons |= self._obey(control)
-            if self.status.suspended:
-                if reasons & {"drift", "start", "leader"} and self.status.applied:
-                    self._recheck(heal=False, trigger="drift")
-                return
-            if reasons & _SYNC:
-                self._sync(reasons)
+            decision = self._decide(control, None, reasons)
+            if decision.step is Step.OBEY:
+                reasons |= self._obey(control, rollback=decision.rollback)
+                decision = self._decide(control, None, reasons)
+            if decision.step is Step.CHECK_ONLY:
+                self._recheck(heal=False, trigger=Trigger.DRIFT)
+            elif decision.step is Step.FETCH:
+                self._sync(control, reasons)
 
     def _read(self, fn: Any, what: str) -> Any:
         try:
@@ -385,7 +378,7 @@ class Reconciler:
         except (StoreError, TargetError, DeployError, SourceError, OSError) as exc:
             failure = Failure(FailureKind.STATE, f"{what} failed: {exc}", transient=True)
             self._finish(Attempt(revision=self.status.in_progress or "", trigger="retry",
-                                 started_at=now_iso(), duration=0.0, result=Result.FAILED,
+                                 started_at=self.clock.now_iso(), duration=0.0, result=Result.FAILED,
                                  failure=failure, summary=self.store.describe()))
             raise TransientError(failure) from exc
 
@@ -396,7 +389,7 @@ class Reconciler:
             return
         self._reported = problem
         event("unusable-record", name=self.settings.name, level=40, problem=problem)
-        self._finish(Attempt(revision="", trigger="control", started_at=now_iso(),
+        self._finish(Attempt(revision="", trigger="control", started_at=self.clock.now_iso(),
                              duration=0.0, result=Result.FAILED,
                              failure=Failure(FailureKind.STATE, problem), summary="stored record"))
 
@@ -425,11 +418,11 @@ class Reconciler:
 
     # -- control requests ---------------------------------------------------------------------
 
-    def _obey(self, control: Control) -> set[str]:
+    def _obey(self, control: Control, *, rollback: bool) -> set[str]:
         """Act on a control generation not seen yet; returns extra reasons for this pass."""
         extra: set[str] = set()
         was_suspended = self.status.suspended
-        if control.rollback and control.wants_rollback(self.status.observed_control):
+        if rollback and control.rollback:
             self._rollback(control.rollback, control)
         self.status = replace(self.status, suspended=control.suspended,
                               suspend_reason=control.reason if control.suspended else None,
@@ -444,7 +437,7 @@ class Reconciler:
         return extra
 
     def _rollback(self, revision: str, control: Control) -> None:
-        started, t0 = now_iso(), time.perf_counter()
+        started, t0 = self.clock.now_iso(), self.clock.monotonic()
         base = Attempt(revision=revision, trigger="rollback", started_at=started, duration=0.0,
                        result=Result.ROLLED_BACK)
         try:
@@ -457,14 +450,14 @@ class Reconciler:
             handed_over()
         except _Failed as failed:
             self._finish(replace(base, result=Result.FAILED, failure=failed.failure,
-                                 duration=time.perf_counter() - t0))
+                                 duration=self.clock.monotonic() - t0))
             if failed.failure.transient:
                 raise TransientError(failed.failure) from failed
             return
         self._remember(revision, output)
         self._finish(replace(base, mesh=mesh, changes=deployed.changes,
                              summary=f"rollback requested by {control.requested_by or '?'}",
-                             duration=time.perf_counter() - t0))
+                             duration=self.clock.monotonic() - t0))
         self.telemetry.applied(revision, mesh)
 
     def _describe(self, revision: str) -> Revision:
@@ -479,39 +472,27 @@ class Reconciler:
 
     # -- sync -------------------------------------------------------------------------------
 
-    def _sync(self, reasons: set[str]) -> None:
-        trigger = _trigger_name(reasons)
-        t0 = time.perf_counter()
+    def _sync(self, control: Control, reasons: set[str]) -> None:
+        trigger = trigger_name(reasons)
+        t0 = self.clock.monotonic()
         try:
             with self._phase("fetch"):
                 revision = self.source.latest()
         except SourceError as exc:
             failure = Failure(FailureKind.SOURCE, str(exc), transient=True)
-            self._finish(Attempt(revision="", trigger=trigger, started_at=now_iso(),
-                                 duration=time.perf_counter() - t0, result=Result.FAILED,
+            self._finish(Attempt(revision="", trigger=trigger, started_at=self.clock.now_iso(),
+                                 duration=self.clock.monotonic() - t0, result=Result.FAILED,
                                  failure=failure, summary=self.source.describe()))
             raise TransientError(failure) from exc
-        status = self.status
-        if revision.id == status.applied_revision and status.in_progress is None:
-            if reasons & _RECHECK or self._last_failed_transiently(revision.id):
-                self._recheck(heal=self.settings.self_heal, trigger=trigger)
-            else:
-                self._observe_unchanged(t0)
-            self._resolve_transient()
-            return
-        last = status.last
-        if (last is not None and last.revision == revision.id and last.failure is not None
-                and status.in_progress is None
-                and not (last.failure.transient or (
-                    "drift" in reasons and last.failure.kind in ("rejected", "apply")))):
+        decision = self._decide(control, revision.id, reasons)
+        if decision.step is Step.RECHECK:
+            self._recheck(heal=decision.heal, trigger=trigger)
+        elif decision.step is Step.APPLY:
+            self._apply_revision(revision, trigger, t0=t0)
+        else:   # UNCHANGED, or WAIT: failed for good, a new commit is needed
             self._observe_unchanged(t0)
-            return   # already failed deterministically: wait for a new commit
-        self._apply_revision(revision, trigger, t0=t0)
-
-    def _last_failed_transiently(self, revision: str) -> bool:
-        last = self.status.last
-        return bool(last and last.revision in (revision, "") and last.failure
-                    and last.failure.transient)
+        if decision.settle:
+            self._resolve_transient()
 
     def _resolve_transient(self) -> None:
         """The last attempt failed transiently but the applied revision is current and
@@ -523,12 +504,12 @@ class Reconciler:
             self._save()
 
     def _observe_unchanged(self, t0: float) -> None:
-        self.telemetry.reconciled("unchanged", time.perf_counter() - t0)
+        self.telemetry.reconciled("unchanged", self.clock.monotonic() - t0)
 
     def _apply_revision(self, revision: Revision, trigger: str, *, t0: float) -> None:
         """Verify, run, keep and deploy one new revision; ``t0``: when the pass began (the
         attempt's duration includes the fetch)."""
-        started = now_iso()
+        started = self.clock.now_iso()
         base = Attempt(revision=revision.id, trigger=trigger, started_at=started,
                        duration=0.0, result=Result.APPLIED, summary=revision.summary)
         resumed = self.status.in_progress == revision.id
@@ -556,15 +537,15 @@ class Reconciler:
                 handed_over()
         except _Failed as failed:
             self._finish(replace(base, result=Result.FAILED, failure=failed.failure,
-                                 duration=time.perf_counter() - t0))
+                                 duration=self.clock.monotonic() - t0))
             if failed.failure.transient:
                 raise TransientError(failed.failure) from failed
             return
         self._remember(revision.id, output)
         self.status = replace(self.status, drift=DriftReport(
-            checked_at=now_iso(), objects=deployed.drift, healed=deployed.healed))
+            checked_at=self.clock.now_iso(), objects=deployed.drift, healed=deployed.healed))
         self._finish(replace(base, mesh=mesh, changes=deployed.changes,
-                             duration=time.perf_counter() - t0))
+                             duration=self.clock.monotonic() - t0))
         self.telemetry.applied(revision.id, mesh)
         self._read(lambda: self.store.prune_outputs(outputs_to_keep(self.status)),
                    "pruning old outputs")
@@ -586,7 +567,7 @@ class Reconciler:
             return
         for skipped in reversed(passed):   # oldest first, so history stays newest first
             self.status = self.status.record(Attempt(
-                revision=skipped.id, trigger=trigger, started_at=now_iso(), duration=0.0,
+                revision=skipped.id, trigger=trigger, started_at=self.clock.now_iso(), duration=0.0,
                 result=Result.SKIPPED, summary=skipped.summary))
             event("skipped", name=self.settings.name, revision=skipped.short,
                   newer=revision.short)
@@ -740,12 +721,12 @@ class Reconciler:
         output = self._output(applied.revision)
         if output is None:
             raise DeliveryError(f"the output of {applied.short} is no longer stored")
-        t0 = time.perf_counter()
+        t0 = self.clock.monotonic()
         deployed = self.deployer.deploy(self._view_output(output, spec, weights),
                                         mesh=applied.mesh, heal=True, fence=self._fence)
         event("rollout-traffic", name=self.settings.name, revision=applied.short,
               weights={f"{ns}/{svc}": dict(split) for (ns, svc), split in weights.items()},
-              changes=deployed.changes, duration_s=round(time.perf_counter() - t0, 3))
+              changes=deployed.changes, duration_s=round(self.clock.monotonic() - t0, 3))
 
     # -- drift ------------------------------------------------------------------------------
 
@@ -755,7 +736,7 @@ class Reconciler:
         applied = self.status.applied
         if applied is None:
             return
-        t0 = time.perf_counter()
+        t0 = self.clock.monotonic()
         output = self._output(applied.revision)
         if output is None:
             event("drift-skipped", name=self.settings.name, revision=applied.short,
@@ -769,24 +750,24 @@ class Reconciler:
                 handed_over()
         except _Failed as failed:
             self._finish(Attempt(revision=applied.revision, trigger=trigger,
-                                 started_at=now_iso(), duration=time.perf_counter() - t0,
+                                 started_at=self.clock.now_iso(), duration=self.clock.monotonic() - t0,
                                  result=Result.FAILED, failure=failed.failure,
                                  mesh=applied.mesh, summary=applied.summary))
             if failed.failure.transient:
                 raise TransientError(failed.failure) from failed
             return
-        report = DriftReport(checked_at=now_iso(), objects=deployed.drift,
+        report = DriftReport(checked_at=self.clock.now_iso(), objects=deployed.drift,
                              healed=deployed.healed)
         self.telemetry.drift.labels(self.settings.name).set(len(deployed.drift))
         previous = self.status.drift
         self.status = replace(self.status, drift=report)
         if deployed.healed and deployed.write_calls:
             self._finish(Attempt(revision=applied.revision, trigger=trigger,
-                                 started_at=now_iso(), duration=time.perf_counter() - t0,
+                                 started_at=self.clock.now_iso(), duration=self.clock.monotonic() - t0,
                                  result=Result.HEALED, changes=deployed.changes,
                                  mesh=applied.mesh, summary=applied.summary))
             return
-        self.telemetry.reconciled("unchanged", time.perf_counter() - t0)
+        self.telemetry.reconciled("unchanged", self.clock.monotonic() - t0)
         if previous is None or previous.objects != report.objects:
             self._save()
         if deployed.drift:
