@@ -36,139 +36,45 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Iterable
+from dataclasses import replace
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
-from meshdsl.compile import Weights
-from meshdsl.model.spec import MeshSpec
-from reconciler.delivery.errors import DeliveryError
-from reconciler.errors import ReconcilerError
-from reconciler.ports import (
-    Clock,
-    Deployed,
-    Deployer,
-    DeployError,
-    Revision,
-    RolloutStoreError,
-    Source,
-    SourceError,
-    StateStore,
-    TargetError,
-)
-from reconciler.runtime.clock import SystemClock
+from reconciler.ports import Revision, SourceError
 from reconciler.runtime.decide import Decision, Step, Timers, Trigger, decide, due, trigger_name
-from reconciler.runtime.rollouts import RolloutDriver, live_output
+from reconciler.runtime.loop_base import (
+    Leadership,
+    ProgramRunner,
+    Settings,
+    TransientError,
+    _always,
+    _Failed,
+    target_lock,
+)
+from reconciler.runtime.loop_delivery import DeliveryLoop
 from reconciler.runtime.sandbox import Compiled, ProgramFailed
 from reconciler.runtime.status import (
     Attempt,
     Control,
-    CorruptRecordError,
     DriftReport,
     Failure,
     FailureKind,
     Result,
     Status,
-    StoreError,
     outputs_to_keep,
 )
-from reconciler.runtime.telemetry import Telemetry, event
+from reconciler.runtime.telemetry import event
 from reconciler.sources.git import VerificationError
 from reconciler.sources.webhook import PushEvent
 
-__all__ = ["Leadership", "ProgramRunner", "Reconciler", "Settings", "TransientError"]
-
-_TARGET_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
+__all__ = ["Leadership", "ProgramRunner", "Reconciler", "Settings", "TransientError",
+           "target_lock"]
 
 
-def target_lock(identity: str) -> threading.Lock:
-    """The one lock of a target in this process."""
-    with _LOCKS_GUARD:
-        return _TARGET_LOCKS.setdefault(identity, threading.Lock())
-
-
-class Leadership(Protocol):
-    @property
-    def is_leader(self) -> bool: ...
-
-    def fence(self) -> Callable[[], bool]:
-        """A check for work starting now: true while this term of leadership lasts."""
-        ...
-
-
-def _always() -> bool:
-    return True
-
-
-class ProgramRunner(Protocol):
-    """What the loop needs of :class:`.Sandbox` (tests substitute a table)."""
-
-    def run(self, checkout: Path, program: str, *, spec: bool = False) -> Compiled: ...
-
-
-class TransientError(ReconcilerError):
-    """A pass failed for a reason that goes away by itself; retried with backoff."""
-
-    transient = True
-
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
-
-
-@dataclass(frozen=True)
-class Settings:
-    name: str = "default"
-    program: str = "mesh.py"                # path inside the repository (``:attr`` allowed)
-    poll_interval: float | None = 60.0      # None: no polling (webhook/watch only)
-    drift_interval: float | None = 60.0     # None: no periodic drift check
-    self_heal: bool = True
-    control_interval: float = 2.0
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
-    allowed_signers: Path | None = None     # verify commit signatures when set
-    rollout_period: float = 1.0             # tick the rollout driver this often
-    internal_limit: int = 3                 # internal failures in a row: /healthz red too
-    skipped_kept: int = 10                  # passed-over commits recorded per pass
-
-
-class Reconciler:
+class Reconciler(DeliveryLoop):
     """Wires a :class:`~reconciler.ports.Source`, the :class:`.Sandbox`, a
     :class:`~reconciler.ports.Deployer` and a :class:`~reconciler.ports.StateStore`."""
-
-    def __init__(self, settings: Settings, *, source: Source, deployer: Deployer,
-                 store: StateStore, sandbox: ProgramRunner, leader: Leadership | None = None,
-                 telemetry: Telemetry | None = None,
-                 rollouts: RolloutDriver | None = None, clock: Clock | None = None) -> None:
-        if settings.allowed_signers is not None and not hasattr(source, "verify"):
-            raise ValueError("commit verification needs a Git source")
-        self.settings, self.source, self.deployer = settings, source, deployer
-        self.store, self.sandbox, self.leader = store, sandbox, leader
-        self.clock: Clock = clock or SystemClock()
-        self.telemetry = telemetry or Telemetry(settings.name)
-        self.status = Status(name=settings.name)
-        self._loaded = False
-        self._outputs: dict[str, dict[str, Any]] = {}
-        self._pending: set[str] = set()
-        self._guard = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._crashed: str | None = None
-        self._reported = ""     # the unusable-record problem last reported
-        self._fence: Callable[[], bool] = _always   # may this pass still write?
-        self._internal: tuple[int, str] | None = None   # failures in a row, the last one
-        self._phases: dict[str, float] = {}
-        self.passes = 0
-        self.rollouts = rollouts
-        # the local target runs the program's spec; kube applies the compiled manifests
-        self._serves_spec = bool(getattr(deployer, "needs_spec", False))
-        if rollouts is not None:
-            rollouts.bind(self._push_view)
 
     # -- triggers (any thread) ----------------------------------------------------------------
 
@@ -193,15 +99,6 @@ class Reconciler:
         if leading:
             self._loaded = False      # another replica may have written the status
             self.trigger("leader")
-
-    @contextlib.contextmanager
-    def _phase(self, name: str) -> Iterator[None]:
-        """Time one step of a pass; the reconcile log line carries them (``phases_ms``)."""
-        started = self.clock.monotonic()
-        try:
-            yield
-        finally:
-            self._phases[name] = round((self.clock.monotonic() - started) * 1000, 1)
 
     def _drain(self) -> set[str]:
         with self._guard:
@@ -370,52 +267,6 @@ class Reconciler:
             elif decision.step is Step.FETCH:
                 self._sync(control, reasons)
 
-    def _read(self, fn: Any, what: str) -> Any:
-        try:
-            return fn()
-        except CorruptRecordError:
-            raise
-        except (StoreError, TargetError, DeployError, SourceError, OSError) as exc:
-            failure = Failure(FailureKind.STATE, f"{what} failed: {exc}", transient=True)
-            self._finish(Attempt(revision=self.status.in_progress or "", trigger="retry",
-                                 started_at=self.clock.now_iso(), duration=0.0, result=Result.FAILED,
-                                 failure=failure, summary=self.store.describe()))
-            raise TransientError(failure) from exc
-
-    def _unusable_record(self, problem: str) -> None:
-        """A stored record cannot be used (corrupt, or not ours): say so once in the
-        status and history, and go on without it — it must not block the next commit."""
-        if self._reported == problem:
-            return
-        self._reported = problem
-        event("unusable-record", name=self.settings.name, level=40, problem=problem)
-        self._finish(Attempt(revision="", trigger="control", started_at=self.clock.now_iso(),
-                             duration=0.0, result=Result.FAILED,
-                             failure=Failure(FailureKind.STATE, problem), summary="stored record"))
-
-    def _load(self) -> None:
-        if self._loaded:
-            return
-        problem = ""
-        try:
-            stored = self._read(self.store.load_status, "reading the status")
-        except CorruptRecordError as exc:   # start afresh; the next save replaces it
-            stored = None
-            problem = (f"the stored status could not be used ({exc}); a new one replaces "
-                       "it (earlier history is lost)")
-        base = stored if stored is not None else Status(name=self.settings.name)
-        self.status = replace(base, name=self.settings.name, source=self.source.describe(),
-                              target=self.deployer.identity)
-        self._loaded = True
-        if problem:
-            self._unusable_record(problem)
-        if self.status.applied is not None:
-            self.telemetry.applied(self.status.applied.revision, self.status.applied.mesh)
-        self.telemetry.suspended.labels(self.settings.name).set(int(self.status.suspended))
-
-    def _save(self) -> None:
-        self._read(lambda: self.store.save_status(self.status), "saving the status")
-
     # -- control requests ---------------------------------------------------------------------
 
     def _obey(self, control: Control, *, rollback: bool) -> set[str]:
@@ -502,9 +353,6 @@ class Reconciler:
                 and last.failure is not None and last.failure.transient):
             self.status = replace(self.status, last=applied)
             self._save()
-
-    def _observe_unchanged(self, t0: float) -> None:
-        self.telemetry.reconciled("unchanged", self.clock.monotonic() - t0)
 
     def _apply_revision(self, revision: Revision, trigger: str, *, t0: float) -> None:
         """Verify, run, keep and deploy one new revision; ``t0``: when the pass began (the
@@ -596,218 +444,3 @@ class Reconciler:
             raise _Failed(Failure(exc.kind, exc.message, location=exc.location,
                                   details=exc.details)) from exc
 
-    def _deploy(self, output: dict[str, Any], *, mesh: str, heal: bool, revision: str,
-                dry_run: bool = False) -> Deployed:
-        try:
-            return self.deployer.deploy(output, mesh=mesh, heal=heal, dry_run=dry_run,
-                                        fence=self._fence)
-        except DeployError as exc:
-            raise _Failed(Failure(exc.kind, str(exc), transient=exc.transient)) from exc
-
-    def _output(self, revision: str) -> dict[str, Any] | None:
-        cached = self._outputs.get(revision)
-        if cached is not None:
-            return cached
-        stored: dict[str, Any] | None = self._read(lambda: self.store.load_output(revision),
-                                                   "reading a stored output")
-        if stored is not None:
-            self._remember(revision, stored)
-        return stored
-
-    def _remember(self, revision: str, output: dict[str, Any]) -> None:
-        self._outputs[revision] = output
-        while len(self._outputs) > 3:
-            self._outputs.pop(next(iter(self._outputs)))
-
-    # -- progressive delivery -----------------------------------------------------------------
-
-    @property
-    def _needs_spec(self) -> bool:
-        """Ask the sandbox for the program's spec: the local target runs it, and the rollout
-        driver needs it to compute rollout views."""
-        return self._serves_spec or self.rollouts is not None
-
-    def _view_output(self, output: dict[str, Any], spec: MeshSpec, weights: Weights
-                     ) -> dict[str, Any]:
-        """``output`` serving a rollout view, in the form this deployer reads."""
-        return live_output(output, spec, weights, as_spec=self._serves_spec)
-
-    def _live(self, revision: str, output: dict[str, Any]
-              ) -> tuple[dict[str, Any], Callable[[], None]]:
-        """What to deploy for ``revision`` — its output as is, or, with rollouts, its
-        rollout view — and what to call once that is deployed.
-
-        For the revision the driver runs, the view is its current one. For another (a new
-        commit, a rollback, the first pass after a restart) it is the driver's *preview*:
-        rollouts it keeps stay at their step, new or changed ones start at 100% stable
-        (never at the program's raw weights). Only after the target took it does the
-        driver get the program and persist the new rollouts, so a refused revision leaves
-        every rollout as it was."""
-        driver = self.rollouts
-        if driver is None or not output.get("spec"):  # no rollouts, or stored without one
-            return output, lambda: None
-        handing_over: MeshSpec | None = None   # a program the driver does not run yet
-        try:
-            if driver.revision == revision and driver.spec is not None:
-                (view, weights), fingerprint = driver.pending()
-            else:
-                handing_over = MeshSpec.model_validate(output["spec"])
-                (view, weights), fingerprint = driver.preview(handing_over, revision)
-        except (RolloutStoreError, DeliveryError) as exc:
-            raise _Failed(Failure(FailureKind.ROLLOUTS, f"rollout state: {exc}",
-                                  transient=isinstance(exc, RolloutStoreError))) from exc
-
-        def deployed() -> None:
-            try:
-                if handing_over is not None:
-                    driver.set_program(handing_over, revision)
-                    driver.tick(push=False)
-                if driver.pending()[1] == fingerprint:
-                    driver.mark_pushed(fingerprint)
-            except Exception as exc:  # the next rollout tick starts them and pushes
-                event("rollout-start-deferred", name=self.settings.name, level=30,
-                      revision=revision[:12], error=f"{type(exc).__name__}: {exc}")
-
-        return self._view_output(output, view, weights), deployed
-
-    def _drives_rollouts(self) -> bool:
-        """Does the driver run the revision the target serves, here and now?"""
-        driver, applied = self.rollouts, self.status.applied
-        if driver is None or applied is None or self.status.suspended:
-            return False
-        if self.leader is not None and not self.leader.is_leader:
-            return False
-        return driver.revision == applied.revision and self.status.in_progress is None
-
-    def tick_rollouts(self) -> None:
-        """One driver tick for the applied revision (analyses, steps, manual commands).
-
-        The tick — metric queries and gate webhooks, which may take up to their deadlines —
-        runs *without* the target lock; only pushing a changed view takes it (through
-        :meth:`_push_view`), after checking again that nothing changed meanwhile."""
-        driver = self.rollouts
-        if driver is None or not self._drives_rollouts():
-            return
-        try:
-            driver.tick(push=False)
-        except Exception as exc:  # the store or a metrics source is down: next tick
-            event("rollout-tick-failed", name=self.settings.name, level=30,
-                  error=f"{type(exc).__name__}: {exc}")
-        with target_lock(self.deployer.identity):
-            if not self._drives_rollouts():
-                return   # a pass took over meanwhile: it deploys the view itself
-            self._fence = self.leader.fence() if self.leader is not None else _always
-            try:
-                driver.sync()
-            except Exception as exc:  # the target is down: the next tick pushes again
-                event("rollout-push-failed", name=self.settings.name, level=30,
-                      error=f"{type(exc).__name__}: {exc}")
-
-    def _rollout_wait(self, period: float) -> float:
-        """Seconds to the next driver tick: the period, or sooner when an analysis is due
-        (so a judged step is not up to one period late)."""
-        driver = self.rollouts
-        due = driver.next_due() if driver is not None else None
-        if driver is None or due is None:
-            return period
-        return max(0.02, min(period, due - driver.clock() + 0.01))
-
-    def _push_view(self, spec: MeshSpec, weights: Weights) -> None:
-        """The driver's route writer: deploy the applied revision's output with the rollout
-        view laid over it (called by :meth:`tick_rollouts`, target lock held)."""
-        applied = self.status.applied
-        if applied is None:
-            raise DeliveryError("no revision is applied yet")
-        output = self._output(applied.revision)
-        if output is None:
-            raise DeliveryError(f"the output of {applied.short} is no longer stored")
-        t0 = self.clock.monotonic()
-        deployed = self.deployer.deploy(self._view_output(output, spec, weights),
-                                        mesh=applied.mesh, heal=True, fence=self._fence)
-        event("rollout-traffic", name=self.settings.name, revision=applied.short,
-              weights={f"{ns}/{svc}": dict(split) for (ns, svc), split in weights.items()},
-              changes=deployed.changes, duration_s=round(self.clock.monotonic() - t0, 3))
-
-    # -- drift ------------------------------------------------------------------------------
-
-    def _recheck(self, *, heal: bool, trigger: str) -> None:
-        """Deploy the applied output again: heals drift (or, with ``heal=False``, only
-        reports it, writing nothing)."""
-        applied = self.status.applied
-        if applied is None:
-            return
-        t0 = self.clock.monotonic()
-        output = self._output(applied.revision)
-        if output is None:
-            event("drift-skipped", name=self.settings.name, revision=applied.short,
-                  reason="the applied output is no longer stored")
-            return
-        try:
-            live, handed_over = self._live(applied.revision, output)
-            deployed = self._deploy(live, mesh=applied.mesh, heal=heal,
-                                    revision=applied.revision, dry_run=not heal)
-            if heal:
-                handed_over()
-        except _Failed as failed:
-            self._finish(Attempt(revision=applied.revision, trigger=trigger,
-                                 started_at=self.clock.now_iso(), duration=self.clock.monotonic() - t0,
-                                 result=Result.FAILED, failure=failed.failure,
-                                 mesh=applied.mesh, summary=applied.summary))
-            if failed.failure.transient:
-                raise TransientError(failed.failure) from failed
-            return
-        report = DriftReport(checked_at=self.clock.now_iso(), objects=deployed.drift,
-                             healed=deployed.healed)
-        self.telemetry.drift.labels(self.settings.name).set(len(deployed.drift))
-        previous = self.status.drift
-        self.status = replace(self.status, drift=report)
-        if deployed.healed and deployed.write_calls:
-            self._finish(Attempt(revision=applied.revision, trigger=trigger,
-                                 started_at=self.clock.now_iso(), duration=self.clock.monotonic() - t0,
-                                 result=Result.HEALED, changes=deployed.changes,
-                                 mesh=applied.mesh, summary=applied.summary))
-            return
-        self.telemetry.reconciled("unchanged", self.clock.monotonic() - t0)
-        if previous is None or previous.objects != report.objects:
-            self._save()
-        if deployed.drift:
-            event("drift", name=self.settings.name, revision=applied.short,
-                  objects=list(deployed.drift), healed=False)
-
-    # -- bookkeeping ------------------------------------------------------------------------
-
-    def _finish(self, attempt: Attempt) -> None:
-        status = self.status.record(attempt)
-        if attempt.failure is not None and attempt.failure.transient and attempt.trigger != (
-                "rollback") and self.status.in_progress == attempt.revision:
-            status = replace(status, in_progress=attempt.revision)
-        self.status = status
-        result = attempt.result.value
-        self.telemetry.reconciled(result, attempt.duration)
-        fields: dict[str, Any] = {
-            "name": self.settings.name, "revision": attempt.revision,
-            "trigger": attempt.trigger, "result": result,
-            "duration_s": round(attempt.duration, 3), "mesh": attempt.mesh,
-            "changes": attempt.changes}
-        if attempt.failure is not None:
-            self.telemetry.failed(attempt.failure.kind)
-            fields.update(error_kind=attempt.failure.kind, error=attempt.failure.message,
-                          location=attempt.failure.location,
-                          transient=attempt.failure.transient)
-        if not self._fence():   # leadership lost mid-pass: the new leader owns the status
-            event("status-not-saved", name=self.settings.name, level=30,
-                  error="no longer the leader")
-        elif self._loaded:   # never overwrite a stored status this process has not read
-            try:
-                with self._phase("save-status"):
-                    self.store.save_status(self.status)
-            except Exception as exc:  # the target may be what is down; keep it in memory
-                event("status-not-saved", name=self.settings.name, error=str(exc), level=30)
-        fields["phases_ms"] = dict(self._phases)
-        event("reconcile", level=40 if attempt.failure else 20, **fields)
-
-
-class _Failed(ReconcilerError):
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
