@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from reconciler.errors import ReconcilerError
+
 __all__ = ["ObjectRejected", "Target", "TargetError"]
 
 
 # --- Target: where desired manifests are applied (reconciler.targets.kube) ----------------
 
 
-class TargetError(Exception):
+class TargetError(ReconcilerError):
     """Root of the errors a :class:`Target` raises."""
 
 
@@ -60,6 +62,11 @@ class Target(Protocol):
         manager owns; without it such a field is a conflict."""
         ...
 
+    def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create the object only if it does not exist yet; an existing one is an
+        :class:`ObjectRejected` with ``conflict`` set (compare-and-swap from nothing)."""
+        ...
+
     def remove_fields(self, api_version: str, kind: str, namespace: str, name: str,
                       fields: list[tuple[tuple[str, ...], Any]], *, dry_run: bool = False
                       ) -> dict[str, Any]:
@@ -84,20 +91,36 @@ class Target(Protocol):
 # === gitops (issue #5): sources of revisions, where reconcile state lives, and deployers ===
 # Appended by the GitOps reconciler; reconciler.runtime.loop talks only to these.
 
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
 if TYPE_CHECKING:
-    from reconciler.runtime.status import Control, Status
+    from reconciler.runtime.records import Control, Status
 
-__all__ += ["DeployError", "Deployed", "Deployer", "Revision", "Source", "SourceError",
-            "StateStore"]
+__all__ += ["Clock", "DeployError", "Deployed", "Deployer", "Revision", "Source",
+            "SourceError", "StateStore"]
 
 
-class SourceError(Exception):
+@runtime_checkable
+class Clock(Protocol):
+    """Time, for the loop (``reconciler.runtime.clock.SystemClock``; tests pass a fake)."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back: timers and durations."""
+        ...
+
+    def now_iso(self) -> str:
+        """The wall-clock time as ISO 8601 (UTC, milliseconds): recorded timestamps."""
+        ...
+
+
+class SourceError(ReconcilerError):
     """A :class:`Source` could not fetch or check out a revision (network, auth, missing
     ref…). Worth retrying later; says what and where."""
+
+    transient = True
 
 
 @dataclass(frozen=True)
@@ -132,6 +155,20 @@ class Source(Protocol):
         """A clean, complete directory holding exactly ``revision`` (fetched if needed)."""
         ...
 
+    @property
+    def ref(self) -> str:
+        """The tracked ref (``refs/heads/main``); empty when the source has none."""
+        ...
+
+    def ensure(self, revision: str) -> Revision:
+        """``revision`` described (fetched if needed), e.g. for a rollback to it."""
+        ...
+
+    def between(self, since: str, until: str, *, limit: int = 20) -> list[Revision]:
+        """Revisions after ``since`` and before ``until``, newest first (at most
+        ``limit``; empty when unknown) — what a burst of pushes passed over."""
+        ...
+
 
 @dataclass(frozen=True)
 class Deployed:
@@ -144,7 +181,7 @@ class Deployed:
     warnings: tuple[str, ...] = ()
 
 
-class DeployError(Exception):
+class DeployError(ReconcilerError):
     """A deploy failed. ``transient``: the target was unreachable or busy — retry with
     backoff; otherwise the output itself was refused and retrying the same output waits for
     a new revision or the next drift check."""
@@ -164,10 +201,12 @@ class Deployer(Protocol):
         ...
 
     def deploy(self, output: dict[str, Any], *, mesh: str, heal: bool,
-               dry_run: bool = False) -> Deployed:
+               dry_run: bool = False, fence: Callable[[], bool] | None = None) -> Deployed:
         """Apply ``output`` (``{"manifests": [...], "spec": {...}}`` from the sandbox) for
         ``mesh``; ``heal`` writes back objects someone else changed; ``dry_run`` only
-        reports what would change (and the drift). Raises :class:`DeployError`."""
+        reports what would change (and the drift). ``fence`` is asked before every write
+        (false: leadership lost — stop there, a transient ``DeployError`` of kind
+        ``fenced``). Raises :class:`DeployError`."""
         ...
 
 
@@ -185,7 +224,11 @@ class StateStore(Protocol):
 
     def load_control(self) -> Control: ...
 
-    def save_control(self, control: Control) -> None: ...
+    def save_control(self, control: Control, *, expected: str | None = None) -> None:
+        """Store ``control``; with ``expected`` only if the stored record's version is
+        still ``expected`` ("": absent) — compare-and-swap; raises a ``StoreError``
+        (``StaleRecordError``) otherwise."""
+        ...
 
     def save_output(self, revision: str, output: dict[str, Any]) -> None: ...
 
@@ -209,7 +252,7 @@ __all__ += ["MetricsError", "MetricsSource", "RolloutStore", "RolloutStoreError"
             "StaleRolloutError", "WebhookCaller"]
 
 
-class MetricsError(Exception):
+class MetricsError(ReconcilerError):
     """A metrics source could not answer (unreachable, bad query, ambiguous result).
 
     Distinct from *no data* (``None``): the runtime records the error and hands the
@@ -236,8 +279,10 @@ class WebhookCaller(Protocol):
         ...
 
 
-class RolloutStoreError(Exception):
+class RolloutStoreError(ReconcilerError):
     """Root of the errors a :class:`RolloutStore` raises (unreadable, unwritable)."""
+
+    transient = True
 
 
 class StaleRolloutError(RolloutStoreError):

@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -182,8 +183,8 @@ class _ScrapedMesh(LocalDeployer):
         self._scraped: set[str] = set()
 
     def deploy(self, output: dict[str, Any], *, mesh: str, heal: bool,
-               dry_run: bool = False) -> Deployed:
-        deployed = super().deploy(output, mesh=mesh, heal=heal, dry_run=dry_run)
+               dry_run: bool = False, fence: Callable[[], bool] | None = None) -> Deployed:
+        deployed = super().deploy(output, mesh=mesh, heal=heal, dry_run=dry_run, fence=fence)
         urls = set(self.mesh.stats_urls().values())
         if urls != self._scraped:
             self.prometheus.reload_targets([envoy_scrape_job(self.mesh)])

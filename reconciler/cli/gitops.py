@@ -39,7 +39,7 @@ from reconciler.ports import RolloutStoreError, StateStore
 from reconciler.runtime.assemble import KubeConnection
 from reconciler.runtime.install import InstallOptions, manifests
 from reconciler.runtime.rollout_store import beside
-from reconciler.runtime.status import STATE_NAMESPACE, Control, Result, Status
+from reconciler.runtime.status import STATE_NAMESPACE, Control, Result, Status, request_control
 
 
 def _who() -> str:
@@ -151,8 +151,7 @@ def history_cmd(
 
 def _request(store: StateStore, **changes: Any) -> Control:
     try:
-        control = store.load_control().request(requested_by=_who(), **changes)
-        store.save_control(control)
+        control = request_control(store, requested_by=_who(), **changes)
     except Exception as exc:
         fail(f"cannot write the control request to {store.describe()}: {exc}", 2)
     return control
@@ -191,7 +190,7 @@ def rollback_cmd(
     if len(revision) < 4:
         fail("give at least 4 characters of the revision", 2)
     matches = {a.revision for a in status.history
-               if a.result is not Result.FAILED and a.revision.startswith(revision)}
+               if a.result.live and a.revision.startswith(revision)}
     if not matches:
         fail(f"{revision} is not a revision this reconciler applied; see `meshctl history`",
              2)

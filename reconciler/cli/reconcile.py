@@ -177,7 +177,7 @@ def reconcile_cmd(
     config = ReconcileConfig(
         name=name, program=path, target=target, state=state,
         state_dir=state_location(StateKind.disk, state_dir, connection, name=name)[1],
-        cache_dir=(cache_dir or default_cache_dir(name)).expanduser(),
+        cache_dir=(cache_dir or default_cache_dir(name)).expanduser().resolve(),
         system_namespace=system_namespace, repo=repo, directory=directory, branch=branch,
         tag=tag, kube=connection,
         listen=None if once else _listen(listen),

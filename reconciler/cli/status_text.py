@@ -26,7 +26,9 @@ def history_line(attempt: Attempt) -> str:
         times = f" ({attempt.count} times)" if attempt.count > 1 else ""
         return f"{head}  {attempt.failure.kind}: {attempt.failure.describe()}{times}"
     subject = f'  "{attempt.summary}"' if attempt.summary else ""
-    return f"{head}  {changes(attempt)}{subject}"
+    done = "not run: a newer commit came" if attempt.result is Result.SKIPPED else (
+        changes(attempt))
+    return f"{head}  {done}{subject}"
 
 
 def print_status(status: Status) -> None:
@@ -49,6 +51,8 @@ def print_status(status: Status) -> None:
         if last.failure is not None:
             state = "[bold red]FAILED[/]" if not last.failure.transient else (
                 "[yellow]retrying[/]")
+            if last.failure.kind == "internal":   # the reconciler itself, not the commit
+                state = "[bold red]INTERNAL ERROR[/] (not ready; retrying)"
             console.print(f"last         {state} {escape(last.revision or '(no revision)')} at "
                           f"{last.started_at}", highlight=False, soft_wrap=True)
             console.print(f"             {last.failure.kind}: {last.failure.describe()}"

@@ -6,10 +6,12 @@ line a user sees.
 
 from __future__ import annotations
 
+from reconciler.errors import ReconcilerError
+
 __all__ = ["CoreError", "DuplicateObjectError", "EmptyDesiredError", "InventoryError"]
 
 
-class CoreError(Exception):
+class CoreError(ReconcilerError):
     """Root of every error raised by :mod:`reconciler.core`."""
 
 

@@ -8,8 +8,10 @@ read. Each message says what, where and how to fix it, for the CLI to print as i
 
 from __future__ import annotations
 
+from reconciler.errors import ReconcilerError
 
-class DeliveryError(Exception):
+
+class DeliveryError(ReconcilerError):
     """Root of every error raised by ``reconciler.delivery``."""
 
 

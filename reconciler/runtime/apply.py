@@ -12,6 +12,15 @@ write — the I/O around the pure :mod:`reconciler.core`.
 4. *write*: step by step in the plan's order; the actions of one step run on a small
    thread pool.
 
+The thread pool is one per process and per width (:func:`workers`), made on first use and
+reused by every apply and diff: a reconciler applies every few seconds for months, and a
+pool per call would start and end threads (and, with per-thread resources in a target,
+leak them) at every pass.
+
+Before each write, an optional *fence* (``Options.fence``) is asked whether writing is still
+allowed; a leader that lost its Lease says no, and the apply stops at that write with
+:class:`FencedError` (earlier steps stay done; the new leader finishes the plan).
+
 An unchanged mesh costs the reads of step 1 and zero writes. A run that fails half-way
 leaves the inventory recording everything it may have created, so the next run finishes it.
 """
@@ -19,6 +28,7 @@ leaves the inventory recording everything it may have created, so the next run f
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
@@ -29,11 +39,13 @@ from reconciler.core import diff as core_diff
 from reconciler.core.inventory import INVENTORY_NAMESPACE, Inventory, inventory_name
 from reconciler.core.plan import FIELD_MANAGER, Action, Plan, Verb, make_plan
 from reconciler.core.proof import settled
+from reconciler.errors import ReconcilerError
 from reconciler.ports import ObjectRejected, Target
 
 __all__ = [
     "ApplyError",
     "ApplyResult",
+    "FencedError",
     "ManifestError",
     "ObjectDiff",
     "Observed",
@@ -46,18 +58,39 @@ __all__ = [
     "execute",
     "observe",
     "plan",
+    "workers",
 ]
 
 T = TypeVar("T")
 _SUBSTITUTE_NAMESPACE = "default"
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_GUARD = threading.Lock()
 
 
-class ApplyError(Exception):
+def workers(width: int) -> ThreadPoolExecutor:
+    """The process's thread pool of ``width`` threads (made once, shared by every apply).
+
+    Calls share it safely: no task submits to the pool it runs on, so a busy pool only
+    queues, it cannot deadlock."""
+    width = max(1, width)
+    with _POOLS_GUARD:
+        pool = _POOLS.get(width)
+        if pool is None:
+            pool = _POOLS[width] = ThreadPoolExecutor(
+                max_workers=width, thread_name_prefix=f"meshdsl-apply{width}")
+        return pool
+
+
+class ApplyError(ReconcilerError):
     """Root of the errors of this module (the target's own errors pass through)."""
 
 
 class ManifestError(ApplyError):
     """A desired manifest cannot be applied as written (e.g. no namespace)."""
+
+
+class FencedError(ApplyError):
+    """The fence refused a write (leadership lost): the apply stopped before it."""
 
 
 class RejectedError(ApplyError):
@@ -87,6 +120,7 @@ class Options:
     dry_run: bool = False
     workers: int = 8
     inventory_namespace: str = INVENTORY_NAMESPACE
+    fence: Callable[[], bool] | None = None   # False: stop before the next write
 
 
 @dataclass(frozen=True)
@@ -320,12 +354,18 @@ def _remove(target: Target, action: Action, *, dry_run: bool = False) -> Manifes
 
 
 def execute(target: Target, the_plan: Plan, *, pool: ThreadPoolExecutor,
-            on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+            on_done: Callable[[Outcome], None] | None = None,
+            fence: Callable[[], bool] | None = None) -> list[Outcome]:
     """Carry out the plan step by step; raises the first error of a step after the other
-    writes of that step finished (earlier steps stay done; the next run continues)."""
+    writes of that step finished (earlier steps stay done; the next run continues).
+    ``fence`` is asked before every write; ``False`` stops the apply there
+    (:class:`FencedError`)."""
     outcomes: list[Outcome] = []
 
     def run(action: Action) -> Outcome:
+        if fence is not None and not fence():
+            raise FencedError(f"stopped before writing {action.key}: this replica is no "
+                              "longer allowed to write (leadership lost)")
         if action.verb is Verb.DELETE:
             uid = ((action.live or {}).get("metadata") or {}).get("uid")
             target.delete(action.api_version, action.key.kind, action.key.namespace,
@@ -359,24 +399,24 @@ def apply(target: Target, desired: Sequence[Manifest], *, mesh: str,
           on_done: Callable[[Outcome], None] | None = None) -> ApplyResult:
     """Reconcile ``mesh`` on ``target`` to ``desired``: the whole flow of this module."""
     start = target.write_calls
-    with ThreadPoolExecutor(max_workers=max(1, options.workers),
-                            thread_name_prefix="meshdsl-apply") as pool:
-        the_plan, observed = plan(target, desired, mesh=mesh, options=options, pool=pool)
-        if on_plan is not None:
-            on_plan(the_plan)
-        result = ApplyResult(the_plan, options.dry_run)
-        if the_plan.actions:
-            dry_run(target, the_plan, observed, pool=pool)
-        if options.dry_run:
-            for action in the_plan.actions:
-                if action.internal or action.bridge:
-                    continue
-                outcome = Outcome(action, f"would {action.verb.value}")
-                result.outcomes.append(outcome)
-                if on_done is not None:
-                    on_done(outcome)
-        else:
-            result.outcomes = execute(target, the_plan, pool=pool, on_done=on_done)
+    pool = workers(options.workers)
+    the_plan, observed = plan(target, desired, mesh=mesh, options=options, pool=pool)
+    if on_plan is not None:
+        on_plan(the_plan)
+    result = ApplyResult(the_plan, options.dry_run)
+    if the_plan.actions:
+        dry_run(target, the_plan, observed, pool=pool)
+    if options.dry_run:
+        for action in the_plan.actions:
+            if action.internal or action.bridge:
+                continue
+            outcome = Outcome(action, f"would {action.verb.value}")
+            result.outcomes.append(outcome)
+            if on_done is not None:
+                on_done(outcome)
+    else:
+        result.outcomes = execute(target, the_plan, pool=pool, on_done=on_done,
+                                  fence=options.fence)
     result.write_calls = target.write_calls - start
     return result
 
@@ -385,10 +425,9 @@ def diff(target: Target, desired: Sequence[Manifest], *, mesh: str,
          options: Options = Options()) -> tuple[Plan, list[ObjectDiff]]:
     """What ``apply`` with these options would change, as ``kubectl diff``-style text per
     object: the live object against the server's dry-run result (defaults included)."""
-    with ThreadPoolExecutor(max_workers=max(1, options.workers),
-                            thread_name_prefix="meshdsl-diff") as pool:
-        the_plan, observed = plan(target, desired, mesh=mesh, options=options, pool=pool)
-        results = dry_run(target, the_plan, observed, pool=pool) if the_plan.actions else []
+    pool = workers(options.workers)
+    the_plan, observed = plan(target, desired, mesh=mesh, options=options, pool=pool)
+    results = dry_run(target, the_plan, observed, pool=pool) if the_plan.actions else []
     diffs: list[ObjectDiff] = []
     for action, after in zip(the_plan.actions, results, strict=True):
         if action.internal or action.bridge:

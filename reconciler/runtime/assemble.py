@@ -298,7 +298,7 @@ class Assembly:
 
         server = WebhookServer(
             host=address[0], port=address[1], secret=secret, on_push=self.reconciler.on_push,
-            on_rejected=rejected, health=self.reconciler.healthy, ready=self.reconciler.ready,
+            on_rejected=rejected, health=self.reconciler.live, ready=self.reconciler.ready,
             metrics=telemetry.exposition)
         try:
             server.start()

@@ -13,12 +13,14 @@ new revision). Each deployer here wraps one target's apply and makes that call.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from reconciler.core.errors import CoreError
 from reconciler.ports import Deployed, DeployError, Target, TargetError
-from reconciler.runtime.apply import ApplyError, Options, RejectedError
+from reconciler.runtime.apply import ApplyError, FencedError, Options, RejectedError
 from reconciler.runtime.apply import apply as run_apply
+from reconciler.runtime.records import FailureKind
 from reconciler.targets.kube import Forbidden, KubeError, Unauthorized, Unreachable
 
 __all__ = ["KubeDeployer", "LocalDeployer"]
@@ -30,20 +32,22 @@ def _kube_failure(exc: BaseException) -> DeployError:
     """Sort an apply failure: unreachable/busy is transient; everything else is not."""
     message = str(exc)
     if isinstance(exc, RejectedError):
-        return DeployError(message, kind="rejected", transient=False)
+        return DeployError(message, kind=FailureKind.REJECTED, transient=False)
+    if isinstance(exc, FencedError):   # the new leader finishes; this replica stands by
+        return DeployError(message, kind=FailureKind.FENCED, transient=True)
     if isinstance(exc, Unreachable):
-        return DeployError(message, kind="unreachable", transient=True)
+        return DeployError(message, kind=FailureKind.UNREACHABLE, transient=True)
     if isinstance(exc, (Unauthorized, Forbidden)):
         # RBAC or credentials: an administrator has to act, but then it should just work —
         # retried with (long) backoff, like an unreachable server.
-        return DeployError(message, kind="forbidden", transient=True)
+        return DeployError(message, kind=FailureKind.FORBIDDEN, transient=True)
     if isinstance(exc, KubeError):
         transient = exc.status is None or exc.status in _TRANSIENT_STATUS
-        return DeployError(message, kind="unreachable" if transient else "apply",
+        return DeployError(message, kind=FailureKind.UNREACHABLE if transient else FailureKind.APPLY,
                            transient=transient)
     if isinstance(exc, (CoreError, ApplyError)):
-        return DeployError(message, kind="apply", transient=False)
-    return DeployError(f"{type(exc).__name__}: {message}", kind="apply", transient=True)
+        return DeployError(message, kind=FailureKind.APPLY, transient=False)
+    return DeployError(f"{type(exc).__name__}: {message}", kind=FailureKind.APPLY, transient=True)
 
 
 class KubeDeployer:
@@ -63,9 +67,9 @@ class KubeDeployer:
         return f"kube {self._server}"
 
     def deploy(self, output: dict[str, Any], *, mesh: str, heal: bool,
-               dry_run: bool = False) -> Deployed:
+               dry_run: bool = False, fence: Callable[[], bool] | None = None) -> Deployed:
         manifests = list(output.get("manifests") or [])
-        options = Options(heal=heal, dry_run=dry_run, **self._options)
+        options = Options(heal=heal, dry_run=dry_run, fence=fence, **self._options)
         try:
             result = run_apply(self.target, manifests, mesh=mesh, options=options)
         except (TargetError, CoreError, ApplyError) as exc:
@@ -93,9 +97,12 @@ class LocalDeployer:
         return str(self.mesh.identity)
 
     def deploy(self, output: dict[str, Any], *, mesh: str, heal: bool,
-               dry_run: bool = False) -> Deployed:
+               dry_run: bool = False, fence: Callable[[], bool] | None = None) -> Deployed:
         if dry_run or not heal:
             return self._check()
+        if fence is not None and not fence():
+            raise DeployError("stopped before writing: this replica is no longer the "
+                              "leader", kind=FailureKind.FENCED, transient=True)
         deployed: Deployed = self.mesh.deploy(output, mesh=mesh, heal=heal)
         return deployed
 

@@ -11,7 +11,10 @@ rolling update); only the holder of the Lease reconciles. The algorithm is clien
 - a leader that cannot renew for ``renew_deadline`` (< ``lease_duration``) stops acting as
   leader before anyone else may take over;
 - stopping releases the Lease (empty holder), so a restart or the next replica takes over
-  at once instead of waiting for expiry.
+  at once instead of waiting for expiry;
+- :meth:`LeaderElector.fence` gives work in flight a check to make before each write: it
+  holds only while this replica still leads *in the same term* (controller-runtime exits
+  the process instead; here the apply stops at its next write and the new leader finishes).
 
 Requests are raw JSON through the official client's ``ApiClient`` (kubeconfig, tokens,
 in-cluster config), like :mod:`reconciler.targets.kube`.
@@ -33,13 +36,14 @@ from urllib.parse import quote
 import urllib3
 from kubernetes import client as k8s_client
 
+from reconciler.errors import ReconcilerError
 from reconciler.targets.kube_http import KubeConfigError
 from reconciler.targets.kubeconfig import api_client as kube_api_client
 
 __all__ = ["LeaderElector", "LeaseError", "api_client", "default_identity"]
 
 
-class LeaseError(Exception):
+class LeaseError(ReconcilerError):
     """The Lease could not be read or written (other than losing a race)."""
 
 
@@ -81,6 +85,7 @@ class LeaderElector:
         self._observed_at = 0.0
         self._leader_until = 0.0
         self._was_leader = False
+        self._term = 0     # grows each time leadership is gained
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
@@ -166,10 +171,22 @@ class LeaderElector:
         self._notify()
         return won
 
+    def fence(self) -> Callable[[], bool]:
+        """A check for work started now: true while this replica leads in this term —
+        false once the Lease lapsed, was lost or released, even if won back since."""
+        term = self._term
+
+        def holds() -> bool:
+            return self.is_leader and self._term == term
+
+        return holds
+
     def _notify(self) -> None:
         leading = self.is_leader
         if leading != self._was_leader:
             self._was_leader = leading
+            if leading:
+                self._term += 1
             if self._on_change is not None:
                 self._on_change(leading)
 

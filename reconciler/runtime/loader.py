@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from meshdsl.model.builder import Mesh
 from meshdsl.model.spec import MeshSpec
+from reconciler.errors import ReconcilerError
 
 _OURS = (
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -26,7 +27,7 @@ _OURS = (
 )
 
 
-class ProgramError(Exception):
+class ProgramError(ReconcilerError):
     """The program could not be loaded: it failed to import, raised, or has no Mesh."""
 
     def __init__(self, message: str, *, location: str | None = None,

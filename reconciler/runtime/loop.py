@@ -34,129 +34,47 @@ election only on the replica holding the Lease.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Iterable
+from dataclasses import replace
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
-from meshdsl.compile import Weights
-from meshdsl.model.spec import MeshSpec
-from reconciler.delivery.errors import DeliveryError
-from reconciler.ports import (
-    Deployed,
-    Deployer,
-    DeployError,
-    Revision,
-    RolloutStoreError,
-    Source,
-    SourceError,
-    StateStore,
-    TargetError,
+from reconciler.ports import Revision, SourceError
+from reconciler.runtime.decide import Decision, Step, Timers, Trigger, decide, due, trigger_name
+from reconciler.runtime.loop_base import (
+    Leadership,
+    ProgramRunner,
+    Settings,
+    TransientError,
+    _always,
+    _Failed,
+    target_lock,
 )
-from reconciler.runtime.rollouts import RolloutDriver, live_output
+from reconciler.runtime.loop_delivery import DeliveryLoop
 from reconciler.runtime.sandbox import Compiled, ProgramFailed
 from reconciler.runtime.status import (
     Attempt,
     Control,
     DriftReport,
     Failure,
+    FailureKind,
     Result,
     Status,
-    StoreError,
-    now_iso,
     outputs_to_keep,
 )
-from reconciler.runtime.telemetry import Telemetry, event
+from reconciler.runtime.telemetry import event
 from reconciler.sources.git import VerificationError
 from reconciler.sources.webhook import PushEvent
 
-__all__ = ["Leadership", "ProgramRunner", "Reconciler", "Settings", "TransientError"]
-
-_SYNC = {"start", "poll", "webhook", "watch", "manual", "resume", "retry", "drift", "leader"}
-_RECHECK = {"start", "drift", "leader", "resume"}
-_PRIORITY = ("rollback", "webhook", "watch", "manual", "resume", "leader", "poll", "start",
-             "retry", "drift")
-_TARGET_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
+__all__ = ["Leadership", "ProgramRunner", "Reconciler", "Settings", "TransientError",
+           "target_lock"]
 
 
-def target_lock(identity: str) -> threading.Lock:
-    """The one lock of a target in this process."""
-    with _LOCKS_GUARD:
-        return _TARGET_LOCKS.setdefault(identity, threading.Lock())
-
-
-class Leadership(Protocol):
-    @property
-    def is_leader(self) -> bool: ...
-
-
-class ProgramRunner(Protocol):
-    """What the loop needs of :class:`.Sandbox` (tests substitute a table)."""
-
-    def run(self, checkout: Path, program: str, *, spec: bool = False) -> Compiled: ...
-
-
-class TransientError(Exception):
-    """A pass failed for a reason that goes away by itself; retried with backoff."""
-
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
-
-
-@dataclass(frozen=True)
-class Settings:
-    name: str = "default"
-    program: str = "mesh.py"                # path inside the repository (``:attr`` allowed)
-    poll_interval: float | None = 60.0      # None: no polling (webhook/watch only)
-    drift_interval: float | None = 60.0     # None: no periodic drift check
-    self_heal: bool = True
-    control_interval: float = 2.0
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
-    allowed_signers: Path | None = None     # verify commit signatures when set
-    rollout_period: float = 1.0             # tick the rollout driver this often
-
-
-def _trigger_name(reasons: Iterable[str]) -> str:
-    given = set(reasons)
-    return next((r for r in _PRIORITY if r in given), "+".join(sorted(given)) or "none")
-
-
-class Reconciler:
+class Reconciler(DeliveryLoop):
     """Wires a :class:`~reconciler.ports.Source`, the :class:`.Sandbox`, a
     :class:`~reconciler.ports.Deployer` and a :class:`~reconciler.ports.StateStore`."""
-
-    def __init__(self, settings: Settings, *, source: Source, deployer: Deployer,
-                 store: StateStore, sandbox: ProgramRunner, leader: Leadership | None = None,
-                 telemetry: Telemetry | None = None,
-                 rollouts: RolloutDriver | None = None) -> None:
-        if settings.allowed_signers is not None and not hasattr(source, "verify"):
-            raise ValueError("commit verification needs a Git source")
-        self.settings, self.source, self.deployer = settings, source, deployer
-        self.store, self.sandbox, self.leader = store, sandbox, leader
-        self.telemetry = telemetry or Telemetry(settings.name)
-        self.status = Status(name=settings.name)
-        self._loaded = False
-        self._outputs: dict[str, dict[str, Any]] = {}
-        self._pending: set[str] = set()
-        self._guard = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._crashed: str | None = None
-        self._phases: dict[str, float] = {}
-        self.passes = 0
-        self.rollouts = rollouts
-        # the local target runs the program's spec; kube applies the compiled manifests
-        self._serves_spec = bool(getattr(deployer, "needs_spec", False))
-        if rollouts is not None:
-            rollouts.bind(self._push_view)
 
     # -- triggers (any thread) ----------------------------------------------------------------
 
@@ -182,15 +100,6 @@ class Reconciler:
             self._loaded = False      # another replica may have written the status
             self.trigger("leader")
 
-    @contextlib.contextmanager
-    def _phase(self, name: str) -> Iterator[None]:
-        """Time one step of a pass; the reconcile log line carries them (``phases_ms``)."""
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._phases[name] = round((time.perf_counter() - started) * 1000, 1)
-
     def _drain(self) -> set[str]:
         with self._guard:
             reasons, self._pending = self._pending, set()
@@ -199,14 +108,28 @@ class Reconciler:
     # -- health -----------------------------------------------------------------------------
 
     def healthy(self) -> tuple[bool, str]:
+        """Is the loop running at all? (The process watches this to stop.)"""
         if self._crashed:
             return False, f"reconcile loop crashed: {self._crashed}"
         if self._thread is not None and not self._thread.is_alive():
             return False, "reconcile loop stopped"
         return True, "ok"
 
-    def ready(self) -> tuple[bool, str]:
+    def live(self) -> tuple[bool, str]:
+        """Liveness (``/healthz``): running, and not failing internally pass after pass
+        (``internal_limit`` in a row) — a restart is the likeliest cure."""
         ok, why = self.healthy()
+        internal = self._internal
+        if ok and internal is not None and internal[0] >= self.settings.internal_limit:
+            return False, f"{internal[0]} internal failures in a row: {internal[1]}"
+        return ok, why
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness (``/readyz``): live, the leader, and the last pass did not fail
+        internally."""
+        ok, why = self.healthy()
+        if ok and self._internal is not None:
+            return False, f"internal failure: {self._internal[1]}"
         if ok and self.leader is not None and not self.leader.is_leader:
             return False, "standby: another replica holds the lease"
         return ok, why
@@ -227,45 +150,56 @@ class Reconciler:
 
     def run(self) -> None:
         """The loop; returns when :meth:`stop` is called."""
-        s = self.settings
-        now = time.monotonic()
-        next_poll = now + s.poll_interval if s.poll_interval else float("inf")
-        next_drift = now + s.drift_interval if s.drift_interval else float("inf")
-        next_control = now
-        next_rollout = now + s.rollout_period if self.rollouts is not None else float("inf")
-        self.trigger("start")
+        s, clock = self.settings, self.clock
+        timers = Timers.start(clock.monotonic(), poll=s.poll_interval, drift=s.drift_interval)
+        next_rollout = (clock.monotonic() + s.rollout_period if self.rollouts is not None
+                        else math.inf)
+        self.trigger(Trigger.START)
         try:
             while not self._stop.is_set():
-                now = time.monotonic()
-                if now >= next_poll:
-                    self.trigger("poll")
-                    next_poll = now + (s.poll_interval or 0)
-                if now >= next_drift:
-                    self.trigger("drift")
-                    next_drift = now + (s.drift_interval or 0)
-                if now >= next_control:
-                    with self._guard:
-                        self._pending.add("control")
-                    next_control = now + s.control_interval
+                timers, fired = due(timers, clock.monotonic(), poll=s.poll_interval,
+                                    drift=s.drift_interval, control=s.control_interval)
+                with self._guard:
+                    self._pending |= fired
                 self._wake.clear()
                 reasons = self._drain()
                 if reasons:
                     try:
                         self.reconcile(reasons)
-                    except Exception as exc:  # a bug: report it, keep the loop alive
-                        self.telemetry.failed("internal")
-                        event("internal-error", name=s.name, level=40,
-                              error=f"{type(exc).__name__}: {exc}")
-                        self._stop.wait(s.backoff_max)
-                if time.monotonic() >= next_rollout:
+                        self._internal = None
+                    except Exception as exc:  # a bug or exhaustion: report, keep running
+                        self._failed_internally(exc, reasons)
+                if clock.monotonic() >= next_rollout:
                     self.tick_rollouts()
-                    next_rollout = time.monotonic() + self._rollout_wait(s.rollout_period)
-                wait = min(next_poll, next_drift, next_control, next_rollout) - time.monotonic()
+                    next_rollout = clock.monotonic() + self._rollout_wait(s.rollout_period)
+                wait = min(timers.poll, timers.drift, timers.control, next_rollout) - (
+                    clock.monotonic())
                 self._wake.wait(max(0.0, wait))
         except BaseException as exc:  # never silently: /healthz reports it
             self._crashed = f"{type(exc).__name__}: {exc}"
             event("crashed", name=s.name, error=self._crashed, level=50)
             raise
+
+    def _failed_internally(self, exc: Exception, reasons: set[str]) -> None:
+        """A pass raised what no port promises (a bug, ``Too many open files``…): record
+        it in the status and history, turn readiness (and, if it persists, liveness) red,
+        keep the reasons for the next try, and wait before it."""
+        message = f"{type(exc).__name__}: {exc}"
+        count = (self._internal[0] if self._internal else 0) + 1
+        self._internal = (count, message)
+        event("internal-error", name=self.settings.name, level=40, error=message,
+              in_a_row=count)
+        failure = Failure(FailureKind.INTERNAL, f"the reconciler failed internally: {message}",
+                          transient=True)
+        with contextlib.suppress(Exception):   # the status store may be what is failing
+            self._finish(Attempt(revision=self.status.in_progress or "",
+                                 trigger=trigger_name(reasons), started_at=self.clock.now_iso(),
+                                 duration=0.0, result=Result.FAILED, failure=failure,
+                                 summary="internal error"))
+        with self._guard:
+            self._pending |= reasons | {"retry"}
+        self._stop.wait(min(self.settings.backoff_max,
+                            self.settings.backoff_initial * 2 ** min(count, 10)))
 
     def reconcile(self, reasons: Iterable[str] = ("manual",), *,
                   max_attempts: int | None = None) -> Status:
@@ -305,56 +239,41 @@ class Reconciler:
 
     # -- one pass ---------------------------------------------------------------------------
 
+    def _decide(self, control: Control | None, revision: str | None,
+                reasons: set[str]) -> Decision:
+        return decide(self.status, control, revision, reasons,
+                      leading=self.leader is None or self.leader.is_leader,
+                      self_heal=self.settings.self_heal)
+
     def _pass(self, reasons: set[str]) -> None:
-        if self.leader is not None and not self.leader.is_leader:
+        """Perform what :func:`.decide.decide` decides, step by step."""
+        if self._decide(None, None, reasons).step is Step.STAND_BY:
             return
         with target_lock(self.deployer.identity):
+            self._fence = self.leader.fence() if self.leader is not None else _always
             self.passes += 1
             self._phases = {}
             self._load()
             with self._phase("control"):
                 control = self._read(self.store.load_control, "reading the control record")
-            if control.generation > self.status.observed_control:
-                reasons |= self._obey(control)
-            if self.status.suspended:
-                if reasons & {"drift", "start", "leader"} and self.status.applied:
-                    self._recheck(heal=False, trigger="drift")
-                return
-            if reasons & _SYNC:
-                self._sync(reasons)
-
-    def _read(self, fn: Any, what: str) -> Any:
-        try:
-            return fn()
-        except (StoreError, TargetError, DeployError, SourceError, OSError) as exc:
-            failure = Failure("state", f"{what} failed: {exc}", transient=True)
-            self._finish(Attempt(revision=self.status.in_progress or "", trigger="retry",
-                                 started_at=now_iso(), duration=0.0, result=Result.FAILED,
-                                 failure=failure, summary=self.store.describe()))
-            raise TransientError(failure) from exc
-
-    def _load(self) -> None:
-        if self._loaded:
-            return
-        stored = self._read(self.store.load_status, "reading the status")
-        base = stored if stored is not None else Status(name=self.settings.name)
-        self.status = replace(base, name=self.settings.name, source=self.source.describe(),
-                              target=self.deployer.identity)
-        self._loaded = True
-        if self.status.applied is not None:
-            self.telemetry.applied(self.status.applied.revision, self.status.applied.mesh)
-        self.telemetry.suspended.labels(self.settings.name).set(int(self.status.suspended))
-
-    def _save(self) -> None:
-        self._read(lambda: self.store.save_status(self.status), "saving the status")
+            if control.problem:
+                self._unusable_record(control.problem)
+            decision = self._decide(control, None, reasons)
+            if decision.step is Step.OBEY:
+                reasons |= self._obey(control, rollback=decision.rollback)
+                decision = self._decide(control, None, reasons)
+            if decision.step is Step.CHECK_ONLY:
+                self._recheck(heal=False, trigger=Trigger.DRIFT)
+            elif decision.step is Step.FETCH:
+                self._sync(control, reasons)
 
     # -- control requests ---------------------------------------------------------------------
 
-    def _obey(self, control: Control) -> set[str]:
+    def _obey(self, control: Control, *, rollback: bool) -> set[str]:
         """Act on a control generation not seen yet; returns extra reasons for this pass."""
         extra: set[str] = set()
         was_suspended = self.status.suspended
-        if control.rollback and control.suspended:
+        if rollback and control.rollback:
             self._rollback(control.rollback, control)
         self.status = replace(self.status, suspended=control.suspended,
                               suspend_reason=control.reason if control.suspended else None,
@@ -369,7 +288,7 @@ class Reconciler:
         return extra
 
     def _rollback(self, revision: str, control: Control) -> None:
-        started, t0 = now_iso(), time.perf_counter()
+        started, t0 = self.clock.now_iso(), self.clock.monotonic()
         base = Attempt(revision=revision, trigger="rollback", started_at=started, duration=0.0,
                        result=Result.ROLLED_BACK)
         try:
@@ -382,14 +301,14 @@ class Reconciler:
             handed_over()
         except _Failed as failed:
             self._finish(replace(base, result=Result.FAILED, failure=failed.failure,
-                                 duration=time.perf_counter() - t0))
+                                 duration=self.clock.monotonic() - t0))
             if failed.failure.transient:
                 raise TransientError(failed.failure) from failed
             return
         self._remember(revision, output)
         self._finish(replace(base, mesh=mesh, changes=deployed.changes,
                              summary=f"rollback requested by {control.requested_by or '?'}",
-                             duration=time.perf_counter() - t0))
+                             duration=self.clock.monotonic() - t0))
         self.telemetry.applied(revision, mesh)
 
     def _describe(self, revision: str) -> Revision:
@@ -399,44 +318,32 @@ class Reconciler:
         try:
             described: Revision = ensure(revision)
         except SourceError as exc:
-            raise _Failed(Failure("source", str(exc), transient=True)) from exc
+            raise _Failed(Failure(FailureKind.SOURCE, str(exc), transient=True)) from exc
         return described
 
     # -- sync -------------------------------------------------------------------------------
 
-    def _sync(self, reasons: set[str]) -> None:
-        trigger = _trigger_name(reasons)
-        t0 = time.perf_counter()
+    def _sync(self, control: Control, reasons: set[str]) -> None:
+        trigger = trigger_name(reasons)
+        t0 = self.clock.monotonic()
         try:
             with self._phase("fetch"):
                 revision = self.source.latest()
         except SourceError as exc:
-            failure = Failure("source", str(exc), transient=True)
-            self._finish(Attempt(revision="", trigger=trigger, started_at=now_iso(),
-                                 duration=time.perf_counter() - t0, result=Result.FAILED,
+            failure = Failure(FailureKind.SOURCE, str(exc), transient=True)
+            self._finish(Attempt(revision="", trigger=trigger, started_at=self.clock.now_iso(),
+                                 duration=self.clock.monotonic() - t0, result=Result.FAILED,
                                  failure=failure, summary=self.source.describe()))
             raise TransientError(failure) from exc
-        status = self.status
-        if revision.id == status.applied_revision and status.in_progress is None:
-            if reasons & _RECHECK or self._last_failed_transiently(revision.id):
-                self._recheck(heal=self.settings.self_heal, trigger=trigger)
-            else:
-                self._observe_unchanged(t0)
-            self._resolve_transient()
-            return
-        last = status.last
-        if (last is not None and last.revision == revision.id and last.failure is not None
-                and status.in_progress is None
-                and not (last.failure.transient or (
-                    "drift" in reasons and last.failure.kind in ("rejected", "apply")))):
+        decision = self._decide(control, revision.id, reasons)
+        if decision.step is Step.RECHECK:
+            self._recheck(heal=decision.heal, trigger=trigger)
+        elif decision.step is Step.APPLY:
+            self._apply_revision(revision, trigger, t0=t0)
+        else:   # UNCHANGED, or WAIT: failed for good, a new commit is needed
             self._observe_unchanged(t0)
-            return   # already failed deterministically: wait for a new commit
-        self._apply_revision(revision, trigger, t0=t0)
-
-    def _last_failed_transiently(self, revision: str) -> bool:
-        last = self.status.last
-        return bool(last and last.revision in (revision, "") and last.failure
-                    and last.failure.transient)
+        if decision.settle:
+            self._resolve_transient()
 
     def _resolve_transient(self) -> None:
         """The last attempt failed transiently but the applied revision is current and
@@ -447,16 +354,15 @@ class Reconciler:
             self.status = replace(self.status, last=applied)
             self._save()
 
-    def _observe_unchanged(self, t0: float) -> None:
-        self.telemetry.reconciled("unchanged", time.perf_counter() - t0)
-
     def _apply_revision(self, revision: Revision, trigger: str, *, t0: float) -> None:
         """Verify, run, keep and deploy one new revision; ``t0``: when the pass began (the
         attempt's duration includes the fetch)."""
-        started = now_iso()
+        started = self.clock.now_iso()
         base = Attempt(revision=revision.id, trigger=trigger, started_at=started,
                        duration=0.0, result=Result.APPLIED, summary=revision.summary)
         resumed = self.status.in_progress == revision.id
+        if not resumed:
+            self._record_skipped(revision, trigger)
         try:
             output = self._read(lambda: self.store.load_output(revision.id),
                                 "reading a stored output") if resumed else None
@@ -479,18 +385,40 @@ class Reconciler:
                 handed_over()
         except _Failed as failed:
             self._finish(replace(base, result=Result.FAILED, failure=failed.failure,
-                                 duration=time.perf_counter() - t0))
+                                 duration=self.clock.monotonic() - t0))
             if failed.failure.transient:
                 raise TransientError(failed.failure) from failed
             return
         self._remember(revision.id, output)
         self.status = replace(self.status, drift=DriftReport(
-            checked_at=now_iso(), objects=deployed.drift, healed=deployed.healed))
+            checked_at=self.clock.now_iso(), objects=deployed.drift, healed=deployed.healed))
         self._finish(replace(base, mesh=mesh, changes=deployed.changes,
-                             duration=time.perf_counter() - t0))
+                             duration=self.clock.monotonic() - t0))
         self.telemetry.applied(revision.id, mesh)
         self._read(lambda: self.store.prune_outputs(outputs_to_keep(self.status)),
                    "pruning old outputs")
+
+    def _record_skipped(self, revision: Revision, trigger: str) -> None:
+        """Record the commits a burst passed over (pushed after the last one tried, before
+        ``revision``): each gets a *skipped* history entry, so a broken commit that was
+        never run still shows in ``meshctl history``."""
+        last = self.status.last
+        since = (last.revision if last is not None and last.revision
+                 else self.status.applied_revision)
+        if not since or since == revision.id:
+            return
+        try:
+            passed = self.source.between(since, revision.id,
+                                         limit=self.settings.skipped_kept)
+        except SourceError as exc:  # only bookkeeping: never blocks the apply
+            event("skipped-unknown", name=self.settings.name, level=30, error=str(exc))
+            return
+        for skipped in reversed(passed):   # oldest first, so history stays newest first
+            self.status = self.status.record(Attempt(
+                revision=skipped.id, trigger=trigger, started_at=self.clock.now_iso(), duration=0.0,
+                result=Result.SKIPPED, summary=skipped.summary))
+            event("skipped", name=self.settings.name, revision=skipped.short,
+                  newer=revision.short)
 
     def _verify(self, revision: Revision) -> None:
         signers = self.settings.allowed_signers
@@ -499,16 +427,16 @@ class Reconciler:
         try:
             self.source.verify(revision.id, allowed_signers=signers)  # type: ignore[attr-defined]
         except VerificationError as exc:
-            raise _Failed(Failure("verification", str(exc))) from exc
+            raise _Failed(Failure(FailureKind.VERIFICATION, str(exc))) from exc
         except SourceError as exc:
-            raise _Failed(Failure("source", str(exc), transient=True)) from exc
+            raise _Failed(Failure(FailureKind.SOURCE, str(exc), transient=True)) from exc
 
     def _compile(self, revision: Revision) -> Compiled:
         try:
             with self._phase("checkout"):
                 checkout = self.source.checkout(revision.id)
         except SourceError as exc:
-            raise _Failed(Failure("source", str(exc), transient=True)) from exc
+            raise _Failed(Failure(FailureKind.SOURCE, str(exc), transient=True)) from exc
         try:
             with self._phase("program"):
                 return self.sandbox.run(checkout, self.settings.program, spec=self._needs_spec)
@@ -516,199 +444,3 @@ class Reconciler:
             raise _Failed(Failure(exc.kind, exc.message, location=exc.location,
                                   details=exc.details)) from exc
 
-    def _deploy(self, output: dict[str, Any], *, mesh: str, heal: bool, revision: str,
-                dry_run: bool = False) -> Deployed:
-        try:
-            return self.deployer.deploy(output, mesh=mesh, heal=heal, dry_run=dry_run)
-        except DeployError as exc:
-            raise _Failed(Failure(exc.kind, str(exc), transient=exc.transient)) from exc
-
-    def _output(self, revision: str) -> dict[str, Any] | None:
-        cached = self._outputs.get(revision)
-        if cached is not None:
-            return cached
-        stored: dict[str, Any] | None = self._read(lambda: self.store.load_output(revision),
-                                                   "reading a stored output")
-        if stored is not None:
-            self._remember(revision, stored)
-        return stored
-
-    def _remember(self, revision: str, output: dict[str, Any]) -> None:
-        self._outputs[revision] = output
-        while len(self._outputs) > 3:
-            self._outputs.pop(next(iter(self._outputs)))
-
-    # -- progressive delivery -----------------------------------------------------------------
-
-    @property
-    def _needs_spec(self) -> bool:
-        """Ask the sandbox for the program's spec: the local target runs it, and the rollout
-        driver needs it to compute rollout views."""
-        return self._serves_spec or self.rollouts is not None
-
-    def _view_output(self, output: dict[str, Any], spec: MeshSpec, weights: Weights
-                     ) -> dict[str, Any]:
-        """``output`` serving a rollout view, in the form this deployer reads."""
-        return live_output(output, spec, weights, as_spec=self._serves_spec)
-
-    def _live(self, revision: str, output: dict[str, Any]
-              ) -> tuple[dict[str, Any], Callable[[], None]]:
-        """What to deploy for ``revision`` — its output as is, or, with rollouts, its
-        rollout view — and what to call once that is deployed.
-
-        For the revision the driver runs, the view is its current one. For another (a new
-        commit, a rollback, the first pass after a restart) it is the driver's *preview*:
-        rollouts it keeps stay at their step, new or changed ones start at 100% stable
-        (never at the program's raw weights). Only after the target took it does the
-        driver get the program and persist the new rollouts, so a refused revision leaves
-        every rollout as it was."""
-        driver = self.rollouts
-        if driver is None or not output.get("spec"):  # no rollouts, or stored without one
-            return output, lambda: None
-        handing_over: MeshSpec | None = None   # a program the driver does not run yet
-        try:
-            if driver.revision == revision and driver.spec is not None:
-                (view, weights), fingerprint = driver.pending()
-            else:
-                handing_over = MeshSpec.model_validate(output["spec"])
-                (view, weights), fingerprint = driver.preview(handing_over, revision)
-        except (RolloutStoreError, DeliveryError) as exc:
-            raise _Failed(Failure("rollouts", f"rollout state: {exc}",
-                                  transient=isinstance(exc, RolloutStoreError))) from exc
-
-        def deployed() -> None:
-            try:
-                if handing_over is not None:
-                    driver.set_program(handing_over, revision)
-                    driver.tick(push=False)
-                if driver.pending()[1] == fingerprint:
-                    driver.mark_pushed(fingerprint)
-            except Exception as exc:  # the next rollout tick starts them and pushes
-                event("rollout-start-deferred", name=self.settings.name, level=30,
-                      revision=revision[:12], error=f"{type(exc).__name__}: {exc}")
-
-        return self._view_output(output, view, weights), deployed
-
-    def tick_rollouts(self) -> None:
-        """One driver tick for the applied revision (analyses, steps, manual commands),
-        under the target lock; the driver deploys a changed view through
-        :meth:`_push_view`."""
-        driver, applied = self.rollouts, self.status.applied
-        if driver is None or applied is None or self.status.suspended:
-            return
-        if self.leader is not None and not self.leader.is_leader:
-            return
-        if driver.revision != applied.revision or self.status.in_progress is not None:
-            return   # the driver runs only the revision the target serves
-        with target_lock(self.deployer.identity):
-            try:
-                driver.tick()
-            except Exception as exc:  # the store or a metrics source is down: next tick
-                event("rollout-tick-failed", name=self.settings.name, level=30,
-                      error=f"{type(exc).__name__}: {exc}")
-
-    def _rollout_wait(self, period: float) -> float:
-        """Seconds to the next driver tick: the period, or sooner when an analysis is due
-        (so a judged step is not up to one period late)."""
-        driver = self.rollouts
-        due = driver.next_due() if driver is not None else None
-        if driver is None or due is None:
-            return period
-        return max(0.02, min(period, due - driver.clock() + 0.01))
-
-    def _push_view(self, spec: MeshSpec, weights: Weights) -> None:
-        """The driver's route writer: deploy the applied revision's output with the rollout
-        view laid over it (called by :meth:`tick_rollouts`, target lock held)."""
-        applied = self.status.applied
-        if applied is None:
-            raise DeliveryError("no revision is applied yet")
-        output = self._output(applied.revision)
-        if output is None:
-            raise DeliveryError(f"the output of {applied.short} is no longer stored")
-        t0 = time.perf_counter()
-        deployed = self.deployer.deploy(self._view_output(output, spec, weights),
-                                        mesh=applied.mesh, heal=True)
-        event("rollout-traffic", name=self.settings.name, revision=applied.short,
-              weights={f"{ns}/{svc}": dict(split) for (ns, svc), split in weights.items()},
-              changes=deployed.changes, duration_s=round(time.perf_counter() - t0, 3))
-
-    # -- drift ------------------------------------------------------------------------------
-
-    def _recheck(self, *, heal: bool, trigger: str) -> None:
-        """Deploy the applied output again: heals drift (or, with ``heal=False``, only
-        reports it, writing nothing)."""
-        applied = self.status.applied
-        if applied is None:
-            return
-        t0 = time.perf_counter()
-        output = self._output(applied.revision)
-        if output is None:
-            event("drift-skipped", name=self.settings.name, revision=applied.short,
-                  reason="the applied output is no longer stored")
-            return
-        try:
-            live, handed_over = self._live(applied.revision, output)
-            deployed = self._deploy(live, mesh=applied.mesh, heal=heal,
-                                    revision=applied.revision, dry_run=not heal)
-            if heal:
-                handed_over()
-        except _Failed as failed:
-            self._finish(Attempt(revision=applied.revision, trigger=trigger,
-                                 started_at=now_iso(), duration=time.perf_counter() - t0,
-                                 result=Result.FAILED, failure=failed.failure,
-                                 mesh=applied.mesh, summary=applied.summary))
-            if failed.failure.transient:
-                raise TransientError(failed.failure) from failed
-            return
-        report = DriftReport(checked_at=now_iso(), objects=deployed.drift,
-                             healed=deployed.healed)
-        self.telemetry.drift.labels(self.settings.name).set(len(deployed.drift))
-        previous = self.status.drift
-        self.status = replace(self.status, drift=report)
-        if deployed.healed and deployed.write_calls:
-            self._finish(Attempt(revision=applied.revision, trigger=trigger,
-                                 started_at=now_iso(), duration=time.perf_counter() - t0,
-                                 result=Result.HEALED, changes=deployed.changes,
-                                 mesh=applied.mesh, summary=applied.summary))
-            return
-        self.telemetry.reconciled("unchanged", time.perf_counter() - t0)
-        if previous is None or previous.objects != report.objects:
-            self._save()
-        if deployed.drift:
-            event("drift", name=self.settings.name, revision=applied.short,
-                  objects=list(deployed.drift), healed=False)
-
-    # -- bookkeeping ------------------------------------------------------------------------
-
-    def _finish(self, attempt: Attempt) -> None:
-        status = self.status.record(attempt)
-        if attempt.failure is not None and attempt.failure.transient and attempt.trigger != (
-                "rollback") and self.status.in_progress == attempt.revision:
-            status = replace(status, in_progress=attempt.revision)
-        self.status = status
-        result = attempt.result.value
-        self.telemetry.reconciled(result, attempt.duration)
-        fields: dict[str, Any] = {
-            "name": self.settings.name, "revision": attempt.revision,
-            "trigger": attempt.trigger, "result": result,
-            "duration_s": round(attempt.duration, 3), "mesh": attempt.mesh,
-            "changes": attempt.changes}
-        if attempt.failure is not None:
-            self.telemetry.failed(attempt.failure.kind)
-            fields.update(error_kind=attempt.failure.kind, error=attempt.failure.message,
-                          location=attempt.failure.location,
-                          transient=attempt.failure.transient)
-        if self._loaded:   # never overwrite a stored status this process has not read
-            try:
-                with self._phase("save-status"):
-                    self.store.save_status(self.status)
-            except Exception as exc:  # the target may be what is down; keep it in memory
-                event("status-not-saved", name=self.settings.name, error=str(exc), level=30)
-        fields["phases_ms"] = dict(self._phases)
-        event("reconcile", level=40 if attempt.failure else 20, **fields)
-
-
-class _Failed(Exception):
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.message)
-        self.failure = failure

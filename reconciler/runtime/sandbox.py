@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import reconciler
+from reconciler.errors import ReconcilerError
 
 __all__ = ["Compiled", "Limits", "ProgramFailed", "Sandbox"]
 
@@ -56,7 +57,7 @@ class Limits:
     cpu_seconds: float | None = None   # default: the timeout, rounded up, plus 2
 
 
-class ProgramFailed(Exception):
+class ProgramFailed(ReconcilerError):
     """The program did not produce a valid mesh. ``kind``: syntax, exception, timeout,
     memory, validation, compile, invalid or crash; ``location``: file:line in the
     repository when known; ``details``: the traceback or findings, one line each."""

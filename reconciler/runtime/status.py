@@ -1,16 +1,9 @@
-"""What a reconciler did and what it was asked to do: the status/history model and its stores.
+"""Where the status and control records live: :class:`DiskStore` and :class:`ClusterStore`.
 
-Two records, each with one writer, so they never overwrite each other's changes:
-
-- :class:`Status` — written only by the running reconciler: the applied revision, the last
-  attempt (with the user's file:line when the program failed), whether an apply is in
-  progress, drift, and a bounded history;
-- :class:`Control` — written only by the CLI (``suspend``, ``resume``, ``rollback``): a
-  generation counter and the request. The reconciler acts on a generation it has not
-  seen yet and records it in ``Status.observed_control``.
-
-Each applied revision's compiled output is kept as well, so a rollback re-applies exactly
-what was applied then, without running any program again.
+The records themselves (:class:`Status`, :class:`Control`, …) are pure and live in
+:mod:`reconciler.runtime.records`; they are re-exported here so existing imports keep
+working. Each applied revision's compiled output is kept as well, so a rollback re-applies
+exactly what was applied then, without running any program again.
 
 Stores: :class:`DiskStore` (JSON files replaced atomically, and ``flock`` so one
 reconciler at a time uses a state directory) for the local target, and
@@ -22,240 +15,104 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import dataclasses
-import datetime
 import fcntl
 import gzip
+import hashlib
 import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
-from reconciler.ports import Target
+from reconciler.errors import ReconcilerError
+from reconciler.ports import ObjectRejected, StateStore, Target
+from reconciler.runtime.records import (
+    HISTORY_LIMIT,
+    OUTPUTS_KEPT,
+    Attempt,
+    Control,
+    DriftReport,
+    Failure,
+    FailureKind,
+    Result,
+    Status,
+    now_iso,
+    outputs_to_keep,
+)
 
 __all__ = [
     "HISTORY_LIMIT",
+    "OUTPUTS_KEPT",
     "RECONCILER_LABEL",
     "ROLE_LABEL",
     "STATE_NAMESPACE",
     "Attempt",
     "ClusterStore",
     "Control",
+    "CorruptRecordError",
     "DiskStore",
     "DriftReport",
     "Failure",
+    "FailureKind",
     "Result",
+    "StaleRecordError",
     "StateLockedError",
     "Status",
     "StoreError",
     "ensure_namespace",
     "now_iso",
+    "outputs_to_keep",
+    "request_control",
     "state_labels",
 ]
 
-HISTORY_LIMIT = 50
-OUTPUTS_KEPT = 10
 STATE_NAMESPACE = "meshdsl-system"
-_MESSAGE_LIMIT = 2000
-_DETAILS_LIMIT = 30
-_DETAILED = 5          # history entries that keep their failure's detail lines
 
 
-def now_iso() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
-
-
-class StoreError(Exception):
+class StoreError(ReconcilerError):
     """The state could not be read or written."""
+
+    transient = True
 
 
 class StateLockedError(StoreError):
     """Another reconciler is using this state directory."""
 
 
-class Result(StrEnum):
-    APPLIED = "applied"        # a new revision is live
-    FAILED = "failed"          # nothing applied; the previous state stays
-    HEALED = "healed"          # drift written back (same revision)
-    ROLLED_BACK = "rolled-back"
+class StaleRecordError(StoreError):
+    """The record changed since it was read (compare-and-swap failed): read it again."""
 
 
-@dataclass(frozen=True)
-class Failure:
-    kind: str                  # syntax, exception, timeout, memory, validation, source, …
-    message: str
-    location: str | None = None
-    details: tuple[str, ...] = ()
-    transient: bool = False    # retried with backoff (target unreachable, fetch failed)
+class CorruptRecordError(StoreError):
+    """A stored record is unreadable or not ours; the message says which and how to fix."""
 
-    def describe(self) -> str:
-        return f"{self.location}: {self.message}" if self.location else self.message
+    transient = False
 
 
-@dataclass(frozen=True)
-class Attempt:
-    """One reconcile that did something (or failed to): an entry of the history."""
-
-    revision: str
-    trigger: str
-    started_at: str
-    duration: float
-    result: Result
-    summary: str = ""                  # the commit's subject line
-    mesh: str = ""
-    changes: dict[str, int] = field(default_factory=dict)
-    failure: Failure | None = None
-    count: int = 1                     # identical consecutive failures are folded into one
-
-    @property
-    def short(self) -> str:
-        return self.revision[:12]
-
-
-@dataclass(frozen=True)
-class DriftReport:
-    checked_at: str
-    objects: tuple[str, ...] = ()
-    healed: bool = False
-
-
-@dataclass(frozen=True)
-class Status:
-    name: str
-    source: str = ""
-    target: str = ""
-    applied: Attempt | None = None       # what is live: the last successful apply
-    last: Attempt | None = None          # the latest attempt, successful or not
-    in_progress: str | None = None       # revision being applied (survives a crash)
-    suspended: bool = False
-    suspend_reason: str | None = None
-    drift: DriftReport | None = None
-    history: tuple[Attempt, ...] = ()    # newest first
-    observed_control: int = 0
-    updated_at: str = ""
-
-    @property
-    def applied_revision(self) -> str | None:
-        return self.applied.revision if self.applied else None
-
-    def record(self, attempt: Attempt, *, limit: int = HISTORY_LIMIT) -> Status:
-        """This status after ``attempt``: history gains an entry (a failure identical to
-        the newest entry is folded into it), and ``applied`` moves on success."""
-        history = list(self.history)
-        newest = history[0] if history else None
-        if (attempt.failure is not None and newest is not None and newest.failure is not None
-                and newest.revision == attempt.revision
-                and newest.failure.kind == attempt.failure.kind
-                and newest.failure.message == attempt.failure.message):
-            history[0] = replace(attempt, count=newest.count + 1,
-                                 started_at=newest.started_at)
-        else:
-            history.insert(0, attempt)
-        moved = attempt.result in (Result.APPLIED, Result.ROLLED_BACK)
-        applied = attempt if moved else self.applied
-        # Older failures keep their message and location, not their traceback lines: the
-        # status must stay far below a ConfigMap's 1 MiB.
-        history = [replace(a, failure=replace(a.failure, details=()))
-                   if i >= _DETAILED and a.failure is not None and a.failure.details else a
-                   for i, a in enumerate(history[:limit])]
-        return replace(self, applied=applied, last=history[0], history=tuple(history),
-                       in_progress=None, updated_at=now_iso())
-
-    def find(self, prefix: str) -> Attempt | None:
-        """The newest applied entry whose revision starts with ``prefix``."""
-        for attempt in self.history:
-            if attempt.result is not Result.FAILED and attempt.revision.startswith(prefix):
-                return attempt
-        return None
-
-    # -- JSON -------------------------------------------------------------------------------
-
-    def to_dict(self) -> dict[str, Any]:
-        cleaned: dict[str, Any] = _clean(dataclasses.asdict(self))
-        return cleaned
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Status:
-        def attempt(raw: Any) -> Attempt | None:
-            if not isinstance(raw, dict):
-                return None
-            failure = raw.get("failure")
-            return Attempt(
-                revision=str(raw.get("revision", "")), trigger=str(raw.get("trigger", "")),
-                started_at=str(raw.get("started_at", "")),
-                duration=float(raw.get("duration") or 0.0),
-                result=Result(raw.get("result", Result.FAILED.value)),
-                summary=str(raw.get("summary", "")), mesh=str(raw.get("mesh", "")),
-                changes={str(k): int(v) for k, v in (raw.get("changes") or {}).items()},
-                failure=Failure(
-                    kind=str(failure.get("kind", "")), message=str(failure.get("message", "")),
-                    location=failure.get("location"),
-                    details=tuple(str(d) for d in failure.get("details") or ()),
-                    transient=bool(failure.get("transient")),
-                ) if isinstance(failure, dict) else None,
-                count=int(raw.get("count") or 1))
-
-        drift = data.get("drift")
-        return cls(
-            name=str(data.get("name", "")), source=str(data.get("source", "")),
-            target=str(data.get("target", "")), applied=attempt(data.get("applied")),
-            last=attempt(data.get("last")), in_progress=data.get("in_progress"),
-            suspended=bool(data.get("suspended")), suspend_reason=data.get("suspend_reason"),
-            drift=DriftReport(checked_at=str(drift.get("checked_at", "")),
-                              objects=tuple(drift.get("objects") or ()),
-                              healed=bool(drift.get("healed")))
-            if isinstance(drift, dict) else None,
-            history=tuple(a for a in (attempt(h) for h in data.get("history") or ()) if a),
-            observed_control=int(data.get("observed_control") or 0),
-            updated_at=str(data.get("updated_at", "")))
-
-
-@dataclass(frozen=True)
-class Control:
-    """A request from ``meshctl suspend/resume/rollback``; ``generation`` grows by one per
-    request."""
-
-    generation: int = 0
-    suspended: bool = False
-    reason: str | None = None
-    rollback: str | None = None         # full revision to re-apply
-    requested_at: str = ""
-    requested_by: str = ""
-
-    def request(self, **changes: Any) -> Control:
-        return replace(self, generation=self.generation + 1, requested_at=now_iso(),
-                       **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Control:
-        return cls(generation=int(data.get("generation") or 0),
-                   suspended=bool(data.get("suspended")), reason=data.get("reason"),
-                   rollback=data.get("rollback"),
-                   requested_at=str(data.get("requested_at", "")),
-                   requested_by=str(data.get("requested_by", "")))
-
-
-def _clean(value: Any) -> Any:
-    """Bounded, JSON-ready: long messages and detail lists are cut."""
-    if isinstance(value, dict):
-        out = {k: _clean(v) for k, v in value.items()}
-        if "message" in out and isinstance(out["message"], str):
-            out["message"] = out["message"][:_MESSAGE_LIMIT]
-        if "details" in out and isinstance(out["details"], list):
-            out["details"] = [str(d)[:500] for d in out["details"][:_DETAILS_LIMIT]]
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, StrEnum):
-        return value.value
-    return value
+def request_control(store: StateStore, *, attempts: int = 20, **changes: Any) -> Control:
+    """Write the next control generation with ``changes``, compare-and-swap on the record's
+    version: two requests at once both land, one after the other, never one over the
+    other. A corrupt or foreign record is replaced, at a generation past the one the
+    reconciler last observed (so it is not ignored)."""
+    for _ in range(attempts):
+        current = store.load_control()
+        if current.problem:
+            observed = 0
+            with contextlib.suppress(StoreError):
+                status = store.load_status()
+                observed = status.observed_control if status is not None else 0
+            current = replace(Control(generation=max(current.generation, observed)),
+                              version=current.version)
+        wanted = current.request(**changes)
+        try:
+            store.save_control(wanted, expected=current.version)
+        except StaleRecordError:
+            continue
+        return wanted
+    raise StoreError(f"the control record in {store.describe()} kept changing "
+                     f"({attempts} attempts); try again")
 
 
 def _encode_output(output: dict[str, Any]) -> bytes:
@@ -315,9 +172,23 @@ class DiskStore:
             data = json.loads((self.directory / name).read_text())
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:
+            raise CorruptRecordError(f"cannot read {self.directory / name}: not valid "
+                                     f"JSON ({exc})") from exc
+        except OSError as exc:
             raise StoreError(f"cannot read {self.directory / name}: {exc}") from exc
-        return data if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            raise CorruptRecordError(f"cannot read {self.directory / name}: not a JSON "
+                                     "object")
+        return data
+
+    def _version(self, name: str) -> str:
+        try:
+            return hashlib.sha256((self.directory / name).read_bytes()).hexdigest()[:16]
+        except FileNotFoundError:
+            return ""
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.directory / name}: {exc}") from exc
 
     def _write(self, name: str, data: dict[str, Any]) -> None:
         try:
@@ -334,11 +205,28 @@ class DiskStore:
         self._write("status.json", status.to_dict())
 
     def load_control(self) -> Control:
-        data = self._read("control.json")
-        return Control.from_dict(data) if data is not None else Control()
+        version = self._version("control.json")
+        try:
+            data = self._read("control.json")
+        except CorruptRecordError as exc:
+            return Control(version=version, problem=f"the control record {exc}; "
+                           "`meshctl resume` (or suspend/rollback) replaces it")
+        control = Control.from_dict(data) if data is not None else Control()
+        return replace(control, version=version)
 
-    def save_control(self, control: Control) -> None:
-        self._write("control.json", control.to_dict())
+    def save_control(self, control: Control, *, expected: str | None = None) -> None:
+        """Write ``control``; with ``expected``, only if the stored record is still the one
+        of that version ("": none), under a lock shared by every writer of the directory."""
+        if expected is None:
+            self._write("control.json", control.to_dict())
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / "control.lock").open("ab") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            if self._version("control.json") != expected:
+                raise StaleRecordError(f"{self.directory / 'control.json'} changed since "
+                                       "it was read")
+            self._write("control.json", control.to_dict())
 
     def save_output(self, revision: str, output: dict[str, Any]) -> None:
         try:
@@ -423,12 +311,14 @@ class ClusterStore:
         return self.target.get("v1", "ConfigMap", self.namespace, name)
 
     def _put(self, name: str, role: str, *, data: dict[str, str] | None = None,
-             binary: dict[str, bytes] | None = None) -> None:
+             binary: dict[str, bytes] | None = None, version: str | None = None) -> None:
         self._ensure_namespace()
         manifest: dict[str, Any] = {
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": self.namespace,
                          "labels": state_labels(self.name, role)}}
+        if version:   # a precondition: the server refuses the write (409) if it changed
+            manifest["metadata"]["resourceVersion"] = version
         if data is not None:
             manifest["data"] = data
         if binary is not None:
@@ -436,18 +326,32 @@ class ClusterStore:
                                       binary.items()}
         self.target.apply(manifest, force=True)
 
-    def _json(self, name: str, key: str) -> dict[str, Any] | None:
+    def _json(self, name: str, key: str, role: str
+              ) -> tuple[dict[str, Any] | None, str]:
+        """The record's JSON object (``None`` when absent) and its resourceVersion; raises
+        :class:`CorruptRecordError` for a record that is not ours or not valid."""
         obj = self._get(name)
         if obj is None:
-            return None
+            return None, ""
+        meta = obj.get("metadata") or {}
+        version = str(meta.get("resourceVersion") or "")
+        labels = meta.get("labels") or {}
+        where = f"ConfigMap {self.namespace}/{name}"
+        if labels.get(RECONCILER_LABEL) != self.name or labels.get(ROLE_LABEL) != role:
+            raise CorruptRecordError(f"{where} is not a meshdsl {role} record (labels "
+                                     f"{RECONCILER_LABEL}={self.name}, {ROLE_LABEL}={role} "
+                                     "missing)")
+        raw = (obj.get("data") or {}).get(key)
         try:
-            data = json.loads((obj.get("data") or {}).get(key) or "null")
+            data = json.loads(raw or "null")
         except ValueError as exc:
-            raise StoreError(f"ConfigMap {self.namespace}/{name} holds invalid JSON") from exc
-        return data if isinstance(data, dict) else None
+            raise CorruptRecordError(f"{where} holds invalid JSON in {key}") from exc
+        if raw is not None and not isinstance(data, dict):
+            raise CorruptRecordError(f"{where} does not hold a JSON object in {key}")
+        return data, version
 
     def load_status(self) -> Status | None:
-        data = self._json(f"meshdsl-status-{self.name}", "status.json")
+        data, _ = self._json(f"meshdsl-status-{self.name}", "status.json", "status")
         return Status.from_dict(data) if data is not None else None
 
     def save_status(self, status: Status) -> None:
@@ -455,12 +359,41 @@ class ClusterStore:
                   data={"status.json": json.dumps(status.to_dict(), indent=1, sort_keys=True)})
 
     def load_control(self) -> Control:
-        data = self._json(f"meshdsl-control-{self.name}", "control.json")
-        return Control.from_dict(data) if data is not None else Control()
+        name = f"meshdsl-control-{self.name}"
+        try:
+            data, version = self._json(name, "control.json", "control")
+        except CorruptRecordError as exc:
+            found = self._get(name) or {}
+            return Control(version=str((found.get("metadata") or {}).get("resourceVersion")
+                                       or ""),
+                           problem=f"{exc}; `meshctl resume` (or suspend/rollback) "
+                                   "replaces it")
+        control = Control.from_dict(data) if data is not None else Control()
+        return replace(control, version=version)
 
-    def save_control(self, control: Control) -> None:
-        self._put(f"meshdsl-control-{self.name}", "control",
-                  data={"control.json": json.dumps(control.to_dict(), sort_keys=True)})
+    def save_control(self, control: Control, *, expected: str | None = None) -> None:
+        """Write ``control``; with ``expected`` (a resourceVersion, "" for none), only if
+        the stored record is still that one — the API server checks it (409 otherwise).
+
+        Server-side apply cannot say "only if absent", so the first record is created
+        (POST, 409 when it exists) rather than applied."""
+        name = f"meshdsl-control-{self.name}"
+        data = {"control.json": json.dumps(control.to_dict(), sort_keys=True)}
+        try:
+            if expected == "":
+                self._ensure_namespace()
+                self.target.create({"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"name": name, "namespace": self.namespace,
+                                                 "labels": state_labels(self.name,
+                                                                        "control")},
+                                    "data": data})
+            else:
+                self._put(name, "control", version=expected, data=data)
+        except ObjectRejected as exc:
+            if exc.conflict:
+                raise StaleRecordError(f"ConfigMap {self.namespace}/{name} changed since "
+                                       "it was read") from exc
+            raise
 
     def _output_name(self, revision: str) -> str:
         return f"meshdsl-output-{self.name}-{_safe_name(revision)}"[:253]
@@ -489,18 +422,3 @@ class ClusterStore:
             if (labels.get(RECONCILER_LABEL) == self.name and labels.get(ROLE_LABEL) == "output"
                     and meta.get("name") not in names):
                 self.target.delete("v1", "ConfigMap", self.namespace, str(meta["name"]))
-
-
-def outputs_to_keep(status: Status, *, limit: int = OUTPUTS_KEPT) -> set[str]:
-    """The revisions whose output a rollback may still ask for: the newest applied ones
-    (and whatever is live or in progress)."""
-    keep: list[str] = []
-    for attempt in status.history:
-        if attempt.result is not Result.FAILED and attempt.revision not in keep:
-            keep.append(attempt.revision)
-    chosen = set(keep[:limit])
-    if status.applied is not None:
-        chosen.add(status.applied.revision)
-    if status.in_progress:
-        chosen.add(status.in_progress)
-    return chosen

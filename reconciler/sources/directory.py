@@ -31,12 +31,25 @@ class DirectorySource:
 
     def __init__(self, path: Path, *, cache_dir: Path, keep: int = 3) -> None:
         self.path = Path(path).resolve()
-        self.cache_dir = Path(cache_dir)
+        self.cache_dir = Path(cache_dir).expanduser().resolve()  # git runs in other dirs
         self.keep = keep
         self._snapshots = self.cache_dir / "snapshots"
 
     def describe(self) -> str:
         return f"directory {self.path}"
+
+    @property
+    def ref(self) -> str:
+        """A directory has no refs: every push-style trigger concerns it."""
+        return ""
+
+    def between(self, since: str, until: str, *, limit: int = 20) -> list[Revision]:
+        """No history between snapshots: nothing is ever passed over."""
+        return []
+
+    def ensure(self, revision: str) -> Revision:
+        """A snapshot is known by its id only (no commit metadata)."""
+        return Revision(id=revision)
 
     def _files(self) -> list[Path]:
         if not self.path.is_dir():

@@ -40,6 +40,8 @@ _ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/true", "SSH_ASKPASS": "
 class VerificationError(SourceError):
     """The commit's signature is missing or not made by an allowed signer."""
 
+    transient = False   # a bad signature stays bad
+
 
 def redact(url: str) -> str:
     """``url`` without a password or token (``https://user:tok@host`` → ``https://host``)."""
@@ -133,7 +135,7 @@ class GitSource:
         self.url = url
         self.ref = f"refs/tags/{tag}" if tag else f"refs/heads/{branch}"
         self.shallow, self.keep, self.timeout = shallow, keep, timeout
-        self.cache_dir = Path(cache_dir)
+        self.cache_dir = Path(cache_dir).expanduser().resolve()  # git runs in other dirs
         self._checkouts = self.cache_dir / "checkouts"
         self._repo: git.Repo | None = None
 
@@ -181,6 +183,35 @@ class GitSource:
         local = f"refs/meshdsl/{self.ref.removeprefix('refs/')}"
         self._fetch(f"+{self.ref}:{local}", what=f"git fetch {self.ref}")
         return self._describe(local)
+
+    def between(self, since: str, until: str, *, limit: int = 20) -> list[Revision]:
+        """The commits after ``since`` up to (not including) ``until`` on the first-parent
+        line, newest first — those a burst of pushes passed over. Empty when ``since`` is
+        not among ``until``'s ``limit`` nearest first-parent ancestors (a force push, a
+        rollback). A shallow cache is deepened once, by ``limit``, when needed."""
+        if not since or since == until or not _SHA.match(since):
+            return []
+        found: list[Revision] = []
+        sha, deepened = until, False
+        for _ in range(limit + 1):
+            parents = self._commit(sha).parents
+            if not parents:
+                return []
+            sha = parents[0].hexsha
+            if sha == since:
+                return found
+            if not self.has(sha):
+                if deepened:
+                    return []
+                local = f"refs/meshdsl/{self.ref.removeprefix('refs/')}"
+                self._git("fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+                          f"--deepen={limit}", _remote(self.url), f"+{self.ref}:{local}",
+                          what="git fetch --deepen")
+                deepened = True
+                if not self.has(sha):
+                    return []
+            found.append(self._describe(sha))
+        return []
 
     def _commit(self, rev: str) -> git.Commit:
         """A commit read through gitpython's persistent ``git cat-file`` (no process per

@@ -13,16 +13,17 @@ contexts, tokens, exec plugins, client certificates); requests go through
 429/503/504 are retried a bounded number of times (tenacity); every other failure becomes
 one :class:`KubeError` subclass with a one-line message (see :mod:`.kube_http`).
 
-``write_calls`` counts non-dry-run write requests and ``writes`` logs them in order
-(``("apply", "VirtualService/ns/name")``, ``("delete", …)``, ``("patch", …)``), for tests
-and benchmarks.
+``write_calls`` counts non-dry-run write requests and ``writes`` logs the latest
+:data:`WRITES_KEPT` of them in order (``("apply", "VirtualService/ns/name")``,
+``("delete", …)``, ``("patch", …)``), for tests and benchmarks — bounded, since a reconciler
+writes for months.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -60,6 +61,7 @@ __all__ = [
 
 FIELD_MANAGER = "meshdsl"
 PAGE_SIZE = 500
+WRITES_KEPT = 10_000
 _APPLY_PATCH = "application/apply-patch+yaml"
 _METADATA_LIST = ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, "
                   "application/json")
@@ -158,15 +160,16 @@ class KubeTarget:
         field_manager: str = FIELD_MANAGER,
         timeout: tuple[float, float] = (5.0, 60.0),
         attempts: int = 4,
+        pool_size: int = 16,
     ) -> None:
-        self._transport = Transport(api_client, timeout=timeout)
+        self._transport = Transport(api_client, timeout=timeout, pool_size=pool_size)
         self.field_manager = field_manager
         self._attempts = attempts
         self._lock = threading.Lock()
         self._discovery: dict[str, dict[str, ApiResource]] = {}
         self._discovery_locks: dict[str, threading.Lock] = {}
         self.requests: Counter[str] = Counter()
-        self.writes: list[tuple[str, str]] = []
+        self.writes: deque[tuple[str, str]] = deque(maxlen=WRITES_KEPT)
         self._write_calls = 0
 
     # -- construction --
@@ -185,7 +188,7 @@ class KubeTarget:
         else the in-cluster service account), optionally another ``context``."""
         client = api_client(kubeconfig, context=context, impersonate=impersonate,
                             pool_size=pool_size)
-        return cls(client, **kwargs)
+        return cls(client, pool_size=pool_size, **kwargs)
 
     @property
     def server(self) -> str:
@@ -194,6 +197,11 @@ class KubeTarget:
     @property
     def write_calls(self) -> int:
         return self._write_calls
+
+    @property
+    def transport(self) -> Transport:
+        """The HTTP transport (its connection pool is observable for tests and benches)."""
+        return self._transport
 
     def close(self) -> None:
         self._transport.close()
@@ -313,6 +321,20 @@ class KubeTarget:
         result = self._request(
             "PATCH", path, query=query, body=body, content_type=_APPLY_PATCH, what=what
         )
+        return dict(result) if isinstance(result, dict) else {}
+
+    def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create the object only if it does not exist (POST; 409 :class:`Conflict`
+        otherwise) — the one precondition server-side apply cannot express."""
+        api_version, kind = str(manifest.get("apiVersion")), str(manifest.get("kind"))
+        meta = manifest.get("metadata") or {}
+        res = self.resource(api_version, kind)
+        what = _describe(manifest)
+        body = json.dumps(with_list_keys(manifest), separators=(",", ":")).encode()
+        self._count_write("create", what)
+        result = self._request("POST", res.path(meta.get("namespace")),
+                               query=[("fieldManager", self.field_manager)], body=body,
+                               content_type="application/json", what=what)
         return dict(result) if isinstance(result, dict) else {}
 
     def remove_fields(self, api_version: str, kind: str, namespace: str, name: str,

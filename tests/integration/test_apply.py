@@ -187,7 +187,7 @@ def test_changing_one_weight_is_one_update(target: KubeTarget) -> None:
     target.writes.clear()
     result = apply(target, changed, mesh=mesh)
     assert result.write_calls == 1
-    assert target.writes == [("apply", f"VirtualService/bookinfo-{suffix}/reviews")]
+    assert list(target.writes) == [("apply", f"VirtualService/bookinfo-{suffix}/reviews")]
     assert result.summary()["updated"] == 1
     assert result.summary()["unchanged"] == len(desired) - 1
     after = versions_of(live_objects(target, changed))
@@ -213,7 +213,7 @@ def test_adding_then_removing_a_version_is_make_before_break(target: KubeTarget)
 
     target.writes.clear()
     result = apply(target, shop(mesh, ns, {"v1": 100}), mesh=mesh, options=Options(prune=True))
-    assert target.writes == [
+    assert list(target.writes) == [
         ("apply", f"VirtualService/{ns}/reviews"),       # traffic leaves v2 ...
         ("apply", f"DestinationRule/{ns}/reviews"),      # ... before the subset goes
         ("delete", f"Deployment/{ns}/reviews-v2"),

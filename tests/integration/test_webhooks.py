@@ -33,11 +33,28 @@ class Hooks:
                 hooks.received.append((self.path, body))
                 if self.path == "/slow":
                     time.sleep(1.0)
+                if self.path.startswith("/trickle"):
+                    self._trickle(headers=self.path == "/trickle-headers")
+                    return
                 statuses = hooks.script.get(self.path, [200])
                 status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
+
+            def _trickle(self, *, headers: bool) -> None:
+                """A byte every 0.1 s for 5 s: no single read ever waits long."""
+                head = b"HTTP/1.1 200 OK\r\ncontent-length: 50\r\nx-pad: "
+                if not headers:
+                    self.wfile.write(head + b"x\r\n\r\n")
+                    head = b""
+                try:
+                    for i in range(50):
+                        self.wfile.write(head[i:i + 1] if i < len(head) else b"x")
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                except OSError:
+                    pass
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -111,3 +128,16 @@ def test_unreachable_webhook_fails_after_retries() -> None:
         result = caller.deliver(call(f"http://127.0.0.1:{free_port()}/x", retries=2))
     assert not result.ok and result.attempts == 3 and result.status is None
     assert "ConnectError" in result.error
+
+
+@pytest.mark.parametrize("path", ["/trickle-body", "/trickle-headers"])
+def test_a_trickling_webhook_is_cut_at_the_call_deadline(hooks: Hooks, path: str) -> None:
+    """Every read gets a byte within its 0.5 s timeout, yet the call ends at its overall
+    deadline ((retries + 1) * timeout = 1 s), as a failed gate."""
+    with WebhookCaller(backoff_max=0.05) as caller:
+        started = time.monotonic()
+        result = caller.deliver(call(f"{hooks.url}{path}", retries=1, timeout=0.5))
+        took = time.monotonic() - started
+    assert not result.ok
+    assert took < 1.5, took        # the server would trickle for 5 s
+    assert caller.deadline(call("x", retries=1, timeout=0.5)) == 1.0

@@ -8,6 +8,8 @@ almost always the useful part.
 
 from __future__ import annotations
 
+from reconciler.errors import ReconcilerError
+
 __all__ = [
     "EnvoyConfigError",
     "EnvoyError",
@@ -20,7 +22,7 @@ __all__ = [
 ]
 
 
-class EnvoyError(Exception):
+class EnvoyError(ReconcilerError):
     """Root of every error raised by :mod:`reconciler.targets.envoy`."""
 
 

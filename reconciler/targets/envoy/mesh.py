@@ -500,11 +500,14 @@ class LocalMesh:
         return f"local envoy mesh {self.workdir}"
 
     def deploy(self, output: dict[str, Any], *, mesh: str, heal: bool,
-               dry_run: bool = False) -> Deployed:
+               dry_run: bool = False, fence: Callable[[], bool] | None = None) -> Deployed:
         """Run the sandbox's output locally. It must carry ``spec`` (the sandbox adds it when
         asked to); ``weights`` (``{"namespace/service": {"v1": 90, ...}}``) is optional.
         ``heal`` is implied: a dead Envoy is always restarted. ``dry_run`` compiles and
         reports which proxies would start, change or stop, touching nothing that runs."""
+        if fence is not None and not dry_run and not fence():
+            raise DeployError("stopped before writing: this replica is no longer the "
+                              "leader", kind="fenced", transient=True)
         if not output.get("spec"):
             raise DeployError(f"mesh {mesh}: the local target needs the program's spec in the "
                               "output (run the sandbox with spec=True)", kind="invalid",

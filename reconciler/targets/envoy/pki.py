@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from reconciler.errors import ReconcilerError
+
 __all__ = ["CertPair", "LocalCA", "PKIError", "workload_secrets"]
 
 _ROOT_VALIDITY = dt.timedelta(days=3650)
@@ -34,7 +36,7 @@ _LEAF_VALIDITY = dt.timedelta(days=30)
 _BACKDATE = dt.timedelta(minutes=5)  # tolerate small clock differences
 
 
-class PKIError(Exception):
+class PKIError(ReconcilerError):
     """The CA files are unusable, or a requested certificate is malformed."""
 
 

@@ -6,8 +6,13 @@ here every outcome is scripted so each rule of the loop is checked on its own.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +21,16 @@ import pytest
 from reconciler.ports import Deployed, DeployError, Revision, SourceError
 from reconciler.runtime.loop import Reconciler, Settings
 from reconciler.runtime.sandbox import Compiled, ProgramFailed
-from reconciler.runtime.status import Control, DiskStore, Result, Status, StoreError
+from reconciler.runtime.status import (
+    Control,
+    DiskStore,
+    Result,
+    Status,
+    StoreError,
+    request_control,
+)
 from reconciler.sources.git import VerificationError
-from reconciler.sources.webhook import PushEvent
+from reconciler.sources.webhook import PushEvent, WebhookServer
 
 A, B, C = "a" * 40, "b" * 40, "c" * 40
 
@@ -30,6 +42,7 @@ class Source:
         self.tmp, self.head = tmp, A
         self.failures: list[SourceError] = []
         self.unsigned: set[str] = set()
+        self.passed_over: dict[tuple[str, str], list[Revision]] = {}
 
     def describe(self) -> str:
         return "fake"
@@ -41,6 +54,9 @@ class Source:
 
     def ensure(self, revision: str) -> Revision:
         return Revision(id=revision)
+
+    def between(self, since: str, until: str, *, limit: int = 20) -> list[Revision]:
+        return self.passed_over.get((since, until), [])[:limit]
 
     def checkout(self, revision: str) -> Path:
         path = self.tmp / revision
@@ -77,7 +93,7 @@ class Deployer:
         self.drift: tuple[str, ...] = ()
 
     def deploy(self, output: dict[str, Any], *, mesh: str, heal: bool,
-               dry_run: bool = False) -> Deployed:
+               dry_run: bool = False, fence: Callable[[], bool] | None = None) -> Deployed:
         if self.errors:
             raise self.errors.pop(0)
         self.deployed.append((output["manifests"][0]["revision"], heal, dry_run))
@@ -88,6 +104,9 @@ class Deployer:
 
 class Leader:
     is_leader = True
+
+    def fence(self) -> Callable[[], bool]:
+        return lambda: self.is_leader
 
 
 @pytest.fixture
@@ -343,3 +362,97 @@ def test_an_unreadable_status_is_never_overwritten(parts: Any) -> None:
     assert status.applied == saved.applied
     kept = original()
     assert kept is not None and kept.applied == saved.applied
+
+
+def test_commits_passed_over_in_a_burst_are_recorded(parts: Any) -> None:
+    source, runner, _deployer, _store = parts
+    rec = make(parts)
+    rec.reconcile({"webhook"})
+    source.head = C
+    source.passed_over[(A, C)] = [Revision(id=B, summary="broken")]
+    status = rec.reconcile({"webhook"})
+    assert [(a.revision, a.result) for a in status.history] == [
+        (C, Result.APPLIED), (B, Result.SKIPPED), (A, Result.APPLIED)]
+    assert status.history[1].summary == "broken" and B not in runner.runs
+    assert status.find(B[:6]) is None        # never live: not a rollback target
+
+
+def test_internal_failure_turns_readiness_then_liveness_red(parts: Any) -> None:
+    """/readyz and /healthz over real HTTP (the webhook server on 127.0.0.1), and
+    ``meshctl status`` reading the state directory."""
+    source, _runner, deployer, store = parts
+    rec = make(parts, poll_interval=None, drift_interval=None, control_interval=0.01,
+               internal_limit=2)
+    boom = OSError(24, "Too many open files")
+    original = deployer.deploy
+    failing = {"on": True}
+
+    def deploy(output: dict[str, Any], **kw: Any) -> Deployed:
+        if failing["on"]:
+            raise boom
+        return original(output, **kw)
+
+    deployer.deploy = deploy  # type: ignore[method-assign]
+    server = WebhookServer(secret=None, on_push=rec.on_push, health=rec.live,
+                           ready=rec.ready).start()
+
+    def probe(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(server.url + path, timeout=5) as response:
+                return int(response.status), response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    rec.start()
+    try:
+        assert probe("/readyz")[0] == 200 or not rec.ready()[0]
+        deadline = time.monotonic() + 10
+        while rec.live()[0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        code, why = probe("/readyz")
+        assert code == 503 and "Too many open files" in why
+        code, why = probe("/healthz")
+        assert code == 503 and "internal failures in a row" in why
+        assert rec.healthy()[0]     # the loop itself runs on
+        shown = subprocess.run(
+            [sys.executable, "-c", "from reconciler.cli import main; main()", "status",
+             "--state-dir", str(store.directory)], capture_output=True, text=True,
+            timeout=60, check=False)
+        assert "INTERNAL ERROR" in shown.stdout and "Too many open files" in shown.stdout
+        stored = store.load_status()
+        assert stored is not None and stored.last is not None
+        assert stored.last.failure is not None and stored.last.failure.kind == "internal"
+        assert "Too many open files" in stored.last.failure.message
+        failing["on"] = False                 # the cause goes away: the loop recovers
+        deadline = time.monotonic() + 20
+        while not rec.ready()[0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert probe("/readyz")[0] == 200 and probe("/healthz")[0] == 200
+        assert rec.status.applied_revision == source.head
+    finally:
+        rec.stop()
+        server.stop()
+
+
+def test_corrupt_records_are_reported_and_do_not_block_the_next_commit(parts: Any) -> None:
+    source, _runner, _deployer, store = parts
+    rec = make(parts)
+    rec.reconcile({"webhook"})
+    (store.directory / "control.json").write_text("{oops")
+    source.head = B
+    status = rec.reconcile({"webhook"}, max_attempts=2)
+    assert status.applied_revision == B
+    reported = [a for a in status.history if a.failure and "control record" in
+                a.failure.message]
+    assert len(reported) == 1 and "meshctl resume" in reported[0].failure.message  # type: ignore[union-attr]
+    request_control(store, suspended=True, reason="repaired", rollback=None)
+    assert rec.reconcile({"manual"}).suspended
+
+    (store.directory / "status.json").write_text("[]")      # a status that is not ours
+    fresh = make(parts)
+    source.head = C
+    fresh.reconcile({"resume"})
+    status = fresh.reconcile({"webhook"}, max_attempts=2)
+    assert any(a.failure and "stored status could not be used" in a.failure.message
+               for a in status.history)
+    assert store.load_status() is not None                  # replaced by a good one

@@ -8,7 +8,7 @@ Prometheus path is tests/e2e/test_reconcile_canary.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from meshdsl.model.spec import MeshSpec
 from reconciler.delivery.phases import Phase
 from reconciler.delivery.queries import MetricQuery
 from reconciler.ports import Deployed, DeployError, Revision
-from reconciler.runtime.loop import Reconciler, Settings
+from reconciler.runtime.loop import Reconciler, Settings, target_lock
 from reconciler.runtime.rollout_store import DiskRolloutStore
 from reconciler.runtime.rollouts import RolloutDriver
 from reconciler.runtime.sandbox import Compiled
@@ -62,6 +62,12 @@ class Source:
     def latest(self) -> Revision:
         return Revision(id=self.head, ref=self.ref)
 
+    def ensure(self, revision: str) -> Revision:
+        return Revision(id=revision)
+
+    def between(self, since: str, until: str, *, limit: int = 20) -> list[Revision]:
+        return []
+
     def checkout(self, revision: str) -> Path:
         path = self.tmp / revision
         path.mkdir(parents=True, exist_ok=True)
@@ -95,7 +101,7 @@ class Deployer:
         self.reject: set[str] = set()
 
     def deploy(self, output: dict[str, Any], *, mesh: str, heal: bool,
-               dry_run: bool = False) -> Deployed:
+               dry_run: bool = False, fence: Callable[[], bool] | None = None) -> Deployed:
         weights = weights_of(output["manifests"])
         named = {d["destination"]["subset"] for m in output["manifests"]
                  if m["kind"] == "VirtualService" for d in m["spec"]["http"][-1]["route"]}
@@ -287,3 +293,21 @@ def test_the_loop_ticks_when_an_analysis_is_due_not_a_period_later(rig: Rig) -> 
     assert rig.rec._rollout_wait(1.0) == 1.0          # manual commands still seen each period
     rig.clock.now += 60                               # overdue: tick almost at once
     assert rig.rec._rollout_wait(30.0) == pytest.approx(0.02)
+
+
+def test_analyses_wait_without_the_target_lock(rig: Rig) -> None:
+    """Metric queries and gate webhooks may take their whole deadline: a tick must not
+    hold the target lock meanwhile (a pass or a rollback would stall behind it)."""
+    rig.push(A)
+    rig.push(B)
+    held: list[bool] = []
+    measure = rig.metrics.measure
+
+    def watched(query: MetricQuery) -> float | None:
+        held.append(target_lock(rig.deployer.identity).locked())
+        return measure(query)
+
+    rig.metrics.measure = watched  # type: ignore[method-assign]
+    rig.analyse(3)
+    assert held and not any(held)
+    assert rig.deployer.live == {"v2": 100}   # the steps' views were still pushed

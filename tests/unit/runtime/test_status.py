@@ -166,3 +166,48 @@ def test_old_failures_drop_their_details_so_the_status_stays_small() -> None:
     assert all(a.failure is not None and not a.failure.details for a in status.history[5:])
     assert all(a.failure is not None and a.failure.location for a in status.history)
     assert len(json.dumps(status.to_dict())) < 200_000
+
+
+def test_a_suspend_keeps_a_rollback_the_reconciler_has_not_seen() -> None:
+    alice = Control().request(suspended=True, rollback="a" * 40, reason="rollback")
+    bob = alice.request(suspended=True, rollback=None, reason="freeze")
+    assert bob.generation == 2 and bob.rollback == "a" * 40
+    assert bob.wants_rollback(observed=0) and not bob.wants_rollback(observed=1)
+    resumed = bob.request(suspended=False, rollback=None)
+    assert resumed.rollback is None and not resumed.wants_rollback(observed=0)
+
+
+def test_disk_control_requests_are_compare_and_swap(tmp_path: Path) -> None:
+    """Two writers at once, 50 requests each: every one lands (no lost update)."""
+    import threading
+
+    from reconciler.runtime.status import request_control
+
+    store = DiskStore(tmp_path)
+
+    def writer(who: str) -> None:
+        for _ in range(50):
+            request_control(DiskStore(tmp_path), suspended=True, reason=who, rollback=None)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in ("alice", "bob")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert store.load_control().generation == 100
+
+
+def test_a_corrupt_control_record_is_reported_and_replaced_by_a_request(
+        tmp_path: Path) -> None:
+    from reconciler.runtime.status import request_control
+
+    store = DiskStore(tmp_path)
+    store.save_status(Status(name="n", observed_control=7))
+    (tmp_path / "control.json").write_text("{not json")
+    control = store.load_control()
+    assert control.problem.startswith("the control record cannot read") or (
+        "not valid JSON" in control.problem)
+    assert "meshctl resume" in control.problem
+    repaired = request_control(store, suspended=False, rollback=None)
+    assert repaired.generation == 8          # past what the reconciler observed
+    assert store.load_control() == repaired and not store.load_control().problem
