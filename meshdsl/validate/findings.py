@@ -35,6 +35,8 @@ CODES: dict[str, tuple[str, str]] = {
     "MD113": ("duplicate-name", ""),
     "MD114": ("canary-without-route", ""),
     "MD115": ("duplicate-canary", ""),
+    "MD140": ("crd-schema", ""),
+    "MD141": ("crd-rule", ""),
 }
 
 

@@ -31,6 +31,14 @@ from meshdsl.importer import (
 )
 from meshdsl.validate import Severity, has_errors
 from reconciler.cli.app import Output, app, emit, err_console, fail
+from reconciler.cli.crdcheck import (
+    CrdContextOpt,
+    CrdKubeconfigOpt,
+    CrdsOpt,
+    NoCrdCheckOpt,
+    document_findings,
+    load_catalog,
+)
 from reconciler.cli.mesh import print_findings
 
 FilesArg = Annotated[list[str], typer.Argument(
@@ -127,14 +135,23 @@ def analyze_cmd(
     output: Annotated[Output, typer.Option("-o", "--output", help="Output format.")] =
         Output.text,
     namespace: NamespaceOpt = "default",
+    crds: CrdsOpt = None,
+    kubeconfig: CrdKubeconfigOpt = None,
+    context: CrdContextOpt = None,
+    no_crd_check: NoCrdCheckOpt = False,
 ) -> None:
     """Run meshdsl's validator on existing Istio YAML: the findings of `meshctl validate`
-    at the YAML's file:line, each with the nearest `istioctl analyze` code. Exit 0 clean
-    (warnings allowed), 1 with errors, 2 for input that cannot be read."""
+    at the YAML's file:line, each with the nearest `istioctl analyze` code, and every
+    object checked against its CRD's schema and CEL rules. Exit 0 clean (warnings
+    allowed), 1 with errors, 2 for input that cannot be read."""
     try:
-        findings = analyze_documents(_documents(files), namespace=namespace)
+        documents = _documents(files)
+        findings = analyze_documents(documents, namespace=namespace)
     except ImporterError as exc:
         fail(str(exc), 2)
+    if not no_crd_check:
+        findings = sorted([*findings, *document_findings(
+            documents, load_catalog(crds, kubeconfig, context))], key=lambda f: f.sort_key())
     if output is Output.text:
         print_findings(findings, istio_codes=True)
         errors = sum(f.severity is Severity.ERROR for f in findings)
