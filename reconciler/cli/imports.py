@@ -25,10 +25,10 @@ from meshdsl.importer import (
     Program,
     analyze_documents,
     import_documents,
-    load_files,
     load_text,
     mesh_name_for,
 )
+from meshdsl.importer.folder import load_folder
 from meshdsl.validate import Severity, has_errors
 from reconciler.cli.app import Output, app, emit, err_console, fail
 from reconciler.cli.crdcheck import (
@@ -42,8 +42,9 @@ from reconciler.cli.crdcheck import (
 from reconciler.cli.mesh import print_findings
 
 FilesArg = Annotated[list[str], typer.Argument(
-    help="Istio and Kubernetes YAML files (multi-document streams and kind: List are fine; "
-         "'-' reads stdin).", show_default=False)]
+    help="Istio and Kubernetes YAML files or folders (multi-document streams and kind: List "
+         "are fine; files in a folder that are not Kubernetes objects are skipped with a "
+         "warning; '-' reads stdin).", show_default=False)]
 NamespaceOpt = Annotated[str, typer.Option(
     "-n", "--namespace", help="The namespace of objects that do not name one.")]
 
@@ -51,8 +52,13 @@ NamespaceOpt = Annotated[str, typer.Option(
 def _documents(files: Sequence[str]) -> list[Document]:
     documents: list[Document] = []
     for name in files:
-        documents += load_text(sys.stdin.read(), "<stdin>") if name == "-" else \
-            load_files([name])
+        if name == "-":
+            documents += load_text(sys.stdin.read(), "<stdin>")
+            continue
+        folder = load_folder([name])
+        for skipped in folder.skipped:
+            err_console.print(f"[yellow]warning[/] {skipped}", soft_wrap=True)
+        documents += folder.documents
     return documents
 
 
