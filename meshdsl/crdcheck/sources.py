@@ -58,4 +58,6 @@ def locate(spec: MeshSpec) -> dict[Key, Located]:
         out[("AuthorizationPolicy", ap.namespace, ap.name)] = Located(ap.source)
     for rl in spec.rate_limits:
         out[("EnvoyFilter", rl.namespace, rl.name)] = Located(rl.source)
+    for se in spec.service_entries:
+        out[("ServiceEntry", se.namespace, se.name)] = Located(se.source)
     return out

@@ -35,13 +35,13 @@ _ISTIO_VERSIONS = {
 
 MODELLED = {
     (NETWORKING, "VirtualService"), (NETWORKING, "DestinationRule"), (NETWORKING, "Gateway"),
-    (NETWORKING, "EnvoyFilter"), (SECURITY, "PeerAuthentication"),
+    (NETWORKING, "EnvoyFilter"), (NETWORKING, "ServiceEntry"), (SECURITY, "PeerAuthentication"),
     (SECURITY, "AuthorizationPolicy"), ("", "Namespace"), ("", "Service"),
     ("", "ServiceAccount"), ("apps", "Deployment"),
 }
 
 CARRIED = {
-    (NETWORKING, "ServiceEntry"), (NETWORKING, "Sidecar"), (NETWORKING, "WorkloadEntry"),
+    (NETWORKING, "Sidecar"), (NETWORKING, "WorkloadEntry"),
     (NETWORKING, "WorkloadGroup"), (NETWORKING, "ProxyConfig"),
     (SECURITY, "RequestAuthentication"), ("telemetry.istio.io", "Telemetry"),
     ("extensions.istio.io", "WasmPlugin"),
