@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from meshdsl.model.base import SourceLocation
+from meshdsl.model.base import Declared, SourceLocation
 from meshdsl.model.spec import MeshSpec
 
 Key = tuple[str, str, str]
@@ -48,16 +48,13 @@ def locate(spec: MeshSpec) -> dict[Key, Located]:
         out[("VirtualService", vs.namespace, vs.name)] = Located(
             vs.source, {"http": [r.source for r in vs.http],
                         "tcp": [r.source for r in vs.tcp]})
-    for dr in spec.destination_rules:
-        out[("DestinationRule", dr.namespace, dr.name)] = Located(dr.source)
-    for gw in spec.gateways:
-        out[("Gateway", gw.namespace, gw.name)] = Located(gw.source)
-    for pa in spec.peer_authentications:
-        out[("PeerAuthentication", pa.namespace, pa.name)] = Located(pa.source)
-    for ap in spec.authorization_policies:
-        out[("AuthorizationPolicy", ap.namespace, ap.name)] = Located(ap.source)
-    for rl in spec.rate_limits:
-        out[("EnvoyFilter", rl.namespace, rl.name)] = Located(rl.source)
-    for se in spec.service_entries:
-        out[("ServiceEntry", se.namespace, se.name)] = Located(se.source)
+    simple: list[tuple[str, Sequence[Declared]]] = [
+        ("DestinationRule", spec.destination_rules), ("Gateway", spec.gateways),
+        ("PeerAuthentication", spec.peer_authentications),
+        ("AuthorizationPolicy", spec.authorization_policies),
+        ("EnvoyFilter", spec.rate_limits), ("ServiceEntry", spec.service_entries)]
+    for kind, objects in simple:
+        for obj in objects:
+            out[(kind, getattr(obj, "namespace", ""), getattr(obj, "name", ""))] = \
+                Located(obj.source)
     return out
