@@ -60,6 +60,7 @@ def read_files(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
 def read_cluster(kubeconfig: str | None, context: str | None) -> list[dict[str, Any]]:
     """The cluster's CustomResourceDefinitions, as the API server serves them."""
     from kubernetes import client as k8s_client
+    from urllib3.exceptions import HTTPError
 
     from reconciler.runtime.leader import LeaseError, api_client
     try:
@@ -67,7 +68,7 @@ def read_cluster(kubeconfig: str | None, context: str | None) -> list[dict[str, 
         response = api.list_custom_resource_definition(_preload_content=False,
                                                        _request_timeout=(5, 30))
         items = json.loads(response.data).get("items") or []
-    except (LeaseError, OSError, ValueError, k8s_client.ApiException) as exc:
+    except (LeaseError, OSError, ValueError, HTTPError, k8s_client.ApiException) as exc:
         raise CrdSourceError(f"cannot read the cluster's CRDs: {exc}".splitlines()[0]) \
             from exc
     for item in items:
