@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from meshdsl.analyzers import virtualservices, workloads
-from meshdsl.analyzers.registry import Placed, build
+from meshdsl.analyzers.registry import build
+from meshdsl.crdcheck import Placed
 from meshdsl.validate.findings import Finding
 
 __all__ = ["REPLACED", "Placed", "analyze"]

@@ -13,23 +13,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from meshdsl.model.base import SourceLocation
+from meshdsl.crdcheck import Placed
 
 ALL = "*"
 LOCAL = "."
 DOMAIN = "svc.cluster.local"
 _FQDN = re.compile(r"^(.+)\.(.+)\.svc\.cluster\.local$")
-
-
-class Placed(Protocol):
-    """An input object and where its parts were written (an imported YAML document)."""
-
-    @property
-    def manifest(self) -> dict[str, Any]: ...
-
-    def where(self, path: Sequence[str | int] = ()) -> SourceLocation: ...
 
 
 @dataclass(frozen=True)
