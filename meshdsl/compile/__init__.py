@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from meshdsl.compile import istio, kube
+from meshdsl.compile import external, istio, kube
 from meshdsl.compile.manifest import (
     Manifest,
     ResourceKey,
@@ -75,6 +75,7 @@ def compile_mesh(mesh: MeshSpec, *, weights: Weights | None = None) -> list[Mani
         if svc.service_account and svc.workloads:
             out.append(kube.service_account(svc, owned))
         out += [kube.deployment(svc, wl, owned) for wl in svc.workloads]
+    out += [external.service_entry(se, owned) for se in mesh.service_entries]
     out += [istio.destination_rule(dr, owned) for dr in mesh.destination_rules]
     out += [istio.gateway(gw, owned) for gw in mesh.gateways]
     for vs in mesh.virtual_services:

@@ -35,13 +35,13 @@ _ISTIO_VERSIONS = {
 
 MODELLED = {
     (NETWORKING, "VirtualService"), (NETWORKING, "DestinationRule"), (NETWORKING, "Gateway"),
-    (NETWORKING, "EnvoyFilter"), (SECURITY, "PeerAuthentication"),
+    (NETWORKING, "EnvoyFilter"), (NETWORKING, "ServiceEntry"), (SECURITY, "PeerAuthentication"),
     (SECURITY, "AuthorizationPolicy"), ("", "Namespace"), ("", "Service"),
     ("", "ServiceAccount"), ("apps", "Deployment"),
 }
 
 CARRIED = {
-    (NETWORKING, "ServiceEntry"), (NETWORKING, "Sidecar"), (NETWORKING, "WorkloadEntry"),
+    (NETWORKING, "Sidecar"), (NETWORKING, "WorkloadEntry"),
     (NETWORKING, "WorkloadGroup"), (NETWORKING, "ProxyConfig"),
     (SECURITY, "RequestAuthentication"), ("telemetry.istio.io", "Telemetry"),
     ("extensions.istio.io", "WasmPlugin"),
@@ -59,7 +59,11 @@ CARRIED = {
     ("gateway.networking.k8s.io", "ReferenceGrant"),
 }
 
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "GatewayClass"}
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "GatewayClass",
+                  "ClusterIssuer", "PodSecurityPolicy", "CustomResourceDefinition",
+                  "StorageClass", "PriorityClass", "IngressClass", "PersistentVolume",
+                  "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
+                  "RuntimeClass", "APIService", "CSIDriver", "Node"}
 _SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp",
                     "managedFields", "selfLink", "deletionTimestamp",
                     "deletionGracePeriodSeconds")
@@ -149,13 +153,14 @@ def _classify(doc: Document) -> tuple[str, str, bool]:
         raise InputError("the object has no kind (like VirtualService)", doc.where(("kind",)))
     known = {k for g, k in MODELLED | CARRIED if g == group}
     if (group, kind) not in MODELLED | CARRIED:
-        close = difflib.get_close_matches(kind, sorted(known), n=1)
-        hint = f"; did you mean {close[0]}?" if close else (
-            f"; {group or 'core'} kinds known here: {', '.join(sorted(known))}" if known else
-            "; meshctl import reads Istio networking/security objects and the Kubernetes "
-            "objects that run them")
-        raise InputError(f"unknown kind {kind!r} in apiVersion "
-                         f"{doc.manifest['apiVersion']!r}{hint}", doc.where(("kind",)))
+        # A near miss of a kind we know in its group is a typo; anything else (a
+        # ClusterIssuer, an IstioOperator, a PodSecurityPolicy) is carried through raw.
+        close = difflib.get_close_matches(kind, sorted(known), n=1, cutoff=0.8)
+        if close:
+            raise InputError(f"unknown kind {kind!r} in apiVersion "
+                             f"{doc.manifest['apiVersion']!r}; did you mean {close[0]}?",
+                             doc.where(("kind",)))
+        return group, kind, False
     allowed = _ISTIO_VERSIONS.get(group)
     if allowed is not None and version not in allowed:
         raise InputError(f"unknown apiVersion {doc.manifest['apiVersion']!r} for {kind}; "

@@ -68,7 +68,8 @@ def scoped_namespaces(spec: MeshSpec, default_namespace: str) -> list[str]:
     mesh_mtls = next((pa for pa in spec.peer_authentications
                       if is_mesh_mtls(pa, spec.root_namespace)), None)
     groups: list[list[Any]] = [
-        list(spec.services), list(spec.gateways), list(spec.virtual_services),
+        list(spec.services), list(spec.gateways), list(spec.service_entries),
+        list(spec.virtual_services),
         list(spec.destination_rules),
         [pa for pa in spec.peer_authentications if pa is not mesh_mtls],
         list(spec.authorization_policies), list(spec.rate_limits), list(spec.canaries)]

@@ -15,10 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from meshdsl.compile import external as compile_external
 from meshdsl.compile import istio
 from meshdsl.compile.compare import normalize
 from meshdsl.compile.manifest import Manifest
-from meshdsl.importer import policies, routes
+from meshdsl.importer import external, policies, routes
 from meshdsl.importer.errors import ImporterWarning, InputError
 from meshdsl.importer.fields import Problem, add_new, most_precise, tree_diff
 from meshdsl.importer.manifests import Resource, dotted, expected, resource
@@ -42,6 +43,7 @@ _CONVERTERS: dict[str, Converter] = {
     "VirtualService": routes.virtual_service, "DestinationRule": policies.destination_rule,
     "Gateway": policies.gateway, "PeerAuthentication": policies.peer_authentication,
     "AuthorizationPolicy": policies.authorization_policy, "EnvoyFilter": policies.rate_limit,
+    "ServiceEntry": external.service_entry,
 }
 _COMPILERS: dict[str, Callable[[Any, MeshSpec], Manifest]] = {
     "VirtualService": lambda m, _: istio.virtual_service(m, {}),
@@ -50,10 +52,12 @@ _COMPILERS: dict[str, Callable[[Any, MeshSpec], Manifest]] = {
     "PeerAuthentication": lambda m, _: istio.peer_authentication(m, {}),
     "AuthorizationPolicy": lambda m, mesh: istio.authorization_policy(m, mesh, {}),
     "EnvoyFilter": lambda m, _: istio.local_rate_limit(m, {}),
+    "ServiceEntry": lambda m, _: compile_external.service_entry(m, {}),
 }
 _FIELDS = {"VirtualService": "virtual_services", "DestinationRule": "destination_rules",
            "Gateway": "gateways", "PeerAuthentication": "peer_authentications",
-           "AuthorizationPolicy": "authorization_policies", "EnvoyFilter": "rate_limits"}
+           "AuthorizationPolicy": "authorization_policies", "EnvoyFilter": "rate_limits",
+           "ServiceEntry": "service_entries"}
 _BUILDERS = "not expressible with the DSL's builders"
 
 

@@ -15,6 +15,7 @@ import textwrap
 from collections.abc import Sequence
 
 from meshdsl.importer.errors import NotExpressible
+from meshdsl.importer.external import call as external_call
 from meshdsl.importer.pyexpr import Call, Code, Expr, ListOf, literal, statement
 from meshdsl.importer.pysecurity import PolicySections
 from meshdsl.importer.pyvalues import Names, Values
@@ -307,6 +308,8 @@ class _Program(PolicySections):
         self.blank()
         for gw in spec.gateways:
             self.gateway(gw)
+        for se in spec.service_entries:
+            self.emit(external_call(se, self.scope(se.namespace), self.values))
         vs_owner, dr_owner = self._owned()
         pa_done = {i for i, pa in enumerate(spec.peer_authentications) if pa is self.mesh_mtls}
         ap_done: set[int] = set()

@@ -21,6 +21,7 @@ from meshdsl.model.canary import (
     SuccessRate,
     Webhook,
 )
+from meshdsl.model.external import ExternalEndpoint, ExternalPort, ServiceEntry
 from meshdsl.model.gateway import Gateway, Server, ServerPort, ServerTls
 from meshdsl.model.matching import (
     Authority,
@@ -97,6 +98,8 @@ __all__ = [
     "Delay",
     "Destination",
     "DestinationRule",
+    "ExternalEndpoint",
+    "ExternalPort",
     "Fault",
     "From",
     "Gateway",
@@ -134,6 +137,7 @@ __all__ = [
     "ServerPort",
     "ServerTls",
     "Service",
+    "ServiceEntry",
     "ServicePort",
     "ServiceRef",
     "ServiceSpec",

@@ -19,6 +19,7 @@ from meshdsl.model.canary import (
     Step,
     Webhook,
 )
+from meshdsl.model.external import ExternalHosts, ServiceEntry
 from meshdsl.model.gateway import Gateway, Server, ServerPort, ServerTls
 from meshdsl.model.matching import L4Match, Match
 from meshdsl.model.policy import (
@@ -438,7 +439,7 @@ class Service(_Scoped):
                                source=self.policy_source or self.source)
 
 
-class Namespace:
+class Namespace(ExternalHosts):
     """Declarations inside one namespace: ``ns.service(...)``, ``ns.gateway(...)``…"""
 
     def __init__(self, mesh: Mesh, name: str) -> None:
@@ -515,6 +516,7 @@ class Mesh(Namespace):
         self._peer_auths: list[PeerAuthentication] = []
         self._destination_rules: list[DestinationRule] = []
         self._rate_limits: list[LocalRateLimit] = []
+        self._service_entries: list[ServiceEntry] = []
         self._canaries: list[CanaryPlan] = []
         self._raw: list[dict[str, object]] = []
         if mtls is not None:
@@ -577,6 +579,7 @@ class Mesh(Namespace):
             peer_authentications=self._peer_auths,
             authorization_policies=[a.build() for a in self._authz.values()],
             rate_limits=self._rate_limits, canaries=self._canaries, raw=self._raw,
+            service_entries=self._service_entries,
         )
 
 

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from meshdsl.model.base import Frozen
 from meshdsl.model.canary import CanaryPlan
+from meshdsl.model.external import ServiceEntry
 from meshdsl.model.gateway import Gateway
 from meshdsl.model.policy import DestinationRule
 from meshdsl.model.ratelimit import LocalRateLimit
@@ -30,6 +31,7 @@ class MeshSpec(Frozen):
     peer_authentications: list[PeerAuthentication] = Field(default_factory=list)
     authorization_policies: list[AuthorizationPolicy] = Field(default_factory=list)
     rate_limits: list[LocalRateLimit] = Field(default_factory=list)
+    service_entries: list[ServiceEntry] = Field(default_factory=list)
     canaries: list[CanaryPlan] = Field(default_factory=list)
     raw: list[dict[str, object]] = Field(default_factory=list)
 

@@ -24,7 +24,7 @@ CODES: dict[str, tuple[str, str]] = {
     "MD102": ("unknown-host", "IST0101"),
     "MD103": ("bad-weights", ""),
     "MD104": ("conflicting-hosts", "IST0109"),
-    "MD105": ("shadowed-route", ""),
+    "MD105": ("shadowed-route", "IST0131"),
     "MD106": ("gateway-not-found", "IST0101"),
     "MD107": ("host-not-in-gateway", "IST0132"),
     "MD108": ("conflicting-gateways", "IST0145"),
@@ -35,6 +35,13 @@ CODES: dict[str, tuple[str, str]] = {
     "MD113": ("duplicate-name", ""),
     "MD114": ("canary-without-route", ""),
     "MD115": ("duplicate-canary", ""),
+    "MD140": ("crd-schema", ""),
+    "MD141": ("crd-rule", ""),
+    "MD143": ("gateway-port-not-on-service", "IST0104"),
+    "MD144": ("destination-rule-tls-without-ca", "IST0128"),
+    "MD145": ("destination-rule-port-tls-without-ca", "IST0129"),
+    "MD146": ("port-name-without-protocol", "IST0118"),
+    "MD147": ("destination-port-required", "IST0112"),
 }
 
 
@@ -76,6 +83,10 @@ def error(code: str, path: str, message: str, source: SourceLocation | None) -> 
 
 def warning(code: str, path: str, message: str, source: SourceLocation | None) -> Finding:
     return Finding(code, Severity.WARNING, path, message, source)
+
+
+def info(code: str, path: str, message: str, source: SourceLocation | None) -> Finding:
+    return Finding(code, Severity.INFO, path, message, source)
 
 
 def has_errors(findings: list[Finding]) -> bool:

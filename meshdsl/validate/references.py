@@ -8,21 +8,28 @@ from meshdsl.model.base import SourceLocation
 from meshdsl.model.routing import Destination
 from meshdsl.model.spec import MeshSpec
 from meshdsl.validate.findings import Finding, error
+from meshdsl.validate.hosts import matches
 
 
 def _known(mesh: MeshSpec, ns: str, name: str) -> bool:
     return mesh.service(ns, name) is not None
 
 
+def _external(mesh: MeshSpec, host: str) -> bool:
+    """A host that an external declaration (a ServiceEntry) puts in Istio's registry."""
+    return any(matches(pattern, host) for se in mesh.service_entries for pattern in se.hosts)
+
+
 def _check_destination(mesh: MeshSpec, dest: Destination, vs_ns: str, path: str,
                        src: SourceLocation | None) -> Iterator[Finding]:
     ns, name = mesh.resolve_host(dest.host, vs_ns)
-    if not ns or not _known(mesh, ns, name):
+    if (not ns or not _known(mesh, ns, name)) and not _external(mesh, dest.host):
         known = sorted(f"{s.name}" if s.namespace == vs_ns else f"{s.name}.{s.namespace}"
                        for s in mesh.services)
         yield error("MD102", path,
                     f"destination host {dest.host!r} is not a service of this mesh; declare it "
-                    f"with mesh.service({name!r}, ...) or route to one of: "
+                    f"with mesh.service({name!r}, ...) (an external host with "
+                    f"mesh.external({dest.host!r}, ...)) or route to one of: "
                     f"{', '.join(known) or 'none'}", src)
         return
     if dest.subset is not None:
@@ -60,7 +67,7 @@ def check(mesh: MeshSpec) -> Iterator[Finding]:
                             vs.source)
     for dr in mesh.destination_rules:
         ns, name = mesh.resolve_host(dr.host, dr.namespace)
-        if not ns or not _known(mesh, ns, name):
+        if (not ns or not _known(mesh, ns, name)) and not _external(mesh, dr.host):
             yield error("MD102", f"DestinationRule {dr.namespace}/{dr.name} host",
                         f"host {dr.host!r} is not a service of this mesh; declare it with "
                         f"mesh.service({name!r})", dr.source)

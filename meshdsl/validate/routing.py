@@ -147,6 +147,7 @@ def _duplicates(mesh: MeshSpec) -> Iterator[Finding]:
         ("PeerAuthentication", list(mesh.peer_authentications)),
         ("AuthorizationPolicy", list(mesh.authorization_policies)),
         ("EnvoyFilter", list(mesh.rate_limits)),
+        ("ServiceEntry", list(mesh.service_entries)),
     ]
     for kind, objects in groups:
         seen: set[tuple[str, str]] = set()

@@ -26,17 +26,26 @@ from meshdsl.importer import (
     Program,
     analyze_documents,
     import_documents,
-    load_files,
     load_text,
     mesh_name_for,
 )
+from meshdsl.importer.folder import load_folder
 from meshdsl.validate import Severity, has_errors
 from reconciler.cli.app import Output, app, emit, err_console, fail
+from reconciler.cli.crdcheck import (
+    CrdContextOpt,
+    CrdKubeconfigOpt,
+    CrdsOpt,
+    NoCrdCheckOpt,
+    document_findings,
+    load_catalog,
+)
 from reconciler.cli.mesh import print_findings
 
 FilesArg = Annotated[list[str], typer.Argument(
-    help="Istio and Kubernetes YAML files (multi-document streams and kind: List are fine; "
-         "'-' reads stdin).", show_default=False)]
+    help="Istio and Kubernetes YAML files or folders (multi-document streams and kind: List "
+         "are fine; files in a folder that are not Kubernetes objects are skipped with a "
+         "warning; '-' reads stdin).", show_default=False)]
 NamespaceOpt = Annotated[str, typer.Option(
     "-n", "--namespace", help="The namespace of objects that do not name one.")]
 
@@ -44,8 +53,13 @@ NamespaceOpt = Annotated[str, typer.Option(
 def _documents(files: Sequence[str]) -> list[Document]:
     documents: list[Document] = []
     for name in files:
-        documents += load_text(sys.stdin.read(), "<stdin>") if name == "-" else \
-            load_files([name])
+        if name == "-":
+            documents += load_text(sys.stdin.read(), "<stdin>")
+            continue
+        folder = load_folder([name])
+        for skipped in folder.skipped:
+            err_console.print(f"[yellow]warning[/] {skipped}", soft_wrap=True)
+        documents += folder.documents
     return documents
 
 
@@ -128,14 +142,23 @@ def analyze_cmd(
     output: Annotated[Output, typer.Option("-o", "--output", help="Output format.")] =
         Output.text,
     namespace: NamespaceOpt = "default",
+    crds: CrdsOpt = None,
+    kubeconfig: CrdKubeconfigOpt = None,
+    context: CrdContextOpt = None,
+    no_crd_check: NoCrdCheckOpt = False,
 ) -> None:
     """Run meshdsl's validator on existing Istio YAML: the findings of `meshctl validate`
-    at the YAML's file:line, each with the nearest `istioctl analyze` code. Exit 0 clean
-    (warnings allowed), 1 with errors, 2 for input that cannot be read."""
+    at the YAML's file:line, each with the nearest `istioctl analyze` code, and every
+    object checked against its CRD's schema and CEL rules. Exit 0 clean (warnings
+    allowed), 1 with errors, 2 for input that cannot be read."""
     try:
-        findings = analyze_documents(_documents(files), namespace=namespace)
+        documents = _documents(files)
+        findings = analyze_documents(documents, namespace=namespace)
     except ImporterError as exc:
         fail(str(exc), 2)
+    if not no_crd_check:
+        findings = sorted([*findings, *document_findings(
+            documents, load_catalog(crds, kubeconfig, context))], key=lambda f: f.sort_key())
     if output is Output.text:
         print_findings(findings, istio_codes=True)
         errors = sum(f.severity is Severity.ERROR for f in findings)

@@ -12,6 +12,14 @@ from rich.markup import escape
 from meshdsl.compile import compile_mesh, file_name, to_yaml
 from meshdsl.validate import Finding, Severity, has_errors, validate
 from reconciler.cli.app import Output, app, console, emit, err_console, fail
+from reconciler.cli.crdcheck import (
+    CrdContextOpt,
+    CrdKubeconfigOpt,
+    CrdsOpt,
+    NoCrdCheckOpt,
+    load_catalog,
+    mesh_findings,
+)
 from reconciler.runtime.loader import Loaded, ProgramError, load
 
 ProgramArg = Annotated[str, typer.Argument(
@@ -42,11 +50,18 @@ def validate_cmd(
     program: ProgramArg,
     output: Annotated[Output, typer.Option("-o", "--output", help="Output format.")] =
         Output.text,
+    crds: CrdsOpt = None,
+    kubeconfig: CrdKubeconfigOpt = None,
+    context: CrdContextOpt = None,
+    no_crd_check: NoCrdCheckOpt = False,
 ) -> None:
-    """Check a mesh program; exit 0 clean (warnings allowed), 1 with errors, 2 if it fails
-    to load."""
+    """Check a mesh program, and its compiled objects against their CRDs' schemas and CEL
+    rules; exit 0 clean (warnings allowed), 1 with errors, 2 if it fails to load."""
     loaded = load_or_exit(program)
     findings = validate(loaded.spec)
+    if not no_crd_check and not has_errors(findings):
+        findings += mesh_findings(loaded.spec, compile_mesh(loaded.spec),
+                                  load_catalog(crds, kubeconfig, context))
     if output is Output.text:
         print_findings(findings)
         errors = sum(f.severity is Severity.ERROR for f in findings)
@@ -69,6 +84,10 @@ def render_cmd(
         "--format", help="yaml (default) or json for the stream on stdout.")] = Output.yaml,
     force: Annotated[bool, typer.Option(
         "--force", help="Render even when validation reports errors.")] = False,
+    crds: CrdsOpt = None,
+    kubeconfig: CrdKubeconfigOpt = None,
+    context: CrdContextOpt = None,
+    no_crd_check: NoCrdCheckOpt = False,
 ) -> None:
     """Compile a mesh program to Istio and Kubernetes YAML (deterministic output)."""
     loaded = load_or_exit(program)
@@ -78,6 +97,13 @@ def render_cmd(
         fail(f"{loaded.source} has validation errors; nothing rendered (use --force to "
              "render anyway)", 1)
     manifests = compile_mesh(loaded.spec)
+    if not no_crd_check and not force:
+        rejected = mesh_findings(loaded.spec, manifests,
+                                 load_catalog(crds, kubeconfig, context))
+        if rejected:
+            print_findings(rejected)
+            fail(f"{loaded.source}: {len(rejected)} object field(s) a cluster would reject; "
+                 "nothing rendered (use --force to render anyway)", 1)
     if out is None:
         if format is Output.json:
             typer.echo(json.dumps(manifests, indent=2))

@@ -108,12 +108,12 @@ def test_analyze_text_json_and_yaml(tmp_path: Path) -> None:
     path.write_text(BAD_SUBSET)
     text = run("analyze", str(path))
     assert text.exit_code == 1
-    assert f"{path}:7: error MD101 (IST0101) VirtualService default/reviews" in text.stderr
+    assert f"{path}:8: error MD101 (IST0101) VirtualService default/reviews" in text.stderr
     assert "1 error(s), 0 warning(s)" in text.stderr
     as_json = run("analyze", str(path), "-o", "json")
     assert as_json.exit_code == 1
     (finding,) = json.loads(as_json.stdout)["findings"]
-    assert finding == {**finding, "code": "MD101", "istio_code": "IST0101", "line": 7,
+    assert finding == {**finding, "code": "MD101", "istio_code": "IST0101", "line": 8,
                        "file": str(path), "slug": "subset-not-defined"}
     as_yaml = run("analyze", str(path), "-o", "yaml")
     assert yaml.safe_load(as_yaml.stdout)["findings"][0]["code"] == "MD101"

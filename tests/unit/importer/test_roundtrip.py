@@ -17,8 +17,7 @@ from tests.unit.importer.support import CORPUS, SEED, yaml_objects
 EXPECTED_RAW = {
     "apps.yaml": {"Service shop/cart", "Deployment shop/cart", "ConfigMap shop/checkout-config"},
     "bookinfo-routing.yaml": set(),
-    "egress.yaml": {"ServiceEntry default/cnn",
-                    "VirtualService default/direct-cnn-through-egress-gateway",
+    "egress.yaml": {"VirtualService default/direct-cnn-through-egress-gateway",
                     "DestinationRule default/originate-tls-for-httpbin"},
     "fault-injection.yaml": set(),
     "grpc-and-tls.yaml": set(),

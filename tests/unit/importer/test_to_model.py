@@ -64,7 +64,6 @@ def test_every_networking_version_is_read(api: str) -> None:
 @pytest.mark.parametrize(("text", "line", "words"), [
     ("apiVersion: networking.istio.io/v1\nkind: VirtualServce\nmetadata: {name: a}\n", 2,
      "did you mean VirtualService"),
-    ("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: a}\n", 2, "unknown kind"),
     ("apiVersion: networking.istio.io/v2\nkind: Gateway\nmetadata: {name: a}\n", 1,
      "unknown apiVersion"),
     ("kind: Gateway\nmetadata: {name: a}\n", 1, "no apiVersion"),
@@ -89,6 +88,15 @@ def test_bad_input_is_an_error_with_file_and_line(text: str, line: int, words: s
     assert info.value.source is not None
     assert (info.value.source.file, info.value.source.line) == ("in.yaml", line), info.value
     assert words in str(info.value)
+
+
+def test_a_kind_of_another_project_is_carried_raw_with_one_warning() -> None:
+    result = imported("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: a}\n"
+                      "spec: {size: 3}\n")
+    assert result.spec.raw == [{"apiVersion": "example.com/v1", "kind": "Widget",
+                                "metadata": {"name": "a"}, "spec": {"size": 3}}]
+    assert [w.message for w in result.warnings] == [
+        "Widget is not modelled by the DSL; carried through unchanged (mesh.raw)"]
 
 
 def test_a_value_the_dsl_does_not_list_is_carried_not_an_error() -> None:

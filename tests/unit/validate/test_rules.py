@@ -192,8 +192,13 @@ def test_rule_fires_on_bad_and_not_on_good(code: str, make: Callable[[bool], Mes
     assert [f for f in good if f.code == code] == []
 
 
+# Codes that never come from validate(spec): the CRD check (tests/unit/crdcheck) and the
+# istioctl analyzers on input YAML (tests/unit/analyzers, tests/unit/importer).
+NOT_FROM_THE_MODEL = {"MD140", "MD141", "MD143", "MD144", "MD145", "MD146", "MD147"}
+
+
 def test_every_code_is_covered_by_a_case() -> None:
-    assert {c for c, _, _ in CASES} == set(CODES)
+    assert {c for c, _, _ in CASES} == set(CODES) - NOT_FROM_THE_MODEL
 
 
 def test_findings_point_at_the_declaring_line() -> None:
