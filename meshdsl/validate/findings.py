@@ -35,6 +35,10 @@ CODES: dict[str, tuple[str, str]] = {
     "MD113": ("duplicate-name", ""),
     "MD114": ("canary-without-route", ""),
     "MD115": ("duplicate-canary", ""),
+    "MD601": ("namespace-outside-tenancy", ""),
+    "MD602": ("cluster-kind-not-allowed", ""),
+    "MD603": ("reserved-namespace", ""),
+    "MD604": ("reconciler-state-object", ""),
 }
 
 

@@ -26,6 +26,7 @@ import typer
 import yaml
 
 from reconciler.cli.app import Output, app, console, emit, fail
+from reconciler.cli.fence import AdoptOpt, AllowNsOpt
 from reconciler.ports import Source, StateStore
 from reconciler.runtime.status import (
     STATE_NAMESPACE,
@@ -231,6 +232,11 @@ def reconcile_cmd(
         "--rollout-tick", help="How often rollouts are advanced (analyses still run once "
         "per plan interval).")] = "1s",
     log_format: Annotated[LogFormat, typer.Option("--log-format")] = LogFormat.json,
+    allow_namespace: AllowNsOpt = None,
+    adopt: AdoptOpt = None,
+    apply_as: Annotated[str | None, typer.Option(
+        "--apply-as", help="Apply the mesh as this user (e.g. system:serviceaccount:NS:SA); "
+        "state, control and the Lease stay the reconciler's own.")] = None,
 ) -> None:
     """Keep the mesh matching a Git branch (or a local directory): the GitOps reconciler."""
     from reconciler.runtime.loop import Reconciler, Settings
@@ -269,8 +275,10 @@ def reconcile_cmd(
     else:
         from reconciler.runtime.deploy import KubeDeployer
 
-        kube = _kube_target(kubeconfig, context, as_user)
-        deployer = KubeDeployer(kube, prune=prune, inventory_namespace=system_namespace)
+        kube = _kube_target(kubeconfig, context, apply_as or as_user)
+        deployer = KubeDeployer(kube, prune=prune, inventory_namespace=system_namespace,
+                                owner=name, allow_namespaces=allow_namespace or (),
+                                adopt=adopt or ())
     if state is StateKind.auto:
         state = StateKind.cluster if target is TargetKind.kube and state_dir is None else (
             StateKind.disk)
@@ -749,6 +757,14 @@ def install_cmd(
     namespace: Annotated[str, typer.Option("--namespace")] = STATE_NAMESPACE,
     image: Annotated[str, typer.Option("--image")] = "ghcr.io/meshdsl/meshdsl:0.1.0",
     replicas: Annotated[int, typer.Option("--replicas", min=1)] = 2,
+    mesh_namespace: Annotated[list[str] | None, typer.Option(
+        "--mesh-namespace", metavar="NS", help="A namespace the mesh may write (a Role "
+        "there); repeatable. None: the reconciler may write no mesh object.")] = None,
+    mesh: Annotated[str, typer.Option("--mesh", help="The mesh's name (its inventory "
+                                      "record, with --as).")] = "",
+    tenant: Annotated[str | None, typer.Option(
+        "--as", metavar="NS/SERVICEACCOUNT", help="Apply the mesh as this ServiceAccount "
+        "(impersonation, like Flux): the mesh Roles bind it, not the reconciler.")] = None,
 ) -> None:
     """The in-cluster reconciler: ServiceAccount, least-privilege RBAC, Deployment, Service.
 
@@ -760,6 +776,10 @@ def install_cmd(
     if not print_:
         fail("only --print is supported: meshctl install --repo URL --print | kubectl apply "
              "-f -", 2)
+    if tenant is not None and (tenant.count("/") != 1 or not all(tenant.split("/"))):
+        fail(f"--as {tenant!r}: expected NAMESPACE/SERVICEACCOUNT", 2)
     docs = manifests(InstallOptions(repo=repo, branch=branch, path=path, name=name,
-                                    namespace=namespace, image=image, replicas=replicas))
+                                    namespace=namespace, image=image, replicas=replicas,
+                                    mesh_namespaces=tuple(mesh_namespace or ()), mesh=mesh,
+                                    tenant=tenant))
     typer.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)
