@@ -263,14 +263,13 @@ class _Builder:
                 self.notes.append(f"kept {key}: it {outside}")
                 kept.append(key)
                 continue
-            if key.kind == _NAMESPACE:
-                others = [k for k in (*self.live, *desired)
-                          if k.namespace == key.name and k not in doomed]
-                if others:
-                    self.notes.append(f"kept {key}: it still holds {len(others)} object(s) "
-                                      f"that are not being pruned (e.g. {min(others)})")
-                    kept.append(key)
-                    continue
+            if key.kind == _NAMESPACE and not key.group:
+                # deleting a Namespace deletes everything in it, whoever made it: never
+                # pruned (and the install's RBAC grants no namespace delete)
+                self.notes.append(f"kept {key}: namespaces are never pruned; delete it by "
+                                  "hand once it is empty")
+                kept.append(key)
+                continue
             self.deletes.append(Action(Verb.DELETE, key, versions.get(key, ""), None,
                                        self.live[key], reason="prune"))
         return kept
@@ -284,18 +283,21 @@ def _group(actions: Sequence[Action], name: str, *, reverse: bool = False) -> li
 
 
 def _inventory_step(record: Inventory, namespace: str, *, namespace_exists: bool,
-                    current: Manifest | None, exists: bool, name: str) -> Step:
-    actions: list[Action] = []
+                    current: Manifest | None, exists: bool, name: str) -> list[Step]:
+    """The record's write, after its Namespace (a step of its own: the actions of one step
+    run in parallel, and the ConfigMap cannot be created before its Namespace)."""
+    steps: list[Step] = []
     if not namespace_exists:
         ns = {"apiVersion": "v1", "kind": _NAMESPACE,
               "metadata": {"name": namespace, "labels": {MANAGED_BY: MANAGER}}}
-        actions.append(Action(Verb.CREATE, ResourceKey("", _NAMESPACE, "", namespace), "v1",
-                              ns, internal=True, reason="holds the inventory"))
-    actions.append(Action(Verb.UPDATE if exists else Verb.CREATE,
-                          inventory_key(record.mesh, namespace), "v1",
-                          record.to_manifest(namespace), current, force=True, internal=True,
-                          reason="inventory"))
-    return Step(name, tuple(actions))
+        steps.append(Step(f"{name}: namespace", (Action(
+            Verb.CREATE, ResourceKey("", _NAMESPACE, "", namespace), "v1", ns, internal=True,
+            reason="holds the inventory"),)))
+    steps.append(Step(name, (Action(Verb.UPDATE if exists else Verb.CREATE,
+                                    inventory_key(record.mesh, namespace), "v1",
+                                    record.to_manifest(namespace), current, force=True,
+                                    internal=True, reason="inventory"),)))
+    return steps
 
 
 def make_plan(
@@ -361,7 +363,7 @@ def make_plan(
     steps: list[Step] = []
     recorded_now = current is not None
     if pre.entries != before.entries:
-        steps.append(_inventory_step(pre, inventory_namespace, namespace_exists=ns_exists,
+        steps.extend(_inventory_step(pre, inventory_namespace, namespace_exists=ns_exists,
                                      current=current, exists=recorded_now,
                                      name="record inventory"))
         before, ns_exists, recorded_now = pre, True, True
@@ -377,7 +379,7 @@ def make_plan(
                           tuple(sorted(builder.finals, key=lambda a: a.key))))
     steps += [s for s in deletions if _order(s.actions[0].key.kind) <= boundary]
     if final.entries != before.entries:
-        steps.append(_inventory_step(final, inventory_namespace, namespace_exists=ns_exists,
+        steps.extend(_inventory_step(final, inventory_namespace, namespace_exists=ns_exists,
                                      current=current,
                                      exists=recorded_now,
                                      name="update inventory"))

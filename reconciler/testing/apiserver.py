@@ -688,8 +688,9 @@ class LocalApiServer:
         )
 
     def get_json(self, path: str) -> Any:
-        """GET an API path (e.g. ``/apis``) as admin and decode the JSON; raises on non-200."""
-        status, body = self._get(path)
+        """GET an API path (e.g. ``/apis``) as admin and decode the JSON; raises on non-200.
+        (The CRD list is megabytes: on a loaded machine it takes longer than a probe.)"""
+        status, body = self._get(path, timeout=60.0)
         if status != 200:
             raise LocalApiServerError(f"GET {path}: HTTP {status}: {body[:500]!r}")
         return json.loads(body)

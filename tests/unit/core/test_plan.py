@@ -89,8 +89,10 @@ def order(plan: Plan) -> list[str]:
 def test_first_apply_records_inventory_first_then_creates_in_kind_order() -> None:
     live = {ResourceKey("", "Namespace", "", "default"): namespace("default")}
     plan = make_plan(shop({"v1": 100}, ["v1"]), live, None, mesh=MESH)
-    assert plan.steps[0].name == "record inventory"
-    assert [a.key.kind for a in plan.steps[0].actions] == ["Namespace", "ConfigMap"]
+    assert [s.name for s in plan.steps[:2]] == ["record inventory: namespace",
+                                                 "record inventory"]
+    assert [a.key.kind for s in plan.steps[:2] for a in s.actions] == ["Namespace",
+                                                                       "ConfigMap"]
     assert order(plan) == ["create Namespace/shop", "create Service/reviews",
                            "create Deployment/reviews-v1", "create DestinationRule/reviews",
                            "create VirtualService/reviews"]
@@ -157,15 +159,16 @@ def test_bridge_keeps_old_subsets_and_is_not_the_final_state() -> None:
     assert plan.count(Verb.UPDATE) == 2  # DR (final) and VS; the bridge is not counted
 
 
-def test_deleting_a_service_deletes_routes_first_and_namespaces_last() -> None:
+def test_deleting_a_service_deletes_routes_first_and_never_a_namespace() -> None:
     desired = [*shop({"v1": 100}, ["v1"]), namespace("other"), service("x"), vs("x", {"a": 1})]
     live, inv = world(desired)
     plan = make_plan([namespace("shop")], live, inv, mesh=MESH, prune=True)
     kinds = [a.key.kind for a in plan.actions if not a.internal]
     assert kinds == ["VirtualService", "VirtualService", "DestinationRule", "Deployment",
-                     "Service", "Service", "Namespace"]
+                     "Service", "Service"]
     assert plan.steps[-1].name == "update inventory"
-    assert plan.inventory == Inventory.of(MESH, [namespace("shop")])
+    assert [str(k) for k in plan.leftovers] == ["Namespace/other"]  # kept, still recorded
+    assert plan.inventory == Inventory.of(MESH, [namespace("shop"), namespace("other")])
 
 
 def test_prune_only_what_the_inventory_records() -> None:
@@ -195,7 +198,7 @@ def test_without_prune_leftovers_stay_recorded() -> None:
     assert plan.inventory is not None and len(plan.inventory) == len(desired) + 1
 
 
-@pytest.mark.parametrize(("desired", "deleted"), [([], 5), ([vs("brand-new", {"v1": 1})], 4)],
+@pytest.mark.parametrize(("desired", "deleted"), [([], 4), ([vs("brand-new", {"v1": 1})], 4)],
                          ids=["empty program", "every owned object replaced"])
 def test_pruning_everything_needs_allow_empty(desired: list[dict[str, Any]],
                                               deleted: int) -> None:
@@ -215,7 +218,9 @@ def test_a_namespace_holding_objects_we_keep_is_not_pruned() -> None:
     live[ResourceKey.of(foreign)] = foreign
     plan = make_plan([namespace("other")], live, inv, mesh=MESH, prune=True, allow_empty=True)
     assert order(plan) == ["create Namespace/other", "delete VirtualService/mine"]
-    assert [k.name for k in plan.leftovers] == ["shop"] and plan.notes
+    assert [k.name for k in plan.leftovers] == ["shop"]
+    assert plan.notes == ("kept Namespace/shop: namespaces are never pruned; delete it by hand "
+                          "once it is empty",)
 
 
 def test_drift_is_healed_or_reported() -> None:
