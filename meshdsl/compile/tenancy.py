@@ -58,9 +58,10 @@ def placed(spec: MeshSpec) -> Iterator[Placed]:
 
 
 def opened_namespaces(spec: MeshSpec) -> list[str]:
-    """The namespaces the program itself opens: ``mesh.namespace(...)`` and every namespace
-    a DSL object lives in — never one only a ``mesh.raw`` manifest names."""
-    found = {ns.name for ns in spec.namespaces}
+    """The namespaces the program itself opens: ``Mesh(namespace=...)``,
+    ``mesh.namespace(...)`` and every namespace a DSL object lives in — never one only a
+    ``mesh.raw`` manifest names."""
+    found = {spec.default_namespace, *(ns.name for ns in spec.namespaces)}
     found |= {p.namespace for p in placed(spec) if p.namespace and not p.raw}
     return sorted(found)
 

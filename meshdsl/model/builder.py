@@ -586,6 +586,7 @@ class Mesh(Namespace):
             rate_limits=self._rate_limits, canaries=self._canaries, raw=self._raw,
             raw_sources=[src for src, _ in self._raw_meta],
             raw_adopt=[adopt for _, adopt in self._raw_meta], tenancy=self.tenancy,
+            default_namespace=self.ns,
         )
 
 

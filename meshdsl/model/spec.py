@@ -36,6 +36,7 @@ class MeshSpec(Frozen):
     raw_sources: list[SourceLocation | None] = Field(default_factory=list, exclude=True)
     raw_adopt: list[bool] = Field(default_factory=list)
     tenancy: Tenancy | None = None
+    default_namespace: str = "default"      # the scope of Mesh(namespace=...): opened by it
 
     @cached_property
     def _service_index(self) -> dict[tuple[str, str], ServiceSpec]:
