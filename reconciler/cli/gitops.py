@@ -26,7 +26,7 @@ import typer
 import yaml
 
 from reconciler.cli.app import Output, app, console, emit, fail
-from reconciler.cli.fence import AdoptOpt, AllowNsOpt
+from reconciler.cli.fence import AdoptOpt, AllowNsOpt, fence_options
 from reconciler.ports import Source, StateStore
 from reconciler.runtime.status import (
     STATE_NAMESPACE,
@@ -275,6 +275,7 @@ def reconcile_cmd(
     else:
         from reconciler.runtime.deploy import KubeDeployer
 
+        fence_options({}, adopt, allow_namespace, system_namespace)  # exits 2 on a bad --adopt
         kube = _kube_target(kubeconfig, context, apply_as or as_user)
         deployer = KubeDeployer(kube, prune=prune, inventory_namespace=system_namespace,
                                 owner=name, allow_namespaces=allow_namespace or (),
