@@ -54,7 +54,7 @@ from reconciler.runtime.children import spawn
 K8S_VERSION = "1.20.2"
 ADMIN_USER = "admin"
 FIELD_MANAGER = "meshdsl-local-apiserver"
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = 180.0  # a shared, loaded machine can take minutes
 CRD_TIMEOUT = 240.0  # generous: the machine running the tests is often shared and loaded
 STOP_TIMEOUT = 10.0
 _LOG_TAIL_LINES = 40

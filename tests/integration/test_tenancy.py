@@ -173,3 +173,43 @@ def test_the_issue_scenario_is_refused_as_the_installed_service_account(
     changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
     # only the mesh's own inventory record appears outside its namespace
     assert changed == {f"ConfigMap/meshdsl-system/meshdsl-inventory-{shop}"}
+
+
+def _can(apiserver: LocalApiServer, user: str, *args: str) -> bool:
+    run = subprocess.run(apiserver.kubectl_argv("auth", "can-i", *args, "--as", user),
+                         capture_output=True, text=True, timeout=60)
+    return run.stdout.strip() == "yes"
+
+
+def test_tenant_impersonation_applies_as_the_tenant_and_nothing_else(
+        apiserver: LocalApiServer, tmp_path: Path) -> None:
+    """``install --as NS/SA``: the reconciler may only impersonate the tenant, the tenant
+    writes the mesh's namespace and its inventory record, never the reconciler's state."""
+    shop = f"tenant-{uuid.uuid4().hex[:6]}"
+    tenant = f"system:serviceaccount:{shop}:deployer"
+    with KubeTarget.from_kubeconfig(str(apiserver.kubeconfig)) as admin:
+        for doc in manifests(InstallOptions(repo="r", name=shop, mesh_namespaces=(shop,),
+                                            mesh=shop, tenant=f"{shop}/deployer")):
+            if doc["kind"] not in ("Deployment", "Service"):
+                admin.apply(doc, force=True)
+    assert _can(apiserver, SA, "impersonate", "serviceaccount/deployer", "-n", shop)
+    assert not _can(apiserver, SA, "impersonate", "serviceaccount/default", "-n", shop)
+    assert not _can(apiserver, SA, "create", "deployments", "-n", shop)  # only the tenant
+    assert _can(apiserver, tenant, "create", "deployments", "-n", shop)
+    assert not _can(apiserver, tenant, "create", "deployments", "-n", "kube-system")
+    assert not _can(apiserver, tenant, "delete", "namespaces")
+    assert not _can(apiserver, tenant, "patch", "configmaps/meshdsl-control-default", "-n",
+                    "meshdsl-system")
+    assert _can(apiserver, tenant, "patch", f"configmaps/meshdsl-inventory-{shop}", "-n",
+                "meshdsl-system")
+
+    program = tmp_path / "mesh.py"
+    program.write_text(_program(shop, "unused", foreign=False))
+    run = subprocess.run([*MESHCTL, "apply", str(program), "--prune", "--kubeconfig",
+                          str(apiserver.kubeconfig), "--as", tenant],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    with KubeTarget.from_kubeconfig(str(apiserver.kubeconfig)) as admin:
+        assert admin.get("networking.istio.io/v1", "DestinationRule", shop, "web") is not None
+        assert admin.get("v1", "ConfigMap", "meshdsl-system",
+                         f"meshdsl-inventory-{shop}") is not None
