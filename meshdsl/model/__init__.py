@@ -83,6 +83,7 @@ from meshdsl.model.service import (
     Workload,
 )
 from meshdsl.model.spec import MeshSpec
+from meshdsl.model.tenancy import Tenancy
 
 __all__ = [
     "Abort",
@@ -149,6 +150,7 @@ __all__ = [
     "SuccessRate",
     "TcpPool",
     "TcpRoute",
+    "Tenancy",
     "To",
     "TrafficPolicy",
     "Uri",

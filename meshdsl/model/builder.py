@@ -64,6 +64,7 @@ from meshdsl.model.service import (
     Workload,
 )
 from meshdsl.model.spec import MeshSpec
+from meshdsl.model.tenancy import Tenancy
 
 
 class SubsetRef(Frozen):
@@ -503,8 +504,10 @@ class Mesh(Namespace):
 
     def __init__(self, name: str, *, namespace: str = "default", mtls: MtlsMode | None = None,
                  trust_domain: str = "cluster.local",
-                 root_namespace: str = "istio-system") -> None:
+                 root_namespace: str = "istio-system",
+                 tenancy: Tenancy | None = None) -> None:
         super().__init__(self, namespace)
+        self.tenancy = tenancy
         self.name = name
         self.trust_domain, self.root_namespace = trust_domain, root_namespace
         self.source = caller_location()
@@ -519,6 +522,7 @@ class Mesh(Namespace):
         self._service_entries: list[ServiceEntry] = []
         self._canaries: list[CanaryPlan] = []
         self._raw: list[dict[str, object]] = []
+        self._raw_meta: list[tuple[SourceLocation | None, bool]] = []
         if mtls is not None:
             self._peer_auth(root_namespace, "default", mtls, {}, {}, self.source)
 
@@ -536,9 +540,13 @@ class Mesh(Namespace):
                                                        source=caller_location()))
         return scope
 
-    def raw(self, manifest: Mapping[str, object]) -> None:
-        """Escape hatch: a manifest carried through unchanged (what the DSL cannot say)."""
+    def raw(self, manifest: Mapping[str, object], *, adopt: bool = False) -> None:
+        """Escape hatch: a manifest carried through unchanged (what the DSL cannot say).
+
+        ``adopt``: the object may already exist, created by someone else, and this mesh
+        takes it over (see :class:`~meshdsl.model.tenancy.Tenancy`); never the default."""
         self._raw.append(dict(manifest))
+        self._raw_meta.append((caller_location(), adopt))
 
     # -- internal registration (scopes call these) ------------------------------------
     def _routes(self, namespace: str, name: str, hosts: list[str], gateways: list[str],
@@ -580,6 +588,9 @@ class Mesh(Namespace):
             authorization_policies=[a.build() for a in self._authz.values()],
             rate_limits=self._rate_limits, canaries=self._canaries, raw=self._raw,
             service_entries=self._service_entries,
+            raw_sources=[src for src, _ in self._raw_meta],
+            raw_adopt=[adopt for _, adopt in self._raw_meta], tenancy=self.tenancy,
+            default_namespace=self.ns,
         )
 
 

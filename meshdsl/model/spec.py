@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from meshdsl.model.base import Frozen
+from meshdsl.model.base import Frozen, SourceLocation
 from meshdsl.model.canary import CanaryPlan
 from meshdsl.model.external import ServiceEntry
 from meshdsl.model.gateway import Gateway
@@ -17,6 +17,7 @@ from meshdsl.model.ratelimit import LocalRateLimit
 from meshdsl.model.routing import VirtualService
 from meshdsl.model.security import AuthorizationPolicy, PeerAuthentication
 from meshdsl.model.service import NamespaceSpec, ServiceSpec
+from meshdsl.model.tenancy import Tenancy
 
 
 class MeshSpec(Frozen):
@@ -34,6 +35,10 @@ class MeshSpec(Frozen):
     service_entries: list[ServiceEntry] = Field(default_factory=list)
     canaries: list[CanaryPlan] = Field(default_factory=list)
     raw: list[dict[str, object]] = Field(default_factory=list)
+    raw_sources: list[SourceLocation | None] = Field(default_factory=list, exclude=True)
+    raw_adopt: list[bool] = Field(default_factory=list)
+    tenancy: Tenancy | None = None
+    default_namespace: str = "default"      # the scope of Mesh(namespace=...): opened by it
 
     @cached_property
     def _service_index(self) -> dict[tuple[str, str], ServiceSpec]:

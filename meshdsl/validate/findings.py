@@ -42,6 +42,10 @@ CODES: dict[str, tuple[str, str]] = {
     "MD145": ("destination-rule-port-tls-without-ca", "IST0129"),
     "MD146": ("port-name-without-protocol", "IST0118"),
     "MD147": ("destination-port-required", "IST0112"),
+    "MD601": ("namespace-outside-tenancy", ""),
+    "MD602": ("cluster-kind-not-allowed", ""),
+    "MD603": ("reserved-namespace", ""),
+    "MD604": ("reconciler-state-object", ""),
 }
 
 

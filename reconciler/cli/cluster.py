@@ -19,8 +19,10 @@ from rich.markup import escape
 
 from meshdsl.compile import compile_mesh
 from meshdsl.compile.manifest import Manifest
+from meshdsl.compile.tenancy import declaration
 from meshdsl.validate import Severity, has_errors, validate
 from reconciler.cli.app import Output, app, console, emit, err_console, fail
+from reconciler.cli.fence import AdoptOpt, AllowNsOpt, fence_options
 from reconciler.cli.mesh import ProgramArg, load_or_exit, print_findings
 from reconciler.cli.options import AsOpt, ContextOpt, KubeconfigOpt, kube_target
 from reconciler.core.diff import MISSING, Mismatch, dotted
@@ -55,19 +57,20 @@ InventoryNsOpt = Annotated[str, typer.Option(
 WorkersOpt = Annotated[int, typer.Option(
     "--workers", min=1, max=64, help="Parallel requests within one step of the plan.")]
 
+
 _STYLE = {"created": "green", "updated": "yellow", "pruned": "red", "bridged": "yellow",
           "healed": "magenta",
           "would create": "green", "would update": "yellow", "would delete": "red"}
 
 
-def _desired(program: str, *, error_code: int) -> tuple[str, list[Manifest]]:
+def _desired(program: str, *, error_code: int) -> tuple[str, list[Manifest], dict[str, Any]]:
     loaded = load_or_exit(program)
     findings = validate(loaded.spec)
     if has_errors(findings):
         print_findings([f for f in findings if f.severity is Severity.ERROR])
         fail(f"{loaded.source} has validation errors; nothing sent to the cluster",
              error_code)
-    return loaded.spec.name, compile_mesh(loaded.spec)
+    return loaded.spec.name, compile_mesh(loaded.spec), declaration(loaded.spec)
 
 
 def _rejected(exc: RejectedError, code: int) -> NoReturn:
@@ -117,6 +120,10 @@ def _print_notes(plan: Plan) -> None:
     for key in plan.strays:
         console.print(f"[dim]stray[/] {escape(str(key))}: carries this mesh's labels but is "
                       "not in its inventory; left alone", soft_wrap=True, highlight=False)
+    for key in plan.disowned:
+        console.print(f"[dim]disowned[/] {escape(str(key))}: in the inventory but no longer carries this "
+                      "mesh's labels; left alone, never pruned", soft_wrap=True,
+                      highlight=False)
     if plan.leftovers:
         console.print(f"[dim]{len(plan.leftovers)} owned object(s) no longer declared "
                       "(apply --prune deletes them):[/] "
@@ -158,14 +165,17 @@ def diff_cmd(
     prune: PruneOpt = False,
     inventory_namespace: InventoryNsOpt = INVENTORY_NAMESPACE,
     workers: WorkersOpt = 8,
+    adopt: AdoptOpt = None,
+    allow_namespace: AllowNsOpt = None,
     output: Annotated[Output, typer.Option("-o", "--output", help="text or json.")] =
         Output.text,
 ) -> None:
     """Show what `meshctl apply` would change, object by object, from the API server's own
     dry run. Exit 0: no differences; 1: differences (or drift); 2: error."""
-    mesh, desired = _desired(program, error_code=2)
+    mesh, desired, declared = _desired(program, error_code=2)
     target = kube_target(KubeConnection(kubeconfig, context, as_user), workers=workers)
-    options = Options(prune=prune, inventory_namespace=inventory_namespace, workers=workers)
+    options = Options(prune=prune, inventory_namespace=inventory_namespace, workers=workers,
+                      **fence_options(declared, adopt, allow_namespace, inventory_namespace))
     with target, _errors(rejected_code=2, failed_code=2, target=target):
         plan, diffs = run_diff(target, desired, mesh=mesh, options=options)
     if output is not Output.text:
@@ -174,6 +184,7 @@ def diff_cmd(
                            "diff": "\n".join(d.lines)} for d in diffs],
               "drift": [_drift_json(d) for d in plan.drift],
               "strays": [str(k) for k in plan.strays],
+              "disowned": [str(k) for k in plan.disowned],
               "leftovers": [str(k) for k in plan.leftovers]}, output)
         raise typer.Exit(1 if plan.has_changes else 0)
     _print_diffs(diffs)
@@ -219,9 +230,8 @@ def apply_cmd(
     heal: Annotated[bool, typer.Option(
         "--heal/--report-only", help="Write back objects someone else changed (default), or "
         "only report them.")] = True,
-    force_conflicts: Annotated[bool, typer.Option(
-        "--force-conflicts", help="Take over existing objects that are not in the mesh's "
-        "inventory even where another field manager owns a field.")] = False,
+    adopt: AdoptOpt = None,
+    allow_namespace: AllowNsOpt = None,
     inventory_namespace: InventoryNsOpt = INVENTORY_NAMESPACE,
     workers: WorkersOpt = 8,
     verbose: Annotated[bool, typer.Option("-v", "--verbose",
@@ -231,10 +241,11 @@ def apply_cmd(
 ) -> None:
     """Make the cluster match the program: server-side apply of what differs, in a safe
     order, after the API server validated everything (dry run)."""
-    mesh, desired = _desired(program, error_code=1)
+    mesh, desired, declared = _desired(program, error_code=1)
     target = kube_target(KubeConnection(kubeconfig, context, as_user), workers=workers)
-    options = Options(prune=prune, allow_empty=allow_empty, heal=heal, adopt=force_conflicts,
-                      dry_run=dry_run, workers=workers, inventory_namespace=inventory_namespace)
+    options = Options(prune=prune, allow_empty=allow_empty, heal=heal, dry_run=dry_run,
+                      workers=workers, inventory_namespace=inventory_namespace,
+                      **fence_options(declared, adopt, allow_namespace, inventory_namespace))
     text = output is Output.text
     started = time.perf_counter()
 
@@ -270,6 +281,7 @@ def apply_cmd(
                           if not o.action.internal],
               "drift": [_drift_json(d) for d in result.plan.drift],
               "strays": [str(k) for k in result.plan.strays],
+              "disowned": [str(k) for k in result.plan.disowned],
               "leftovers": [str(k) for k in result.plan.leftovers],
               "notes": list(result.plan.notes), "warnings": result.warnings}, output)
         return

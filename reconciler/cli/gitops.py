@@ -276,6 +276,14 @@ def install_cmd(
     namespace: Annotated[str, typer.Option("--namespace")] = STATE_NAMESPACE,
     image: Annotated[str, typer.Option("--image")] = "ghcr.io/meshdsl/meshdsl:0.1.0",
     replicas: Annotated[int, typer.Option("--replicas", min=1)] = 2,
+    mesh_namespace: Annotated[list[str] | None, typer.Option(
+        "--mesh-namespace", metavar="NS", help="A namespace the mesh may write (a Role "
+        "there); repeatable. None: the reconciler may write no mesh object.")] = None,
+    mesh: Annotated[str, typer.Option("--mesh", help="The mesh's name (its inventory "
+                                      "record, with --as).")] = "",
+    tenant: Annotated[str | None, typer.Option(
+        "--as", metavar="NS/SERVICEACCOUNT", help="Apply the mesh as this ServiceAccount "
+        "(impersonation, like Flux): the mesh Roles bind it, not the reconciler.")] = None,
 ) -> None:
     """The in-cluster reconciler: ServiceAccount, least-privilege RBAC, Deployment, Service.
 
@@ -288,6 +296,10 @@ def install_cmd(
     if not print_:
         fail("only --print is supported: meshctl install --repo URL --print | kubectl apply "
              "-f -", 2)
+    if tenant is not None and (tenant.count("/") != 1 or not all(tenant.split("/"))):
+        fail(f"--as {tenant!r}: expected NAMESPACE/SERVICEACCOUNT", 2)
     docs = manifests(InstallOptions(repo=repo, branch=branch, path=path, name=name,
-                                    namespace=namespace, image=image, replicas=replicas))
+                                    namespace=namespace, image=image, replicas=replicas,
+                                    mesh_namespaces=tuple(mesh_namespace or ()), mesh=mesh,
+                                    tenant=tenant))
     typer.echo(yaml.safe_dump_all(docs, sort_keys=False), nl=False)

@@ -20,6 +20,7 @@ from typing import Annotated
 import typer
 
 from reconciler.cli.app import app, fail
+from reconciler.cli.fence import AdoptOpt, AllowNsOpt, fence_options
 from reconciler.cli.options import (
     AsOpt,
     ContextOpt,
@@ -152,6 +153,11 @@ def reconcile_cmd(
         "--rollout-tick", help="How often rollouts are advanced (analyses still run once "
         "per plan interval).")] = "1s",
     log_format: Annotated[LogFormat, typer.Option("--log-format")] = LogFormat.json,
+    allow_namespace: AllowNsOpt = None,
+    adopt: AdoptOpt = None,
+    apply_as: Annotated[str | None, typer.Option(
+        "--apply-as", help="Apply the mesh as this user (e.g. system:serviceaccount:NS:SA); "
+        "state, control and the Lease stay the reconciler's own.")] = None,
 ) -> None:
     """Keep the mesh matching a Git branch (or a local directory): the GitOps reconciler."""
     if (repo is None) == (directory is None):
@@ -166,6 +172,7 @@ def reconcile_cmd(
     if allowed_signers is not None and not allowed_signers.is_file():
         fail(f"--allowed-signers {allowed_signers}: no such file", 2)
     connection = KubeConnection(kubeconfig, context, as_user)
+    fence_options({}, adopt, allow_namespace, system_namespace)  # exits 2 on a bad --adopt
     if state is StateKind.auto:
         state = StateKind.cluster if target is TargetKind.kube and state_dir is None else (
             StateKind.disk)
@@ -191,7 +198,8 @@ def reconcile_cmd(
         identity=identity, once=once, gateway_port=gateway_port, rollouts=rollouts,
         prometheus=prometheus,
         rollout_period=parse_duration(rollout_period, what="--rollout-tick") or 1.0,
-        log_format=log_format.value)
+        log_format=log_format.value, allow_namespaces=tuple(allow_namespace or ()),
+        adopt=tuple(adopt or ()), apply_as=apply_as)
     raise typer.Exit(run(config))
 
 

@@ -1,12 +1,16 @@
 """Which live objects belong to a mesh: the inventory record kept in the cluster.
 
 Labels alone cannot answer "is this ours?": anyone can copy a manifest together with its
-labels, and anyone can strip them. So, like Flux's inventory, meshdsl records every object
-it applied in a ConfigMap (``meshdsl-inventory-<mesh>`` in ``meshdsl-system``), and
-*ownership is membership in that record*:
+labels. The inventory alone cannot either: recording a declared object someone else
+created would make it ours to prune. So, like Flux's inventory, meshdsl records every
+object it applied in a ConfigMap (``meshdsl-inventory-<mesh>`` in ``meshdsl-system``), and
+*an object is ours when it is in that record and carries our labels*
+(:mod:`reconciler.core.ownership`):
 
-- an object in the inventory is ours, even when someone removed its labels (it is pruned
-  when the program stops declaring it);
+- an object in the inventory with our labels is ours (pruned when the program stops
+  declaring it);
+- an object in the inventory whose labels someone removed is *disowned*: reported, never
+  pruned, never written without an explicit adoption;
 - an object that carries our labels but is not in the inventory (hand-copied, or created by
   another tool) is a *stray*: reported, never pruned, never overwritten without consent;
 - with no inventory at all (first run, or the record was deleted) nothing is ours to prune.
@@ -26,6 +30,7 @@ from typing import Any
 
 from meshdsl.compile.manifest import MANAGED_BY, MANAGER, MESH_LABEL, Manifest, ResourceKey
 from reconciler.core.errors import InventoryError
+from reconciler.core.ownership import DEFAULT_OWNER, is_ours
 
 __all__ = [
     "FORMAT",
@@ -162,10 +167,10 @@ def is_labelled(manifest: Mapping[str, Any], mesh: str) -> bool:
 class Ownership:
     """How the live objects relate to a mesh.
 
-    ``owned``: in the inventory and live — ours to update and to prune. ``unlabelled``: the
-    owned ones someone stripped of our labels (still ours). ``gone``: in the inventory but
-    no longer live (deleted by someone else). ``strays``: carry our labels, not in the
-    inventory — never pruned.
+    ``owned``: in the inventory, live and labelled ours — ours to update and to prune.
+    ``unlabelled``: in the inventory and live but stripped of our labels — *not* ours any
+    more (reported, never pruned). ``gone``: in the inventory but no longer live (deleted by
+    someone else). ``strays``: carry our labels, not in the inventory — never pruned.
     """
 
     owned: frozenset[ResourceKey]
@@ -175,13 +180,14 @@ class Ownership:
 
 
 def ownership(inventory: Inventory | None, live: Mapping[ResourceKey, Manifest],
-              mesh: str) -> Ownership:
+              mesh: str, owner: str = DEFAULT_OWNER) -> Ownership:
     recorded = inventory.keys if inventory is not None else frozenset()
-    owned = frozenset(k for k in recorded if k in live)
+    present = frozenset(k for k in recorded if k in live)
+    unlabelled = frozenset(k for k in present if not is_ours(live[k], mesh, owner))
     return Ownership(
-        owned=owned,
-        unlabelled=frozenset(k for k in owned if not is_labelled(live[k], mesh)),
-        gone=recorded - owned,
+        owned=present - unlabelled,
+        unlabelled=unlabelled,
+        gone=recorded - present,
         strays=frozenset(k for k, obj in live.items()
-                         if k not in recorded and is_labelled(obj, mesh)),
+                         if k not in recorded and is_ours(obj, mesh, owner)),
     )

@@ -17,9 +17,11 @@ do not depend on each other (the runtime may run them in parallel); steps run in
 4. *inventory*: the final record (without the pruned objects).
 
 Only objects that differ are written (see :mod:`reconciler.core.diff`), so an unchanged
-mesh plans zero writes. Pruning deletes owned objects only (see
-:mod:`reconciler.core.inventory`) and refuses to delete *everything* without
-``allow_empty``.
+mesh plans zero writes. Before any step is planned, every desired object must be inside the
+mesh's fence (:mod:`reconciler.core.tenancy`) and every one that exists must be ours or
+explicitly adopted (:mod:`reconciler.core.ownership`) — otherwise the plan is refused as a
+whole. Pruning deletes owned objects only (in the inventory *and* labelled ours) and
+refuses to delete *everything* without ``allow_empty``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,17 @@ from reconciler.core.inventory import (
     inventory_key,
     ownership,
 )
+from reconciler.core.ownership import (
+    DEFAULT_OWNER,
+    NotOwnedError,
+    Refusal,
+    adopts,
+    describe_owner,
+    with_owner,
+)
 from reconciler.core.proof import settled
+from reconciler.core.tenancy import Policy
+from reconciler.core.tenancy import check as check_tenancy
 
 __all__ = ["Action", "Drift", "Plan", "Step", "Verb", "make_plan"]
 
@@ -105,6 +117,7 @@ class Plan:
     unchanged: tuple[ResourceKey, ...] = ()
     drift: tuple[Drift, ...] = ()
     strays: tuple[ResourceKey, ...] = ()      # our labels, not in the inventory: left alone
+    disowned: tuple[ResourceKey, ...] = ()    # in the inventory, our labels gone: left alone
     leftovers: tuple[ResourceKey, ...] = ()   # owned, no longer desired, not pruned
     notes: tuple[str, ...] = ()
     inventory: Inventory | None = None        # the record after this plan ran
@@ -174,7 +187,7 @@ class _Builder:
     live: Mapping[ResourceKey, Manifest]
     owned: Ownership
     heal: bool
-    adopt: bool
+    adopt: frozenset[str]
     manager: str
     proven: Collection[ResourceKey]
     applies: list[Action] = field(default_factory=list)
@@ -184,6 +197,7 @@ class _Builder:
     unchanged: list[ResourceKey] = field(default_factory=list)
     drift: list[Drift] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
 
     def desired(self, key: ResourceKey, manifest: Manifest) -> None:
         if key in self.proven:
@@ -201,12 +215,13 @@ class _Builder:
                                        reason="recreate: deleted by someone else"
                                        if key in self.owned.gone else ""))
             return
-        if key not in self.owned.owned:  # someone else's object, or a lost inventory
-            if result.state is diff.ObjectState.SAME:
-                self.unchanged.append(key)
+        if key not in self.owned.owned:  # not ours by both tests: refused unless adopted
+            if adopts(self.adopt, key):
+                self._update(key, api, want, live, force=True,
+                             reason="adopt: taken over as explicitly asked")
             else:
-                self._update(key, api, want, live, force=self.adopt,
-                             reason="adopt: exists but is not in the inventory")
+                self.refusals.append(Refusal(key, describe_owner(live),
+                                             key in self.owned.unlabelled))
             return
         if result.mismatches or result.foreign:
             self.drift.append(Drift(key, result.mismatches, result.foreign, self.heal))
@@ -236,25 +251,27 @@ class _Builder:
                                        reason="bridge: old and new subsets", bridge=True))
         self.finals.append(final)
 
-    def prune(self, desired: Mapping[ResourceKey, Manifest], versions: Mapping[ResourceKey, str]
-              ) -> list[ResourceKey]:
-        """Delete owned objects no longer desired; returns the ones kept back."""
+    def prune(self, desired: Mapping[ResourceKey, Manifest], versions: Mapping[ResourceKey, str],
+              tenancy: Policy | None) -> list[ResourceKey]:
+        """Delete owned objects no longer desired (inside the fence); returns the ones kept
+        back."""
         doomed = {k for k in self.owned.owned if k not in desired}
         kept: list[ResourceKey] = []
         for key in sorted(doomed, key=lambda k: (-_order(k.kind), k)):
-            if key.kind == _NAMESPACE:
-                others = [k for k in (*self.live, *desired)
-                          if k.namespace == key.name and k not in doomed]
-                if others:
-                    self.notes.append(f"kept {key}: it still holds {len(others)} object(s) "
-                                      f"that are not being pruned (e.g. {min(others)})")
-                    kept.append(key)
-                    continue
-            live = self.live[key]
-            reason = "prune" + (" (unlabelled, but in the inventory)"
-                                if key in self.owned.unlabelled else "")
-            self.deletes.append(Action(Verb.DELETE, key, versions.get(key, ""), None, live,
-                                       reason=reason))
+            outside = tenancy.why_not(key) if tenancy is not None else None
+            if outside is not None:
+                self.notes.append(f"kept {key}: it {outside}")
+                kept.append(key)
+                continue
+            if key.kind == _NAMESPACE and not key.group:
+                # deleting a Namespace deletes everything in it, whoever made it: never
+                # pruned (and the install's RBAC grants no namespace delete)
+                self.notes.append(f"kept {key}: namespaces are never pruned; delete it by "
+                                  "hand once it is empty")
+                kept.append(key)
+                continue
+            self.deletes.append(Action(Verb.DELETE, key, versions.get(key, ""), None,
+                                       self.live[key], reason="prune"))
         return kept
 
 
@@ -266,18 +283,21 @@ def _group(actions: Sequence[Action], name: str, *, reverse: bool = False) -> li
 
 
 def _inventory_step(record: Inventory, namespace: str, *, namespace_exists: bool,
-                    current: Manifest | None, exists: bool, name: str) -> Step:
-    actions: list[Action] = []
+                    current: Manifest | None, exists: bool, name: str) -> list[Step]:
+    """The record's write, after its Namespace (a step of its own: the actions of one step
+    run in parallel, and the ConfigMap cannot be created before its Namespace)."""
+    steps: list[Step] = []
     if not namespace_exists:
         ns = {"apiVersion": "v1", "kind": _NAMESPACE,
               "metadata": {"name": namespace, "labels": {MANAGED_BY: MANAGER}}}
-        actions.append(Action(Verb.CREATE, ResourceKey("", _NAMESPACE, "", namespace), "v1",
-                              ns, internal=True, reason="holds the inventory"))
-    actions.append(Action(Verb.UPDATE if exists else Verb.CREATE,
-                          inventory_key(record.mesh, namespace), "v1",
-                          record.to_manifest(namespace), current, force=True, internal=True,
-                          reason="inventory"))
-    return Step(name, tuple(actions))
+        steps.append(Step(f"{name}: namespace", (Action(
+            Verb.CREATE, ResourceKey("", _NAMESPACE, "", namespace), "v1", ns, internal=True,
+            reason="holds the inventory"),)))
+    steps.append(Step(name, (Action(Verb.UPDATE if exists else Verb.CREATE,
+                                    inventory_key(record.mesh, namespace), "v1",
+                                    record.to_manifest(namespace), current, force=True,
+                                    internal=True, reason="inventory"),)))
+    return steps
 
 
 def make_plan(
@@ -289,35 +309,44 @@ def make_plan(
     prune: bool = False,
     allow_empty: bool = False,
     heal: bool = True,
-    adopt: bool = False,
+    adopt: Collection[str] = (),
     manager: str = FIELD_MANAGER,
     inventory_namespace: str = INVENTORY_NAMESPACE,
     proven: Collection[ResourceKey] = (),
+    owner: str = DEFAULT_OWNER,
+    tenancy: Policy | None = None,
 ) -> Plan:
     """Plan one reconcile of ``mesh``.
 
     ``live`` holds the live objects of every kind and namespace that ``desired`` and
     ``recorded`` mention, plus every Namespace (keyed by :class:`ResourceKey`).
     ``recorded`` is the inventory as read from the cluster (``None``: there is none yet).
-    ``heal`` writes drifted objects back; ``adopt`` forces conflicts on objects that exist
-    but are not in the inventory (otherwise a field another manager owns is a conflict).
+    ``heal`` writes drifted objects back. ``owner`` is the reconciler's name: every desired
+    object is labelled for this mesh and owner. An existing object that is not ours raises
+    :class:`~reconciler.core.ownership.NotOwnedError` unless ``adopt`` names it
+    (``Kind/namespace/name``); ``tenancy`` (when given) raises
+    :class:`~reconciler.core.tenancy.TenancyError` for any object outside the fence —
+    both before a single step is planned.
     ``proven``: keys the caller already found :func:`~reconciler.core.proof.settled` for
     these very manifests; they are unchanged without a second look (their ``live`` entry
     may be metadata only).
     """
-    wanted = _index(desired)
+    wanted = _index([with_owner(m, mesh, owner) for m in desired])
+    check_tenancy(mesh, list(wanted.values()), tenancy)
     inv_key = inventory_key(mesh, inventory_namespace)
-    owned = ownership(recorded, {k: v for k, v in live.items() if k != inv_key}, mesh)
-    builder = _Builder(mesh, live, owned, heal, adopt, manager, frozenset(proven))
+    owned = ownership(recorded, {k: v for k, v in live.items() if k != inv_key}, mesh, owner)
+    builder = _Builder(mesh, live, owned, heal, frozenset(adopt), manager, frozenset(proven))
     for key, manifest in wanted.items():
         builder.desired(key, manifest)
+    if builder.refusals:
+        raise NotOwnedError(mesh, builder.refusals)
 
     versions = recorded.api_versions() if recorded is not None else {}
     leftovers: list[ResourceKey] = []
     if prune:
         if owned.owned and not allow_empty and not owned.owned & wanted.keys():
             raise EmptyDesiredError(mesh, len(owned.owned))
-        leftovers = builder.prune(wanted, versions)
+        leftovers = builder.prune(wanted, versions, tenancy)
     else:
         leftovers = sorted(k for k in owned.owned if k not in wanted)
 
@@ -325,7 +354,7 @@ def make_plan(
     # is left. An unchanged set is not rewritten.
     declared = Inventory.of(mesh, wanted.values())
     before = recorded if recorded is not None else Inventory(mesh, frozenset())
-    staying = set(leftovers)
+    staying = set(leftovers) | (set() if prune else owned.unlabelled)
     kept = Inventory(mesh, frozenset(e for e in before.entries if e.key in staying))
     final = kept.union(declared)
     pre = before.union(declared)
@@ -334,7 +363,7 @@ def make_plan(
     steps: list[Step] = []
     recorded_now = current is not None
     if pre.entries != before.entries:
-        steps.append(_inventory_step(pre, inventory_namespace, namespace_exists=ns_exists,
+        steps.extend(_inventory_step(pre, inventory_namespace, namespace_exists=ns_exists,
                                      current=current, exists=recorded_now,
                                      name="record inventory"))
         before, ns_exists, recorded_now = pre, True, True
@@ -350,7 +379,7 @@ def make_plan(
                           tuple(sorted(builder.finals, key=lambda a: a.key))))
     steps += [s for s in deletions if _order(s.actions[0].key.kind) <= boundary]
     if final.entries != before.entries:
-        steps.append(_inventory_step(final, inventory_namespace, namespace_exists=ns_exists,
+        steps.extend(_inventory_step(final, inventory_namespace, namespace_exists=ns_exists,
                                      current=current,
                                      exists=recorded_now,
                                      name="update inventory"))
@@ -360,6 +389,7 @@ def make_plan(
         unchanged=tuple(sorted(builder.unchanged)),
         drift=tuple(sorted(builder.drift, key=lambda d: d.key)),
         strays=tuple(sorted(owned.strays - wanted.keys())),
+        disowned=tuple(sorted(owned.unlabelled - wanted.keys())),
         leftovers=tuple(leftovers),
         notes=tuple(builder.notes),
         inventory=final,

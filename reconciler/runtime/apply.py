@@ -37,9 +37,12 @@ from typing import Any, TypeVar
 from meshdsl.compile.manifest import Manifest, ResourceKey
 from reconciler.core import diff as core_diff
 from reconciler.core.inventory import INVENTORY_NAMESPACE, Inventory, inventory_name
+from reconciler.core.ownership import DEFAULT_OWNER, with_owner
 from reconciler.core.plan import FIELD_MANAGER, Action, Plan, Verb, make_plan
 from reconciler.core.proof import settled
 from reconciler.errors import ReconcilerError
+from reconciler.core.tenancy import Policy
+from reconciler.core.tenancy import check as check_tenancy
 from reconciler.ports import ObjectRejected, Target
 
 __all__ = [
@@ -105,9 +108,6 @@ class RejectedError(ApplyError):
 
 def _rejection_line(action: Action, err: ObjectRejected, mesh: str) -> str:
     line = err.about(str(action.key))
-    if err.conflict and action.reason.startswith("adopt"):
-        line += (f" — {action.key} exists and is not in mesh {mesh!r}'s inventory; "
-                 "pass --force-conflicts to take it over")
     return line
 
 
@@ -116,11 +116,13 @@ class Options:
     prune: bool = False
     allow_empty: bool = False
     heal: bool = True
-    adopt: bool = False
+    adopt: frozenset[str] = frozenset()     # Kind/namespace/name: existing objects to take over
     dry_run: bool = False
     workers: int = 8
     inventory_namespace: str = INVENTORY_NAMESPACE
     fence: Callable[[], bool] | None = None   # False: stop before the next write
+    owner: str = DEFAULT_OWNER               # the reconciler's name, on every object's labels
+    tenancy: Policy | None = None            # the fence; None: not checked (library use)
 
 
 @dataclass(frozen=True)
@@ -268,13 +270,16 @@ def observe(target: Target, desired: Sequence[Manifest], *, mesh: str,
 
 def plan(target: Target, desired: Sequence[Manifest], *, mesh: str, options: Options,
          pool: ThreadPoolExecutor) -> tuple[Plan, Observed]:
+    desired = [with_owner(m, mesh, options.owner) for m in desired]
+    check_tenancy(mesh, desired, options.tenancy)  # before a read outside the fence
     observed = observe(target, desired, mesh=mesh,
                        inventory_namespace=options.inventory_namespace, pool=pool)
     result = make_plan(desired, observed.live, observed.recorded, mesh=mesh,
                        prune=options.prune, allow_empty=options.allow_empty,
                        heal=options.heal, adopt=options.adopt,
                        inventory_namespace=options.inventory_namespace,
-                       proven=observed.proven)
+                       proven=observed.proven, owner=options.owner,
+                       tenancy=options.tenancy)
     return result, observed
 
 

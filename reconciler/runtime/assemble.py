@@ -118,6 +118,9 @@ class ReconcileConfig:
     prometheus: str | None = None
     rollout_period: float = 1.0
     log_format: str = "json"
+    allow_namespaces: tuple[str, ...] = ()   # reserved namespaces the mesh may write
+    adopt: tuple[str, ...] = ()              # existing objects to take over (KIND/NS/NAME)
+    apply_as: str | None = None              # apply the mesh as this user (impersonation)
 
 
 class _NoMetrics:
@@ -136,10 +139,11 @@ def _source(config: ReconcileConfig) -> Source:
     return DirectorySource(config.directory, cache_dir=config.cache_dir)
 
 
-def _kube(config: ReconcileConfig) -> KubeTarget:
+def _kube(config: ReconcileConfig, *, as_user: str | None = None) -> KubeTarget:
     try:
         return KubeTarget.from_kubeconfig(config.kube.kubeconfig, context=config.kube.context,
-                                          impersonate=config.kube.as_user, pool_size=12)
+                                          impersonate=as_user or config.kube.as_user,
+                                          pool_size=12)
     except KubeConfigError as exc:
         raise AssemblyError(str(exc)) from exc
 
@@ -210,8 +214,14 @@ class Assembly:
             self.deployer = local
         else:
             kube = _kube(config)
-            self.deployer = KubeDeployer(kube, prune=config.prune,
-                                         inventory_namespace=config.system_namespace)
+            applier = kube if config.apply_as is None else _kube(config, as_user=config.apply_as)
+            if applier is not kube:
+                self._stack.callback(applier.close)
+            self.deployer = KubeDeployer(applier, prune=config.prune,
+                                         inventory_namespace=config.system_namespace,
+                                         owner=config.name,
+                                         allow_namespaces=config.allow_namespaces,
+                                         adopt=config.adopt)
         self.store: ClusterStore | DiskStore
         if config.state is StateKind.cluster:
             if kube is None:

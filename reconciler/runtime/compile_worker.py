@@ -71,6 +71,7 @@ def _failure(kind: str, message: str, roots: list[str], *, location: str | None 
 def run(job: dict[str, Any]) -> dict[str, Any]:
     """Load, validate and compile one program; never raises (except on interpreter exit)."""
     from meshdsl.compile import compile_mesh
+    from meshdsl.compile.tenancy import declaration
     from meshdsl.validate import Severity, validate
     from reconciler.runtime.loader import ProgramError, load
 
@@ -123,6 +124,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
                         roots)
     result: dict[str, Any] = {
         "ok": True, "mesh": loaded.spec.name, "manifests": manifests,
+        "tenancy": declaration(loaded.spec),
         "warnings": [_rel(str(f), roots) for f in findings if f.severity is not Severity.ERROR],
     }
     if job.get("spec"):

@@ -14,9 +14,13 @@ new revision). Each deployer here wraps one target's apply and makes that call.
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Iterable
 from typing import Any
 
 from reconciler.core.errors import CoreError
+from reconciler.core.inventory import INVENTORY_NAMESPACE
+from reconciler.core.ownership import DEFAULT_OWNER
+from reconciler.core.tenancy import Policy
 from reconciler.ports import Deployed, DeployError, Target, TargetError
 from reconciler.runtime.apply import ApplyError, FencedError, Options, RejectedError
 from reconciler.runtime.apply import apply as run_apply
@@ -54,13 +58,31 @@ class KubeDeployer:
     """Server-side apply of the output's manifests through ``target``."""
 
     def __init__(self, target: Target, *, server: str = "", prune: bool = True,
-                 workers: int = 8, inventory_namespace: str | None = None) -> None:
+                 workers: int = 8, inventory_namespace: str | None = None,
+                 owner: str = DEFAULT_OWNER, allow_namespaces: Iterable[str] = (),
+                 adopt: Iterable[str] = ()) -> None:
         self.target = target
         self._server = server or str(getattr(target, "server", "kubernetes"))
         self.prune, self.workers = prune, workers
-        self._options: dict[str, Any] = {"prune": prune, "workers": workers}
+        self._options: dict[str, Any] = {"prune": prune, "workers": workers, "owner": owner}
         if inventory_namespace is not None:
             self._options["inventory_namespace"] = inventory_namespace
+        self._system = inventory_namespace or INVENTORY_NAMESPACE
+        self._allow, self._adopt = tuple(allow_namespaces), frozenset(adopt)
+
+    def _fence(self, output: dict[str, Any], manifests: list[dict[str, Any]]
+               ) -> dict[str, Any]:
+        """The program's declared fence under this reconciler's flags. An output stored
+        before fences were recorded gets the namespaces its manifests name (the reserved
+        ones still need the flag)."""
+        declared = output.get("tenancy")
+        if not isinstance(declared, dict):
+            declared = {"namespaces": sorted(
+                {str((m.get("metadata") or {}).get("namespace") or "") for m in manifests}
+                - {""})}
+        return {"adopt": self._adopt | {str(r) for r in declared.get("adopt") or ()},
+                "tenancy": Policy.of(declared, system_namespace=self._system,
+                                     allow=self._allow)}
 
     @property
     def identity(self) -> str:
@@ -69,7 +91,8 @@ class KubeDeployer:
     def deploy(self, output: dict[str, Any], *, mesh: str, heal: bool,
                dry_run: bool = False, fence: Callable[[], bool] | None = None) -> Deployed:
         manifests = list(output.get("manifests") or [])
-        options = Options(heal=heal, dry_run=dry_run, fence=fence, **self._options)
+        options = Options(heal=heal, dry_run=dry_run, fence=fence, **self._options,
+                          **self._fence(output, manifests))
         try:
             result = run_apply(self.target, manifests, mesh=mesh, options=options)
         except (TargetError, CoreError, ApplyError) as exc:

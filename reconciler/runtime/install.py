@@ -1,16 +1,28 @@
 """The manifests that run ``meshctl reconcile`` inside a cluster (``meshctl install --print``).
 
-Pure: options in, manifests out (deterministic). Least privilege, written out rule by rule:
+Pure: options in, manifests out (deterministic). Least privilege, generated from what the
+mesh may write (its tenancy), rule by rule:
 
-- a ClusterRole for exactly the kinds a compiled mesh contains — Namespaces, Services,
-  ServiceAccounts, Deployments and the Istio kinds meshdsl emits (VirtualService,
-  DestinationRule, Gateway, EnvoyFilter, PeerAuthentication, AuthorizationPolicy) — with
-  the verbs server-side apply, the inventory-based prune and the reads need. No Secrets,
-  no Pods, no RBAC objects, no wildcards;
-- a Role in the reconciler's namespace for the ConfigMaps that hold the inventory, status,
-  control requests and outputs, and for the leader-election Lease;
+- for each namespace the mesh may write (``--mesh-namespace``), a Role for exactly the
+  kinds a compiled mesh contains — Services, ServiceAccounts, Deployments and the Istio
+  kinds meshdsl emits — with the verbs server-side apply, the inventory-based prune and the
+  reads need. No cluster-wide write of any of them, nothing in ``istio-system`` (or any
+  other namespace) unless listed. No Secrets, no Pods, no RBAC objects, no wildcards;
+- a ClusterRole that only reads Namespaces, creates them, and patches the mesh's own by
+  name — never deletes one;
+- in the reconciler's namespace, a Role for its state ConfigMaps (outputs and rollouts are
+  named per revision and service at run time, so they cannot be narrowed by
+  ``resourceNames``; a reconciler per namespace isolates them) and its Lease, by name;
+- with ``tenant`` (``NS/NAME``, like Flux's ``serviceAccountName``) the mesh Roles bind that
+  ServiceAccount instead, the reconciler applies as it (``--apply-as``) and may do nothing
+  in the mesh's namespaces but impersonate it;
 - a Deployment (probes on ``/healthz`` and ``/readyz``: only the leader is ready, so the
   Service sends pushes to it), and a Service for the webhook.
+
+The mesh namespaces hold the Roles, so they exist before the reconciler runs: the
+administrator creates them (the install prints them), and the program opens them with
+``mesh.namespace(NAME, create=False)``. Reserved namespaces listed as mesh namespaces are
+passed to the reconciler as ``--allow-namespace``.
 
 The webhook secret is read from a Secret through the Deployment's env (``secretKeyRef``),
 which needs no RBAC: the reconciler itself cannot read any Secret.
@@ -21,7 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ISTIO_RULES", "InstallOptions", "cluster_rules", "manifests"]
+__all__ = ["ISTIO_RULES", "InstallOptions", "cluster_rules", "manifests", "mesh_rules", "rbac",
+           "state_rules"]
 
 _WRITE = ["get", "list", "watch", "create", "patch", "update", "delete"]
 ISTIO_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -30,9 +43,11 @@ ISTIO_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("security.istio.io", ("peerauthentications", "authorizationpolicies")),
 )
 _CORE_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("", ("namespaces", "services", "serviceaccounts")),
+    ("", ("services", "serviceaccounts")),
     ("apps", ("deployments",)),
 )
+_RESERVED = ("kube-system", "kube-public", "kube-node-lease", "meshdsl-system",
+             "istio-system")
 _LABELS = {"app.kubernetes.io/name": "meshdsl-reconciler",
            "app.kubernetes.io/managed-by": "meshdsl"}
 
@@ -51,11 +66,42 @@ class InstallOptions:
     secret_name: str = "meshdsl-webhook"
     interval: str = "5m"
     drift_interval: str = "1m"
+    mesh_namespaces: tuple[str, ...] = ()     # where the mesh may write
+    mesh: str = ""                            # the mesh's name (its inventory record)
+    tenant: str | None = None                 # NS/NAME: apply as this ServiceAccount
 
 
-def cluster_rules() -> list[dict[str, Any]]:
+def mesh_rules() -> list[dict[str, Any]]:
+    """What a mesh may do inside one of its namespaces."""
     return [{"apiGroups": [group], "resources": list(resources), "verbs": list(_WRITE)}
             for group, resources in (*_CORE_RULES, *ISTIO_RULES)]
+
+
+def cluster_rules(namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Namespaces: read all, create, patch the mesh's own by name; never delete."""
+    rules: list[dict[str, Any]] = [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create"]},
+    ]
+    if namespaces:
+        rules.append({"apiGroups": [""], "resources": ["namespaces"],
+                      "resourceNames": sorted(namespaces), "verbs": ["patch", "update"]})
+    return rules
+
+
+def state_rules(o: InstallOptions) -> list[dict[str, Any]]:
+    """The reconciler's own ConfigMaps and Lease in its namespace."""
+    lease = f"meshdsl-reconciler-{o.name}"
+    return [
+        # outputs (meshdsl-output-<name>-<revision>) and rollouts
+        # (meshdsl-rollout-<name>.<ns>.<service>) are named at run time, so these verbs
+        # cannot be narrowed by resourceNames; the program never writes here (tenancy).
+        {"apiGroups": [""], "resources": ["configmaps"],
+         "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "resourceNames": [lease], "verbs": ["get", "update"]},
+    ]
 
 
 def _meta(name: str, namespace: str | None = None) -> dict[str, Any]:
@@ -65,43 +111,80 @@ def _meta(name: str, namespace: str | None = None) -> dict[str, Any]:
     return meta
 
 
+def _binding(kind: str, name: str, namespace: str | None, role: str,
+             subjects: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """A (Cluster)Role and its (Cluster)RoleBinding need the same name; returns the binding."""
+    return [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": f"{kind}Binding",
+             "metadata": _meta(name, namespace),
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+             "subjects": subjects}]
+
+
+def _role(kind: str, name: str, namespace: str | None, rules: list[dict[str, Any]],
+          subjects: list[dict[str, str]]) -> list[dict[str, Any]]:
+    return [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
+             "metadata": _meta(name, namespace), "rules": rules},
+            *_binding(kind, name, namespace, name, subjects)]
+
+
+def rbac(o: InstallOptions) -> list[dict[str, Any]]:
+    """Every RBAC object of the install (see the module docstring)."""
+    name = f"meshdsl-reconciler-{o.name}"
+    reconciler = [{"kind": "ServiceAccount", "name": o.service_account,
+                   "namespace": o.namespace}]
+    applier = reconciler
+    docs: list[dict[str, Any]] = []
+    if o.tenant:
+        tenant_ns, _, tenant_sa = o.tenant.partition("/")
+        applier = [{"kind": "ServiceAccount", "name": tenant_sa, "namespace": tenant_ns}]
+        docs += _role("Role", f"{name}-impersonate", tenant_ns, [
+            {"apiGroups": [""], "resources": ["serviceaccounts"], "resourceNames": [tenant_sa],
+             "verbs": ["impersonate"]}], reconciler)
+        # the inventory record is written by whoever applies: by name, plus create
+        docs += _role("Role", f"{name}-inventory", o.namespace, [
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+            {"apiGroups": [""], "resources": ["configmaps"],
+             "resourceNames": [f"meshdsl-inventory-{o.mesh or o.name}"],
+             "verbs": ["get", "patch", "update"]}], applier)
+    docs += _role("ClusterRole", name, None, cluster_rules(tuple(
+        n for n in o.mesh_namespaces if n not in _RESERVED)), applier)
+    if o.tenant:
+        docs += _binding("ClusterRole", f"{name}-reconciler", None, name, reconciler)
+    for namespace in sorted(set(o.mesh_namespaces)):
+        docs += _role("Role", f"{name}-mesh", namespace, mesh_rules(), applier)
+    docs += _role("Role", name, o.namespace, state_rules(o), reconciler)
+    return docs
+
+
 def manifests(options: InstallOptions) -> list[dict[str, Any]]:
     o = options
-    role_name = f"meshdsl-reconciler-{o.name}"
-    subject = [{"kind": "ServiceAccount", "name": o.service_account, "namespace": o.namespace}]
     args = ["reconcile", "--repo", o.repo, "--branch", o.branch, "--path", o.path,
             "--name", o.name, "--target", "kube", "--state", "cluster",
             "--listen", f"0.0.0.0:{o.port}", "--interval", o.interval,
             "--drift-interval", o.drift_interval, "--leader-elect"]
     if o.namespace != "meshdsl-system":
         args += ["--system-namespace", o.namespace]
+    for namespace in sorted(n for n in o.mesh_namespaces if n in (*_RESERVED, o.namespace)):
+        args += ["--allow-namespace", namespace]
+    if o.tenant:
+        tenant_ns, _, tenant_sa = o.tenant.partition("/")
+        args += ["--apply-as", f"system:serviceaccount:{tenant_ns}:{tenant_sa}"]
     probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10,
              "timeoutSeconds": 3, "failureThreshold": 3}
+    tenant_namespaces = sorted({n for n in o.mesh_namespaces if n not in _RESERVED}
+                               | ({o.tenant.partition("/")[0]} if o.tenant else set()))
+    tenant_account: list[dict[str, Any]] = (
+        [{"apiVersion": "v1", "kind": "ServiceAccount",
+          "metadata": _meta(o.tenant.partition("/")[2], o.tenant.partition("/")[0])}]
+        if o.tenant else [])
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(o.namespace)},
+        *[{"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(n)}
+          for n in tenant_namespaces if n != o.namespace],
+        *tenant_account,
         {"apiVersion": "v1", "kind": "ServiceAccount",
          "metadata": _meta(o.service_account, o.namespace)},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": _meta(role_name), "rules": cluster_rules()},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": _meta(role_name),
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                     "name": role_name},
-         "subjects": subject},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": _meta(role_name, o.namespace),
-         "rules": [
-             {"apiGroups": [""], "resources": ["configmaps"], "verbs": list(_WRITE)},
-             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-              "verbs": ["create"]},
-             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-              "resourceNames": [role_name], "verbs": ["get", "update"]},
-         ]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": _meta(role_name, o.namespace),
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                     "name": role_name},
-         "subjects": subject},
+        *rbac(o),
         {"apiVersion": "apps/v1", "kind": "Deployment",
          "metadata": _meta(f"meshdsl-reconciler-{o.name}", o.namespace),
          "spec": {

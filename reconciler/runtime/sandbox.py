@@ -78,10 +78,13 @@ class Compiled:
     warnings: tuple[str, ...] = ()
     spec: dict[str, Any] | None = None
     stderr: str = field(default="", compare=False)
+    tenancy: dict[str, Any] | None = None   # the program's fence (meshdsl.compile.tenancy)
 
     def output(self) -> dict[str, Any]:
         """What the state store keeps and a deployer consumes."""
         out: dict[str, Any] = {"mesh": self.mesh, "manifests": self.manifests}
+        if self.tenancy is not None:
+            out["tenancy"] = self.tenancy
         if self.spec is not None:
             out["spec"] = self.spec
         return out
@@ -265,7 +268,7 @@ class Sandbox:
                                 details=tuple(str(d) for d in data.get("details") or ()))
         return Compiled(mesh=str(data["mesh"]), manifests=list(data["manifests"]),
                         warnings=tuple(data.get("warnings") or ()), spec=data.get("spec"),
-                        stderr=err)
+                        stderr=err, tenancy=data.get("tenancy"))
 
     def close(self) -> None:
         with self._lock:

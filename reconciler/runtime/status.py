@@ -41,6 +41,7 @@ from reconciler.runtime.records import (
     now_iso,
     outputs_to_keep,
 )
+from reconciler.runtime import configmap_blob
 
 __all__ = [
     "HISTORY_LIMIT",
@@ -115,13 +116,13 @@ def request_control(store: StateStore, *, attempts: int = 20, **changes: Any) ->
                      f"({attempts} attempts); try again")
 
 
-def _encode_output(output: dict[str, Any]) -> bytes:
+def _encode_output(output: dict[str, Any], *, compress: bool = True) -> bytes:
     raw = json.dumps(output, sort_keys=True, separators=(",", ":")).encode()
-    return gzip.compress(raw, mtime=0)
+    return gzip.compress(raw, mtime=0) if compress else raw
 
 
-def _decode_output(data: bytes) -> dict[str, Any]:
-    value = json.loads(gzip.decompress(data))
+def _decode_output(data: bytes, *, compressed: bool = True) -> dict[str, Any]:
+    value = json.loads(gzip.decompress(data) if compressed else data)
     if not isinstance(value, dict):
         raise StoreError("stored output is not an object")
     return value
@@ -399,19 +400,19 @@ class ClusterStore:
         return f"meshdsl-output-{self.name}-{_safe_name(revision)}"[:253]
 
     def save_output(self, revision: str, output: dict[str, Any]) -> None:
-        self._put(self._output_name(revision), "output",
-                  data={"revision": revision}, binary={"output.json.gz": _encode_output(output)})
+        self._ensure_namespace()  # big outputs are chunked: reconciler.runtime.configmap_blob
+        configmap_blob.write(self.target, namespace=self.namespace,
+                             name=self._output_name(revision),
+                             labels=state_labels(self.name, "output"), key="output.json.gz",
+                             payload=_encode_output(output, compress=False),
+                             data={"revision": revision})
 
     def load_output(self, revision: str) -> dict[str, Any] | None:
-        obj = self._get(self._output_name(revision))
-        if obj is None:
-            return None
-        raw = (obj.get("binaryData") or {}).get("output.json.gz")
-        if not raw:
-            return None
         try:
-            return _decode_output(base64.b64decode(raw))
-        except (ValueError, OSError) as exc:
+            raw = configmap_blob.read(self.target, namespace=self.namespace,
+                                      name=self._output_name(revision), key="output.json.gz")
+            return None if raw is None else _decode_output(raw, compressed=False)
+        except (configmap_blob.BlobError, ValueError, OSError) as exc:
             raise StoreError(f"the stored output of {revision[:12]} is unreadable") from exc
 
     def prune_outputs(self, keep: set[str]) -> None:
@@ -420,5 +421,5 @@ class ClusterStore:
             meta = obj.get("metadata") or {}
             labels = meta.get("labels") or {}
             if (labels.get(RECONCILER_LABEL) == self.name and labels.get(ROLE_LABEL) == "output"
-                    and meta.get("name") not in names):
+                    and str(meta.get("name")).partition(".")[0] not in names):
                 self.target.delete("v1", "ConfigMap", self.namespace, str(meta["name"]))

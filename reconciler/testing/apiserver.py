@@ -65,7 +65,7 @@ from reconciler.testing.components import (
 from reconciler.testing.crds import CRD_TIMEOUT, FIELD_MANAGER, install_crds
 
 ADMIN_USER = "admin"
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = 180.0  # a shared, loaded machine can take minutes
 STOP_TIMEOUT = 10.0
 _LOG_TAIL_LINES = 40
 _PORT_ATTEMPTS = 3

@@ -16,7 +16,7 @@ from reconciler.testing.components import LocalApiServerError, default_crd_files
 __all__ = ["CRD_TIMEOUT", "FIELD_MANAGER", "Server", "install_crds", "wait_for_crds"]
 
 FIELD_MANAGER = "meshdsl-local-apiserver"
-CRD_TIMEOUT = 60.0
+CRD_TIMEOUT = 240.0  # generous: the machine running the tests is often shared and loaded
 
 
 class Server(Protocol):

@@ -80,12 +80,13 @@ class GitServer:
 
 
 def mesh_program(mesh: str, namespace: str, *, weights: tuple[int, int] = (90, 10),
-                 services: int = 1) -> str:
-    """A valid program: a namespace and ``services`` services ``web``, ``web-1``…, each
+                 services: int = 1, create_namespace: bool = True) -> str:
+    """A valid program: a namespace (created by the mesh, or provisioned by an administrator
+    with ``create_namespace=False``) and ``services`` services ``web``, ``web-1``…, each
     with v1/v2 and a ``weights`` split."""
     lines = ["from meshdsl import Mesh", "",
              f"mesh = Mesh({mesh!r}, namespace={namespace!r})",
-             f"mesh.namespace({namespace!r})"]
+             f"mesh.namespace({namespace!r}, create={create_namespace!r})"]
     for i in range(services):
         name = "web" if i == 0 else f"web-{i}"
         var = f"s{i}"

@@ -68,6 +68,7 @@ class Harness:
                  allowed_signers: Path | None = None) -> None:
         self.name = name or unique("gitops")
         self.namespace = self.mesh = self.name
+        self.create_namespace = True
         config = str(kubeconfig or apiserver.kubeconfig)
         self.admin_config = str(apiserver.kubeconfig)
         self.kube = KubeTarget.from_kubeconfig(config, impersonate=impersonate, attempts=2)
@@ -104,7 +105,8 @@ class Harness:
         return self.git.push({"mesh.py": program}, message)
 
     def good(self, weights: tuple[int, int] = (90, 10)) -> str:
-        return mesh_program(self.mesh, self.namespace, weights=weights)
+        return mesh_program(self.mesh, self.namespace, weights=weights,
+                            create_namespace=self.create_namespace)
 
     def status(self) -> Status:
         status = self.reader.load_status()
@@ -560,16 +562,21 @@ def test_in_cluster_rbac_allows_the_reconcile_and_nothing_else(
         apiserver: LocalApiServer, tmp_path: Path) -> None:
     name = unique("rbac")
     admin = KubeTarget.from_kubeconfig(str(apiserver.kubeconfig))
-    docs = manifests(InstallOptions(repo="https://git.example.com/mesh.git", name=name))
+    # the RBAC is generated for the mesh's namespace; the install creates it (it holds the
+    # Role), so the program opens it without creating it
+    docs = manifests(InstallOptions(repo="https://git.example.com/mesh.git", name=name,
+                                    mesh=name, mesh_namespaces=(name,)))
     for doc in docs:
         admin.apply(doc, force=True)
     sa = "system:serviceaccount:meshdsl-system:meshdsl"
-    wait_for(lambda: _can_list_virtualservices(apiserver, sa), 10, "RBAC to be in effect")
+    wait_for(lambda: _can_list_virtualservices(apiserver, sa, name), 60,
+             "RBAC to be in effect")
 
     leader = LeaderElector(api_client(str(apiserver.kubeconfig), impersonate=sa),
                            namespace="meshdsl-system", name=f"meshdsl-reconciler-{name}",
                            lease_duration=3.0, retry_period=0.3)
     h = Harness(apiserver, tmp_path, name=name, impersonate=sa, leader=leader)
+    h.create_namespace = False
     leader.on_change(h.rec.on_leadership)
     leader.start()
     h.start()
@@ -594,16 +601,20 @@ def test_in_cluster_rbac_allows_the_reconcile_and_nothing_else(
         with pytest.raises(Forbidden):
             as_sa.apply({"apiVersion": "v1", "kind": "ConfigMap",
                          "metadata": {"name": "x", "namespace": "default"}}, force=True)
+        with pytest.raises(Forbidden):  # no mesh write outside the mesh's namespaces
+            as_sa.list(VS, "VirtualService", "default")
+        with pytest.raises(Forbidden):  # and never a namespace delete
+            as_sa.delete("v1", "Namespace", "", name)
     finally:
         h.stop()
         leader.stop()
 
 
-def _can_list_virtualservices(apiserver: LocalApiServer, user: str) -> bool:
+def _can_list_virtualservices(apiserver: LocalApiServer, user: str, namespace: str) -> bool:
     target = KubeTarget.from_kubeconfig(str(apiserver.kubeconfig), impersonate=user,
                                         attempts=1)
     try:
-        target.list(VS, "VirtualService", "default")
+        target.list(VS, "VirtualService", namespace)
     except Forbidden:
         return False
     return True

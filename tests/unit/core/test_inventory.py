@@ -1,4 +1,4 @@
-"""Inventory: the record format round-trips, and ownership is membership, not labels."""
+"""Inventory: the record format round-trips, and ownership is membership *and* labels."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from reconciler.core.inventory import (
     is_labelled,
     ownership,
 )
+from reconciler.core.ownership import owner_labels
 
 
 def obj(kind: str, name: str, ns: str = "shop", api: str = "networking.istio.io/v1",
@@ -26,7 +27,7 @@ def obj(kind: str, name: str, ns: str = "shop", api: str = "networking.istio.io/
     return {"apiVersion": api, "kind": kind, "metadata": meta}
 
 
-OURS = ownership_labels("shop")
+OURS = owner_labels("shop", "default")
 
 
 def test_record_round_trips_and_is_deterministic() -> None:
@@ -36,7 +37,7 @@ def test_record_round_trips_and_is_deterministic() -> None:
     inv = Inventory.of("shop", manifests)
     cm = inv.to_manifest()
     assert cm["metadata"] == {"name": "meshdsl-inventory-shop", "namespace": "meshdsl-system",
-                              "labels": OURS}
+                              "labels": ownership_labels("shop")}
     assert cm["data"]["format"] == FORMAT
     assert cm["data"]["entries"].splitlines() == [
         "_shop__Namespace v1",
@@ -79,11 +80,16 @@ def key(name: str) -> ResourceKey:
 CASES: list[tuple[str, list[str] | None, dict[str, dict[str, str]], dict[str, set[str]]]] = [
     ("recorded and labelled: owned", ["a"], {"a": OURS},
      {"owned": {"a"}, "unlabelled": set(), "gone": set(), "strays": set()}),
-    ("recorded, labels stripped: still owned", ["a"], {"a": {}},
-     {"owned": {"a"}, "unlabelled": {"a"}, "gone": set(), "strays": set()}),
+    ("recorded, labels stripped: no longer ours", ["a"], {"a": {}},
+     {"owned": set(), "unlabelled": {"a"}, "gone": set(), "strays": set()}),
+    ("recorded, another reconciler's labels: not ours", ["a"],
+     {"a": owner_labels("shop", "other")},
+     {"owned": set(), "unlabelled": {"a"}, "gone": set(), "strays": set()}),
+    ("mesh labels without the reconciler's: not ours", ["a"], {"a": ownership_labels("shop")},
+     {"owned": set(), "unlabelled": {"a"}, "gone": set(), "strays": set()}),
     ("labelled copy, not recorded: a stray", ["a"], {"a": OURS, "copy": OURS},
      {"owned": {"a"}, "unlabelled": set(), "gone": set(), "strays": {"copy"}}),
-    ("labels of another mesh: nothing", ["a"], {"a": OURS, "x": ownership_labels("other")},
+    ("labels of another mesh: nothing", ["a"], {"a": OURS, "x": owner_labels("other", "default")},
      {"owned": {"a"}, "unlabelled": set(), "gone": set(), "strays": set()}),
     ("recorded but deleted by someone: gone", ["a", "b"], {"a": OURS},
      {"owned": {"a"}, "unlabelled": set(), "gone": {"b"}, "strays": set()}),

@@ -10,14 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshdsl.compile.manifest import ResourceKey, ownership_labels
+from meshdsl.compile.manifest import ResourceKey
 from reconciler.core.diff import stamped
 from reconciler.core.errors import DuplicateObjectError, EmptyDesiredError
 from reconciler.core.inventory import Inventory, inventory_key
+from reconciler.core.ownership import NotOwnedError, owner_labels
 from reconciler.core.plan import Plan, Verb, make_plan
+from reconciler.core.tenancy import Policy, TenancyError
 
 MESH = "shop"
-LABELS = ownership_labels(MESH)
+LABELS = owner_labels(MESH, "default")
 NET = "networking.istio.io/v1"
 
 
@@ -87,8 +89,10 @@ def order(plan: Plan) -> list[str]:
 def test_first_apply_records_inventory_first_then_creates_in_kind_order() -> None:
     live = {ResourceKey("", "Namespace", "", "default"): namespace("default")}
     plan = make_plan(shop({"v1": 100}, ["v1"]), live, None, mesh=MESH)
-    assert plan.steps[0].name == "record inventory"
-    assert [a.key.kind for a in plan.steps[0].actions] == ["Namespace", "ConfigMap"]
+    assert [s.name for s in plan.steps[:2]] == ["record inventory: namespace",
+                                                 "record inventory"]
+    assert [a.key.kind for s in plan.steps[:2] for a in s.actions] == ["Namespace",
+                                                                       "ConfigMap"]
     assert order(plan) == ["create Namespace/shop", "create Service/reviews",
                            "create Deployment/reviews-v1", "create DestinationRule/reviews",
                            "create VirtualService/reviews"]
@@ -155,15 +159,16 @@ def test_bridge_keeps_old_subsets_and_is_not_the_final_state() -> None:
     assert plan.count(Verb.UPDATE) == 2  # DR (final) and VS; the bridge is not counted
 
 
-def test_deleting_a_service_deletes_routes_first_and_namespaces_last() -> None:
+def test_deleting_a_service_deletes_routes_first_and_never_a_namespace() -> None:
     desired = [*shop({"v1": 100}, ["v1"]), namespace("other"), service("x"), vs("x", {"a": 1})]
     live, inv = world(desired)
     plan = make_plan([namespace("shop")], live, inv, mesh=MESH, prune=True)
     kinds = [a.key.kind for a in plan.actions if not a.internal]
     assert kinds == ["VirtualService", "VirtualService", "DestinationRule", "Deployment",
-                     "Service", "Service", "Namespace"]
+                     "Service", "Service"]
     assert plan.steps[-1].name == "update inventory"
-    assert plan.inventory == Inventory.of(MESH, [namespace("shop")])
+    assert [str(k) for k in plan.leftovers] == ["Namespace/other"]  # kept, still recorded
+    assert plan.inventory == Inventory.of(MESH, [namespace("shop"), namespace("other")])
 
 
 def test_prune_only_what_the_inventory_records() -> None:
@@ -176,10 +181,12 @@ def test_prune_only_what_the_inventory_records() -> None:
     live[unlabelled_key]["metadata"]["labels"] = {}
     plan = make_plan(desired, live, inv, mesh=MESH, prune=True)
     deleted = {a.key.name: a for a in plan.actions if a.verb is Verb.DELETE}
-    assert set(deleted) == {"gone", "unlabelled"}
-    assert "unlabelled" in deleted["unlabelled"].reason
+    # ours by both tests only: the unlabelled one is reported, never deleted
+    assert set(deleted) == {"gone"}
     assert deleted["gone"].live is not None  # carries the uid precondition
     assert [k.name for k in plan.strays] == ["copy"]
+    assert [k.name for k in plan.disowned] == ["unlabelled"]
+    assert plan.inventory is not None and unlabelled_key not in plan.inventory  # forgotten
 
 
 def test_without_prune_leftovers_stay_recorded() -> None:
@@ -191,7 +198,7 @@ def test_without_prune_leftovers_stay_recorded() -> None:
     assert plan.inventory is not None and len(plan.inventory) == len(desired) + 1
 
 
-@pytest.mark.parametrize(("desired", "deleted"), [([], 5), ([vs("brand-new", {"v1": 1})], 4)],
+@pytest.mark.parametrize(("desired", "deleted"), [([], 4), ([vs("brand-new", {"v1": 1})], 4)],
                          ids=["empty program", "every owned object replaced"])
 def test_pruning_everything_needs_allow_empty(desired: list[dict[str, Any]],
                                               deleted: int) -> None:
@@ -211,7 +218,9 @@ def test_a_namespace_holding_objects_we_keep_is_not_pruned() -> None:
     live[ResourceKey.of(foreign)] = foreign
     plan = make_plan([namespace("other")], live, inv, mesh=MESH, prune=True, allow_empty=True)
     assert order(plan) == ["create Namespace/other", "delete VirtualService/mine"]
-    assert [k.name for k in plan.leftovers] == ["shop"] and plan.notes
+    assert [k.name for k in plan.leftovers] == ["shop"]
+    assert plan.notes == ("kept Namespace/shop: namespaces are never pruned; delete it by hand "
+                          "once it is empty",)
 
 
 def test_drift_is_healed_or_reported() -> None:
@@ -246,17 +255,72 @@ def test_fields_added_by_others_are_removed_when_healing() -> None:
     assert reported.steps == () and not reported.drift[0].healed
 
 
-def test_existing_object_outside_the_inventory_is_adopted_without_force() -> None:
-    live, inv = world([namespace("shop")])
-    theirs = vs("reviews", {"v1": 1})
+def _theirs(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    obj = vs(name, {"v1": 1})
+    obj["metadata"]["labels"] = labels
+    obj["metadata"]["managedFields"] = [{"manager": "kubectl-client-side-apply"}]
+    return obj
+
+
+@pytest.mark.parametrize(("case", "labels", "recorded"), [
+    ("created by someone else", {"team": "payments"}, False),
+    ("a copy with our labels, not in the inventory", LABELS, False),
+    ("in the inventory, labels stripped", {}, True),
+    ("in the inventory, another reconciler's labels", owner_labels(MESH, "other"), True),
+])
+def test_an_existing_object_that_is_not_ours_is_refused_before_any_write(
+        case: str, labels: dict[str, str], recorded: bool) -> None:
+    theirs = _theirs("reviews", labels)
+    live, inv = world([namespace("shop"), *([theirs] if recorded else [])])
     live[ResourceKey.of(theirs)] = theirs
-    plan = make_plan([namespace("shop"), vs("reviews", {"v1": 100})], live, inv, mesh=MESH)
-    (action,) = [a for a in plan.actions if not a.internal]
-    assert action.verb is Verb.UPDATE and action.reason.startswith("adopt") and not action.force
-    forced = make_plan([namespace("shop"), vs("reviews", {"v1": 100})], live, inv, mesh=MESH,
-                       adopt=True)
-    assert [a.force for a in forced.actions if not a.internal] == [True]
+    desired = [namespace("shop"), vs("reviews", {"v1": 100}), vs("new", {"v1": 100})]
+    with pytest.raises(NotOwnedError) as caught:
+        make_plan(desired, live, inv, mesh=MESH)
+    (line,) = caught.value.lines
+    assert line.startswith("VirtualService/shop/reviews "), case
+    assert "kubectl-client-side-apply" in line and "--adopt VirtualService/shop/reviews" in line
+
+
+def test_adoption_is_explicit_and_per_object() -> None:
+    live, inv = world([namespace("shop")])
+    for name in ("reviews", "ratings"):
+        theirs = _theirs(name, {"team": "payments"})
+        live[ResourceKey.of(theirs)] = theirs
+    desired = [namespace("shop"), vs("reviews", {"v1": 100}), vs("ratings", {"v1": 100})]
+    with pytest.raises(NotOwnedError, match="ratings"):
+        make_plan(desired, live, inv, mesh=MESH, adopt={"VirtualService/shop/reviews"})
+    plan = make_plan(desired, live, inv, mesh=MESH,
+                     adopt={"VirtualService/shop/reviews", "VirtualService/shop/ratings"})
+    actions = [a for a in plan.actions if not a.internal]
+    assert {a.key.name for a in actions} == {"reviews", "ratings"}
+    assert all(a.verb is Verb.UPDATE and a.force and a.reason.startswith("adopt")
+               for a in actions)
+    assert all(a.manifest is not None and a.manifest["metadata"]["labels"] == LABELS
+               for a in actions)  # labelled ours from now on
     assert plan.steps[0].name == "record inventory"  # recorded before it is written
+
+
+def test_objects_outside_the_fence_are_refused_and_never_pruned() -> None:
+    policy = Policy.of({"namespaces": ["shop"]})
+    kube_dns = {"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "kube-dns", "namespace": "kube-system"}}
+    control = {"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "meshdsl-control-default", "namespace": "meshdsl-system"}}
+    payments = namespace("payments")
+    live, inv = world([namespace("shop")])
+    with pytest.raises(TenancyError) as caught:
+        make_plan([namespace("shop"), kube_dns, control, payments], live, inv, mesh=MESH,
+                  tenancy=policy)
+    text = "\n".join(caught.value.lines)
+    assert "Service/kube-system/kube-dns is in reserved namespace 'kube-system'" in text
+    assert "ConfigMap/meshdsl-system/meshdsl-control-default is named like" in text
+    assert "Namespace/payments is in namespace 'payments', outside" in text
+    # an owned object outside a narrowed fence is kept, not deleted
+    live, inv = world([namespace("shop"), vs("old", {"v1": 1}) | {
+        "metadata": {**meta("old", "legacy")}}])
+    plan = make_plan([namespace("shop")], live, inv, mesh=MESH, prune=True, tenancy=policy)
+    assert not [a for a in plan.actions if a.verb is Verb.DELETE]
+    assert any("kept VirtualService/legacy/old" in n for n in plan.notes)
 
 
 def test_duplicates_are_rejected() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from meshdsl.compile import compile_mesh
 from meshdsl.compile.manifest import KIND_ORDER, ResourceKey, order_key
-from meshdsl.model import Mesh, MeshSpec
+from meshdsl.model import Mesh, MeshSpec, Tenancy
 from stacks.component import TYPE_TOKEN, MeshStack, builtin_class, logical_name
 from stacks.errors import MeshStackError
 from stacks.testing import Registration, Run, run_program
@@ -224,7 +224,7 @@ def test_custom_resource_with_extra_top_level_fields_is_refused() -> None:
 
 
 def test_objects_that_would_share_a_name_are_refused() -> None:
-    mesh = Mesh("clash")
+    mesh = Mesh("clash", tenancy=Tenancy(namespaces=["a", "a-b"]))
     for ns, name in (("a", "b-c"), ("a-b", "c")):
         mesh.raw({"apiVersion": "v1", "kind": "ConfigMap",
                   "metadata": {"name": name, "namespace": ns}})

@@ -12,6 +12,7 @@ from meshdsl import (
     Mesh,
     Retries,
     ServicePort,
+    Tenancy,
     To,
     Uri,
 )
@@ -175,7 +176,27 @@ CASES: list[tuple[str, Callable[[bool], Mesh], Severity]] = [
     ("MD113", _duplicate, Severity.ERROR),
     ("MD114", _canary_without_route, Severity.ERROR),
     ("MD115", _two_canaries, Severity.ERROR),
+    ("MD601", lambda bad: _raw(bad, "Service", "payments"), Severity.ERROR),
+    ("MD602", lambda bad: _raw(bad, "ClusterRole", ""), Severity.ERROR),
+    ("MD603", lambda bad: _raw(bad, "Service", "kube-system"), Severity.WARNING),
+    ("MD604", lambda bad: _raw(bad, "ConfigMap", "shop", "meshdsl-status-x"), Severity.ERROR),
 ]
+
+
+def _raw(bad: bool, kind: str, namespace: str, name: str = "x") -> Mesh:
+    """A raw object outside the fence (bad), or the fence widened / the object renamed."""
+    widen = (not bad and kind != "ConfigMap") or namespace == "kube-system"
+    if not bad and namespace == "kube-system":
+        namespace = "shop"   # declared, but reserved: only the good twin moves out
+    mesh = Mesh("t", namespace="shop", tenancy=Tenancy(
+        namespaces=["shop", namespace] if widen and namespace else None,
+        cluster_kinds=["ClusterRole"] if widen and not namespace else []))
+    meta = {"name": name if bad else "settings"}
+    if namespace:
+        meta["namespace"] = namespace
+    mesh.raw({"apiVersion": "rbac.authorization.k8s.io/v1" if kind == "ClusterRole" else "v1",
+              "kind": kind, "metadata": meta})
+    return mesh
 
 
 @pytest.mark.parametrize(("code", "make", "severity"), CASES,
