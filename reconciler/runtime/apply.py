@@ -40,9 +40,9 @@ from reconciler.core.inventory import INVENTORY_NAMESPACE, Inventory, inventory_
 from reconciler.core.ownership import DEFAULT_OWNER, with_owner
 from reconciler.core.plan import FIELD_MANAGER, Action, Plan, Verb, make_plan
 from reconciler.core.proof import settled
-from reconciler.errors import ReconcilerError
 from reconciler.core.tenancy import Policy
 from reconciler.core.tenancy import check as check_tenancy
+from reconciler.errors import ReconcilerError
 from reconciler.ports import ObjectRejected, Target
 
 __all__ = [

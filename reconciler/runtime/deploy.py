@@ -13,8 +13,7 @@ new revision). Each deployer here wraps one target's apply and makes that call.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from reconciler.core.errors import CoreError

@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from reconciler.errors import ReconcilerError
 from reconciler.ports import ObjectRejected, StateStore, Target
+from reconciler.runtime import configmap_blob
 from reconciler.runtime.records import (
     HISTORY_LIMIT,
     OUTPUTS_KEPT,
@@ -41,7 +42,6 @@ from reconciler.runtime.records import (
     now_iso,
     outputs_to_keep,
 )
-from reconciler.runtime import configmap_blob
 
 __all__ = [
     "HISTORY_LIMIT",

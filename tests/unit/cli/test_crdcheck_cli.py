@@ -50,7 +50,8 @@ def test_crds_from_a_directory_check_raw_objects(tmp_path: Path) -> None:
     crds = tmp_path / "crds"
     crds.mkdir()
     (crds / "widget.yaml").write_text(yaml.safe_dump(WIDGET_CRD))
-    path = write(tmp_path, "mesh = Mesh('m')\nmesh.raw({'apiVersion': 'example.com/v1', "
+    path = write(tmp_path, "mesh = Mesh('m')\nmesh.namespace('a')\n"
+                           "mesh.raw({'apiVersion': 'example.com/v1', "
                            "'kind': 'Widget', 'metadata': {'name': 'w', 'namespace': 'a'}, "
                            "'spec': {'size': 11}})\n")
     assert meshctl("validate", str(path)).returncode == 0
