@@ -85,7 +85,7 @@ class Reconciler(DeliveryLoop):
 
     def on_push(self, push: PushEvent) -> tuple[bool, str]:
         """The webhook's callback: queue a reconcile if the push touches the tracked ref."""
-        ref = getattr(self.source, "ref", "")
+        ref = self.source.ref
         if push.ref and ref and push.ref != ref:
             self.telemetry.webhooks.labels(self.settings.name, "ignored").inc()
             return False, f"ignored: this reconciler tracks {ref}, the push was to {push.ref}"
@@ -312,11 +312,8 @@ class Reconciler(DeliveryLoop):
         self.telemetry.applied(revision, mesh)
 
     def _describe(self, revision: str) -> Revision:
-        ensure = getattr(self.source, "ensure", None)
-        if ensure is None:
-            return Revision(id=revision)
         try:
-            described: Revision = ensure(revision)
+            described = self.source.ensure(revision)
         except SourceError as exc:
             raise _Failed(Failure(FailureKind.SOURCE, str(exc), transient=True)) from exc
         return described
@@ -425,7 +422,7 @@ class Reconciler(DeliveryLoop):
         if signers is None:
             return
         try:
-            self.source.verify(revision.id, allowed_signers=signers)  # type: ignore[attr-defined]
+            self.source.verify(revision.id, allowed_signers=signers)
         except VerificationError as exc:
             raise _Failed(Failure(FailureKind.VERIFICATION, str(exc))) from exc
         except SourceError as exc:

@@ -108,7 +108,7 @@ class LoopBase:
                  store: StateStore, sandbox: ProgramRunner, leader: Leadership | None = None,
                  telemetry: Telemetry | None = None,
                  rollouts: RolloutDriver | None = None, clock: Clock | None = None) -> None:
-        if settings.allowed_signers is not None and not hasattr(source, "verify"):
+        if settings.allowed_signers is not None and not source.signed:
             raise ValueError("commit verification needs a Git source")
         self.settings, self.source, self.deployer = settings, source, deployer
         self.store, self.sandbox, self.leader = store, sandbox, leader
@@ -130,7 +130,7 @@ class LoopBase:
         self.passes = 0
         self.rollouts = rollouts
         # the local target runs the program's spec; kube applies the compiled manifests
-        self._serves_spec = bool(getattr(deployer, "needs_spec", False))
+        self._serves_spec = deployer.needs_spec
         if rollouts is not None:
             rollouts.bind(self._push_view)
 
