@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from meshdsl.compile import Weights
 from meshdsl.model.spec import MeshSpec
@@ -46,6 +46,7 @@ from reconciler.runtime.telemetry import Telemetry, event
 __all__ = ["Leadership", "LoopBase", "ProgramRunner", "Settings", "TransientError",
            "target_lock"]
 
+T = TypeVar("T")
 _TARGET_LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
@@ -147,7 +148,7 @@ class LoopBase:
         finally:
             self._phases[name] = round((self.clock.monotonic() - started) * 1000, 1)
 
-    def _read(self, fn: Any, what: str) -> Any:
+    def _read(self, fn: Callable[[], T], what: str) -> T:
         try:
             return fn()
         except CorruptRecordError:
