@@ -398,10 +398,12 @@ class Reconciler(DeliveryLoop):
     def _record_skipped(self, revision: Revision, trigger: str) -> None:
         """Record the commits a burst passed over (pushed after the last one tried, before
         ``revision``): each gets a *skipped* history entry, so a broken commit that was
-        never run still shows in ``meshctl history``."""
-        last = self.status.last
-        since = (last.revision if last is not None and last.revision
-                 else self.status.applied_revision)
+        never run still shows in ``meshctl history``. Counted from the newest commit the
+        branch was at (a rollback re-applies an older one), never re-recording a known
+        one."""
+        history = self.status.history
+        since = next((a.revision for a in history if a.revision and a.trigger != "rollback"
+                      and a.result is not Result.ROLLED_BACK), self.status.applied_revision)
         if not since or since == revision.id:
             return
         try:
@@ -410,10 +412,13 @@ class Reconciler(DeliveryLoop):
         except SourceError as exc:  # only bookkeeping: never blocks the apply
             event("skipped-unknown", name=self.settings.name, level=30, error=str(exc))
             return
+        known = {a.revision for a in history}
         for skipped in reversed(passed):   # oldest first, so history stays newest first
+            if skipped.id in known:
+                continue
             self.status = self.status.record(Attempt(
-                revision=skipped.id, trigger=trigger, started_at=self.clock.now_iso(), duration=0.0,
-                result=Result.SKIPPED, summary=skipped.summary))
+                revision=skipped.id, trigger=trigger, started_at=self.clock.now_iso(),
+                duration=0.0, result=Result.SKIPPED, summary=skipped.summary))
             event("skipped", name=self.settings.name, revision=skipped.short,
                   newer=revision.short)
 
