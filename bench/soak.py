@@ -26,7 +26,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import httpx
 from reconciler.testing.ports import free_port
 
 from bench.machine import describe, write_section
+from bench.reconcile import wait_until
 from reconciler.runtime.status import ClusterStore, Result
 from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
@@ -102,15 +102,6 @@ class Sampler(threading.Thread):
         self.sample()
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
-    return time.monotonic()
-
-
 def metric(text: str, name: str, **labels: str) -> float:
     total = 0.0
     for line in text.splitlines():
@@ -155,7 +146,7 @@ def soak(api: LocalApiServer, root: Path, *, pushes: int, services: int,
     sampler = Sampler(proc.pid)
     try:
         wait_until(lambda: (s := reader.load_status()) is not None
-                   and s.applied_revision == first, 300, "the first apply")
+                   and s.applied_revision == first, 300, "the first apply", 0.1)
         sampler.start()
         started = time.monotonic()
         last = first
@@ -173,7 +164,7 @@ def soak(api: LocalApiServer, root: Path, *, pushes: int, services: int,
             return (tuple(r.get("weight") for r in route) == expected
                     and status is not None and status.applied_revision == last)
 
-        converged = wait_until(live, 600, "the last push live") - pushed
+        converged = wait_until(live, 600, "the last push live", 0.02) - pushed
         exposition = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code
         status = reader.load_status()

@@ -160,6 +160,17 @@ class Source(Protocol):
         """The tracked ref (``refs/heads/main``); empty when the source has none."""
         ...
 
+    @property
+    def signed(self) -> bool:
+        """Do revisions carry signatures :meth:`verify` can check (Git: yes)?"""
+        ...
+
+    def verify(self, revision: str, *, allowed_signers: Path) -> str:
+        """Check ``revision``'s signature against an allowed-signers file; returns the
+        good signature's description, else raises a :class:`SourceError` (not transient
+        when the signature is missing or wrong)."""
+        ...
+
     def ensure(self, revision: str) -> Revision:
         """``revision`` described (fetched if needed), e.g. for a rollback to it."""
         ...
@@ -198,6 +209,16 @@ class Deployer(Protocol):
     @property
     def identity(self) -> str:
         """Names the target (``kube https://…``); one reconcile at a time per identity."""
+        ...
+
+    @property
+    def needs_spec(self) -> bool:
+        """Does ``deploy`` read the program's spec (the local mesh) rather than compiled
+        manifests (kube)? The loop asks the sandbox for it then."""
+        ...
+
+    def stop(self) -> None:
+        """Stop what the deployer runs itself (the local mesh's Envoys); kube: nothing."""
         ...
 
     def deploy(self, output: dict[str, Any], *, mesh: str, heal: bool,

@@ -14,7 +14,7 @@ new revision). Each deployer here wraps one target's apply and makes that call.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.core.errors import CoreError
 from reconciler.core.inventory import INVENTORY_NAMESPACE
@@ -25,6 +25,9 @@ from reconciler.runtime.apply import ApplyError, FencedError, Options, RejectedE
 from reconciler.runtime.apply import apply as run_apply
 from reconciler.runtime.records import FailureKind
 from reconciler.targets.kube import Forbidden, KubeError, Unauthorized, Unreachable
+
+if TYPE_CHECKING:
+    from reconciler.targets.envoy import LocalMesh
 
 __all__ = ["KubeDeployer", "LocalDeployer"]
 
@@ -55,6 +58,8 @@ def _kube_failure(exc: BaseException) -> DeployError:
 
 class KubeDeployer:
     """Server-side apply of the output's manifests through ``target``."""
+
+    needs_spec = False
 
     def __init__(self, target: Target, *, server: str = "", prune: bool = True,
                  workers: int = 8, inventory_namespace: str | None = None,
@@ -87,6 +92,9 @@ class KubeDeployer:
     def identity(self) -> str:
         return f"kube {self._server}"
 
+    def stop(self) -> None:
+        """Nothing runs here: the target's connections belong to whoever made it."""
+
     def deploy(self, output: dict[str, Any], *, mesh: str, heal: bool,
                dry_run: bool = False, fence: Callable[[], bool] | None = None) -> Deployed:
         manifests = list(output.get("manifests") or [])
@@ -111,7 +119,7 @@ class LocalDeployer:
 
     needs_spec = True
 
-    def __init__(self, mesh: Any) -> None:
+    def __init__(self, mesh: LocalMesh) -> None:
         self.mesh = mesh
 
     @property

@@ -85,7 +85,7 @@ class Reconciler(DeliveryLoop):
 
     def on_push(self, push: PushEvent) -> tuple[bool, str]:
         """The webhook's callback: queue a reconcile if the push touches the tracked ref."""
-        ref = getattr(self.source, "ref", "")
+        ref = self.source.ref
         if push.ref and ref and push.ref != ref:
             self.telemetry.webhooks.labels(self.settings.name, "ignored").inc()
             return False, f"ignored: this reconciler tracks {ref}, the push was to {push.ref}"
@@ -312,11 +312,8 @@ class Reconciler(DeliveryLoop):
         self.telemetry.applied(revision, mesh)
 
     def _describe(self, revision: str) -> Revision:
-        ensure = getattr(self.source, "ensure", None)
-        if ensure is None:
-            return Revision(id=revision)
         try:
-            described: Revision = ensure(revision)
+            described = self.source.ensure(revision)
         except SourceError as exc:
             raise _Failed(Failure(FailureKind.SOURCE, str(exc), transient=True)) from exc
         return described
@@ -401,10 +398,12 @@ class Reconciler(DeliveryLoop):
     def _record_skipped(self, revision: Revision, trigger: str) -> None:
         """Record the commits a burst passed over (pushed after the last one tried, before
         ``revision``): each gets a *skipped* history entry, so a broken commit that was
-        never run still shows in ``meshctl history``."""
-        last = self.status.last
-        since = (last.revision if last is not None and last.revision
-                 else self.status.applied_revision)
+        never run still shows in ``meshctl history``. Counted from the newest commit the
+        branch was at (a rollback re-applies an older one), never re-recording a known
+        one."""
+        history = self.status.history
+        since = next((a.revision for a in history if a.revision and a.trigger != "rollback"
+                      and a.result is not Result.ROLLED_BACK), self.status.applied_revision)
         if not since or since == revision.id:
             return
         try:
@@ -413,10 +412,13 @@ class Reconciler(DeliveryLoop):
         except SourceError as exc:  # only bookkeeping: never blocks the apply
             event("skipped-unknown", name=self.settings.name, level=30, error=str(exc))
             return
+        known = {a.revision for a in history}
         for skipped in reversed(passed):   # oldest first, so history stays newest first
+            if skipped.id in known:
+                continue
             self.status = self.status.record(Attempt(
-                revision=skipped.id, trigger=trigger, started_at=self.clock.now_iso(), duration=0.0,
-                result=Result.SKIPPED, summary=skipped.summary))
+                revision=skipped.id, trigger=trigger, started_at=self.clock.now_iso(),
+                duration=0.0, result=Result.SKIPPED, summary=skipped.summary))
             event("skipped", name=self.settings.name, revision=skipped.short,
                   newer=revision.short)
 
@@ -425,7 +427,7 @@ class Reconciler(DeliveryLoop):
         if signers is None:
             return
         try:
-            self.source.verify(revision.id, allowed_signers=signers)  # type: ignore[attr-defined]
+            self.source.verify(revision.id, allowed_signers=signers)
         except VerificationError as exc:
             raise _Failed(Failure(FailureKind.VERIFICATION, str(exc))) from exc
         except SourceError as exc:

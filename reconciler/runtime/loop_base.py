@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from meshdsl.compile import Weights
 from meshdsl.model.spec import MeshSpec
@@ -46,6 +46,7 @@ from reconciler.runtime.telemetry import Telemetry, event
 __all__ = ["Leadership", "LoopBase", "ProgramRunner", "Settings", "TransientError",
            "target_lock"]
 
+T = TypeVar("T")
 _TARGET_LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
@@ -108,7 +109,7 @@ class LoopBase:
                  store: StateStore, sandbox: ProgramRunner, leader: Leadership | None = None,
                  telemetry: Telemetry | None = None,
                  rollouts: RolloutDriver | None = None, clock: Clock | None = None) -> None:
-        if settings.allowed_signers is not None and not hasattr(source, "verify"):
+        if settings.allowed_signers is not None and not source.signed:
             raise ValueError("commit verification needs a Git source")
         self.settings, self.source, self.deployer = settings, source, deployer
         self.store, self.sandbox, self.leader = store, sandbox, leader
@@ -130,7 +131,7 @@ class LoopBase:
         self.passes = 0
         self.rollouts = rollouts
         # the local target runs the program's spec; kube applies the compiled manifests
-        self._serves_spec = bool(getattr(deployer, "needs_spec", False))
+        self._serves_spec = deployer.needs_spec
         if rollouts is not None:
             rollouts.bind(self._push_view)
 
@@ -147,7 +148,7 @@ class LoopBase:
         finally:
             self._phases[name] = round((self.clock.monotonic() - started) * 1000, 1)
 
-    def _read(self, fn: Any, what: str) -> Any:
+    def _read(self, fn: Callable[[], T], what: str) -> T:
         try:
             return fn()
         except CorruptRecordError:

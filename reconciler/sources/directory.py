@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from reconciler.ports import Revision, SourceError
-from reconciler.sources.git import make_read_only, remove_tree
+from reconciler.sources.git import VerificationError, make_read_only, remove_tree
 
 __all__ = ["IGNORED_DIRS", "DirectorySource"]
 
@@ -50,6 +50,13 @@ class DirectorySource:
     def ensure(self, revision: str) -> Revision:
         """A snapshot is known by its id only (no commit metadata)."""
         return Revision(id=revision)
+
+    signed = False
+
+    def verify(self, revision: str, *, allowed_signers: Path) -> str:
+        """A snapshot has no signature to check."""
+        raise VerificationError(f"{revision[:16]} is a directory snapshot: it carries no "
+                                "signature; commit verification needs a Git source")
 
     def _files(self) -> list[Path]:
         if not self.path.is_dir():

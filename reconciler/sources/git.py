@@ -139,6 +139,8 @@ class GitSource:
         self._checkouts = self.cache_dir / "checkouts"
         self._repo: git.Repo | None = None
 
+    signed = True   # commits carry signatures that verify() checks
+
     def describe(self) -> str:
         return f"{redact(self.url)} {self.ref}"
 

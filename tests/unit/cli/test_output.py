@@ -55,8 +55,10 @@ def test_yaml_names_and_keys_are_literal(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert f"{source}:6: warning VirtualService shop/[/oops] spec.[/weird]" in result.stderr
     result = meshctl("analyze", str(source))
-    assert result.returncode == 0, result.stderr
-    assert f"{source}: 0 error(s)" in result.stderr
+    # the unknown field is a CRD schema error (a server would prune it silently)
+    assert result.returncode == 1, result.stderr
+    assert f"{source}:4: error MD140 VirtualService shop/[/oops] spec" in result.stderr
+    assert "[/weird]" in result.stderr
 
 
 def _attempt(revision: str, summary: str) -> Attempt:

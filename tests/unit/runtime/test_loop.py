@@ -37,6 +37,7 @@ A, B, C = "a" * 40, "b" * 40, "c" * 40
 
 class Source:
     ref = "refs/heads/main"
+    signed = True
 
     def __init__(self, tmp: Path) -> None:
         self.tmp, self.head = tmp, A
@@ -86,6 +87,10 @@ class Runner:
 
 class Deployer:
     identity = "fake-target"
+    needs_spec = False
+
+    def stop(self) -> None:
+        pass
 
     def __init__(self) -> None:
         self.deployed: list[tuple[str, bool, bool]] = []   # (revision, heal, dry_run)

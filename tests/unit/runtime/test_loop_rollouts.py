@@ -52,6 +52,7 @@ A, B, C = PROGRAMS
 
 class Source:
     ref = "refs/heads/main"
+    signed = True
 
     def __init__(self, tmp: Path) -> None:
         self.tmp, self.head = tmp, A
@@ -67,6 +68,9 @@ class Source:
 
     def between(self, since: str, until: str, *, limit: int = 20) -> list[Revision]:
         return []
+
+    def verify(self, revision: str, *, allowed_signers: Path) -> str:
+        return "Good signature"
 
     def checkout(self, revision: str) -> Path:
         path = self.tmp / revision
@@ -95,6 +99,10 @@ def weights_of(manifests: list[dict[str, Any]]) -> dict[str, int]:
 
 class Deployer:
     identity = "scripted-target"
+    needs_spec = False
+
+    def stop(self) -> None:
+        pass
 
     def __init__(self) -> None:
         self.seen: list[tuple[dict[str, int], bool]] = []   # (reviews weights, dry_run)
