@@ -45,7 +45,7 @@ def print_findings(findings: list[Finding], *, istio_codes: bool = False) -> Non
                           f"[dim]{escape(f.path)}[/]\n    {escape(f.message)}", soft_wrap=True)
 
 
-@app.command("validate")
+@app.command("validate", short_help="Check a mesh program and its objects against their CRDs' schemas and CEL rules.")
 def validate_cmd(
     program: ProgramArg,
     output: Annotated[Output, typer.Option("-o", "--output", help="Output format.")] =
