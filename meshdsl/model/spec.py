@@ -10,6 +10,7 @@ from pydantic import Field
 
 from meshdsl.model.base import Frozen
 from meshdsl.model.canary import CanaryPlan
+from meshdsl.model.dataplane import DataPlane
 from meshdsl.model.gateway import Gateway
 from meshdsl.model.policy import DestinationRule
 from meshdsl.model.ratelimit import LocalRateLimit
@@ -32,6 +33,7 @@ class MeshSpec(Frozen):
     rate_limits: list[LocalRateLimit] = Field(default_factory=list)
     canaries: list[CanaryPlan] = Field(default_factory=list)
     raw: list[dict[str, object]] = Field(default_factory=list)
+    data_plane: DataPlane = Field(default_factory=DataPlane)
 
     @cached_property
     def _service_index(self) -> dict[tuple[str, str], ServiceSpec]:
