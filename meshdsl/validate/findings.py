@@ -35,6 +35,13 @@ CODES: dict[str, tuple[str, str]] = {
     "MD113": ("duplicate-name", ""),
     "MD114": ("canary-without-route", ""),
     "MD115": ("duplicate-canary", ""),
+    "MD130": ("no-ambient-equivalent", ""),
+    "MD131": ("virtualservice-and-httproute", ""),
+    "MD132": ("route-parent-or-backend-missing", "IST0101"),
+    "MD133": ("ambient-authorization-target", ""),
+    "MD134": ("ambient-namespace-unlabelled", ""),
+    "MD135": ("l7-without-waypoint", ""),
+    "MD136": ("retry-needs-experimental-channel", ""),
 }
 
 
