@@ -76,8 +76,8 @@ def grpc_method(uri: StringMatch) -> dict[str, str] | None:
     text = uri.exact if uri.exact is not None else uri.prefix
     if text is None or not text.startswith("/"):
         return None
-    service, _, method = text[1:].partition("/")
-    if not service or (uri.prefix is not None and method):
+    service, slash, method = text[1:].partition("/")
+    if not service or (uri.prefix is not None and (method or not slash)):
         return None
     out = {"service": service}
     if uri.exact is not None:
