@@ -67,7 +67,7 @@ def test_every_object_is_valid_against_the_crd_schemas(compiled: list[dict[str, 
         standard = schemas("standard").errors(manifest)
         assert all(e.startswith("spec.rules.") and "'retry'" in e for e in standard), standard
         checked += 1
-    assert checked == len(compiled) - len(core) and checked > 20
+    assert checked == len(compiled) - len(core) > 15
 
 
 def test_no_classic_routing_and_no_sidecar_injection_in_ambient(
