@@ -16,7 +16,7 @@ from meshdsl.compile.manifest import Manifest
 from meshdsl.importer.to_model import to_model
 from meshdsl.importer.yamlsource import Document, load_files
 from meshdsl.model.spec import MeshSpec
-from meshdsl.validate import Finding, validate
+from meshdsl.validate import Finding, raw_routes, validate
 from meshdsl.validate.hosts import matches
 
 
@@ -59,7 +59,19 @@ def analyze_documents(documents: Sequence[Document], *, namespace: str = "defaul
     if hosts:
         skip = _registered(result.analysis, hosts)
         findings = [f for f in findings if not (f.code == "MD102" and f.path in skip)]
-    return findings
+    return sorted({*findings, *_gateway_api_findings(documents, result.analysis)},
+                  key=Finding.sort_key)
+
+
+def _gateway_api_findings(documents: Sequence[Document], analysis: MeshSpec) -> list[Finding]:
+    """Gateway API routes travel as raw manifests: check them (MD131, MD132) at their line."""
+    docs = [d for d in documents
+            if str(d.manifest.get("apiVersion", "")).startswith("gateway.networking.k8s.io/")]
+    if not docs:
+        return []
+    where = {id(d.manifest): d.where() for d in docs}
+    spec = analysis.model_copy(update={"raw": [d.manifest for d in docs]})
+    return list(raw_routes.check(spec, where=lambda m: where.get(id(m))))
 
 
 def analyze(paths: Iterable[str | Path], *, namespace: str = "default") -> list[Finding]:

@@ -9,7 +9,7 @@ HTTPRoute/GRPCRoute claims the Services it is attached to.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from meshdsl.compile.gateway_api.refs import GROUP, version_service
@@ -64,9 +64,14 @@ def _refs(manifest: dict[str, Any], field: str) -> list[dict[str, Any]]:
 
 
 Claims = dict[tuple[str, str], tuple[str, SourceLocation | None]]
+Where = Callable[[dict[str, Any]], SourceLocation | None]
 
 
-def _claims(mesh: MeshSpec) -> tuple[Claims, Claims]:
+def _nowhere(manifest: dict[str, Any]) -> SourceLocation | None:
+    return None
+
+
+def _claims(mesh: MeshSpec, where: Where) -> tuple[Claims, Claims]:
     """(service -> VirtualService that routes it, service -> HTTPRoute that routes it)."""
     dp = mesh.data_plane
     by_vs: Claims = {}
@@ -81,17 +86,19 @@ def _claims(mesh: MeshSpec) -> tuple[Claims, Claims]:
         ns, name = _meta(raw)
         if raw.get("kind") == "VirtualService" and not _spec(raw).get("gateways"):
             for host in _spec(raw).get("hosts") or []:
-                by_vs.setdefault(mesh.resolve_host(str(host), ns), (f"{ns}/{name} (raw)", None))
+                by_vs.setdefault(mesh.resolve_host(str(host), ns), (f"{ns}/{name}", where(raw)))
         elif raw.get("kind") in ("HTTPRoute", "GRPCRoute") and _is_gateway_api(raw):
             for ref in _refs(raw, "parentRefs"):
                 if ref.get("kind") == "Service":
                     key = (str(ref.get("namespace") or ns), str(ref.get("name")))
-                    by_route.setdefault(key, (f"{ns}/{name} (raw)", None))
+                    by_route.setdefault(key, (f"{ns}/{name}", where(raw)))
     return by_vs, by_route
 
 
-def check(mesh: MeshSpec) -> Iterator[Finding]:
-    by_vs, by_route = _claims(mesh)
+def check(mesh: MeshSpec, *, where: Where = _nowhere) -> Iterator[Finding]:
+    """Findings for the mesh; ``where`` locates a raw manifest (analyze knows its YAML
+    file:line, a program does not)."""
+    by_vs, by_route = _claims(mesh, where)
     for key in sorted(set(by_vs) & set(by_route)):
         (vs, vs_src), (route, route_src) = by_vs[key], by_route[key]
         yield error("MD131", f"Service {key[0]}/{key[1]}",
@@ -112,11 +119,11 @@ def check(mesh: MeshSpec) -> Iterator[Finding]:
             if known is not None and key not in known:
                 yield error("MD132", f"{path} parentRefs",
                             f"parent {kind} {key[0]}/{key[1]} does not exist in this mesh; "
-                            "declare it or fix the name", None)
+                            "declare it or fix the name", where(raw))
         for ref in _refs(raw, "backendRefs"):
             key = (str(ref.get("namespace") or ns), str(ref.get("name")))
             if str(ref.get("kind") or "Service") == "Service" and key not in services:
                 yield error("MD132", f"{path} backendRefs",
                             f"backend Service {key[0]}/{key[1]} does not exist in this mesh; "
                             "declare the service (a version's Service is <service>-<version>)",
-                            None)
+                            where(raw))

@@ -46,6 +46,16 @@ spec:
     hosts: [{host}]
 ---
 """
+HR = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: reviews-route}}
+spec:
+  parentRefs: [{{group: "", kind: Service, name: reviews}}]
+  rules:
+  - backendRefs: [{{name: {backend}, port: 9080}}]
+---
+"""
 
 
 def vs(routes: str, *, name: str = "reviews", host: str = "reviews",
@@ -147,9 +157,15 @@ CASES: dict[str, tuple[str, str, Severity, str]] = {
               "object db"),
     "MD113": (vs(route(to())) + vs(route(to())) + dr(),
               vs(route(to())) + dr(), Severity.ERROR, "object reviews"),
+    "MD131": (vs(route(to())) + dr() + HR.format(backend="reviews"), vs(route(to())) + dr(),
+              Severity.ERROR, "object reviews"),
+    "MD132": (dr() + HR.format(backend="ghost"), dr() + HR.format(backend="reviews"),
+              Severity.ERROR, "object reviews-route"),
 }
-# Canaries are meshdsl's own delivery plans: Istio YAML cannot state one.
-UNREACHABLE_FROM_YAML = {"MD112", "MD114", "MD115"}
+# Canaries are meshdsl's own delivery plans: Istio YAML cannot state one. The ambient
+# findings need a namespace's data-plane mode, which analyze does not read from YAML yet.
+UNREACHABLE_FROM_YAML = {"MD112", "MD114", "MD115", "MD130", "MD133", "MD134", "MD135",
+                         "MD136"}
 
 
 def test_every_code_has_a_case_or_a_reason() -> None:

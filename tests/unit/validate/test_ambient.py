@@ -216,4 +216,4 @@ def test_a_raw_virtual_service_beside_the_compiled_httproute_is_reported() -> No
     r.route(to=r)
     mesh.raw(raw_vs)
     (finding,) = [f for f in validate(mesh.build()) if f.code == "MD131"]
-    assert "shop/legacy (raw)" in finding.message and "shop/r" in finding.message
+    assert "shop/legacy" in finding.message and "shop/r" in finding.message
