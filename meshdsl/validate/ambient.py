@@ -74,7 +74,8 @@ def _route_features(mesh: MeshSpec, vs: VirtualService, i: int, route: HttpRoute
                         "retry_on='502,503'", src)
         yield Finding("MD136", Severity.INFO, f"{path}.retries",
                       "HTTPRoute retries use the Gateway API experimental channel's `retry` "
-                      "field; a cluster with only the standard CRDs drops it", src)
+                      "field; a cluster with only the standard-channel CRDs refuses the route "
+                      "(install the experimental channel's HTTPRoute CRD)", src)
 
 
 def _features(mesh: MeshSpec, dp: DataPlane) -> Iterator[Finding]:
