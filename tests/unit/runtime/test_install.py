@@ -20,7 +20,8 @@ def test_rbac_is_least_privilege() -> None:
     resources = {r for rule in cluster_rules for r in rule["resources"]}
     assert resources == {"namespaces", "services", "serviceaccounts", "deployments",
                          "virtualservices", "destinationrules", "gateways", "envoyfilters",
-                         "peerauthentications", "authorizationpolicies"}
+                         "peerauthentications", "authorizationpolicies", "httproutes",
+                         "grpcroutes", "tcproutes", "referencegrants"}
     for rule in cluster_rules:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]
         assert "*" not in rule["apiGroups"]
