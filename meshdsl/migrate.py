@@ -69,8 +69,9 @@ def to_ambient(mesh: MeshSpec, namespaces: Sequence[str], *,
     specs = [n.model_copy(update={"labels": {k: v for k, v in n.labels.items()
                                              if k != "istio-injection"}})
              if n.name in moved else n for n in mesh.namespaces]
-    return mesh.model_copy(update={"data_plane": dp.model_copy(update={"namespaces": modes}),
-                                   "namespaces": specs})
+    moved_dp = dp.model_copy(update={"namespaces": modes})
+    return mesh.model_copy(update={"data_plane": moved_dp, "namespaces": specs,
+                                   "canaries": moved_dp.judged(mesh.canaries)})
 
 
 def label(key: ResourceKey) -> str:

@@ -587,8 +587,8 @@ class Mesh(Namespace):
             gateways=[g.build() for g in self._gateways],
             peer_authentications=self._peer_auths,
             authorization_policies=[a.build() for a in self._authz.values()],
-            rate_limits=self._rate_limits, canaries=self._canaries, raw=self._raw,
-            data_plane=self._data_plane,
+            rate_limits=self._rate_limits, canaries=self._data_plane.judged(self._canaries),
+            raw=self._raw, data_plane=self._data_plane,
         )
 
 

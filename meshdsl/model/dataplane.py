@@ -9,11 +9,13 @@ ambient without meshdsl creating it — the mesh's own namespace, for one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import Field
 
 from meshdsl.model.base import Frozen, SourceLocation
+from meshdsl.model.canary import CanaryPlan
 
 Mode = Literal["sidecar", "ambient"]
 MODES: tuple[Mode, ...] = ("sidecar", "ambient")
@@ -54,6 +56,12 @@ class DataPlane(Frozen):
     def any_ambient(self) -> bool:
         return self.default == "ambient" or any(
             n.mode == "ambient" for n in self.namespaces.values())
+
+    def judged(self, plans: Sequence[CanaryPlan]) -> list[CanaryPlan]:
+        """Canary plans judged on the metrics of the proxy that sees their traffic: the
+        waypoint in an ambient namespace, the destination's sidecar otherwise."""
+        return [p.model_copy(update={"reporter": "waypoint" if self.is_ambient(p.namespace)
+                                     else "destination"}) for p in plans]
 
     def source_of(self, namespace: str) -> SourceLocation | None:
         declared = self.namespaces.get(namespace)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from meshdsl import Mesh
+from meshdsl import Mesh, SuccessRate
 from meshdsl.compile import render
 from meshdsl.model.spec import MeshSpec
 from tests.conftest import EXAMPLES
@@ -43,3 +43,18 @@ def test_an_unknown_mode_is_refused_at_the_users_line() -> None:
         Mesh("m").namespace("x", mode="ambiant")
     with pytest.raises(ValueError, match="use one of sidecar, ambient"):
         Mesh("m", mode="istio")
+
+
+def test_canaries_in_ambient_namespaces_are_judged_on_the_waypoint() -> None:
+    from reconciler.delivery.queries import metric_queries
+
+    mesh = Mesh("m")
+    for ns, mode in (("amb", "ambient"), ("side", "sidecar")):
+        svc = mesh.namespace(ns, mode=mode).service("r", port=80, versions=["v1", "v2"])
+        svc.route(to=svc.v1)
+        svc.canary(target="v2", steps=[50, 100], checks=[SuccessRate(99)])
+    plans = {p.namespace: p for p in mesh.build().canaries}
+    assert (plans["amb"].reporter, plans["side"].reporter) == ("waypoint", "destination")
+    for ns, reporter in (("amb", "waypoint"), ("side", "destination")):
+        queries = metric_queries(plans[ns])
+        assert queries and all(f'reporter="{reporter}"' in q.promql for q in queries)
