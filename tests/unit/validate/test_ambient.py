@@ -1,10 +1,9 @@
-"""Ambient-mode findings (MD130 to MD136): a minimal mesh that triggers each, and its fixed twin."""
+"""Ambient-mode findings (MD130 to MD136): a minimal mesh that triggers each, and its fixed
+twin (run by the table test of tests/unit/validate/test_rules.py), and the raw-route checks."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import pytest
 
 from meshdsl import (
     Abort,
@@ -162,20 +161,6 @@ CASES: list[tuple[str, Callable[[bool], Mesh], Severity]] = [
     ("MD135", _routes_without_waypoint, Severity.ERROR),
     ("MD136", _retries, Severity.INFO),
 ]
-
-
-@pytest.mark.parametrize(("code", "make", "severity"), CASES,
-                         ids=[f"{c}-{m.__name__}" for c, m, _ in CASES])
-def test_rule_fires_on_bad_and_not_on_good(code: str, make: Callable[[bool], Mesh],
-                                           severity: Severity) -> None:
-    bad = [f for f in validate(make(True).build()) if f.code == code]
-    assert bad, f"{code} not reported"
-    assert all(f.severity is severity for f in bad)
-    assert all(f.source is not None and f.source.file == __file__ for f in bad), bad
-    assert all(f.message and f.path for f in bad)
-    good = validate(make(False).build())
-    assert [f for f in good if f.severity is Severity.ERROR] == [], good
-    assert [f for f in good if f.code == code] == []
 
 
 def test_a_finding_says_what_to_use_instead() -> None:
