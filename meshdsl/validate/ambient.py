@@ -6,7 +6,8 @@ use instead (MD130), a host routed both by a VirtualService and by an HTTPRoute 
 a route whose parent or backend does not exist or cannot be attached (MD132),
 authorization that ztunnel would enforce wrongly (MD133), an ambient namespace meshdsl
 does not label (MD134), L7 routing in a namespace without a waypoint (MD135), and
-retries, which need the Gateway API's experimental channel (MD136, info).
+retries, which need the Gateway API's experimental channel (MD136, info), and routes
+whose order the Gateway API would not keep (MD137, :mod:`.precedence`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from meshdsl.compile.gateway_api.security import target_ref
 from meshdsl.model.dataplane import DataPlane
 from meshdsl.model.routing import HttpRoute, VirtualService
 from meshdsl.model.spec import MeshSpec
-from meshdsl.validate import raw_routes
+from meshdsl.validate import precedence, raw_routes
 from meshdsl.validate.findings import Finding, Severity, error, warning
 from meshdsl.validate.security import _HTTP_ONLY_FROM, _HTTP_ONLY_TO
 
@@ -201,3 +202,4 @@ def check(mesh: MeshSpec) -> Iterator[Finding]:
     yield from _crossings(mesh, dp)
     yield from _authorization(mesh, dp)
     yield from _labels(mesh, dp)
+    yield from precedence.check(mesh)

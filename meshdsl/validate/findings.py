@@ -42,6 +42,7 @@ CODES: dict[str, tuple[str, str]] = {
     "MD134": ("ambient-namespace-unlabelled", ""),
     "MD135": ("l7-without-waypoint", ""),
     "MD136": ("retry-needs-experimental-channel", ""),
+    "MD137": ("gateway-api-route-precedence", ""),
 }
 
 

@@ -5,15 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from meshdsl import (
     Abort,
     Caller,
     Fault,
     Header,
+    Match,
     Mesh,
+    Method,
+    Query,
     Retries,
     Subset,
     To,
+    Uri,
     WithoutHeader,
 )
 from meshdsl.validate import Severity, validate
@@ -144,6 +150,17 @@ def _retries(bad: bool) -> Mesh:
     return mesh
 
 
+def _precedence(bad: bool) -> Mesh:
+    mesh = Mesh("t")
+    r = mesh.namespace("shop", mode="ambient").service("r", port=80, versions=["v1", "v2"])
+    first, second = Uri(prefix="/api"), Uri(prefix="/api/v2")
+    for match, version in ((first, r.v1), (second, r.v2)) if bad else (
+            (second, r.v2), (first, r.v1)):
+        r.route(match=match, to=version)
+    r.route(to=r.v1)
+    return mesh
+
+
 CASES: list[tuple[str, Callable[[bool], Mesh], Severity]] = [
     ("MD130", _fault, Severity.ERROR),
     ("MD130", _source_labels, Severity.ERROR),
@@ -160,6 +177,7 @@ CASES: list[tuple[str, Callable[[bool], Mesh], Severity]] = [
     ("MD134", _unlabelled, Severity.WARNING),
     ("MD135", _routes_without_waypoint, Severity.ERROR),
     ("MD136", _retries, Severity.INFO),
+    ("MD137", _precedence, Severity.WARNING),
 ]
 
 
@@ -202,3 +220,21 @@ def test_a_raw_virtual_service_beside_the_compiled_httproute_is_reported() -> No
     mesh.raw(raw_vs)
     (finding,) = [f for f in validate(mesh.build()) if f.code == "MD131"]
     assert "shop/legacy" in finding.message and "shop/r" in finding.message
+
+
+@pytest.mark.parametrize(("earlier", "later", "overlapping"), [
+    (Uri(prefix="/a"), Uri(prefix="/b/c"), False),
+    (Uri(exact="/a/b"), Uri(prefix="/a/b/c"), False),
+    (Header("x", exact="1"), Header("x", exact="2") & Query("q", exact="1"), False),
+    (Header("x", exact="1"), Header("y", exact="2") & Query("q", exact="1"), True),
+    (Method("GET"), Method("POST") & Header("x", exact="1"), False),
+    (Uri(regex="/a.*"), Uri(exact="/b"), True),
+])
+def test_only_overlapping_routes_are_reported(earlier: Match, later: Match,
+                                              overlapping: bool) -> None:
+    mesh = Mesh("t")
+    r = mesh.namespace("shop", mode="ambient").service("r", port=80)
+    r.route(match=earlier, to=r)
+    r.route(match=later, to=r)
+    found = [f for f in validate(mesh.build()) if f.code == "MD137"]
+    assert bool(found) == overlapping, found

@@ -129,7 +129,7 @@ def test_a_canary_step_moves_the_backend_weights(ambient: MeshSpec) -> None:
                  and key(m) == ("bookinfo", "reviews"))
     assert [(b["name"], b["weight"]) for b in route["spec"]["rules"][-1]["backendRefs"]] == [
         ("reviews-v1", 50), ("reviews-v2", 50)]
-    assert route["spec"]["rules"][0]["backendRefs"] == [{"name": "reviews-v2", "port": 9080}]
+    assert route["spec"]["rules"][1]["backendRefs"] == [{"name": "reviews-v2", "port": 9080}]
 
 
 def test_callers_cannot_skip_the_waypoint(compiled: list[dict[str, Any]]) -> None:
