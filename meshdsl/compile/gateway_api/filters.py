@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from meshdsl.compile.gateway_api.refs import Backend, duration
+from meshdsl.compile.gateway_api.refs import Backend, duration, millis
 from meshdsl.model.routing import Cors, HeaderOps, HttpRoute
 
 _STANDARD_CODES = {301, 302, 303, 307, 308}
@@ -31,18 +31,7 @@ def _header_modifier(ops: HeaderOps) -> dict[str, Any]:
 
 
 def _seconds(text: str) -> int:
-    millis = int(duration(text).removesuffix("ms")) if duration(text).endswith("ms") else None
-    if millis is not None:
-        return math.ceil(millis / 1000)
-    units = {"h": 3600, "m": 60, "s": 1}
-    total, number = 0, ""
-    for char in duration(text):
-        if char.isdigit():
-            number += char
-        else:
-            total += int(number or 0) * units.get(char, 0)
-            number = ""
-    return total
+    return math.ceil((millis(text) or 0) / 1000)
 
 
 def cors(policy: Cors) -> dict[str, Any]:

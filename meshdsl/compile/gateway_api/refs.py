@@ -33,21 +33,21 @@ def version_service(service: str, version: str) -> str:
     return f"{service}-{version}"
 
 
+def millis(text: str) -> int | None:
+    """Whole milliseconds of a duration (rounded up), None when malformed."""
+    parts = _PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return int(-(-sum(float(n) * _MS[u] for n, u in parts) // 1))
+
+
 def duration(text: str) -> str:
     """A duration the Gateway API accepts: unchanged when it already is one, else whole
     milliseconds (rounded up, so a timeout never becomes shorter)."""
-    if _GEP_2257.match(text):
-        return text
-    parts = _PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        return text  # malformed: the validator reports it (MD109)
-    total = sum(float(n) * _MS[u] for n, u in parts)
-    millis = int(-(-total // 1))
-    return f"{millis}ms" if millis < 100_000 else f"{-(-millis // 1000)}s"
-
-
-def is_gateway_duration(text: str) -> bool:
-    return bool(_GEP_2257.match(duration(text)))
+    total = None if _GEP_2257.match(text) else millis(text)
+    if total is None:
+        return text  # already fine, or malformed: the validator reports that (MD109)
+    return f"{total}ms" if total < 100_000 else f"{-(-total // 1000)}s"
 
 
 @dataclass(frozen=True)
