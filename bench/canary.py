@@ -37,14 +37,14 @@ from meshdsl.model import Mesh, Retries
 from meshdsl.model.canary import LatencyP99, SuccessRate
 from meshdsl.model.spec import MeshSpec
 from reconciler.delivery.phases import Phase
-from reconciler.testing.canary import (
+from reconciler.demo.apps import DEMO_APP
+from reconciler.demo.traffic import (
     SCRAPE_INTERVAL,
     TICK_PERIOD,
     CanaryRig,
     Sample,
     TrafficGenerator,
 )
-from reconciler.testing.demo_apps import DEMO_APP
 
 NS, SERVICE = "shop", "reviews"
 THRESHOLD = 2

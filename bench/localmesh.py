@@ -44,10 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.machine import describe, write_section
 from meshdsl.model import Mesh
 from meshdsl.model.spec import MeshSpec
+from reconciler.demo.apps import DEMO_APP
 from reconciler.targets.envoy.allocation import listener_ports
 from reconciler.targets.envoy.mesh import LocalMesh
 from reconciler.targets.envoy.process import EnvoyProcess
-from reconciler.testing.demo_apps import DEMO_APP
 from reconciler.testing.envoy_config import (
     http_listener,
     route_table,

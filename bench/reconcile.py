@@ -13,7 +13,7 @@ Three runs, each over N pushes of a one-line change (a new weight split):
   drives the local Envoy mesh; *live* = a request through the client's sidecar is served
   by the new version.
 
-Latency is measured from ``git push`` *returning* (the issue's definition; the hook has
+Latency is measured from ``git push`` *returning* (what a user waits for; the hook has
 already notified the reconciler by then, as on a real Git server) and, more
 conservatively, from starting the push.
 
@@ -41,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 
 from bench.machine import describe, write_section
+from reconciler.demo.apps import DEMO_APP
+from reconciler.processes.ports import free_port
 from reconciler.runtime.deploy import LocalDeployer
 from reconciler.runtime.loop import Reconciler, Settings
 from reconciler.runtime.sandbox import Limits, Sandbox
@@ -50,9 +52,7 @@ from reconciler.sources.webhook import WebhookServer
 from reconciler.targets.envoy import LocalMesh
 from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
-from reconciler.testing.demo_apps import DEMO_APP
 from reconciler.testing.gitops import GitServer, mesh_program
-from reconciler.testing.ports import free_port
 
 SECRET = b"bench-secret"
 MESHCTL = str(Path(sys.executable).parent / "meshctl")

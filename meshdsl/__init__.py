@@ -5,8 +5,9 @@ A program builds a :class:`Mesh`; ``meshdsl.validate`` collects findings about i
 package is pure: no network, no subprocess, no client library.
 """
 
+from meshdsl.errors import MeshdslError, ModelUsageError
 from meshdsl.model import *  # noqa: F403
 from meshdsl.model import __all__ as _model_all
 
-__all__ = list(_model_all)
+__all__ = [*_model_all, "MeshdslError", "ModelUsageError"]
 __version__ = "0.1.0"

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from meshdsl.errors import MeshdslError
 from meshdsl.model.base import SourceLocation
 
 
-class ImporterError(Exception):
+class ImporterError(MeshdslError):
     """Root of the importer's exceptions."""
 
 

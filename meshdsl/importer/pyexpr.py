@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshdsl.importer.errors import NotExpressible
+
 LINE = 100
 
 
@@ -93,7 +95,7 @@ def literal(value: Any) -> Expr:
         return DictOf([(literal(k), literal(v)) for k, v in value.items()])
     if isinstance(value, (list, tuple)):
         return ListOf([literal(v) for v in value])
-    raise TypeError(f"cannot write {type(value).__name__} as Python")
+    raise NotExpressible(f"cannot write {type(value).__name__} as Python")
 
 
 def _brackets(expr: Expr) -> tuple[str, list[tuple[str, Expr]], str] | None:

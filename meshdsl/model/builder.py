@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeAlias
 
+from meshdsl.errors import ModelUsageError
 from meshdsl.model.base import Frozen, SourceLocation, caller_location
 from meshdsl.model.canary import (
     CanaryPlan,
@@ -112,7 +113,7 @@ class _Scoped:
             return target if weight is None else target.model_copy(update={"weight": weight})
         if isinstance(target, str):
             return Destination(host=target, weight=weight)
-        raise TypeError(
+        raise ModelUsageError(
             f"cannot route to {target!r}: use a service, a version like reviews.v2, "
             "a Destination(...), a host string, or a {target: weight} dict"
         )

@@ -1,7 +1,16 @@
-"""The Typer application object and the output helpers every command shares."""
+"""The Typer application object and the output helpers every command shares.
+
+Two rules hold for everything meshctl prints. User text (commit subjects, reasons, names,
+file names, a program's exception text) is shown literally: interpolate it with
+:func:`escape` into rich markup, or pass it as a cell to :func:`add_row`, which never parses
+markup. And output stays complete off a terminal: :func:`print_table` draws a boxed table
+that folds on a terminal, and plain aligned columns, one record per line and never cut,
+when stdout is a pipe or a CI log.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from enum import StrEnum
@@ -9,15 +18,30 @@ from typing import Any, NoReturn
 
 import typer
 import yaml
+from rich import box
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
-app = typer.Typer(
-    name="meshctl",
-    help="Istio service mesh as typed Python: validate, render, apply, reconcile, deliver.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+_PIPED = not sys.stdout.isatty()
+# Off a terminal (a pipe, a CI log) --help is click's plain text, wide enough that no
+# option or command summary is cut; on one, rich's panels.
+_HELP: dict[str, Any] = (
+    {"rich_markup_mode": None, "context_settings": {"terminal_width": 160,
+                                                     "max_content_width": 160}}
+    if _PIPED else {"rich_markup_mode": "rich"})
+
+
+def command_group(name: str, help: str) -> typer.Typer:
+    """A ``meshctl NAME ...`` group with the same help rendering as the top level."""
+    group = typer.Typer(name=name, help=help, no_args_is_help=True, add_completion=False,
+                        pretty_exceptions_enable=False, **_HELP)
+    return group
+
+
+app = command_group(
+    "meshctl", "Istio service mesh as typed Python: validate, render, apply, reconcile, deliver.")
 
 console = Console(highlight=False, emoji=False)
 err_console = Console(stderr=True, highlight=False, emoji=False)
@@ -38,6 +62,43 @@ def emit(data: Any, fmt: Output) -> None:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """One clear line on stderr, then exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    """One clear line on stderr, then exit with ``code``; ``message`` is printed as
+    written (it often quotes user text: never rich markup)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+Cell = str | Text
+
+
+def table(*columns: str, title: str | None = None) -> Table:
+    """An empty table with ``columns``; fill it with :func:`add_row`, show it with
+    :func:`print_table`."""
+    plain = not console.is_terminal
+    result = Table(title=title, title_justify="left", box=None if plain else box.HEAVY_HEAD,
+                   show_edge=not plain, pad_edge=not plain, header_style="bold")
+    for column in columns:
+        if plain:
+            result.add_column(column, no_wrap=True, overflow="ignore")
+        else:
+            result.add_column(column, overflow="fold")
+    return result
+
+
+def add_row(target: Table, *cells: Cell) -> None:
+    """A row whose plain strings are literal text (never markup); style a cell by passing
+    ``Text(value, style=...)``."""
+    target.add_row(*(Text(cell) if isinstance(cell, str) else cell for cell in cells))
+
+
+def print_table(target: Table) -> None:
+    """On a terminal as rich draws it; off one as plain aligned text, each row on its own
+    line at full length (no terminal width to fit, so nothing is cut or wrapped)."""
+    if console.is_terminal:
+        console.print(target)
+        return
+    buffer = io.StringIO()
+    Console(file=buffer, width=100_000, highlight=False, emoji=False,
+            color_system=None).print(target)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines()))
+    sys.stdout.flush()

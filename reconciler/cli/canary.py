@@ -10,8 +10,8 @@
   (compare-and-swap, so the reconcile loop never undoes it); the loop applies the resulting
   routes on its next step.
 
-The store is the reconciler's: ``--state-dir DIR`` (rollouts in ``DIR/rollouts``; the
-current directory by default) for the local target, or ``--state cluster`` with
+The store is the reconciler's: ``--state-dir DIR`` (rollouts in ``DIR/rollouts``; by
+default ``$XDG_STATE_HOME/meshdsl/<name>``) for the local target, or ``--state cluster`` with
 ``--kubeconfig``/``--context``, ``--name`` and ``--system-namespace`` for the ConfigMaps a
 kube reconciler keeps (``--kubeconfig`` or ``--context`` alone select the cluster too).
 """
@@ -26,19 +26,33 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
+from rich.text import Text
 
 from meshdsl.compile import to_yaml
 from meshdsl.model.canary import CanaryPlan
-from reconciler.cli.app import Output, app, console, emit, fail
-from reconciler.cli.gitops import (
+from reconciler.cli.app import (
+    Output,
+    add_row,
+    app,
+    command_group,
+    console,
+    emit,
+    fail,
+    print_table,
+    table,
+)
+from reconciler.cli.mesh import ProgramArg, load_or_exit
+from reconciler.cli.options import (
     AsOpt,
     ContextOpt,
     KubeconfigOpt,
+    OutputOpt,
+    StateDirOpt,
     StateKind,
-    _kube_target,
+    StateOpt,
+    rollout_store,
 )
-from reconciler.cli.mesh import ProgramArg, load_or_exit
 from reconciler.delivery import machine
 from reconciler.delivery.actions import Action
 from reconciler.delivery.analysis import CheckResult, Verdict
@@ -46,31 +60,22 @@ from reconciler.delivery.errors import DeliveryError, ManualCommandError
 from reconciler.delivery.phases import Phase, RolloutState
 from reconciler.delivery.simulate import Recording, SimStep, Simulation, simulate
 from reconciler.ports import RolloutStore, RolloutStoreError, StaleRolloutError
-from reconciler.runtime.rollout_store import ClusterRolloutStore, DiskRolloutStore
+from reconciler.runtime.assemble import KubeConnection
 from reconciler.runtime.status import STATE_NAMESPACE
 
-canary_app = typer.Typer(help="Progressive delivery: simulate, inspect and steer canary "
-                         "rollouts.", no_args_is_help=True)
+canary_app = command_group("canary", "Progressive delivery: simulate, inspect and steer "
+                           "canary rollouts.")
 app.add_typer(canary_app, name="canary")
 
 ServiceOpt = Annotated[str, typer.Option("--service", help="The canaried service, "
                                          "NAMESPACE/NAME (or NAME when unique).")]
 ServiceArg = Annotated[str, typer.Argument(help="The service: NAMESPACE/NAME (or NAME when "
                                            "only one rollout has it).")]
-StateOpt = Annotated[StateKind, typer.Option(
-    "--state", help="Where the reconciler keeps its rollouts: disk (--state-dir) or cluster "
-    "(ConfigMaps). auto: cluster when --kubeconfig or --context is given without "
-    "--state-dir, else disk.")]
-StateDirOpt = Annotated[Path | None, typer.Option(
-    "--state-dir", help="The reconciler's state directory (rollouts are in DIR/rollouts; "
-    "default: the current directory).")]
-NameOpt = Annotated[str | None, typer.Option(
-    "--name", help="With --state cluster: the reconciler whose rollouts these are "
-    "(default: default).")]
+NameOpt = Annotated[str, typer.Option(
+    "--name", help="The reconciler whose rollouts these are.")]
 SystemNamespaceOpt = Annotated[str | None, typer.Option(
     "--system-namespace", help=f"With --state cluster: the namespace of the reconciler's "
     f"ConfigMaps (default: {STATE_NAMESPACE}).")]
-OutputOpt = Annotated[Output, typer.Option("-o", "--output", help="Output format.")]
 
 _VERDICT_STYLE = {Verdict.PASS: "green", Verdict.FAIL: "bold red", Verdict.NO_DATA: "yellow"}
 _RETRIES = 5
@@ -89,7 +94,7 @@ def _plan(plans: list[CanaryPlan], service: str, where: str) -> CanaryPlan:
     return found[0]
 
 
-def _check_row(check: CheckResult) -> list[str]:
+def _check_row(check: CheckResult) -> list[str | Text]:
     value = "-" if check.value is None else f"{check.value:.4g}"
     prefix = ""
     if check.stable_value is not None:
@@ -99,7 +104,7 @@ def _check_row(check: CheckResult) -> list[str]:
     bounds += [f"{prefix}<= {check.max:g}"] if check.max is not None else []
     style = _VERDICT_STYLE[check.verdict]
     return [check.name, value, " and ".join(bounds) or "-",
-            f"[{style}]{check.verdict.value}[/]", check.message]
+            Text(check.verdict.value, style=style), check.message]
 
 
 def _clock(at: float) -> str:
@@ -117,33 +122,34 @@ def _step_json(sim_step: SimStep) -> dict[str, Any]:
 
 
 def _print_simulation(plan: CanaryPlan, recording: Recording, sim: Simulation) -> None:
-    console.print(f"[bold]Simulating {plan.namespace}/{plan.service}[/]: {plan.stable} -> "
-                  f"{plan.target}, {sim.final.stage_count} stages, interval {plan.interval}"
-                  + (f"\n[dim]{recording.description}[/]" if recording.description else ""))
+    console.print(f"[bold]Simulating {escape(plan.namespace)}/{escape(plan.service)}[/]: "
+                  f"{escape(plan.stable)} -> {escape(plan.target)}, "
+                  f"{sim.final.stage_count} stages, interval {plan.interval}"
+                  + (f"\n[dim]{escape(recording.description)}[/]"
+                     if recording.description else ""), soft_wrap=True)
     for sim_step in sim.steps:
         console.print(f"\n[bold]{_clock(sim_step.at)}[/] {sim_step.phase.value} "
-                      f"[cyan]{sim_step.stage}[/]  {sim_step.traffic.describe()}\n"
-                      f"  {sim_step.decision}", soft_wrap=True)
+                      f"[cyan]{escape(sim_step.stage)}[/]  "
+                      f"{escape(sim_step.traffic.describe())}\n"
+                      f"  {escape(sim_step.decision)}", soft_wrap=True)
         for check in sim_step.checks:
             style = _VERDICT_STYLE[check.verdict]
-            console.print(f"    [{style}]{check.verdict.value}[/] {check.name}: "
-                          f"{check.message}", soft_wrap=True)
+            console.print(f"    [{style}]{check.verdict.value}[/] {escape(check.name)}: "
+                          f"{escape(check.message)}", soft_wrap=True)
         for action in sim_step.actions:
             if action.startswith("call "):
-                console.print(f"    -> {action}", soft_wrap=True)
+                console.print(f"    -> {action}", soft_wrap=True, markup=False)
         for manifest in sim_step.virtual_services:
             console.print(to_yaml([manifest]).rstrip(), markup=False, highlight=False,
                           soft_wrap=True)
-    table = Table(title="Decisions", show_lines=False)
-    for column in ("#", "time", "phase", "stage", "weights", "decision"):
-        table.add_column(column, overflow="fold")
+    decisions = table("#", "time", "phase", "stage", "weights", "decision", title="Decisions")
     for index, sim_step in enumerate(sim.steps):
         weights = ", ".join(f"{k}={v}" for k, v in sim_step.traffic.weights.items())
-        table.add_row(str(index), _clock(sim_step.at), sim_step.phase.value, sim_step.stage,
-                      weights, sim_step.decision)
-    console.print(table)
+        add_row(decisions, str(index), _clock(sim_step.at), sim_step.phase.value,
+                sim_step.stage, weights, sim_step.decision)
+    print_table(decisions)
     for warning in sim.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     outcome = {Phase.SUCCEEDED: "[green]promoted[/]", Phase.FAILED: "[red]rolled back[/]"}
     console.print(f"result: {outcome.get(sim.final.phase, '[yellow]not finished[/]')} "
                   f"after {len(sim.steps) - 1} step(s)")
@@ -183,30 +189,12 @@ def simulate_cmd(
 
 
 def _store(state: StateKind, state_dir: Path | None, *, kubeconfig: str | None,
-           context: str | None, as_user: str | None, name: str | None,
+           context: str | None, as_user: str | None, name: str,
            system_namespace: str | None) -> RolloutStore:
     """The reconciler's rollout store, as the options select it (exit 2 on a mix)."""
-    cluster_options = [flag for flag, value in (
-        ("--kubeconfig", kubeconfig), ("--context", context), ("--as", as_user),
-        ("--name", name), ("--system-namespace", system_namespace)) if value is not None]
-    if state is StateKind.auto:
-        state = (StateKind.cluster if state_dir is None and (kubeconfig or context)
-                 else StateKind.disk)
-    if state is StateKind.cluster:
-        if state_dir is not None:
-            fail("--state-dir is for rollouts on disk; with --state cluster they are found by "
-                 "--kubeconfig/--context, --name and --system-namespace", 2)
-        return ClusterRolloutStore(_kube_target(kubeconfig, context, as_user),
-                                   namespace=system_namespace or STATE_NAMESPACE,
-                                   name=name or "default")
-    if cluster_options:
-        fail(f"{', '.join(cluster_options)}: only for rollouts in the cluster (--state "
-             "cluster); rollouts on disk are found by --state-dir", 2)
-    directory = state_dir or Path(".")
-    if not directory.is_dir():
-        fail(f"state directory {directory} does not exist (give the reconciler's "
-             "--state-dir)", 2)
-    return DiskRolloutStore.in_state_dir(directory)
+    return rollout_store(name, state=state, state_dir=state_dir,
+                         connection=KubeConnection(kubeconfig, context, as_user),
+                         namespace=system_namespace)
 
 
 def _find(store: RolloutStore, service: str) -> tuple[str, str]:
@@ -226,24 +214,25 @@ def _find(store: RolloutStore, service: str) -> tuple[str, str]:
 def _print_status(state: RolloutState, now: float) -> None:
     stage = (f"stage {state.stage_index + 1}/{state.stage_count} ({state.stage_label})"
              if state.stage_index >= 0 else state.stage_label)
-    console.print(f"[bold]{state.namespace}/{state.service}[/]  [bold]{state.phase.value}[/]"
-                  f"  {stage}  target {state.target}, stable {state.stable}"
-                  + (f", revision {state.revision}" if state.revision else ""), soft_wrap=True)
-    console.print(f"  traffic: {state.traffic.describe()}", soft_wrap=True)
+    console.print(f"[bold]{escape(state.namespace)}/{escape(state.service)}[/]  "
+                  f"[bold]{state.phase.value}[/]  {escape(stage)}  target "
+                  f"{escape(state.target)}, stable {escape(state.stable)}"
+                  + (f", revision {escape(state.revision)}" if state.revision else ""),
+                  soft_wrap=True)
+    console.print(f"  traffic: {state.traffic.describe()}", soft_wrap=True, markup=False)
     line = (f"  failed checks {state.failed_checks}/{state.max_failed_checks}, no data "
             f"{state.no_data_count}/{state.no_data_limit}, {state.analyses} analyses")
     if state.next_analysis_at is not None and state.active:
         line += f", next analysis in {max(0.0, state.next_analysis_at - now):.0f}s"
     console.print(line)
     if state.reason:
-        console.print(f"  reason: {state.reason}", soft_wrap=True)
+        console.print(f"  reason: {state.reason}", soft_wrap=True, markup=False)
     if state.last_analysis:
-        table = Table(title="last analysis", title_justify="left")
-        for column in ("check", "value", "threshold", "verdict", "detail"):
-            table.add_column(column, overflow="fold")
+        checks = table("check", "value", "threshold", "verdict", "detail",
+                       title="last analysis")
         for check in state.last_analysis:
-            table.add_row(*_check_row(check))
-        console.print(table)
+            add_row(checks, *_check_row(check))
+        print_table(checks)
     console.print("  timeline:")
     for entry in state.timeline:
         console.print(f"    {_clock(entry.at)}  {entry.phase.value:<13} {entry.stage:<18} "
@@ -259,7 +248,7 @@ def status_cmd(
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
     as_user: AsOpt = None,
-    name: NameOpt = None,
+    name: NameOpt = "default",
     system_namespace: SystemNamespaceOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
@@ -280,7 +269,7 @@ def status_cmd(
         emit({"rollouts": [s.to_json() for s in states]}, output)
         return
     if not states:
-        console.print(f"no rollouts in {store.describe()}")
+        console.print(f"no rollouts in {store.describe()}", markup=False)
     for rollout in states:
         _print_status(rollout, time.time())
 
@@ -306,7 +295,7 @@ def _manual(command: Command, verb: str, service: str, store: RolloutStore) -> N
             fail(str(exc), 2)
         console.print(f"{key[0]}/{key[1]}: {verb} -> {state.phase.value} "
                       f"({state.traffic.describe()}); the reconciler applies the routes on "
-                      "its next step", soft_wrap=True)
+                      "its next step", soft_wrap=True, markup=False)
         return
     fail(f"{key[0]}/{key[1]} kept changing under us; try again", 1)
 
@@ -316,7 +305,7 @@ def _manual_command(verb: str, command: Command, summary: str) -> None:
 
     def run(service: ServiceArg, state: StateOpt = StateKind.auto,
             state_dir: StateDirOpt = None, kubeconfig: KubeconfigOpt = None,
-            context: ContextOpt = None, as_user: AsOpt = None, name: NameOpt = None,
+            context: ContextOpt = None, as_user: AsOpt = None, name: NameOpt = "default",
             system_namespace: SystemNamespaceOpt = None) -> None:
         _manual(command, verb, service, _store(
             state, state_dir, kubeconfig=kubeconfig, context=context, as_user=as_user,

@@ -22,6 +22,7 @@ from meshdsl.compile.manifest import Manifest
 from meshdsl.validate import Severity, has_errors, validate
 from reconciler.cli.app import Output, app, console, emit, err_console, fail
 from reconciler.cli.mesh import ProgramArg, load_or_exit, print_findings
+from reconciler.cli.options import AsOpt, ContextOpt, KubeconfigOpt, kube_target
 from reconciler.core.diff import MISSING, Mismatch, dotted
 from reconciler.core.errors import CoreError
 from reconciler.core.inventory import INVENTORY_NAMESPACE
@@ -35,6 +36,7 @@ from reconciler.runtime.apply import (
 )
 from reconciler.runtime.apply import apply as run_apply
 from reconciler.runtime.apply import diff as run_diff
+from reconciler.runtime.assemble import KubeConnection
 from reconciler.targets.kube import (
     Forbidden,
     KubeConfigError,
@@ -44,13 +46,6 @@ from reconciler.targets.kube import (
     Unreachable,
 )
 
-KubeconfigOpt = Annotated[str | None, typer.Option(
-    "--kubeconfig", help="Path of the kubeconfig (default: $KUBECONFIG, ~/.kube/config, "
-    "then in-cluster).", envvar=None)]
-ContextOpt = Annotated[str | None, typer.Option(
-    "--context", help="The kubeconfig context to use (default: its current context).")]
-AsOpt = Annotated[str | None, typer.Option(
-    "--as", help="Impersonate this user (like kubectl --as).")]
 PruneOpt = Annotated[bool, typer.Option(
     "--prune", help="Delete objects the mesh owns (per its inventory) that the program no "
     "longer declares.")]
@@ -73,15 +68,6 @@ def _desired(program: str, *, error_code: int) -> tuple[str, list[Manifest]]:
         fail(f"{loaded.source} has validation errors; nothing sent to the cluster",
              error_code)
     return loaded.spec.name, compile_mesh(loaded.spec)
-
-
-def _connect(kubeconfig: str | None, context: str | None, impersonate: str | None,
-             workers: int) -> KubeTarget:
-    try:
-        return KubeTarget.from_kubeconfig(kubeconfig, context=context,
-                                          impersonate=impersonate, pool_size=workers + 4)
-    except KubeConfigError as exc:
-        fail(str(exc), 2)
 
 
 def _rejected(exc: RejectedError, code: int) -> NoReturn:
@@ -123,18 +109,18 @@ def _drift_json(d: Drift) -> dict[str, Any]:
 def _print_drift(plan: Plan) -> None:
     for d in plan.drift:
         verb = "healing" if d.healed else "drift (not healed)"
-        console.print(f"[magenta]{verb}[/] {d.key}: {escape(d.describe())}", soft_wrap=True,
-                      markup=True, highlight=False)
+        console.print(f"[magenta]{verb}[/] {escape(str(d.key))}: {escape(d.describe())}",
+                      soft_wrap=True, markup=True, highlight=False)
 
 
 def _print_notes(plan: Plan) -> None:
     for key in plan.strays:
-        console.print(f"[dim]stray[/] {key}: carries this mesh's labels but is not in its "
-                      "inventory; left alone", soft_wrap=True, highlight=False)
+        console.print(f"[dim]stray[/] {escape(str(key))}: carries this mesh's labels but is "
+                      "not in its inventory; left alone", soft_wrap=True, highlight=False)
     if plan.leftovers:
         console.print(f"[dim]{len(plan.leftovers)} owned object(s) no longer declared "
                       "(apply --prune deletes them):[/] "
-                      + ", ".join(str(k) for k in plan.leftovers[:10])
+                      + escape(", ".join(str(k) for k in plan.leftovers[:10]))
                       + (" …" if len(plan.leftovers) > 10 else ""), soft_wrap=True,
                       highlight=False)
     for note in plan.notes:
@@ -178,7 +164,7 @@ def diff_cmd(
     """Show what `meshctl apply` would change, object by object, from the API server's own
     dry run. Exit 0: no differences; 1: differences (or drift); 2: error."""
     mesh, desired = _desired(program, error_code=2)
-    target = _connect(kubeconfig, context, as_user, workers)
+    target = kube_target(KubeConnection(kubeconfig, context, as_user), workers=workers)
     options = Options(prune=prune, inventory_namespace=inventory_namespace, workers=workers)
     with target, _errors(rejected_code=2, failed_code=2, target=target):
         plan, diffs = run_diff(target, desired, mesh=mesh, options=options)
@@ -198,7 +184,7 @@ def diff_cmd(
     summary = counts or "no differences"
     if plan.drift:
         summary += f"; {len(plan.drift)} drifted"
-    err_console.print(f"mesh {mesh}: {summary} ({len(plan.unchanged)} unchanged)",
+    err_console.print(f"mesh {escape(mesh)}: {summary} ({len(plan.unchanged)} unchanged)",
                       highlight=False, soft_wrap=True)
     raise typer.Exit(1 if plan.has_changes else 0)
 
@@ -206,8 +192,9 @@ def diff_cmd(
 def _print_diffs(diffs: list[ObjectDiff]) -> None:
     for d in diffs:
         if not d.lines:
-            console.print(f"[yellow]{d.action.verb.value}[/] {d.action.key}: no visible "
-                          "change (a field set to its default value)", highlight=False)
+            console.print(f"[yellow]{d.action.verb.value}[/] {escape(str(d.action.key))}: "
+                          "no visible change (a field set to its default value)",
+                          highlight=False)
             continue
         for line in d.lines:
             console.print(_colour(line), soft_wrap=True, highlight=False)
@@ -245,7 +232,7 @@ def apply_cmd(
     """Make the cluster match the program: server-side apply of what differs, in a safe
     order, after the API server validated everything (dry run)."""
     mesh, desired = _desired(program, error_code=1)
-    target = _connect(kubeconfig, context, as_user, workers)
+    target = kube_target(KubeConnection(kubeconfig, context, as_user), workers=workers)
     options = Options(prune=prune, allow_empty=allow_empty, heal=heal, adopt=force_conflicts,
                       dry_run=dry_run, workers=workers, inventory_namespace=inventory_namespace)
     text = output is Output.text
@@ -257,7 +244,7 @@ def apply_cmd(
         _print_drift(plan)
         if verbose:
             for key in plan.unchanged:
-                console.print(f"[dim]unchanged[/] {key}", highlight=False)
+                console.print(f"[dim]unchanged[/] {escape(str(key))}", highlight=False)
 
     def progress(outcome: Outcome) -> None:
         if not text or outcome.action.internal:
@@ -265,7 +252,7 @@ def apply_cmd(
         style = _STYLE.get(outcome.result, "")
         reason = (f" [dim]({escape(outcome.action.reason)})[/]" if outcome.action.reason
                   else "")
-        console.print(f"[{style}]{outcome.result}[/] {outcome.action.key}{reason}",
+        console.print(f"[{style}]{outcome.result}[/] {escape(str(outcome.action.key))}{reason}",
                       soft_wrap=True, highlight=False)
         for warning in outcome.warnings:
             err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True,
@@ -291,5 +278,5 @@ def apply_cmd(
                       if n or name in ("created", "updated", "unchanged", "pruned"))
     tail = ("dry run: nothing written, every object passed the server's validation"
             if dry_run else f"{result.write_calls} write(s)")
-    console.print(f"mesh {mesh}: {parts} ({tail}, {elapsed:.2f} s)", highlight=False,
+    console.print(f"mesh {escape(mesh)}: {parts} ({tail}, {elapsed:.2f} s)", highlight=False,
                   soft_wrap=True)

@@ -1,4 +1,4 @@
-"""``meshctl demo bookinfo``: issue #6's whole story on this machine, in one command.
+"""``meshctl demo bookinfo``: progressive delivery end to end on this machine, in one command.
 
 1. A temporary Git repository holding a copy of ``examples/bookinfo/mesh.py`` (its demo app
    path pinned, so the apps do not restart with every checkout).
@@ -30,10 +30,20 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.table import Table
+from rich.text import Text
 
-from reconciler.cli.app import app, console, fail
+from reconciler.cli.app import (
+    add_row,
+    app,
+    command_group,
+    console,
+    fail,
+    print_table,
+    table,
+)
 from reconciler.delivery.phases import Phase, RolloutState
+from reconciler.demo.prometheus import LocalPrometheus
+from reconciler.demo.traffic import Sample, TrafficGenerator, envoy_scrape_job
 from reconciler.metrics import PrometheusSource, istio_bridge_rule_groups
 from reconciler.ports import Deployed
 from reconciler.runtime.deploy import LocalDeployer
@@ -44,11 +54,8 @@ from reconciler.runtime.sandbox import Limits, Sandbox
 from reconciler.runtime.status import DiskStore
 from reconciler.sources.git import GitSource, remove_tree
 from reconciler.targets.envoy.mesh import LocalMesh
-from reconciler.testing.canary import Sample, TrafficGenerator, envoy_scrape_job
-from reconciler.testing.prometheus import LocalPrometheus
 
-demo_app = typer.Typer(help="Self-contained demonstrations on the local mesh.",
-                       no_args_is_help=True)
+demo_app = command_group("demo", "Self-contained demonstrations on the local mesh.")
 app.add_typer(demo_app, name="demo")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -192,7 +199,8 @@ def _wait_applied(rec: Reconciler, revision: str, timeout: float) -> bool:
         last = rec.status.last
         if last is not None and last.revision == revision and last.failure is not None \
                 and not last.failure.transient:
-            console.print(f"[red]revision {revision[:12]} failed: {last.failure.message}[/]")
+            console.print(f"revision {revision[:12]} failed: {last.failure.message}", style="red",
+                          markup=False, soft_wrap=True)
             return False
         time.sleep(0.1)
     return False
@@ -279,10 +287,8 @@ def bookinfo_cmd(
 
 def _summary(outcomes: list[tuple[Chapter, RolloutState | None, float, float]],
              samples: list[Sample], final: list[Sample], started: float) -> bool:
-    table = Table(title="Summary")
-    for column in ("rollout", "outcome", "took", "analyses", "reviews calls failed"):
-        table.add_column(column)
-    table.add_column("why", overflow="ellipsis", no_wrap=True, max_width=40)
+    summary = table("rollout", "outcome", "took", "analyses", "reviews calls failed", "why",
+                    title="Summary")
     ok = True
     for chapter, state, begin, end in outcomes:
         phase = state.phase if state is not None else None
@@ -291,16 +297,16 @@ def _summary(outcomes: list[tuple[Chapter, RolloutState | None, float, float]],
         failed, total = _failed_between(samples, begin, end)
         took = f"{state.last_transition - state.started_at:.1f}s" if state else "-"
         outcome = phase.value if phase else "timeout"
-        table.add_row(f"reviews -> {chapter.target}",
-                      f"[{'green' if good else 'red'}]{outcome}[/]"
-                      + ("" if good else f" (expected {chapter.expect.value})"),
-                      took, str(state.analyses) if state else "-",
-                      f"{failed}/{total} ({100 * failed / max(1, total):.1f}%)",
-                      state.reason if state else "")
+        add_row(summary, f"reviews -> {chapter.target}",
+                Text(outcome + ("" if good else f" (expected {chapter.expect.value})"),
+                     style="green" if good else "red"),
+                took, str(state.analyses) if state else "-",
+                f"{failed}/{total} ({100 * failed / max(1, total):.1f}%)",
+                state.reason if state else "")
     served = {s.served_by for s in final}
     ok &= served == {"reviews-v2"}
     console.print()
-    console.print(table)
+    print_table(summary)
     console.print(f"after the story, reviews answered from: {', '.join(sorted(served)) or '-'}"
                   f" (expected reviews-v2); total {time.time() - started:.0f}s")
     console.print("[bold green]story complete[/]" if ok else "[bold red]story failed[/]")

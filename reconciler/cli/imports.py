@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from meshdsl.importer import (
     Document,
@@ -89,7 +90,7 @@ def _summary(program: Program) -> str:
             f"unchanged; {len(program.warnings)} warning(s)")
 
 
-@app.command("import")
+@app.command("import", short_help="Write a mesh program (readable DSL code) for existing Istio YAML.")
 def import_cmd(
     files: FilesArg,
     out: Annotated[Path | None, typer.Option(
@@ -116,10 +117,10 @@ def import_cmd(
     except ImporterError as exc:
         fail(str(exc), 2)
     for warning in program.warnings:
-        where = f"{warning.source}: " if warning.source else ""
-        field = f" [dim]{warning.path}[/]" if warning.path else ""
-        err_console.print(f"{where}[yellow]warning[/] {warning.resource}{field}\n    "
-                          f"{warning.message}", soft_wrap=True, markup=True)
+        where = f"{escape(str(warning.source))}: " if warning.source else ""
+        field = f" [dim]{escape(warning.path)}[/]" if warning.path else ""
+        err_console.print(f"{where}[yellow]warning[/] {escape(warning.resource)}{field}\n    "
+                          f"{escape(warning.message)}", soft_wrap=True, markup=True)
     source = formatted(program.source)
     blocked = False
     if to == "ambient":  # findings at the lines of the program as written out
@@ -132,14 +133,14 @@ def import_cmd(
         sys.stdout.write(source)
     else:
         _write_atomically(out, source)
-    err_console.print(f"[green]{_summary(program)}[/]" + (f" → {out}" if out else ""),
-                      soft_wrap=True)
+    err_console.print(f"[green]{_summary(program)}[/]"
+                      + (f" → {escape(str(out))}" if out else ""), soft_wrap=True)
     if blocked:
         fail("the ambient program has errors (above): fix them or keep those namespaces in "
              "sidecar mode", 1)
 
 
-@app.command("analyze")
+@app.command("analyze", short_help="Run meshdsl's validator on existing Istio YAML (istioctl analyze codes).")
 def analyze_cmd(
     files: FilesArg,
     output: Annotated[Output, typer.Option("-o", "--output", help="Output format.")] =
@@ -158,7 +159,7 @@ def analyze_cmd(
         errors = sum(f.severity is Severity.ERROR for f in findings)
         warnings = sum(f.severity is Severity.WARNING for f in findings)
         colour = "red" if errors else "yellow" if warnings else "green"
-        err_console.print(f"[{colour}]{', '.join(files)}: {errors} error(s), {warnings} "
+        err_console.print(f"[{colour}]{escape(', '.join(files))}: {errors} error(s), {warnings} "
                           "warning(s)[/]", soft_wrap=True)
     else:
         emit({"files": list(files), "findings": [f.as_dict() for f in findings]}, output)

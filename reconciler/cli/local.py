@@ -19,13 +19,22 @@ from types import FrameType
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 from rich.text import Text
 
 from meshdsl.model.spec import MeshSpec
 from meshdsl.validate import Severity, validate
-from reconciler.cli.app import Output, app, console, emit, err_console, fail
+from reconciler.cli.app import (
+    Output,
+    add_row,
+    app,
+    console,
+    emit,
+    err_console,
+    fail,
+    print_table,
+    table,
+)
 from reconciler.cli.mesh import ProgramArg, load_or_exit, print_findings
 from reconciler.runtime.loader import ProgramError, load
 from reconciler.sources.program import ProgramWatcher
@@ -79,8 +88,8 @@ def _spec_or_none(program: str, *, json_out: bool) -> MeshSpec | None:
                    findings=[f.as_dict() for f in errors])
         else:
             print_findings(errors)
-            err_console.print(f"[red]{loaded.source}: {len(errors)} validation error(s); "
-                              "keeping the last good config[/]")
+            err_console.print(f"{loaded.source}: {len(errors)} validation error(s); keeping the "
+                              "last good config", style="red", markup=False)
         return None
     return loaded.spec
 
@@ -105,25 +114,22 @@ def _event(json_out: bool, kind: str, message: str, **extra: Any) -> None:
     elif kind in ("error", "invalid"):
         err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
     else:
-        console.print(message, soft_wrap=True, highlight=False)
+        console.print(message, soft_wrap=True, highlight=False, markup=False)
 
 
 def _print_table(mesh: LocalMesh, rows: list[Row]) -> None:
-    table = Table(title=f"mesh {mesh.spec.name} — local", title_justify="left")
-    for column in ("service", "version", "app", "sidecar / listens", "admin", "stats",
-                   "config"):
-        table.add_column(column, overflow="fold")
+    proxies = table("service", "version", "app", "sidecar / listens", "admin", "stats",
+                    "config", title=f"mesh {mesh.spec.name} — local")
     for row in rows:
         if row.kind == "gateway":
-            table.add_row(f"[bold]{row.service}[/] (gateway)", "-", "-", "\n".join(row.listen),
-                          row.admin, row.stats, row.config)
+            add_row(proxies, Text.assemble((row.service, "bold"), " (gateway)"), "-", "-",
+                    "\n".join(row.listen), row.admin, row.stats, row.config)
         else:
-            app_text = row.app if row.app_state.startswith("pid") else (
-                f"{row.app} [yellow]({row.app_state})[/]")
-            table.add_row(f"{row.service}.{row.namespace}", row.version, app_text,
-                          row.listen[0], row.admin, row.stats, row.config)
-    out = console if console.is_terminal else Console(width=220, highlight=False)
-    out.print(table)
+            app_text = Text(row.app) if row.app_state.startswith("pid") else (
+                Text.assemble(row.app, " ", (f"({row.app_state})", "yellow")))
+            add_row(proxies, f"{row.service}.{row.namespace}", row.version, app_text,
+                    row.listen[0], row.admin, row.stats, row.config)
+    print_table(proxies)
 
 
 def _print_applied(applied: Applied, reloaded: float, *, json_out: bool) -> None:
@@ -142,13 +148,13 @@ def _print_notes(applied: Applied, rows: list[Row], *, json_out: bool) -> None:
         return
     for proxy, notes in applied.notes.items():
         for note in notes:
-            err_console.print(f"[yellow]note:[/] {proxy}: {note}", soft_wrap=True,
+            err_console.print(f"[yellow]note:[/] {escape(proxy)}: {escape(note)}", soft_wrap=True,
                               highlight=False)
     for row in rows:
         if row.app_state == "no local run":
-            err_console.print(f"[yellow]note:[/] {row.proxy}: no run_locally() command or "
+            err_console.print(f"[yellow]note:[/] {escape(row.proxy)}: no run_locally() command or "
                               f"address; requests to it fail until something listens on "
-                              f"{row.app}", soft_wrap=True, highlight=False)
+                              f"{escape(row.app)}", soft_wrap=True, highlight=False)
 
 
 def _summary(mesh: LocalMesh, rows: list[Row]) -> dict[str, Any]:
@@ -209,7 +215,8 @@ def up_cmd(
     with _Signals(wake) as signals:
         try:
             if not json_out:
-                err_console.print(f"starting mesh {loaded.spec.name} ...", highlight=False)
+                err_console.print(f"starting mesh {loaded.spec.name} ...", highlight=False,
+                                  markup=False)
             began = time.perf_counter()
             mesh.start()
             signals.serving = True

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from meshdsl.compile import compile_mesh, file_name, to_yaml
 from meshdsl.validate import Finding, Severity, has_errors, validate
@@ -30,10 +31,10 @@ def load_or_exit(program: str) -> Loaded:
 def print_findings(findings: list[Finding], *, istio_codes: bool = False) -> None:
     """One finding per entry on stderr; ``istio_codes`` adds the nearest istioctl code."""
     for f in findings:
-        where = f"{f.source}: " if f.source else ""
+        where = f"{escape(str(f.source))}: " if f.source else ""
         istio = f" ({f.istio_code})" if istio_codes and f.istio_code else ""
         err_console.print(f"{where}[{_STYLE[f.severity]}]{f.severity.value} {f.code}{istio}[/] "
-                          f"[dim]{f.path}[/]\n    {f.message}", soft_wrap=True)
+                          f"[dim]{escape(f.path)}[/]\n    {escape(f.message)}", soft_wrap=True)
 
 
 @app.command("validate")
@@ -51,7 +52,7 @@ def validate_cmd(
         errors = sum(f.severity is Severity.ERROR for f in findings)
         warnings = sum(f.severity is Severity.WARNING for f in findings)
         colour = "red" if errors else "yellow" if warnings else "green"
-        err_console.print(f"[{colour}]{loaded.source}: {errors} error(s), {warnings} "
+        err_console.print(f"[{colour}]{escape(loaded.source)}: {errors} error(s), {warnings} "
                           f"warning(s)[/]")
     else:
         emit({"program": loaded.source, "findings": [f.as_dict() for f in findings]}, output)
@@ -91,4 +92,5 @@ def render_cmd(
         if not target.exists() or target.read_text() != text:
             target.write_text(text)
             written += 1
-    console.print(f"[green]rendered[/] {len(manifests)} objects to {out} ({written} changed)")
+    console.print(f"[green]rendered[/] {len(manifests)} objects to {escape(str(out))} "
+                  f"({written} changed)", soft_wrap=True)

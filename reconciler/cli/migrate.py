@@ -12,7 +12,7 @@ from reconciler.cli.app import Output, app, console, emit, err_console, fail
 from reconciler.cli.mesh import ProgramArg, load_or_exit, print_findings
 
 
-@app.command("migrate")
+@app.command("migrate", short_help="What moving sidecar namespaces to ambient mode changes and what blocks it.")
 def migrate_cmd(
     program: ProgramArg,
     namespace: Annotated[list[str] | None, typer.Option(

@@ -38,7 +38,7 @@ __all__ = [
     "Comparison",
     "FieldPath",
     "Mismatch",
-    "Verdict",
+    "ObjectState",
     "applied_hash",
     "compare",
     "desired_hash",
@@ -279,7 +279,7 @@ def outermost(paths: Iterable[FieldPath]) -> list[FieldPath]:
     return out
 
 
-class Verdict(StrEnum):
+class ObjectState(StrEnum):
     NEW = "new"                # not live
     SAME = "same"              # live matches what we last applied, and that is still desired
     CHANGED = "changed"        # the program changed since the last apply
@@ -288,7 +288,7 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True)
 class Comparison:
-    verdict: Verdict
+    state: ObjectState
     mismatches: tuple[Mismatch, ...] = ()
     foreign: dict[str, list[FieldPath]] = field(default_factory=dict)
 
@@ -298,15 +298,15 @@ def compare(desired: Mapping[str, Any], live: Mapping[str, Any] | None, *,
     """Classify one object, field by field; ``desired`` is :func:`stamped`. (When
     :func:`reconciler.core.proof.settled` holds, this is not needed: it is the same.)"""
     if live is None:
-        return Comparison(Verdict.NEW)
+        return Comparison(ObjectState.NEW)
     want = applied_hash(desired)
     foreign = foreign_fields(live, desired, manager=manager)
     if want is None or applied_hash(live) != want:
-        return Comparison(Verdict.CHANGED, foreign=foreign)
+        return Comparison(ObjectState.CHANGED, foreign=foreign)
     found = tuple(mismatches(desired, live))
     if found or foreign:
-        return Comparison(Verdict.DRIFTED, found, foreign)
-    return Comparison(Verdict.SAME)
+        return Comparison(ObjectState.DRIFTED, found, foreign)
+    return Comparison(ObjectState.SAME)
 
 
 def normalize(obj: Mapping[str, Any] | None) -> Manifest:

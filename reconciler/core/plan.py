@@ -202,7 +202,7 @@ class _Builder:
                                        if key in self.owned.gone else ""))
             return
         if key not in self.owned.owned:  # someone else's object, or a lost inventory
-            if result.verdict is diff.Verdict.SAME:
+            if result.state is diff.ObjectState.SAME:
                 self.unchanged.append(key)
             else:
                 self._update(key, api, want, live, force=self.adopt,
@@ -211,8 +211,8 @@ class _Builder:
         if result.mismatches or result.foreign:
             self.drift.append(Drift(key, result.mismatches, result.foreign, self.heal))
         written = False
-        if result.verdict is diff.Verdict.CHANGED or (self.heal and result.mismatches):
-            reason = "" if result.verdict is diff.Verdict.CHANGED else "drift"
+        if result.state is diff.ObjectState.CHANGED or (self.heal and result.mismatches):
+            reason = "" if result.state is diff.ObjectState.CHANGED else "drift"
             self._update(key, api, want, live, force=True, reason=reason)
             written = True
         if self.heal and result.foreign:

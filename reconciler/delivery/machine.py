@@ -55,12 +55,12 @@ from reconciler.delivery.stages import Stage, StageKind, plan_interval, stages, 
 __all__ = ["abort", "needs", "pause", "promote", "restart_reason", "resume", "start",
            "step"]
 
-Result = tuple[RolloutState, list[Action]]
+Transition = tuple[RolloutState, list[Action]]
 _JUDGED = (Phase.PROGRESSING, Phase.HALTED)
 
 
 def start(plan: CanaryPlan, revision: str = "", now: float = 0.0, *,
-          target_digest: str = "", previous: RolloutState | None = None) -> Result:
+          target_digest: str = "", previous: RolloutState | None = None) -> Transition:
     """Begin a rollout of ``plan.target``: all traffic on stable, gates next. ``previous``
     (a rollout being replaced) only lends its timeline, so status shows the history."""
     shape, now = stages(plan), float(now)
@@ -95,7 +95,7 @@ def needs(state: RolloutState, plan: CanaryPlan, now: float) -> Needs:
 
 
 def step(state: RolloutState, plan: CanaryPlan, observations: Observations, now: float
-         ) -> Result:
+         ) -> Transition:
     """Advance the rollout as far as ``observations`` at time ``now`` allow (one decision)."""
     if (plan.namespace, plan.service) != state.key:
         raise PlanError(f"plan for {plan.namespace}/{plan.service} given to the rollout of "
@@ -116,7 +116,7 @@ def step(state: RolloutState, plan: CanaryPlan, observations: Observations, now:
     return new, actions
 
 
-def _decide(state: RolloutState, plan: CanaryPlan, obs: Observations, now: float) -> Result:
+def _decide(state: RolloutState, plan: CanaryPlan, obs: Observations, now: float) -> Transition:
     if state.phase is Phase.PROMOTING:
         message = f"{state.target} serves all traffic"
         done = _moved(state, Phase.SUCCEEDED, now, next_at=None, reason="promoted").note(
@@ -140,7 +140,7 @@ def _decide(state: RolloutState, plan: CanaryPlan, obs: Observations, now: float
 # --- manual commands ------------------------------------------------------------------
 
 
-def promote(state: RolloutState, now: float) -> Result:
+def promote(state: RolloutState, now: float) -> Transition:
     """Skip the remaining stages and gates: all traffic to the target now."""
     if state.phase is Phase.PROMOTING:
         return state, []
@@ -150,7 +150,7 @@ def promote(state: RolloutState, now: float) -> Result:
     return new, _actions(state, new, "promoted manually (meshctl canary promote)")
 
 
-def abort(state: RolloutState, now: float) -> Result:
+def abort(state: RolloutState, now: float) -> Transition:
     """Stop the rollout: all traffic back to stable now, then FAILED."""
     if state.phase is Phase.ROLLING_BACK:
         return state, []
@@ -161,7 +161,7 @@ def abort(state: RolloutState, now: float) -> Result:
     return new, _actions(state, new, "aborted manually (meshctl canary abort)", "warning")
 
 
-def pause(state: RolloutState, now: float) -> Result:
+def pause(state: RolloutState, now: float) -> Transition:
     """Freeze the rollout where it is: traffic unchanged, nothing judged, no gates asked."""
     if state.phase is Phase.PAUSED:
         return state, []
@@ -171,7 +171,7 @@ def pause(state: RolloutState, now: float) -> Result:
     return new, _actions(state, new, "paused manually (meshctl canary pause)")
 
 
-def resume(state: RolloutState, now: float) -> Result:
+def resume(state: RolloutState, now: float) -> Transition:
     """Continue a paused rollout; its stage is judged after a fresh interval."""
     if state.phase is not Phase.PAUSED or state.paused_from is None:
         raise ManualCommandError(f"{state.namespace}/{state.service} is {state.phase.value}, "
@@ -187,7 +187,7 @@ def resume(state: RolloutState, now: float) -> Result:
 
 
 def _initialize(state: RolloutState, plan: CanaryPlan, obs: Observations, now: float
-                ) -> Result:
+                ) -> Transition:
     kind = "pre-rollout" if state.rollout_confirmed else "confirm-rollout"
     results = gate_results([h.name for h in hooks_of(plan, kind)], obs.gates, kind=kind)
     if all(r.verdict is Verdict.PASS for r in results):
@@ -204,7 +204,7 @@ def _initialize(state: RolloutState, plan: CanaryPlan, obs: Observations, now: f
     return _hold(state, plan, now, results, f"waiting: {summary}")
 
 
-def _analyze(state: RolloutState, plan: CanaryPlan, obs: Observations, now: float) -> Result:
+def _analyze(state: RolloutState, plan: CanaryPlan, obs: Observations, now: float) -> Transition:
     results = evaluate(plan, obs.metrics)
     results += gate_results([h.name for h in hooks_of(plan, "rollout")], obs.gates,
                             kind="rollout")
@@ -235,7 +235,7 @@ def _analyze(state: RolloutState, plan: CanaryPlan, obs: Observations, now: floa
 
 
 def _failed(state: RolloutState, plan: CanaryPlan, now: float,
-            results: tuple[CheckResult, ...], summary: str) -> Result:
+            results: tuple[CheckResult, ...], summary: str) -> Transition:
     count = state.failed_checks + 1
     state = replace(state, failed_checks=count, no_data_count=0)
     if count >= plan.max_failed_checks:
@@ -246,7 +246,7 @@ def _failed(state: RolloutState, plan: CanaryPlan, now: float,
 
 
 def _hold(state: RolloutState, plan: CanaryPlan, now: float,
-          results: tuple[CheckResult, ...], reason: str) -> Result:
+          results: tuple[CheckResult, ...], reason: str) -> Transition:
     """Stay at this stage and judge it again after one interval."""
     phase = Phase.INITIALIZING if state.phase is Phase.INITIALIZING else Phase.HALTED
     new = replace(state, phase=phase, reason=reason, next_analysis_at=now + state.interval,
@@ -257,12 +257,12 @@ def _hold(state: RolloutState, plan: CanaryPlan, now: float,
     return new, [Persist(new)]
 
 
-def _rollback(state: RolloutState, plan: CanaryPlan, now: float, reason: str) -> Result:
+def _rollback(state: RolloutState, plan: CanaryPlan, now: float, reason: str) -> Transition:
     new = _rolling_back(state, now, reason)
     return _emit(state, new, plan, f"rolling back: {reason}", severity="warning")
 
 
-def _enter(state: RolloutState, plan: CanaryPlan, index: int, now: float, why: str) -> Result:
+def _enter(state: RolloutState, plan: CanaryPlan, index: int, now: float, why: str) -> Transition:
     stage = stages(plan)[index]
     new = replace(state, phase=Phase.PROGRESSING, stage_index=index, stage_label=stage.label,
                   traffic=_traffic(state, stage), reason="", last_transition=now,
@@ -347,7 +347,7 @@ def _notify(plan: CanaryPlan, kinds: tuple[str, ...], state: RolloutState, messa
 
 def _emit(before: RolloutState | None, after: RolloutState, plan: CanaryPlan, message: str,
           *, severity: str = "info", notify: list[CallWebhook] | None = None
-          ) -> Result:
+          ) -> Transition:
     """The actions of a transition: persist, routes, notifying webhooks, event."""
     out = _actions(before, after, message, severity)
     event = out.pop()

@@ -77,13 +77,6 @@ class PrometheusSource:
     def measure(self, query: MetricQuery) -> float | None:
         return self.query(query.promql)
 
-    def online(self) -> bool:
-        """Is the server ready to answer (``/-/ready``)? Like Flagger's ``IsOnline``."""
-        try:
-            return self._client.get(f"{self.url}/-/ready").status_code == 200
-        except httpx.HTTPError:
-            return False
-
     def close(self) -> None:
         if self._owns_client:
             self._client.close()

@@ -32,8 +32,9 @@ from urllib.parse import quote
 
 import urllib3
 from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
-from kubernetes.config.config_exception import ConfigException
+
+from reconciler.targets.kube_http import KubeConfigError
+from reconciler.targets.kubeconfig import api_client as kube_api_client
 
 __all__ = ["LeaderElector", "LeaseError", "api_client", "default_identity"]
 
@@ -49,24 +50,10 @@ def default_identity() -> str:
 def api_client(kubeconfig: str | None = None, *, context: str | None = None,
                impersonate: str | None = None) -> Any:
     """An ``ApiClient`` the way kubectl finds its config (file, then in-cluster)."""
-    configuration = k8s_client.Configuration()
-    load_kube_config: Any = k8s_config.load_kube_config
-    load_incluster_config: Any = k8s_config.load_incluster_config
     try:
-        try:
-            load_kube_config(config_file=kubeconfig, context=context,
-                             client_configuration=configuration, persist_config=False)
-        except ConfigException:
-            if kubeconfig is not None or context is not None:
-                raise
-            load_incluster_config(client_configuration=configuration)
-    except (ConfigException, OSError, ValueError, TypeError) as exc:
-        raise LeaseError(f"cannot load {kubeconfig or 'the default kubeconfig'}: {exc}") from exc
-    configuration.retries = False
-    client: Any = k8s_client.ApiClient(configuration=configuration)
-    if impersonate:
-        client.set_default_header("Impersonate-User", impersonate)
-    return client
+        return kube_api_client(kubeconfig, context=context, impersonate=impersonate)
+    except KubeConfigError as exc:
+        raise LeaseError(str(exc)) from exc
 
 
 def _micro_time(moment: datetime.datetime) -> str:

@@ -50,7 +50,7 @@ from reconciler.delivery.actions import (
 )
 from reconciler.delivery.errors import DeliveryError
 from reconciler.delivery.phases import Phase, RolloutState, Traffic
-from reconciler.delivery.routes import rollout_view, target_digest
+from reconciler.delivery.routes import ServiceKey, rollout_view, target_digest
 from reconciler.ports import (
     MetricsError,
     MetricsSource,
@@ -67,7 +67,6 @@ log = logging.getLogger(__name__)
 ApplyRoutes = Callable[[MeshSpec, Weights], None]
 """Push the routes of ``(staged spec, weights)`` to the target (raise on failure)."""
 
-ServiceKey = tuple[str, str]
 _CAS_RETRIES = 5
 
 

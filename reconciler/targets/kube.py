@@ -27,9 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
-from kubernetes.config.config_exception import ConfigException
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from reconciler.targets.kube_http import (
@@ -44,8 +41,8 @@ from reconciler.targets.kube_http import (
     Unauthorized,
     Unreachable,
     error_for,
-    one_line,
 )
+from reconciler.targets.kubeconfig import api_client
 
 __all__ = [
     "FIELD_MANAGER",
@@ -186,35 +183,9 @@ class KubeTarget:
     ) -> KubeTarget:
         """Connect like kubectl: ``kubeconfig`` (else ``$KUBECONFIG``/``~/.kube/config``,
         else the in-cluster service account), optionally another ``context``."""
-        configuration = k8s_client.Configuration()
-        # called through Any: the client's functions are unannotated
-        load_kube_config: Any = k8s_config.load_kube_config
-        load_incluster_config: Any = k8s_config.load_incluster_config
-        try:
-            try:
-                load_kube_config(
-                    config_file=kubeconfig,
-                    context=context,
-                    client_configuration=configuration,
-                    persist_config=False,
-                )
-            except ConfigException:
-                if kubeconfig is not None or context is not None:
-                    raise
-                load_incluster_config(client_configuration=configuration)
-        except (ConfigException, OSError, ValueError, TypeError) as exc:
-            where = kubeconfig or "the default kubeconfig"
-            raise KubeConfigError(
-                f"cannot load {where}"
-                f"{f' (context {context!r})' if context else ''}: "
-                f"{one_line(str(exc))}"
-            ) from exc
-        configuration.connection_pool_maxsize = pool_size
-        configuration.retries = False  # ours are bounded and explicit (tenacity)
-        api_client: Any = k8s_client.ApiClient(configuration=configuration)
-        if impersonate:
-            api_client.set_default_header("Impersonate-User", impersonate)
-        return cls(api_client, **kwargs)
+        client = api_client(kubeconfig, context=context, impersonate=impersonate,
+                            pool_size=pool_size)
+        return cls(client, **kwargs)
 
     @property
     def server(self) -> str:

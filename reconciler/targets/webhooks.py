@@ -29,7 +29,7 @@ from tenacity import (
 
 from reconciler.delivery.actions import WebhookCall
 
-__all__ = ["WebhookCaller", "WebhookResult"]
+__all__ = ["HttpWebhookCaller", "WebhookResult"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class WebhookResult:
                f"{self.attempts} attempt(s))"
 
 
-class WebhookCaller:
+class HttpWebhookCaller:
     """Delivers :class:`WebhookCall` s; implements :class:`reconciler.ports.WebhookCaller`."""
 
     def __init__(self, *, client: httpx.Client | None = None,

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from reconciler.testing.apiserver import repo_root
+from reconciler.testing.components import repo_root
 
 __all__ = ["BROKEN", "GitServer", "hook_script", "mesh_program"]
 

@@ -16,7 +16,7 @@ import threading
 from types import TracebackType
 from typing import Self
 
-from reconciler.testing.ports import LOOPBACK
+from reconciler.processes.ports import LOOPBACK
 
 __all__ = ["TcpProxy"]
 

@@ -13,10 +13,10 @@ import pytest
 from meshdsl.model import Mesh
 from meshdsl.model.canary import LatencyP99, SuccessRate, Webhook
 from meshdsl.model.spec import MeshSpec
+from reconciler.demo.apps import DEMO_APP
+from reconciler.demo.prometheus import PrometheusError, find_prometheus
 from reconciler.targets.envoy.binary import find_envoy
 from reconciler.targets.envoy.errors import EnvoyNotFoundError
-from reconciler.testing.demo_apps import DEMO_APP
-from reconciler.testing.prometheus import PrometheusError, find_prometheus
 
 NS, SERVICE = "shop", "reviews"
 INTERVAL = 2.0

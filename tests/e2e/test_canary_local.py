@@ -24,10 +24,10 @@ import pytest
 from meshdsl.model.canary import Webhook
 from meshdsl.model.spec import MeshSpec
 from reconciler.delivery.phases import Phase, RolloutState
+from reconciler.demo.traffic import CanaryRig, TrafficGenerator
 from reconciler.runtime.rollout_store import DiskRolloutStore
 from reconciler.runtime.rollouts import RolloutReport
-from reconciler.targets.webhooks import WebhookCaller
-from reconciler.testing.canary import CanaryRig, TrafficGenerator
+from reconciler.targets.webhooks import HttpWebhookCaller
 from tests.e2e.conftest import INTERVAL, NS, SERVICE, canary_mesh
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -162,7 +162,7 @@ class _Gate:
 
 
 def test_confirm_promotion_webhook_that_says_no_holds(state_dir: Path) -> None:
-    with _Gate() as gate, WebhookCaller() as caller:
+    with _Gate() as gate, HttpWebhookCaller() as caller:
         hook = Webhook(name="release-gate", url=gate.url, kind="confirm-promotion",
                        timeout="1s", retries=0)
         rig = CanaryRig(state_dir, webhooks=caller)

@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 
 from reconciler.delivery.phases import Phase, RolloutState
+from reconciler.demo.apps import DEMO_APP
+from reconciler.demo.traffic import TrafficGenerator
+from reconciler.processes.ports import free_port
 from reconciler.runtime.rollout_store import DiskRolloutStore
-from reconciler.testing.canary import TrafficGenerator
-from reconciler.testing.demo_apps import DEMO_APP
 from reconciler.testing.gitops import GitServer
-from reconciler.testing.ports import free_port
 from reconciler.testing.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

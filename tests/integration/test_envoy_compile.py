@@ -62,12 +62,12 @@ from meshdsl.model import (
     WithoutHeader,
 )
 from meshdsl.model.spec import MeshSpec
+from reconciler.demo.apps import DemoApp
+from reconciler.processes.ports import free_ports
 from reconciler.targets.envoy.binary import find_envoy
 from reconciler.targets.envoy.files import render, static_bootstrap
 from reconciler.targets.envoy.pki import LocalCA
 from reconciler.targets.envoy.process import EnvoyProcess
-from reconciler.testing.demo_apps import DemoApp
-from reconciler.testing.ports import free_ports
 from tests.conftest import load_example
 
 pytestmark = pytest.mark.integration

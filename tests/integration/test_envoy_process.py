@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from reconciler.demo.apps import DemoApp
+from reconciler.processes.ports import free_port
 from reconciler.targets.envoy import (
     EnvoyConfigError,
     EnvoyProcess,
@@ -25,7 +27,6 @@ from reconciler.targets.envoy import (
     validate_resources,
 )
 from reconciler.targets.envoy.pki import LocalCA, workload_secrets
-from reconciler.testing.demo_apps import DemoApp
 from reconciler.testing.envoy_config import (
     http_listener,
     mtls_downstream,
@@ -34,7 +35,6 @@ from reconciler.testing.envoy_config import (
     static_cluster,
     weighted_route,
 )
-from reconciler.testing.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

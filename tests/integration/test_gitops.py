@@ -25,7 +25,9 @@ import yaml
 from typer.testing import CliRunner
 
 from reconciler.cli import _register, app
+from reconciler.demo.apps import DEMO_APP
 from reconciler.ports import Source
+from reconciler.processes.ports import free_port
 from reconciler.runtime.deploy import KubeDeployer, LocalDeployer
 from reconciler.runtime.install import InstallOptions, manifests
 from reconciler.runtime.leader import LeaderElector, api_client
@@ -39,9 +41,7 @@ from reconciler.sources.webhook import GENERIC_HEADER, WebhookServer, sign_gener
 from reconciler.targets.envoy import LocalMesh
 from reconciler.targets.kube import Forbidden, KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
-from reconciler.testing.demo_apps import DEMO_APP
 from reconciler.testing.gitops import BROKEN, GitServer, mesh_program
-from reconciler.testing.ports import free_port
 from reconciler.testing.tcpproxy import TcpProxy
 from reconciler.testing.wait import wait_for
 
@@ -668,3 +668,33 @@ def test_local_target_serves_each_push(tmp_path: Path) -> None:
         server.stop()
         sandbox.close()
         local.stop()
+
+
+def test_once_prints_user_text_literally_and_completely_through_a_pipe(
+        apiserver: LocalApiServer, tmp_path: Path) -> None:
+    """A commit subject that looks like rich markup is shown as written — after a
+    successful apply `reconcile --once` exits 0, no traceback — and `status`/`history`
+    read through a pipe print every record whole (no 80-column cut)."""
+    name = unique("markup")
+    git = GitServer(tmp_path / "git")
+    subject = "[/oops] shift [bold]reviews[/bold] to 90/10 " + "and a long tail " * 6
+    sha = git.push({"mesh.py": mesh_program(name, name)}, subject)
+    env = {**os.environ, "COLUMNS": "80"}
+    env.pop("KUBECONFIG", None)
+    kube = ["--kubeconfig", str(apiserver.kubeconfig), "--name", name]
+    run = subprocess.run(
+        [MESHCTL, "reconcile", "--once", "--repo", str(git.origin), *kube,
+         "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
+    assert f'"{subject.strip()}"' in run.stdout
+    status = subprocess.run([MESHCTL, "status", *kube], capture_output=True, text=True,
+                            timeout=60, env=env, check=False)
+    assert status.returncode == 0, status.stderr
+    assert f'"{subject.strip()}"' in status.stdout
+    history = subprocess.run([MESHCTL, "history", *kube], capture_output=True, text=True,
+                             timeout=60, env=env, check=False)
+    assert history.returncode == 0, history.stderr
+    (row,) = [line for line in history.stdout.splitlines() if line.startswith(sha[:12])]
+    assert row.endswith(f'"{subject.strip()}"') and len(row) > 80

@@ -42,11 +42,11 @@ from meshdsl.model import (
     TcpPool,
     Uri,
 )
+from reconciler.demo.apps import DEMO_APP
 from reconciler.ports import Deployer, DeployError
 from reconciler.targets.envoy.allocation import listener_ports
 from reconciler.targets.envoy.errors import LocalAppError
 from reconciler.targets.envoy.mesh import LocalMesh
-from reconciler.testing.demo_apps import DEMO_APP
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration

@@ -26,6 +26,9 @@ import yaml
 
 from meshdsl.model.canary import LatencyP99, SuccessRate
 from reconciler.delivery.queries import MetricQuery, metric_queries
+from reconciler.demo.apps import DemoApp
+from reconciler.demo.prometheus import LocalPrometheus, ScrapeJob, by_label
+from reconciler.demo.traffic import SCRAPE_INTERVAL
 from reconciler.metrics import (
     EnvoyStatsSource,
     PrometheusSource,
@@ -33,12 +36,9 @@ from reconciler.metrics import (
     istio_bridge_rule_groups,
 )
 from reconciler.metrics.recording_rules import ENVOY_STATS_FILTER, rules_file
+from reconciler.processes.ports import free_ports
 from reconciler.targets.envoy import EnvoyProcess
-from reconciler.testing.canary import SCRAPE_INTERVAL
-from reconciler.testing.demo_apps import DemoApp
 from reconciler.testing.envoy_config import http_listener, route_table, static_cluster
-from reconciler.testing.ports import free_ports
-from reconciler.testing.prometheus import LocalPrometheus, ScrapeJob, by_label
 from tests.unit.delivery.scenario import make_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -8,16 +8,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from reconciler.demo.apps import DemoApp
+from reconciler.demo.prometheus import LocalPrometheus, ScrapeJob, by_label
+from reconciler.processes.ports import free_port
 from reconciler.targets.envoy import EnvoyProcess
-from reconciler.testing.demo_apps import DemoApp
 from reconciler.testing.envoy_config import (
     http_listener,
     route_table,
     static_cluster,
     weighted_route,
 )
-from reconciler.testing.ports import free_port
-from reconciler.testing.prometheus import LocalPrometheus, ScrapeJob, by_label
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

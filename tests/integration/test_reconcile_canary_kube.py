@@ -24,12 +24,12 @@ from pathlib import Path
 import pytest
 
 from reconciler.delivery.phases import Phase, RolloutState
+from reconciler.demo.prometheus import LocalPrometheus, ScrapeJob
+from reconciler.processes.ports import free_port
 from reconciler.runtime.rollout_store import ClusterRolloutStore
 from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
 from reconciler.testing.gitops import GitServer
-from reconciler.testing.ports import free_port
-from reconciler.testing.prometheus import LocalPrometheus, ScrapeJob
 from reconciler.testing.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

@@ -24,11 +24,11 @@ from reconciler.cli import _register, app
 from reconciler.delivery import machine
 from reconciler.delivery.phases import Phase
 from reconciler.ports import RolloutStoreError, StaleRolloutError
+from reconciler.processes.ports import free_port
 from reconciler.runtime.rollout_store import ClusterRolloutStore, DiskRolloutStore
 from reconciler.runtime.status import ClusterStore, Status
 from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
-from reconciler.testing.ports import free_port
 from tests.unit.runtime import test_rollouts
 from tests.unit.runtime.rollout_store_contract import OpenStore, RolloutStoreContract, a_state
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from reconciler.delivery.actions import WebhookCall
-from reconciler.ports import WebhookCaller as WebhookCallerPort
-from reconciler.targets.webhooks import WebhookCaller
+from reconciler.ports import WebhookCaller
+from reconciler.targets.webhooks import HttpWebhookCaller
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -66,8 +66,8 @@ def call(url: str, *, retries: int = 2, timeout: float = 2.0) -> WebhookCall:
 
 
 def test_post_json_payload(hooks: Hooks) -> None:
-    with WebhookCaller() as caller:
-        assert isinstance(caller, WebhookCallerPort)
+    with HttpWebhookCaller() as caller:
+        assert isinstance(caller, WebhookCaller)
         result = caller.deliver(call(f"{hooks.url}/ok"))
     assert (result.ok, result.status, result.attempts) == (True, 200, 1)
     assert hooks.received == [("/ok", {"name": "reviews", "phase": "halted",
@@ -76,14 +76,14 @@ def test_post_json_payload(hooks: Hooks) -> None:
 
 def test_server_errors_are_retried_until_success(hooks: Hooks) -> None:
     hooks.script["/flaky"] = [503, 500, 200]
-    with WebhookCaller(backoff_max=0.05) as caller:
+    with HttpWebhookCaller(backoff_max=0.05) as caller:
         result = caller.deliver(call(f"{hooks.url}/flaky", retries=2))
     assert (result.ok, result.attempts) == (True, 3)
 
 
 def test_retries_are_bounded(hooks: Hooks) -> None:
     hooks.script["/down"] = [500]
-    with WebhookCaller(backoff_max=0.05) as caller:
+    with HttpWebhookCaller(backoff_max=0.05) as caller:
         result = caller.deliver(call(f"{hooks.url}/down", retries=1))
     assert (result.ok, result.status, result.attempts) == (False, 500, 2)
     assert hooks.calls("/down") == 2
@@ -91,14 +91,14 @@ def test_retries_are_bounded(hooks: Hooks) -> None:
 
 def test_a_4xx_is_an_answer_not_a_failure_to_retry(hooks: Hooks) -> None:
     hooks.script["/no"] = [403]
-    with WebhookCaller() as caller:
+    with HttpWebhookCaller() as caller:
         assert caller.call(call(f"{hooks.url}/no")) is False
     assert hooks.calls("/no") == 1
 
 
 def test_timeouts_fail_closed_within_the_bound(hooks: Hooks) -> None:
     started = time.monotonic()
-    with WebhookCaller(backoff_max=0.05) as caller:
+    with HttpWebhookCaller(backoff_max=0.05) as caller:
         result = caller.deliver(call(f"{hooks.url}/slow", retries=1, timeout=0.2))
     assert not result.ok and result.attempts == 2
     assert "Timeout" in result.error
@@ -106,8 +106,8 @@ def test_timeouts_fail_closed_within_the_bound(hooks: Hooks) -> None:
 
 
 def test_unreachable_webhook_fails_after_retries() -> None:
-    from reconciler.testing.ports import free_port
-    with WebhookCaller(backoff_max=0.05) as caller:
+    from reconciler.processes.ports import free_port
+    with HttpWebhookCaller(backoff_max=0.05) as caller:
         result = caller.deliver(call(f"http://127.0.0.1:{free_port()}/x", retries=2))
     assert not result.ok and result.attempts == 3 and result.status is None
     assert "ConnectError" in result.error

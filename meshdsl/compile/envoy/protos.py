@@ -11,6 +11,8 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from meshdsl.errors import MeshdslError
+
 Resource = dict[str, Any]
 """One Envoy v3 resource (Listener, Cluster, RouteConfiguration, ...) as plain data."""
 
@@ -50,7 +52,7 @@ UNLIMITED = 4294967295
 MILLION = 1_000_000
 
 
-class EnvoyCompileError(ValueError):
+class EnvoyCompileError(MeshdslError):
     """The mesh or the placement cannot become Envoy config; the message says how to fix it."""
 
 

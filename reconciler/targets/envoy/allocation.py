@@ -16,7 +16,6 @@ Envoy admin servers bound to port 0; with a hundred listeners, picking from that
 from __future__ import annotations
 
 import random
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from meshdsl.compile.envoy import (
 )
 from meshdsl.model.service import LocalRun
 from meshdsl.model.spec import MeshSpec
+from reconciler.processes.ports import NoFreePortError, free_ports
 from reconciler.targets.envoy.errors import LocalMeshError
 from reconciler.targets.envoy.pki import LocalCA
 
@@ -66,25 +66,10 @@ def listener_ports(count: int, *, host: str = "127.0.0.1") -> list[int]:
     low, high = ephemeral_range()
     pool = [*range(_LOWEST_PORT, min(low, 65536)), *range(max(high + 1, _LOWEST_PORT), 65536)]
     random.shuffle(pool)
-    held: list[socket.socket] = []
     try:
-        for port in pool:
-            if len(held) == count:
-                break
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                sock.bind((host, port))
-            except OSError:
-                sock.close()
-                continue
-            held.append(sock)
-        if len(held) < count:
-            raise LocalMeshError(f"only {len(held)} of {count} ports are free on {host} "
-                                 f"outside the ephemeral range {low}-{high}")
-        return [int(s.getsockname()[1]) for s in held]
-    finally:
-        for sock in held:
-            sock.close()
+        return free_ports(count, host=host, candidates=pool)
+    except NoFreePortError as exc:
+        raise LocalMeshError(f"{exc} outside the ephemeral range {low}-{high}") from exc
 
 
 def local_run(spec: MeshSpec, key: WorkloadKey) -> LocalRun | None:

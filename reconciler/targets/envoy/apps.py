@@ -18,13 +18,10 @@ stops apps in order; a parent-death signal stops them if ``meshctl`` itself is k
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import socket
 import subprocess
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +29,15 @@ from pathlib import Path
 from meshdsl.compile.envoy import WorkloadKey
 from meshdsl.compile.envoy.placement import Address, SidecarPlacement
 from meshdsl.model.service import LocalRun
-from reconciler.runtime.children import spawn
+from reconciler.processes.lifecycle import (
+    ChildExited,
+    Component,
+    NotReady,
+    log_tail,
+    terminate,
+    wait_ready,
+)
+from reconciler.processes.spawn import spawn
 from reconciler.targets.envoy.errors import LocalAppError
 
 __all__ = ["LocalApp", "app_environment", "expand"]
@@ -84,7 +89,7 @@ class AppSpec:
     address: Address
 
 
-class LocalApp:
+class LocalApp(Component):
     """One workload's app process, on ``address`` (its port is already substituted)."""
 
     def __init__(self, key: WorkloadKey, run: LocalRun, address: Address, *,
@@ -139,53 +144,32 @@ class LocalApp:
     def wait_listening(self) -> LocalApp:
         """Wait until the app's port accepts connections; stop it and raise if it exits or
         times out first."""
-        try:
+        with self.stopping_on_error():
             self._wait_listening()
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     def _wait_listening(self) -> None:
-        deadline = time.monotonic() + self._startup_timeout
-        while not _accepts(self.address):
-            code = self._process.poll() if self._process is not None else None
-            if code is not None:
-                raise LocalAppError(f"{self.key.proxy_id}: the app exited with code {code} "
-                                    f"before listening on {self.address}\n{self.log_tail()}")
-            if time.monotonic() >= deadline:
-                raise LocalAppError(
-                    f"{self.key.proxy_id}: the app did not listen on {self.address} within "
-                    f"{self._startup_timeout:.0f}s (does its command use {{port}} or $PORT?)"
-                    f"\n{self.log_tail()}")
-            time.sleep(_POLL)
+        try:
+            wait_ready(lambda: _accepts(self.address), timeout=self._startup_timeout,
+                       what=f"{self.key.proxy_id}: the app", process=self._process,
+                       interval=_POLL)
+        except ChildExited as exc:
+            raise LocalAppError(f"{self.key.proxy_id}: the app exited with code {exc.code} "
+                                f"before listening on {self.address}\n{self.log_tail()}"
+                                ) from exc
+        except NotReady as exc:
+            raise LocalAppError(
+                f"{self.key.proxy_id}: the app did not listen on {self.address} within "
+                f"{self._startup_timeout:.0f}s (does its command use {{port}} or $PORT?)"
+                f"\n{self.log_tail()}") from exc
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM to the app's process group, SIGKILL after ``timeout`` seconds."""
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            _signal_group(process, signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _signal_group(process, signal.SIGKILL)
-                process.wait(timeout=timeout)
-        _signal_group(process, signal.SIGKILL)  # children it left behind
+        terminate(process, timeout, group=True)   # and the children it left behind
 
     def log_tail(self, lines: int = _LOG_TAIL) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return f"(no log at {self.log_path})"
-        kept = text.splitlines()[-lines:]
-        return f"--- last lines of {self.log_path} ---\n" + "\n".join(kept)
-
-
-def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
+        return log_tail(self.log_path, lines)
 
 
 def _accepts(address: Address) -> bool:

@@ -471,10 +471,6 @@ class LocalMesh:
                             f"{admin}/stats/prometheus", versions.get(key.proxy_id, "")))
         return rows
 
-    def app_log(self, proxy: str) -> str:
-        app = self._apps.get(self._key(proxy))
-        return app.log_tail() if app is not None else ""
-
     def _scheme(self, gateway: str, port: int) -> str:
         servers = [s for gw in gateway_workloads(self.spec).get(gateway, [])
                    for s in gw.servers if s.port.number == port]

@@ -46,14 +46,6 @@ class CertPair:
     key_path: Path
     ca_path: Path
 
-    @property
-    def cert_pem(self) -> bytes:
-        return self.cert_path.read_bytes()
-
-    @property
-    def key_pem(self) -> bytes:
-        return self.key_path.read_bytes()
-
 
 class LocalCA:
     """An EC P-256 root CA persisted as ``ca.crt``/``ca.key`` in one directory."""

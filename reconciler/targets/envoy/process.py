@@ -32,10 +32,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
-from reconciler.runtime.children import spawn
+from reconciler.processes.lifecycle import ChildExited, Component, NotReady, terminate, wait_ready
+from reconciler.processes.spawn import spawn
 from reconciler.targets.envoy.admin import EnvoyAdmin
 from reconciler.targets.envoy.binary import find_envoy, strip_banner
 from reconciler.targets.envoy.errors import (
@@ -85,7 +85,7 @@ class _Counters:
     rejected: int
 
 
-class EnvoyProcess:
+class EnvoyProcess(Component):
     """Start, feed, observe and stop one Envoy. Use as a context manager.
 
     ``secrets`` (Envoy ``Secret`` dicts, e.g. from :func:`pki.workload_secrets`) and
@@ -161,12 +161,9 @@ class EnvoyProcess:
         """Write the bootstrap and empty LDS/CDS, start Envoy, wait until ``/ready``."""
         if self._process is not None:
             raise EnvoyError(f"Envoy in {self.workdir} is already started")
-        try:
+        with self.stopping_on_error():
             self._launch()
             self._wait_started()
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     def _launch(self) -> None:
@@ -207,38 +204,26 @@ class EnvoyProcess:
             )
 
     def _wait_started(self) -> None:
-        deadline = time.monotonic() + self._startup_timeout
-        while True:
-            self._check_alive("while starting")
+        def ready() -> bool:
             if self._admin is None and self.admin_address_path.is_file():
                 address = self.admin_address_path.read_text().strip()
                 if address:
                     self._admin = EnvoyAdmin(f"http://{address}")
-            if self._admin is not None and self._admin.ready():
-                return
-            if time.monotonic() >= deadline:
-                raise EnvoyStartError(
-                    f"Envoy in {self.workdir} not ready after {self._startup_timeout:.0f}s\n"
-                    + self.log_tail()
-                )
-            time.sleep(_POLL_INTERVAL)
+            return self._admin is not None and self._admin.ready()
+
+        try:
+            wait_ready(ready, timeout=self._startup_timeout, what=f"Envoy in {self.workdir}",
+                       process=self._running(), interval=_POLL_INTERVAL)
+        except (ChildExited, NotReady) as exc:
+            raise EnvoyStartError(f"{exc}\n{self.log_tail()}") from exc
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the exit code.
 
         A working directory this object created is removed; one passed in is kept (logs).
         """
-        code: int | None = None
-        if self._process is not None:
-            if self._process.poll() is None:
-                self._process.send_signal(signal.SIGTERM)
-                try:
-                    self._process.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    self._process.kill()
-                    self._process.wait(timeout=timeout)
-            code = self._process.returncode
-            self._process = None
+        process, self._process = self._process, None
+        code = terminate(process, timeout)
         if self._admin is not None:
             self._admin.close()
             self._admin = None
@@ -246,16 +231,6 @@ class EnvoyProcess:
             shutil.rmtree(self.workdir, ignore_errors=True)
         return code
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- observation --------------------------------------------------------------------
 

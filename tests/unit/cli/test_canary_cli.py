@@ -20,9 +20,22 @@ HEALTHY = str(EXAMPLES / "canary" / "recorded-healthy.json")
 FAULTY = str(EXAMPLES / "canary" / "recorded-faulty.json")
 
 
-def meshctl(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
+def meshctl(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), env={"COLUMNS": "200", **(env or {})})
     return result.exit_code, result.output
+
+
+def test_rollouts_on_disk_default_to_the_reconcilers_state_dir(tmp_path: Path) -> None:
+    """One --state-dir default for every command: $XDG_STATE_HOME/meshdsl/<name>, where
+    `meshctl reconcile --name NAME` keeps its status and rollouts."""
+    store = DiskRolloutStore.in_state_dir(tmp_path / "meshdsl" / "r")
+    store.save(drive(make_plan(), [obs(), obs()]).final, expected_generation=None)
+    code, out = meshctl("canary", "status", "--name", "r",
+                        env={"XDG_STATE_HOME": str(tmp_path)})
+    assert code == 0, out
+    assert "shop/reviews  progressing" in out
+    code, out = meshctl("canary", "status", env={"XDG_STATE_HOME": str(tmp_path)})
+    assert code == 2 and f"{tmp_path}/meshdsl/default does not exist" in out
 
 
 def test_simulate_healthy_prints_routes_and_decisions() -> None:
@@ -115,8 +128,8 @@ def test_status_errors(tmp_path: Path) -> None:
     (["--state", "cluster", "--state-dir", "."], "--state-dir is for rollouts on disk"),
     (["--state-dir", ".", "--kubeconfig", "/nonexistent"], "--kubeconfig: only for rollouts "
      "in the cluster"),
-    (["--state", "disk", "--context", "prod", "--name", "r"], "--context, --name: only for"),
-    (["--name", "r"], "--name: only for rollouts in the cluster (--state cluster)"),
+    (["--state", "disk", "--context", "prod", "--name", "r"], "--context: only for"),
+    (["--as", "u"], "--as: only for rollouts in the cluster (--state cluster)"),
     (["--system-namespace", "x"], "--system-namespace: only for"),
     (["--state", "cluster", "--kubeconfig", "/nonexistent"], "cannot load /nonexistent"),
 ])

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reconciler.cli import _register, app
-from reconciler.cli.gitops import parse_duration
+from reconciler.cli.options import parse_duration
 from reconciler.runtime.status import Attempt, DiskStore, Failure, Result, Status
 
 A, B, C = "a1" + "0" * 38, "b2" + "0" * 38, "c3" + "0" * 38

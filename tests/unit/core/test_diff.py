@@ -11,7 +11,7 @@ import pytest
 from reconciler.core.diff import (
     DESIRED_HASH,
     MISSING,
-    Verdict,
+    ObjectState,
     compare,
     desired_hash,
     dotted,
@@ -58,7 +58,7 @@ def live_of(desired: dict[str, Any], **changes: Any) -> dict[str, Any]:
 def test_server_fields_and_defaults_are_not_differences() -> None:
     want = stamped(DESIRED)
     assert mismatches(want, live_of(want)) == []
-    assert compare(want, live_of(want), manager="meshdsl").verdict is Verdict.SAME
+    assert compare(want, live_of(want), manager="meshdsl").state is ObjectState.SAME
 
 
 @pytest.mark.parametrize(("change", "value", "path"), [
@@ -72,7 +72,7 @@ def test_changes_to_our_fields_are_drift(change: str, value: Any, path: str) -> 
     want = stamped(DESIRED)
     live = live_of(want, **{change: value})
     result = compare(want, live, manager="meshdsl")
-    assert result.verdict is Verdict.DRIFTED
+    assert result.state is ObjectState.DRIFTED
     assert result.mismatches[0].path == path
 
 
@@ -82,11 +82,11 @@ def test_a_changed_program_is_a_change_even_when_only_a_field_is_removed() -> No
     now = copy.deepcopy(DESIRED)
     del now["metadata"]["labels"]  # a subset check alone would call this "same"
     assert mismatches(now, live) == []
-    assert compare(stamped(now), live, manager="meshdsl").verdict is Verdict.CHANGED
+    assert compare(stamped(now), live, manager="meshdsl").state is ObjectState.CHANGED
 
 
 def test_missing_object_is_new() -> None:
-    assert compare(stamped(DESIRED), None, manager="meshdsl").verdict is Verdict.NEW
+    assert compare(stamped(DESIRED), None, manager="meshdsl").state is ObjectState.NEW
 
 
 @pytest.mark.parametrize(("want", "got", "differs"), [
@@ -134,7 +134,7 @@ def test_fields_added_by_another_manager_are_reported() -> None:
     ]
     assert foreign_fields(live, want, manager="meshdsl") == {"kubectl-edit": [("spec", "exportTo")]}
     result = compare(want, live, manager="meshdsl")
-    assert result.verdict is Verdict.DRIFTED and not result.mismatches
+    assert result.state is ObjectState.DRIFTED and not result.mismatches
     # a changed program still reports them (they survive a server-side apply)
     assert compare(stamped({**VS, "spec": {"hosts": ["x"]}}), live,
                    manager="meshdsl").foreign == {"kubectl-edit": [("spec", "exportTo")]}

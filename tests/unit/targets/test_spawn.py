@@ -17,7 +17,7 @@ import pytest
 
 PARENT = r"""
 import sys, threading, time
-from reconciler.runtime.children import spawn
+from reconciler.processes.spawn import spawn
 pids = []
 def start():
     pids.append(spawn([sys.executable, "-c", "import time; time.sleep(120)"]).pid)

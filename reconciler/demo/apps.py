@@ -7,15 +7,14 @@ wrapper starts it on a free loopback port, waits for ``/healthz``, and stops it.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
-from reconciler.runtime.children import spawn
-from reconciler.testing.ports import free_port, wait_http
+from reconciler.processes.lifecycle import Component, terminate
+from reconciler.processes.ports import free_port, wait_http
+from reconciler.processes.spawn import spawn
 
 __all__ = ["DEMO_APP", "DemoApp"]
 
@@ -23,7 +22,7 @@ DEMO_APP = Path(__file__).resolve().parents[2] / "examples" / "apps" / "demo_app
 """The demo service script in this repository's examples."""
 
 
-class DemoApp:
+class DemoApp(Component):
     """One demo service instance (``name``-``version``) on 127.0.0.1:``port``."""
 
     def __init__(
@@ -82,22 +81,7 @@ class DemoApp:
         process, self._process = self._process, None
         if process is None:
             return ""
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            _, stderr = process.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, stderr = process.communicate(timeout=5)
+        terminate(process, 5)
+        stderr = process.stderr.read() if process.stderr is not None else b""
         return stderr.decode(errors="replace")[-2000:]
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -1,21 +1,26 @@
 """Free loopback ports and waiting for an HTTP endpoint — the one place for both.
 
-Every real component a test starts (Envoy listeners, demo apps, Prometheus, ...) binds
-127.0.0.1 on a port nobody else uses, and is only usable once it answers HTTP. Keeping these
-two small helpers here means every fixture picks ports and waits the same way, with bounded
-loops and errors that say what was being waited for.
+Every real component started on this machine (Envoy listeners, apps, Prometheus, etcd,
+the API server) binds 127.0.0.1 on a port nobody else uses, and is only usable once it
+answers. Keeping these helpers here means every caller picks ports and waits the same way,
+with bounded loops and errors that say what was being waited for.
 """
 
 from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterable
 
 import httpx
 
-__all__ = ["free_port", "free_ports", "wait_http"]
+__all__ = ["LOOPBACK", "NoFreePortError", "free_port", "free_ports", "wait_http"]
 
 LOOPBACK = "127.0.0.1"
+
+
+class NoFreePortError(OSError):
+    """Fewer free ports than asked for among the candidates."""
 
 
 def free_port() -> int:
@@ -27,21 +32,31 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports on 127.0.0.1.
+def free_ports(count: int, *, host: str = LOOPBACK,
+               candidates: Iterable[int] | None = None) -> list[int]:
+    """``count`` distinct TCP ports free on ``host``: chosen by the kernel, or the first
+    free ones among ``candidates``.
 
     All sockets are held open until every port is chosen, so no port repeats — calling
     :func:`free_port` several times in a row can return the same port twice.
     """
-    sockets: list[socket.socket] = []
+    held: list[socket.socket] = []
     try:
-        for _ in range(count):
+        for port in ([0] * count if candidates is None else candidates):
+            if len(held) == count:
+                break
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((LOOPBACK, 0))
-            sockets.append(sock)
-        return [int(s.getsockname()[1]) for s in sockets]
+            try:
+                sock.bind((host, port))
+            except OSError:
+                sock.close()
+                continue
+            held.append(sock)
+        if len(held) < count:
+            raise NoFreePortError(f"only {len(held)} of {count} ports are free on {host}")
+        return [int(s.getsockname()[1]) for s in held]
     finally:
-        for sock in sockets:
+        for sock in held:
             sock.close()
 
 

@@ -14,21 +14,27 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import httpx
 import yaml
 
-from reconciler.runtime.children import spawn
-from reconciler.testing.ports import free_port
+from reconciler.processes.lifecycle import (
+    ChildExited,
+    Component,
+    NotReady,
+    log_tail,
+    terminate,
+    wait_ready,
+)
+from reconciler.processes.ports import free_port
+from reconciler.processes.spawn import spawn
 
 __all__ = ["LocalPrometheus", "PrometheusError", "ScrapeJob", "by_label", "find_prometheus"]
 
@@ -76,7 +82,7 @@ def by_label(result: Sequence[Mapping[str, Any]], label: str) -> dict[str, float
     }
 
 
-class LocalPrometheus:
+class LocalPrometheus(Component):
     """One Prometheus process with its own config, TSDB and port. Use as a context manager."""
 
     def __init__(
@@ -122,13 +128,10 @@ class LocalPrometheus:
         """Write the config, start Prometheus, wait for ``/-/ready`` (bounded)."""
         if self._process is not None:
             raise PrometheusError("this Prometheus is already started")
-        try:
+        with self.stopping_on_error():
             self._launch()
             self._wait_ready()
             self.wait_scraped(self._startup_timeout)
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     def _launch(self) -> None:
@@ -151,47 +154,28 @@ class LocalPrometheus:
         self._client = httpx.Client(base_url=self.url, timeout=10.0, trust_env=False)
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self._startup_timeout
-        while True:
-            self._check_alive()
+        def ready() -> bool:
             try:
-                if self._http().get("/-/ready").status_code == 200:
-                    return
+                return self._http().get("/-/ready").status_code == 200
             except httpx.HTTPError:
-                pass
-            if time.monotonic() >= deadline:
-                raise PrometheusError(
-                    f"Prometheus not ready after {self._startup_timeout:.0f}s\n" + self.log_tail()
-                )
-            time.sleep(0.1)
+                return False
+
+        try:
+            wait_ready(ready, timeout=self._startup_timeout, what="Prometheus",
+                       process=self._process, interval=0.1)
+        except (ChildExited, NotReady) as exc:
+            raise PrometheusError(f"{exc}\n{self.log_tail()}") from exc
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``; removes a working dir it created."""
-        if self._process is not None:
-            if self._process.poll() is None:
-                self._process.send_signal(signal.SIGTERM)
-                try:
-                    self._process.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    self._process.kill()
-                    self._process.wait(timeout=timeout)
-            self._process = None
+        process, self._process = self._process, None
+        terminate(process, timeout)
         if self._client is not None:
             self._client.close()
             self._client = None
         if self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- configuration ------------------------------------------------------------------
 
@@ -300,11 +284,7 @@ class LocalPrometheus:
         return targets
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return f"(no Prometheus log at {self.log_path})"
-        return f"--- last lines of {self.log_path} ---\n" + "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     # --- internals ----------------------------------------------------------------------
 

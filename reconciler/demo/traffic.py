@@ -20,6 +20,7 @@ import httpx
 
 from meshdsl.compile import Weights
 from meshdsl.model.spec import MeshSpec
+from reconciler.demo.prometheus import LocalPrometheus, ScrapeJob
 from reconciler.metrics import PrometheusSource
 from reconciler.metrics.recording_rules import (
     ENVOY_STATS_FILTER,
@@ -30,7 +31,6 @@ from reconciler.ports import MetricsSource, WebhookCaller
 from reconciler.runtime.rollout_store import DiskRolloutStore
 from reconciler.runtime.rollouts import RolloutDriver, RolloutReport
 from reconciler.targets.envoy.mesh import LocalMesh
-from reconciler.testing.prometheus import LocalPrometheus, ScrapeJob
 
 __all__ = ["SCRAPE_INTERVAL", "TICK_PERIOD", "CanaryRig", "Sample", "TrafficGenerator",
            "envoy_scrape_job", "outcome"]

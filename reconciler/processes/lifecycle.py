@@ -1,0 +1,117 @@
+"""Waiting for a child to be ready, and stopping it.
+
+Every long-running child (Envoy, an app, Prometheus, etcd, kube-apiserver, a demo app)
+goes through the same two steps: poll a readiness check until it passes — failing at once
+when the child exits instead of waiting out the deadline — and, at the end, SIGTERM then
+SIGKILL after a grace period, reaping it so no zombie is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+__all__ = ["ChildExited", "Component", "NotReady", "log_tail", "terminate", "wait_ready"]
+
+
+class NotReady(TimeoutError):
+    """The readiness check did not pass within the deadline."""
+
+
+class ChildExited(RuntimeError):
+    """The child exited while we waited for it to become ready."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def wait_ready(ready: Callable[[], bool], *, timeout: float, what: str,
+               process: subprocess.Popen[bytes] | None = None,
+               interval: float = 0.05) -> None:
+    """Poll ``ready()`` until it returns True. Raises :class:`ChildExited` as soon as
+    ``process`` exits and :class:`NotReady` after ``timeout`` seconds; ``what`` names the
+    child in both messages."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and (code := process.poll()) is not None:
+            raise ChildExited(f"{what} exited with code {code} before it was ready", code)
+        if ready():
+            return
+        if time.monotonic() >= deadline:
+            raise NotReady(f"{what} not ready after {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def terminate(process: subprocess.Popen[bytes] | None, timeout: float = 10.0, *,
+              group: bool = False) -> int | None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; the exit code (None: no process).
+
+    ``group``: signal the child's whole process group (a child started with
+    ``start_new_session=True``), and SIGKILL whatever it left behind."""
+    if process is None:
+        return None
+
+    def send(sig: signal.Signals) -> None:
+        if group:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, sig)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(sig)
+
+    if process.poll() is None:
+        send(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            send(signal.SIGKILL)
+            process.wait(timeout=timeout)
+    if group:
+        send(signal.SIGKILL)
+    return process.returncode
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` of a child's log, headed by its path (for error messages)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    kept = text.splitlines()[-lines:]
+    return f"--- last lines of {path} ---\n" + "\n".join(kept)
+
+
+class Component:
+    """A thing with a ``start()`` and a ``stop()`` (a process, or several): used as a
+    context manager, entering starts it and leaving stops it. ``stop()`` must be safe to
+    call at any point, so :meth:`stopping_on_error` can undo a start that failed half way."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> object:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def stopping_on_error(self) -> Iterator[None]:
+        """Run the block; if it raises (Ctrl-C included), stop everything, then re-raise."""
+        try:
+            yield
+        except BaseException:
+            self.stop()
+            raise
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
