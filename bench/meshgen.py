@@ -16,9 +16,13 @@ from meshdsl import (
 )
 
 
-def generate(n: int, *, namespaces: int = 10, name: str = "bench") -> Mesh:
+def generate(n: int, *, namespaces: int = 10, name: str = "bench",
+             mode: str = "sidecar") -> Mesh:
+    """``mode="ambient"`` puts every namespace in ambient mode (and retries on 503, since
+    Gateway API retries list status codes: ``5xx`` is a finding there)."""
     mesh = Mesh(name)
-    scopes = [mesh.namespace(f"team-{i:02d}") for i in range(namespaces)]
+    scopes = [mesh.namespace(f"team-{i:02d}", mode=mode) for i in range(namespaces)]
+    retry_on = "5xx" if mode == "sidecar" else "503"
     previous = None
     for i in range(n):
         scope = scopes[i % namespaces]
@@ -27,7 +31,7 @@ def generate(n: int, *, namespaces: int = 10, name: str = "bench") -> Mesh:
         svc.route(match=Uri(prefix="/beta"), to=svc.v3, timeout="5s")
         svc.route(match=Query("version", exact="1"), to=svc.v1)
         svc.route(to={svc.v1: 80, svc.v2: 10, svc.v3: 10}, timeout="10s",
-                  retries=Retries(attempts=3, per_try_timeout="2s", retry_on="5xx"))
+                  retries=Retries(attempts=3, per_try_timeout="2s", retry_on=retry_on))
         svc.policy(
             connection_pool=ConnectionPool(http=HttpPool(http1_max_pending_requests=100,
                                                          max_requests_per_connection=10)),

@@ -68,6 +68,11 @@ def compile_mesh(mesh: MeshSpec, *, weights: Weights | None = None) -> list[Mani
     """Every manifest of the mesh, in apply order."""
     owned = ownership_labels(mesh.name)
     out: list[Manifest] = []
+    whole = mesh  # callers' principals are looked up in every namespace
+    if mesh.data_plane.any_ambient:  # ambient namespaces compile to the Gateway API
+        from meshdsl.compile import gateway_api
+        out += gateway_api.compile_ambient(mesh, owned, weights=weights)
+        mesh = gateway_api.classic_part(mesh)
     out += [kube.namespace(ns, owned) for ns in mesh.namespaces if ns.create]
     for svc in mesh.services:
         if svc.emits_kube_service():
@@ -83,7 +88,7 @@ def compile_mesh(mesh: MeshSpec, *, weights: Weights | None = None) -> list[Mani
             vs = with_weights(vs, mesh, weights)
         out.append(istio.virtual_service(vs, owned))
     out += [istio.peer_authentication(pa, owned) for pa in mesh.peer_authentications]
-    out += [istio.authorization_policy(ap, mesh, owned) for ap in mesh.authorization_policies]
+    out += [istio.authorization_policy(ap, whole, owned) for ap in mesh.authorization_policies]
     out += [istio.local_rate_limit(rl, owned) for rl in mesh.rate_limits]
     out += [dict(raw) for raw in mesh.raw]
     return sort_manifests(out)

@@ -17,7 +17,8 @@ from meshdsl.analyzers import REPLACED
 from meshdsl.analyzers import analyze as istio_analyze
 from meshdsl.importer.to_model import to_model
 from meshdsl.importer.yamlsource import Document, load_files
-from meshdsl.validate import Finding, validate
+from meshdsl.model.spec import MeshSpec
+from meshdsl.validate import Finding, raw_routes, validate
 
 
 def analyze_documents(documents: Sequence[Document], *, namespace: str = "default"
@@ -25,7 +26,19 @@ def analyze_documents(documents: Sequence[Document], *, namespace: str = "defaul
     result = to_model(documents, namespace=namespace, duplicates=True)
     findings = [f for f in validate(result.analysis) if f.code not in REPLACED]
     findings += istio_analyze(documents, namespace=namespace)
+    findings += _gateway_api_findings(documents, result.analysis)
     return sorted(set(findings), key=Finding.sort_key)
+
+
+def _gateway_api_findings(documents: Sequence[Document], analysis: MeshSpec) -> list[Finding]:
+    """Gateway API routes travel as raw manifests: check them (MD131, MD132) at their line."""
+    docs = [d for d in documents
+            if str(d.manifest.get("apiVersion", "")).startswith("gateway.networking.k8s.io/")]
+    if not docs:
+        return []
+    where = {id(d.manifest): d.where() for d in docs}
+    spec = analysis.model_copy(update={"raw": [d.manifest for d in docs]})
+    return list(raw_routes.check(spec, where=lambda m: where.get(id(m))))
 
 
 def analyze(paths: Iterable[str | Path], *, namespace: str = "default") -> list[Finding]:

@@ -100,6 +100,8 @@ class _Program(PolicySections):
             kwargs.append(("trust_domain", literal(self.spec.trust_domain)))
         if self.spec.root_namespace != "istio-system":
             kwargs.append(("root_namespace", literal(self.spec.root_namespace)))
+        if self.spec.data_plane.default != "sidecar":
+            kwargs.append(("mode", literal(self.spec.data_plane.default)))
         self.emit(Call("Mesh", (literal(self.spec.name),), kwargs), "mesh")
 
     def namespaces(self) -> None:

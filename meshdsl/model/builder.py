@@ -19,6 +19,7 @@ from meshdsl.model.canary import (
     Step,
     Webhook,
 )
+from meshdsl.model.dataplane import DEFAULT_WAYPOINT, DataPlane, NamespaceMode, check_mode
 from meshdsl.model.external import ExternalHosts, ServiceEntry
 from meshdsl.model.gateway import Gateway, Server, ServerPort, ServerTls
 from meshdsl.model.matching import L4Match, Match
@@ -505,9 +506,11 @@ class Mesh(Namespace):
     def __init__(self, name: str, *, namespace: str = "default", mtls: MtlsMode | None = None,
                  trust_domain: str = "cluster.local",
                  root_namespace: str = "istio-system",
-                 tenancy: Tenancy | None = None) -> None:
+                 tenancy: Tenancy | None = None, mode: str = "sidecar",
+                 waypoint: str | None = DEFAULT_WAYPOINT) -> None:
         super().__init__(self, namespace)
         self.tenancy = tenancy
+        self._data_plane = DataPlane(default=check_mode(mode), default_waypoint=waypoint)
         self.name = name
         self.trust_domain, self.root_namespace = trust_domain, root_namespace
         self.source = caller_location()
@@ -527,12 +530,21 @@ class Mesh(Namespace):
             self._peer_auth(root_namespace, "default", mtls, {}, {}, self.source)
 
     def namespace(self, name: str, *, injection: bool | None = True,
-                  labels: Mapping[str, str] | None = None, create: bool = True) -> Namespace:
-        """A namespace scope; with ``create`` a Namespace object (sidecar injection on)."""
+                  labels: Mapping[str, str] | None = None, create: bool = True,
+                  mode: str | None = None, waypoint: str | None = DEFAULT_WAYPOINT
+                  ) -> Namespace:
+        """A namespace scope; with ``create`` a Namespace object (sidecar injection on).
+
+        ``mode="ambient"`` runs it on ztunnel and a waypoint named ``waypoint`` (None: L4
+        only) and compiles its routes to the Gateway API; the default is the mesh's mode."""
         if name in self._namespaces:
             return self._namespaces[name][0]
+        if mode is not None:
+            self._data_plane = self._data_plane.model_copy(update={"namespaces": {
+                **self._data_plane.namespaces, name: NamespaceMode(
+                    mode=check_mode(mode), waypoint=waypoint, source=caller_location())}})
         all_labels = dict(labels or {})
-        if injection is not None:
+        if injection is not None and not self._data_plane.is_ambient(name):
             all_labels["istio-injection"] = "enabled" if injection else "disabled"
         scope = Namespace(self, name)
         self._namespaces[name] = (scope, NamespaceSpec(name=name, labels=all_labels,
@@ -586,7 +598,8 @@ class Mesh(Namespace):
             gateways=[g.build() for g in self._gateways],
             peer_authentications=self._peer_auths,
             authorization_policies=[a.build() for a in self._authz.values()],
-            rate_limits=self._rate_limits, canaries=self._canaries, raw=self._raw,
+            rate_limits=self._rate_limits, canaries=self._data_plane.judged(self._canaries),
+            raw=self._raw, data_plane=self._data_plane,
             service_entries=self._service_entries,
             raw_sources=[src for src, _ in self._raw_meta],
             raw_adopt=[adopt for _, adopt in self._raw_meta], tenancy=self.tenancy,

@@ -91,3 +91,6 @@ class CanaryPlan(Declared):
     min_requests: int = Field(default=10, ge=0)
     no_data_limit: int = Field(default=3, ge=1)
     webhooks: list[Webhook] = Field(default_factory=list)
+    # Whose metrics judge it: the destination's sidecar, or in an ambient namespace the
+    # waypoint (Istio's reporter="waypoint"). Set from the namespace's data-plane mode.
+    reporter: Literal["destination", "waypoint"] = "destination"

@@ -11,6 +11,7 @@ from pydantic import Field
 from meshdsl.model.base import Frozen, SourceLocation
 from meshdsl.model.canary import CanaryPlan
 from meshdsl.model.external import ServiceEntry
+from meshdsl.model.dataplane import DataPlane
 from meshdsl.model.gateway import Gateway
 from meshdsl.model.policy import DestinationRule
 from meshdsl.model.ratelimit import LocalRateLimit
@@ -39,6 +40,7 @@ class MeshSpec(Frozen):
     raw_adopt: list[bool] = Field(default_factory=list)
     tenancy: Tenancy | None = None
     default_namespace: str = "default"      # the scope of Mesh(namespace=...): opened by it
+    data_plane: DataPlane = Field(default_factory=DataPlane)
 
     @cached_property
     def _service_index(self) -> dict[tuple[str, str], ServiceSpec]:

@@ -11,7 +11,8 @@ import importlib
 from reconciler.cli.app import app
 
 _GROUPS = ("mesh",)
-_OPTIONAL = ("cluster", "local", "reconcile", "gitops", "canary", "imports", "demo")
+_OPTIONAL = ("cluster", "local", "reconcile", "gitops", "canary", "imports", "demo",
+             "migrate")
 
 
 def _register() -> None:

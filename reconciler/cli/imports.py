@@ -28,9 +28,12 @@ from meshdsl.importer import (
     import_documents,
     load_text,
     mesh_name_for,
+    run_program,
 )
 from meshdsl.importer.folder import load_folder
 from meshdsl.validate import Severity, has_errors
+from meshdsl.importer.ambient import to_ambient
+from meshdsl.validate import Severity, has_errors, validate
 from reconciler.cli.app import Output, app, emit, err_console, fail
 from reconciler.cli.crdcheck import (
     CrdContextOpt,
@@ -112,14 +115,20 @@ def import_cmd(
         "--name", help="The mesh's name (default: meshdsl's label on the input, else the "
         "first file's name).")] = None,
     namespace: NamespaceOpt = "default",
+    to: Annotated[str, typer.Option(
+        "--to", help="sidecar (the input as it is) or ambient: the verified import "
+        "rewritten with Mesh(mode='ambient'), its routes compiling to the Gateway API; "
+        "exit 1 when something has no ambient form.")] = "sidecar",
 ) -> None:
     """Write a mesh program (readable DSL code) for existing Istio YAML; what the DSL
     cannot express is carried through with mesh.raw(...) and a warning per field."""
+    if to not in ("sidecar", "ambient"):
+        fail(f"--to {to!r}: use sidecar or ambient", 2)
+    title = f"Imported by meshctl import from {', '.join(files)}."
     try:
         program = import_documents(
             _documents(files), name=name, namespace=namespace,
-            default_name=mesh_name_for(files[0] if files[0] != "-" else ""),
-            title=f"Imported by meshctl import from {', '.join(files)}.")
+            default_name=mesh_name_for(files[0] if files[0] != "-" else ""), title=title)
     except ImporterError as exc:
         fail(str(exc), 2)
     for warning in program.warnings:
@@ -128,12 +137,22 @@ def import_cmd(
         err_console.print(f"{where}[yellow]warning[/] {escape(warning.resource)}{field}\n    "
                           f"{escape(warning.message)}", soft_wrap=True, markup=True)
     source = formatted(program.source)
+    blocked = False
+    if to == "ambient":  # findings at the lines of the program as written out
+        source = formatted(to_ambient(program.result.spec, namespace=namespace, title=title,
+                                      notes=program.result.notes).source)
+        findings = validate(run_program(source, str(out) if out else "<stdout>"))
+        print_findings([f for f in findings if f.severity is not Severity.INFO])
+        blocked = has_errors(findings)
     if out is None:
         sys.stdout.write(source)
     else:
         _write_atomically(out, source)
     err_console.print(f"[green]{_summary(program)}[/]"
                       + (f" → {escape(str(out))}" if out else ""), soft_wrap=True)
+    if blocked:
+        fail("the ambient program has errors (above): fix them or keep those namespaces in "
+             "sidecar mode", 1)
 
 
 @app.command("analyze", short_help="Run meshdsl's validator on existing Istio YAML (istioctl analyze codes).")

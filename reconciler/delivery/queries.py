@@ -3,7 +3,8 @@
 The built-in checks are Flagger's Istio defaults, verbatim in meaning
 (``pkg/metrics/observers/istio.go``): the canary workload's non-5xx share of
 ``istio_requests_total`` and the p99 of ``istio_request_duration_milliseconds_bucket``, both
-as reported by the destination's proxy. One set of queries serves a real Istio cluster and
+as reported by the destination's proxy — or, for a service in an ambient namespace, by its
+waypoint (``reporter="waypoint"``, from the plan's ``reporter``). One set of queries serves a real Istio cluster and
 the local Envoy mesh, whose plain ``envoy_cluster_*`` metrics are turned into the same
 Istio series by the recording rules in ``reconciler.metrics.recording_rules``.
 
@@ -40,7 +41,7 @@ REQUEST_SUCCESS_RATE = """\
 sum(
   rate(
     istio_requests_total{
-      reporter="destination",
+      reporter="{{ reporter }}",
       destination_workload_namespace="{{ namespace }}",
       destination_workload=~"{{ target }}",
       response_code!~"5.*"
@@ -51,7 +52,7 @@ sum(
 sum(
   rate(
     istio_requests_total{
-      reporter="destination",
+      reporter="{{ reporter }}",
       destination_workload_namespace="{{ namespace }}",
       destination_workload=~"{{ target }}"
     }[{{ interval }}]
@@ -66,7 +67,7 @@ histogram_quantile(
   sum(
     rate(
       istio_request_duration_milliseconds_bucket{
-        reporter="destination",
+        reporter="{{ reporter }}",
         destination_workload_namespace="{{ namespace }}",
         destination_workload=~"{{ target }}"
       }[{{ interval }}]
@@ -79,7 +80,7 @@ REQUEST_COUNT = """\
 sum(
   increase(
     istio_requests_total{
-      reporter="destination",
+      reporter="{{ reporter }}",
       destination_workload_namespace="{{ namespace }}",
       destination_workload=~"{{ target }}"
     }[{{ interval }}]
@@ -137,6 +138,7 @@ def template_variables(plan: CanaryPlan, *, role: Role, interval: str) -> dict[s
         "stable_version": plan.stable,
         "version": measured,
         "interval": interval,
+        "reporter": plan.reporter,
     }
 
 

@@ -41,6 +41,9 @@ ISTIO_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("networking.istio.io", ("virtualservices", "destinationrules", "gateways",
                              "envoyfilters")),
     ("security.istio.io", ("peerauthentications", "authorizationpolicies")),
+    # what ambient namespaces compile to (meshdsl.compile.gateway_api)
+    ("gateway.networking.k8s.io", ("gateways", "httproutes", "grpcroutes", "tcproutes",
+                                   "referencegrants")),
 )
 _CORE_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("", ("services", "serviceaccounts")),

@@ -35,8 +35,10 @@ def squash(text: str) -> str:
 
 
 def test_builtins_are_flaggers_istio_queries() -> None:
-    assert squash(REQUEST_SUCCESS_RATE) == FLAGGER_SUCCESS_RATE
-    assert squash(REQUEST_DURATION) == FLAGGER_DURATION
+    # the reporter is the destination's sidecar, or the waypoint in an ambient namespace
+    assert squash(REQUEST_SUCCESS_RATE).replace("{{reporter}}", "destination") == (
+        FLAGGER_SUCCESS_RATE)
+    assert squash(REQUEST_DURATION).replace("{{reporter}}", "destination") == FLAGGER_DURATION
 
 
 def test_render_substitutes_and_tolerates_spacing() -> None:

@@ -36,7 +36,8 @@ def test_rbac_is_generated_from_the_mesh_namespaces() -> None:
     mesh_resources = {r for rule in _rules(where[("Role", "shop")]) for r in rule["resources"]}  # type: ignore[attr-defined]
     assert mesh_resources == {"services", "serviceaccounts", "deployments", "virtualservices",
                               "destinationrules", "gateways", "envoyfilters",
-                              "peerauthentications", "authorizationpolicies"}
+                              "peerauthentications", "authorizationpolicies", "httproutes",
+                              "grpcroutes", "tcproutes", "referencegrants"}
     text = yaml.safe_dump_all(docs)
     for forbidden in ("secrets", "pods", "roles", "clusterroles", "escalate", "bind",
                       "impersonate", "'*'", "istio-system", "kube-system"):

@@ -17,6 +17,7 @@ from meshdsl import (
     Uri,
 )
 from meshdsl.validate import CODES, Severity, validate
+from tests.unit.validate.test_ambient import CASES as AMBIENT_CASES
 
 
 def _subset(bad: bool) -> Mesh:
@@ -199,14 +200,15 @@ def _raw(bad: bool, kind: str, namespace: str, name: str = "x") -> Mesh:
     return mesh
 
 
-@pytest.mark.parametrize(("code", "make", "severity"), CASES,
-                         ids=[f"{c}-{m.__name__}" for c, m, _ in CASES])
+@pytest.mark.parametrize(("code", "make", "severity"), CASES + AMBIENT_CASES,
+                         ids=[f"{c}-{m.__name__}" for c, m, _ in CASES + AMBIENT_CASES])
 def test_rule_fires_on_bad_and_not_on_good(code: str, make: Callable[[bool], Mesh],
                                            severity: Severity) -> None:
     bad = [f for f in validate(make(True).build()) if f.code == code]
     assert bad, f"{code} not reported"
     assert all(f.severity is severity for f in bad)
-    assert all(f.source is not None and f.source.file == __file__ for f in bad), bad
+    assert all(f.source is not None and f.source.file == make.__code__.co_filename
+               for f in bad), bad
     assert all(f.message and f.path for f in bad)
     good = validate(make(False).build())
     assert [f for f in good if f.severity is Severity.ERROR] == [], good
@@ -219,7 +221,7 @@ NOT_FROM_THE_MODEL = {"MD140", "MD141", "MD143", "MD144", "MD145", "MD146", "MD1
 
 
 def test_every_code_is_covered_by_a_case() -> None:
-    assert {c for c, _, _ in CASES} == set(CODES) - NOT_FROM_THE_MODEL
+    assert {c for c, _, _ in CASES + AMBIENT_CASES} == set(CODES) - NOT_FROM_THE_MODEL
 
 
 def test_findings_point_at_the_declaring_line() -> None:
