@@ -10,8 +10,8 @@ from pydantic import Field
 
 from meshdsl.model.base import Frozen, SourceLocation
 from meshdsl.model.canary import CanaryPlan
-from meshdsl.model.external import ServiceEntry
 from meshdsl.model.dataplane import DataPlane
+from meshdsl.model.external import ServiceEntry
 from meshdsl.model.gateway import Gateway
 from meshdsl.model.policy import DestinationRule
 from meshdsl.model.ratelimit import LocalRateLimit

@@ -30,9 +30,8 @@ from meshdsl.importer import (
     mesh_name_for,
     run_program,
 )
-from meshdsl.importer.folder import load_folder
-from meshdsl.validate import Severity, has_errors
 from meshdsl.importer.ambient import to_ambient
+from meshdsl.importer.folder import load_folder
 from meshdsl.validate import Severity, has_errors, validate
 from reconciler.cli.app import Output, app, emit, err_console, fail
 from reconciler.cli.crdcheck import (
