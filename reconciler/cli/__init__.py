@@ -11,7 +11,7 @@ import importlib
 from reconciler.cli.app import app
 
 _GROUPS = ("mesh",)
-_OPTIONAL = ("cluster", "local", "gitops", "canary", "imports", "demo")
+_OPTIONAL = ("cluster", "local", "gitops", "canary", "imports", "demo", "plan", "dashboard")
 
 
 def _register() -> None:
