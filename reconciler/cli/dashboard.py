@@ -1,0 +1,78 @@
+"""``meshctl dashboard``: the web page on its own — a program's graph, with traffic from
+Prometheus or a local mesh's Envoys, and the rollouts and revisions of a state directory."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import typer
+
+from reconciler.cli.app import app, console, fail
+from reconciler.cli.mesh import load_or_exit
+from reconciler.dashboard import (
+    DEFAULT_LISTEN,
+    DashboardError,
+    EnvoyTraffic,
+    Feeds,
+    PrometheusTraffic,
+    TrafficSource,
+    history_of,
+    rollouts_of,
+    start,
+)
+
+__all__ = ["dashboard_cmd"]
+
+
+@app.command("dashboard")
+def dashboard_cmd(
+    program: str = typer.Argument(None, help="The mesh program whose declared routes to "
+                                  "draw (mesh.py, file.py:attr or module:attr)."),
+    listen: str = typer.Option(DEFAULT_LISTEN, "--listen",
+                               help="HOST:PORT to serve on (port 0: a free one). Not "
+                               "loopback: a token is required (printed in the URL)."),
+    token: str = typer.Option(None, "--token", envvar="MESHCTL_DASHBOARD_TOKEN",
+                              help="The token (default: generated when not on loopback)."),
+    prometheus: str = typer.Option(None, "--prometheus",
+                                   help="Prometheus URL with Istio's metrics."),
+    envoy_admin: list[str] = typer.Option([], "--envoy-admin",
+                                          help="NODE=URL of an Envoy admin endpoint "
+                                          "(e.g. wl:default/reviews/v2=http://127.0.0.1:15000"
+                                          "); repeatable."),
+    state_dir: Path = typer.Option(None, "--state-dir",
+                                   help="A reconciler's state directory: rollouts and "
+                                   "revisions."),
+) -> None:
+    """Serve the mesh's live graph, canaries and traces until Ctrl-C."""
+    spec = load_or_exit(program).spec if program else None
+    traffic: TrafficSource | None = None
+    if prometheus:
+        traffic = PrometheusTraffic(prometheus, lambda: spec)
+    elif envoy_admin:
+        pairs = []
+        for item in envoy_admin:
+            node, sep, url = item.partition("=")
+            if not sep or not url.startswith("http"):
+                fail(f"--envoy-admin {item!r}: expected NODE=http://HOST:PORT")
+            pairs.append((node, url))
+        traffic = EnvoyTraffic(lambda: pairs)
+    feeds = Feeds(spec=lambda: spec, traffic=traffic,
+                  title=f"meshdsl {spec.name}" if spec else "meshdsl")
+    if state_dir is not None:
+        from reconciler.runtime.rollout_store import DiskRolloutStore
+        from reconciler.runtime.status import DiskStore
+        feeds.rollouts = rollouts_of(DiskRolloutStore.in_state_dir(state_dir))
+        feeds.history = history_of(DiskStore(state_dir))
+    try:
+        dashboard = start(feeds, listen=listen, token=token)
+    except DashboardError as exc:
+        fail(str(exc))
+    console.print(f"dashboard: [bold]{dashboard.url}[/] — Ctrl-C to stop", highlight=False,
+                  soft_wrap=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        dashboard.stop()
