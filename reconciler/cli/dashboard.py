@@ -5,24 +5,27 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from reconciler.cli.app import app, console, fail
+from reconciler.cli.app import app, console, err_console, fail
 from reconciler.cli.mesh import load_or_exit
 from reconciler.dashboard import (
     DEFAULT_LISTEN,
+    Dashboard,
     DashboardError,
     EnvoyTraffic,
     Feeds,
     PrometheusTraffic,
     TrafficSource,
     history_of,
+    local_proxies,
     rollouts_of,
     start,
 )
 
-__all__ = ["dashboard_cmd"]
+__all__ = ["dashboard_cmd", "serve_local"]
 
 
 @app.command("dashboard")
@@ -76,3 +79,24 @@ def dashboard_cmd(
         pass
     finally:
         dashboard.stop()
+
+
+def serve_local(mesh: Any, *, listen: str = DEFAULT_LISTEN, store: Any = None,
+                status: Any = None, title: str = "meshdsl") -> Dashboard | None:
+    """The page for a running local mesh (traffic from its Envoys; rollouts and revisions
+    from ``store``/``status`` when given), its URL printed; ``None`` (with a warning) when
+    it cannot start — the mesh runs on without it."""
+    feeds = Feeds(spec=lambda: mesh.spec, traffic=EnvoyTraffic(local_proxies(mesh)),
+                  title=title)
+    if store is not None:
+        feeds.rollouts = rollouts_of(store)
+    if status is not None:
+        feeds.history = history_of(status)
+    try:
+        board = start(feeds, listen=listen)
+    except DashboardError as exc:
+        err_console.print(f"[yellow]warning:[/] dashboard not started: {exc}", soft_wrap=True,
+                          highlight=False)
+        return None
+    err_console.print(f"dashboard: [bold]{board.url}[/]", soft_wrap=True, highlight=False)
+    return board

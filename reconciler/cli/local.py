@@ -26,6 +26,7 @@ from rich.text import Text
 from meshdsl.model.spec import MeshSpec
 from meshdsl.validate import Severity, validate
 from reconciler.cli.app import Output, app, console, emit, err_console, fail
+from reconciler.cli.dashboard import serve_local
 from reconciler.cli.mesh import ProgramArg, load_or_exit, print_findings
 from reconciler.runtime.loader import ProgramError, load
 from reconciler.sources.program import ProgramWatcher
@@ -179,6 +180,12 @@ def up_cmd(
     output: Annotated[Output, typer.Option(
         "-o", "--output", help="text (a table) or json (one document, then one JSON line "
         "per event).")] = Output.text,
+    dashboard: Annotated[bool, typer.Option(
+        "--dashboard/--no-dashboard", help="Serve the live graph (its URL is printed).")]
+        = True,
+    dashboard_listen: Annotated[str, typer.Option(
+        "--dashboard-listen", help="HOST:PORT of the dashboard (port 0: a free one).")]
+        = "127.0.0.1:0",
 ) -> None:
     """Run the mesh locally: every app with a local run, a sidecar Envoy per workload and
     a gateway Envoy. Serves until Ctrl-C; exit 0 after a clean shutdown."""
@@ -206,6 +213,7 @@ def up_cmd(
         raise
     mesh = LocalMesh(loaded.spec, workdir=workdir, gateway_port=gateway_port,
                      log_level=log_level)
+    board = None
     with _Signals(wake) as signals:
         try:
             if not json_out:
@@ -213,6 +221,8 @@ def up_cmd(
             began = time.perf_counter()
             mesh.start()
             signals.serving = True
+            board = serve_local(mesh, listen=dashboard_listen, title=f"meshdsl "
+                                f"{loaded.spec.name}") if dashboard else None
             rows = mesh.table()
             if json_out:
                 emit({**_summary(mesh, rows), "seconds": round(time.perf_counter() - began, 3)},
@@ -247,6 +257,8 @@ def up_cmd(
             code, error = 0, None
         finally:  # whatever happened, nothing we started outlives us
             signals.stopping = True
+            if board is not None:
+                board.stop()
             _shutdown(mesh, watcher, json_out)
     if error is not None:
         fail(error, code)

@@ -23,7 +23,7 @@ Pure: no I/O, deterministic output (sorted), so the page and its tests see the s
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from meshdsl.model.spec import MeshSpec
@@ -204,9 +204,13 @@ def _observe(b: _Builder, traffic: Iterable[EdgeStats]) -> None:
             continue
         sid = service_id(stats.namespace, stats.service)
         wid = workload_id(stats.namespace, stats.service, stats.version)
+        source = _gateway_of(b, stats.source, sid)
+        if source != stats.source:
+            stats = replace(stats, source=source)
         b.node(sid, "service", stats.namespace, stats.service)
-        b.node(wid, "workload", stats.namespace, f"{stats.service} {stats.version}",
-               service=stats.service, version=stats.version)
+        if stats.version:   # empty: sent to the whole service, no version known
+            b.node(wid, "workload", stats.namespace, f"{stats.service} {stats.version}",
+                   service=stats.service, version=stats.version)
         if stats.source not in b.nodes:
             kind, _, rest = stats.source.partition(":")
             ns = rest.split("/", 1)[0] if rest else "unknown"
@@ -214,7 +218,19 @@ def _observe(b: _Builder, traffic: Iterable[EdgeStats]) -> None:
             b.node(stats.source, {"gw": "gateway", "wl": "workload"}.get(kind, "unknown"),
                    ns, label)
         b.edge(stats.source, sid).add(stats)
-        b.edge(sid, wid).add(stats)
+        if stats.version:
+            b.edge(sid, wid).add(stats)
+
+
+def _gateway_of(b: _Builder, source: str, sid: str) -> str:
+    """A gateway proxy serving several declared gateways (the local mesh's one ingress
+    Envoy, Istio's ``istio-ingressgateway``) is drawn as the declared gateway that routes
+    to this service, when exactly one does."""
+    if not source.startswith("gw:") or b.nodes.get(source, {}).get("declared"):
+        return source
+    routed = [src for (src, dst), edge in b.edges.items()
+              if dst == sid and edge.declared and src.startswith("gw:")]
+    return routed[0] if len(routed) == 1 else source
 
 
 def build_graph(spec: MeshSpec | None, traffic: Sequence[EdgeStats], *,

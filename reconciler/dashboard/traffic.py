@@ -18,6 +18,7 @@ Both answer :class:`TrafficSource`: ``edges()`` → a list of
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -29,7 +30,7 @@ import httpx
 from meshdsl.model.spec import MeshSpec
 from reconciler.core.graph import EdgeStats, source_node
 from reconciler.metrics.envoy_stats import Samples, histogram_quantile, parse_exposition
-from reconciler.metrics.recording_rules import parse_cluster
+from reconciler.metrics.recording_rules import CLUSTER_PATTERN
 from reconciler.ports import MetricsError
 
 __all__ = ["EnvoyTraffic", "PrometheusTraffic", "TrafficSource", "kiali_queries"]
@@ -183,10 +184,10 @@ def _proxy_edges(node: str, before: Samples, after: Samples, elapsed: float
     per: dict[tuple[str, str, str], dict[str, Any]] = {}
     for (name, labels), value in after.items():
         label = dict(labels)
-        parsed = parse_cluster(label.get("envoy_cluster_name", ""))
-        if parsed is None or parsed[0] != "source":
-            continue
-        _, _, version, service, namespace = parsed
+        match = re.fullmatch(CLUSTER_PATTERN, label.get("envoy_cluster_name", ""))
+        if match is None or match.group(1) != "outbound":
+            continue   # a subset cluster names the version; a whole-service one does not
+        version, service, namespace = match.group(3), match.group(4), match.group(5)
         old = before.get((name, labels))
         delta = value if old is None or value < old else value - old
         acc = per.setdefault((namespace, service, version),

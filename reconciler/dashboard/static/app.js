@@ -37,7 +37,7 @@
     let t = fmt(e.rps, 1) + " rps";
     if (e.error_pct) t += " " + fmt(e.error_pct, 1) + "% err";
     if (e.p99_ms !== null) t += " p99 " + fmt(e.p99_ms, 0) + "ms";
-    if (e.mtls) t += " \uD83D\uDD12";
+    if (e.mtls) t += " mTLS";
     if (e.weight !== null) t = e.weight + "% · " + t;
     return t;
   }

@@ -1,0 +1,160 @@
+"""The dashboard in a real headless Chromium, on the real local mesh with traffic flowing:
+bookinfo's graph shows its edges with non-zero RPS, and a faulty reviews v3 turns its edge
+red within seconds. Screenshots go to the test's output directory."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.cli.dashboard import serve_local
+from reconciler.runtime.loader import load
+from reconciler.targets.envoy.binary import find_envoy
+from reconciler.targets.envoy.errors import EnvoyNotFoundError
+from reconciler.targets.envoy.mesh import LocalMesh
+from reconciler.testing.canary import TrafficGenerator
+from reconciler.testing.demo_apps import DEMO_APP
+from tests.conftest import EXAMPLES
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+_DEMO_EXPR = 'str(Path(__file__).resolve().parent.parent / "apps" / "demo_app.py")'
+_ROUTE = "reviews.route(to={reviews.v1: 100})"
+_V3 = 'reviews.run_locally("v3", command=demo_app("ratings/ratings/0"))'
+
+
+def program(tmp: Path, *, v3_errors: float) -> Path:
+    """Bookinfo with reviews split over v1/v2/v3 (so every version gets traffic) and v3
+    answering 5xx at ``v3_errors``."""
+    text = (EXAMPLES / "bookinfo" / "mesh.py").read_text()
+    assert _DEMO_EXPR in text and _ROUTE in text and _V3 in text
+    text = text.replace(_DEMO_EXPR, repr(str(DEMO_APP)))
+    text = text.replace(_ROUTE, "reviews.route(to={reviews.v1: 34, reviews.v2: 33, "
+                        "reviews.v3: 33})")
+    text = text.replace(_V3, 'reviews.run_locally("v3", command=demo_app("ratings/ratings/0")'
+                        f' + ["--error-rate", "{v3_errors}", "--fail-first", "0"])')
+    path = tmp / f"mesh-{v3_errors}.py"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    if CHROMIUM is None or DRIVER is None:
+        pytest.skip("chromium and chromium-driver are not installed (scripts/install-components)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+                 "--window-size=1600,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def edges(driver: Any) -> dict[str, dict[str, Any]]:
+    """The page's edge table, as rendered in the DOM."""
+    rows = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#edges tbody tr')).map(r => "
+        "({id: r.dataset.edge, health: r.dataset.health, rps: parseFloat(r.dataset.rps)}))")
+    return {r["id"]: r for r in rows}
+
+
+def wait_page(driver: Any, check: Any, timeout: float) -> dict[str, dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    seen: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        seen = edges(driver)
+        if check(seen):
+            return seen
+        time.sleep(0.5)
+    raise AssertionError(f"the page never showed it; last edges: {seen}")
+
+
+def colour(driver: Any, edge_id: str) -> str:
+    return str(driver.execute_script(
+        "return window.cy.getElementById(arguments[0]).style('line-color')", edge_id))
+
+
+EXPECTED = ("wl:bookinfo/productpage/v1->svc:bookinfo/reviews",
+            "svc:bookinfo/reviews->wl:bookinfo/reviews/v1",
+            "svc:bookinfo/reviews->wl:bookinfo/reviews/v2",
+            "svc:bookinfo/reviews->wl:bookinfo/reviews/v3",
+            "wl:bookinfo/reviews/v2->svc:bookinfo/ratings",
+            "wl:bookinfo/reviews/v3->svc:bookinfo/ratings")
+GATEWAY_EDGE = "gw:bookinfo/bookinfo-gateway->svc:bookinfo/productpage"
+V3_EDGE = "svc:bookinfo/reviews->wl:bookinfo/reviews/v3"
+
+
+def test_bookinfo_graph_live_and_a_faulty_v3_turns_red(browser: Any, tmp_path: Path,
+                                                       request: pytest.FixtureRequest
+                                                       ) -> None:
+    try:
+        find_envoy()
+    except EnvoyNotFoundError as exc:
+        pytest.skip(str(exc))
+    out = tmp_path / "screenshots"
+    out.mkdir()
+    healthy = load(str(program(tmp_path, v3_errors=0))).spec
+    mesh = LocalMesh(healthy, workdir=tmp_path / "mesh")
+    board = traffic = None
+    try:
+        mesh.start()
+        board = serve_local(mesh, title="meshdsl bookinfo")
+        assert board is not None
+        traffic = TrafficGenerator(f"{mesh.gateway_url()}/productpage", rate=20,
+                                   max_seconds=240).start()
+        browser.get(board.url)
+
+        def all_flowing(seen: dict[str, dict[str, Any]]) -> bool:
+            live = {k for k, v in seen.items() if v["rps"] > 0}
+            return GATEWAY_EDGE in live and all(e in live for e in EXPECTED)
+        seen = wait_page(browser, all_flowing, 60)
+        flowing = [k for k, v in seen.items() if v["rps"] > 0]
+        assert all(seen[e]["health"] == "healthy" for e in flowing), seen
+        # every node that takes part in the flow is on the page
+        nodes = set(browser.execute_script("return window.cy.nodes().map(n => n.id())"))
+        for edge in flowing:
+            src, dst = edge.split("->")
+            assert src in nodes and dst in nodes
+        assert colour(browser, V3_EDGE) == "rgb(22,163,74)"   # healthy green
+        browser.save_screenshot(str(out / "graph-healthy.png"))
+
+        faulty = load(str(program(tmp_path, v3_errors=0.6))).spec
+        mesh.apply(faulty)
+        changed = time.monotonic()
+        seen = wait_page(browser, lambda s: s.get(V3_EDGE, {}).get("health") == "failure",
+                         30)
+        took = time.monotonic() - changed
+        assert colour(browser, V3_EDGE) == "rgb(220,38,38)"    # failure red
+        assert seen["svc:bookinfo/reviews->wl:bookinfo/reviews/v1"]["health"] == "healthy"
+        browser.save_screenshot(str(out / "graph-faulty-v3.png"))
+        print(f"v3 edge red {took:.1f}s after the faulty version was applied; "
+              f"screenshots in {out}")
+        keep = Path(request.config.rootpath) / "out" / "dashboard"
+        keep.mkdir(parents=True, exist_ok=True)
+        for shot in out.iterdir():
+            shutil.copy(shot, keep / shot.name)
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        if board is not None:
+            board.stop()
+        mesh.stop()
