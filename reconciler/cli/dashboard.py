@@ -25,7 +25,7 @@ from reconciler.dashboard import (
     start,
 )
 
-__all__ = ["dashboard_cmd", "serve_local"]
+__all__ = ["dashboard_cmd", "serve_local", "serve_reconciler"]
 
 
 @app.command("dashboard")
@@ -94,6 +94,44 @@ def serve_local(mesh: Any, *, listen: str = DEFAULT_LISTEN, store: Any = None,
         feeds.history = history_of(status)
     try:
         board = start(feeds, listen=listen)
+    except DashboardError as exc:
+        err_console.print(f"[yellow]warning:[/] dashboard not started: {exc}", soft_wrap=True,
+                          highlight=False)
+        return None
+    err_console.print(f"dashboard: [bold]{board.url}[/]", soft_wrap=True, highlight=False)
+    return board
+
+
+def serve_reconciler(store: Any, *, name: str, deployer: Any, prometheus: str | None,
+                     listen: str, token: str | None = None) -> Dashboard | None:
+    """The page for ``meshctl reconcile``: the applied revision's program, its rollouts and
+    revisions from the status store, traffic from Prometheus (or the local Envoys)."""
+    from meshdsl.model.spec import MeshSpec
+    from reconciler.runtime.rollout_store import beside
+
+    mesh = getattr(deployer, "mesh", None)
+
+    def applied() -> MeshSpec | None:
+        if mesh is not None:
+            return mesh.spec if mesh.generation else None
+        status = store.load_status()
+        revision = status.applied_revision if status is not None else None
+        output = store.load_output(revision) if revision else None
+        raw = (output or {}).get("spec")
+        return MeshSpec.model_validate(raw) if raw else None
+
+    traffic: TrafficSource | None = None
+    if prometheus:
+        traffic = PrometheusTraffic(prometheus, applied)
+    elif mesh is not None:
+        traffic = EnvoyTraffic(local_proxies(mesh))
+    feeds = Feeds(spec=applied, traffic=traffic, history=history_of(store),
+                  title=f"meshdsl reconcile {name}")
+    rollouts = beside(store, name)
+    if rollouts is not None:
+        feeds.rollouts = rollouts_of(rollouts)
+    try:
+        board = start(feeds, listen=listen, token=token)
     except DashboardError as exc:
         err_console.print(f"[yellow]warning:[/] dashboard not started: {exc}", soft_wrap=True,
                           highlight=False)

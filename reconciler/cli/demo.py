@@ -33,6 +33,8 @@ import typer
 from rich.table import Table
 
 from reconciler.cli.app import app, console, fail
+from reconciler.cli.dashboard import serve_local
+from reconciler.dashboard import Dashboard
 from reconciler.delivery.phases import Phase, RolloutState
 from reconciler.metrics import PrometheusSource, istio_bridge_rule_groups
 from reconciler.ports import Deployed
@@ -202,6 +204,12 @@ def _wait_applied(rec: Reconciler, revision: str, timeout: float) -> bool:
 def bookinfo_cmd(
     timeout: Annotated[float, typer.Option(help="Seconds each rollout may take.")] = 90.0,
     rate: Annotated[float, typer.Option(help="Requests per second to /productpage.")] = 40.0,
+    dashboard: Annotated[bool, typer.Option(
+        "--dashboard/--no-dashboard", help="Serve the live graph and canaries (URL printed)."
+    )] = True,
+    dashboard_listen: Annotated[str, typer.Option(
+        "--dashboard-listen", help="HOST:PORT of the dashboard (port 0: a free one).")]
+        = "127.0.0.1:0",
 ) -> None:
     """Canary reviews v2 (promoted) then a faulty v3 (rolled back), live, on this machine."""
     started = time.time()
@@ -220,6 +228,7 @@ def bookinfo_cmd(
     traffic: TrafficGenerator | None = None
     outcomes: list[tuple[Chapter, RolloutState | None, float, float]] = []
     final: list[Sample] = []
+    board: Dashboard | None = None
     try:
         base = _init_repo(repo)
         console.print(f"[dim]repository {repo}; starting Prometheus, then the reconciler "
@@ -240,6 +249,9 @@ def bookinfo_cmd(
         if not _wait_applied(rec, first, 120):
             fail("the first revision was not applied within 120s", 1)
         mesh = deployer.mesh
+        board = serve_local(mesh, listen=dashboard_listen, store=store,
+                            status=DiskStore(workdir / "state"),
+                            title="meshdsl demo bookinfo") if dashboard else None
         traffic = TrafficGenerator(f"{mesh.gateway_url()}/productpage", rate=rate,
                                    max_seconds=timeout * len(CHAPTERS) + 120,
                                    classify=_reviews_call).start()
@@ -261,6 +273,8 @@ def bookinfo_cmd(
     except KeyboardInterrupt:
         fail("interrupted; everything started was stopped", 130)
     finally:
+        if board is not None:
+            board.stop()
         if traffic is not None:
             traffic.stop()
         if rec is not None:

@@ -26,6 +26,7 @@ import typer
 import yaml
 
 from reconciler.cli.app import Output, app, console, emit, fail
+from reconciler.cli.dashboard import serve_reconciler
 from reconciler.ports import Source, StateStore
 from reconciler.runtime.status import (
     STATE_NAMESPACE,
@@ -231,6 +232,12 @@ def reconcile_cmd(
         "--rollout-tick", help="How often rollouts are advanced (analyses still run once "
         "per plan interval).")] = "1s",
     log_format: Annotated[LogFormat, typer.Option("--log-format")] = LogFormat.json,
+    dashboard: Annotated[bool, typer.Option(
+        "--dashboard/--no-dashboard", help="Serve the read-only live graph, canaries and "
+        "revisions (a token is required when not on loopback; the URL carries it).")] = False,
+    dashboard_listen: Annotated[str, typer.Option(
+        "--dashboard-listen", help="HOST:PORT of the dashboard (port 0: a free one).")]
+        = "127.0.0.1:0",
 ) -> None:
     """Keep the mesh matching a Git branch (or a local directory): the GitOps reconciler."""
     from reconciler.runtime.loop import Reconciler, Settings
@@ -324,6 +331,8 @@ def reconcile_cmd(
         _print_status(status)
         raise typer.Exit(1 if last is not None and last.result is Result.FAILED else 0)
 
+    board = serve_reconciler(store, name=name, deployer=deployer, prometheus=prometheus,
+                             listen=dashboard_listen) if dashboard else None
     address = _listen(listen)
     server = None
     if address is not None:
@@ -377,6 +386,8 @@ def reconcile_cmd(
         leader.stop(release=True)
     if server is not None:
         server.stop()
+    if board is not None:
+        board.stop()
     sandbox.close()
     if target is TargetKind.local:
         deployer.stop()
