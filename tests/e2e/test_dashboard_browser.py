@@ -158,3 +158,62 @@ def test_bookinfo_graph_live_and_a_faulty_v3_turns_red(browser: Any, tmp_path: P
         if board is not None:
             board.stop()
         mesh.stop()
+
+
+def page_canary(driver: Any) -> dict[str, Any] | None:
+    return driver.execute_script(  # type: ignore[no-any-return]
+        "const c = document.querySelector('.canary'); if (!c) return null; return {"
+        "phase: c.dataset.phase, stage: c.dataset.stage, weights: JSON.parse(c.dataset.weights),"
+        " why: c.querySelector('.why').textContent,"
+        " checks: c.querySelectorAll('table tr').length}")
+
+
+def test_canary_stage_and_weights_follow_the_rollout(browser: Any, tmp_path: Path) -> None:
+    from reconciler.testing.canary import CanaryRig
+    from tests.e2e.conftest import NS, SERVICE, canary_mesh
+
+    rig = CanaryRig(tmp_path / "state")
+    generator = board = None
+    seen: list[tuple[str, str, tuple[tuple[str, int], ...]]] = []
+    try:
+        rig.start(canary_mesh(), drive=False)
+        assert rig.mesh is not None
+        board = serve_local(rig.mesh, store=rig.store, title="canary")
+        assert board is not None
+        browser.get(board.url)
+        generator = TrafficGenerator(rig.mesh.outbound_url("client", SERVICE), rate=30,
+                                     max_seconds=120).start()
+        rig.drive()
+        deadline = time.monotonic() + 90
+        shot = False
+        while time.monotonic() < deadline:
+            canary = page_canary(browser)
+            if canary is not None:
+                entry = (canary["phase"], canary["stage"],
+                         tuple(sorted(canary["weights"].items())))
+                if not seen or seen[-1] != entry:
+                    seen.append(entry)
+                if not shot and canary["phase"] == "progressing" and canary["checks"] > 1:
+                    browser.save_screenshot(str(tmp_path / "canary-progressing.png"))
+                    shot = True
+                if canary["phase"] == "succeeded":
+                    break
+            time.sleep(0.3)
+        stored = rig.store.load(NS, SERVICE)
+        assert stored is not None
+    finally:
+        if generator is not None:
+            generator.stop()
+        if board is not None:
+            board.stop()
+        rig.stop()
+    print("page showed:", seen)
+    weights = [dict(w) for _, _, w in seen]
+    assert seen and seen[-1][0] == "succeeded", seen
+    assert weights[-1] == {"v1": 0, "v2": 100}
+    # the page went through the steps in order, each one a split the rollout pushed
+    pushed = [dict(w.get((NS, SERVICE), {})) for _, w in rig.pushes]
+    steps = [w for w in weights if w in ({"v1": 80, "v2": 20}, {"v1": 50, "v2": 50})]
+    assert steps and steps == sorted(steps, key=lambda w: w["v2"]), weights
+    assert all(w in pushed for w in weights if w != {"v1": 100, "v2": 0}), (weights, pushed)
+    assert shot, "the page never showed the checks of a progressing rollout"

@@ -8,7 +8,7 @@
 
   const cy = cytoscape({
     container: document.getElementById("graph"),
-    wheelSensitivity: 0.3,
+    wheelSensitivity: 0.3, maxZoom: 1.6,
     style: [
       { selector: "node", style: {
         "label": "data(label)", "font-size": 10, "text-valign": "bottom", "text-margin-y": 3,
