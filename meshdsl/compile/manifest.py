@@ -31,6 +31,7 @@ KIND_ORDER = {
     "PeerAuthentication": 7,
     "AuthorizationPolicy": 8,
     "EnvoyFilter": 9,
+    "Telemetry": 10,
 }
 
 

@@ -82,9 +82,11 @@ from meshdsl.model.service import (
     Workload,
 )
 from meshdsl.model.spec import MeshSpec
+from meshdsl.model.telemetry import AccessLogging, Telemetry, Tracing
 
 __all__ = [
     "Abort",
+    "AccessLogging",
     "Authority",
     "Authorization",
     "AuthorizationPolicy",
@@ -145,7 +147,9 @@ __all__ = [
     "SuccessRate",
     "TcpPool",
     "TcpRoute",
+    "Telemetry",
     "To",
+    "Tracing",
     "TrafficPolicy",
     "Uri",
     "Version",

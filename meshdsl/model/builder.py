@@ -62,6 +62,7 @@ from meshdsl.model.service import (
     Workload,
 )
 from meshdsl.model.spec import MeshSpec
+from meshdsl.model.telemetry import AccessLogging, Telemetry, Tracing
 
 
 class SubsetRef(Frozen):
@@ -394,6 +395,14 @@ class Service(_Scoped):
         self.mesh._rate_limits.append(self._rate_limit)
         return self
 
+    def telemetry(self, *, tracing: Tracing | None = None,
+                  access_logging: AccessLogging | bool | None = None,
+                  name: str | None = None) -> Service:
+        """Tracing and access logging for this service's workloads only."""
+        self.mesh._telemetry_of(self.namespace, name or self.name, self.selector, tracing,
+                                access_logging, caller_location())
+        return self
+
     # -- delivery ---------------------------------------------------------------------
     def canary(self, *, target: str, stable: str | None = None,
                steps: Sequence[int | Step] = (5, 10, 50, 100), pause: str | None = None,
@@ -469,6 +478,15 @@ class Namespace:
                for g in gateways]
         return self.mesh._routes(self.ns, name, list(hosts), gws, caller_location())
 
+    def telemetry(self, *, tracing: Tracing | None = None,
+                  access_logging: AccessLogging | bool | None = None,
+                  name: str = "default") -> Telemetry:
+        """Tracing and access logging for every workload of this namespace (on the mesh
+        itself: the whole mesh, declared in the root namespace)."""
+        namespace = self.mesh.root_namespace if self is self.mesh else self.ns
+        return self.mesh._telemetry_of(namespace, name, {}, tracing, access_logging,
+                                       caller_location())
+
     def mtls(self, mode: MtlsMode, *, name: str = "default",
              ports: Mapping[int, MtlsMode] | None = None) -> PeerAuthentication:
         """Namespace-wide mutual TLS mode (a PeerAuthentication without a selector)."""
@@ -516,6 +534,7 @@ class Mesh(Namespace):
         self._rate_limits: list[LocalRateLimit] = []
         self._canaries: list[CanaryPlan] = []
         self._raw: list[dict[str, object]] = []
+        self._telemetry: list[Telemetry] = []
         if mtls is not None:
             self._peer_auth(root_namespace, "default", mtls, {}, {}, self.source)
 
@@ -562,6 +581,17 @@ class Mesh(Namespace):
         self._peer_auths.append(pa)
         return pa
 
+    def _telemetry_of(self, namespace: str, name: str, selector: dict[str, str],
+                      tracing: Tracing | None, access_logging: AccessLogging | bool | None,
+                      source: SourceLocation | None) -> Telemetry:
+        logging = (AccessLogging() if access_logging is True
+                   else AccessLogging(disabled=True) if access_logging is False
+                   else access_logging)
+        telemetry = Telemetry(name=name, namespace=namespace, selector=dict(selector),
+                              tracing=tracing, access_logging=logging, source=source)
+        self._telemetry.append(telemetry)
+        return telemetry
+
     def build(self) -> MeshSpec:
         """The frozen value of everything declared so far."""
         vss = [vs for vs in (r.build() for r in self._vs) if vs is not None]
@@ -576,6 +606,7 @@ class Mesh(Namespace):
             peer_authentications=self._peer_auths,
             authorization_policies=[a.build() for a in self._authz.values()],
             rate_limits=self._rate_limits, canaries=self._canaries, raw=self._raw,
+            telemetry=self._telemetry,
         )
 
 

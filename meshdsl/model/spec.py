@@ -16,6 +16,7 @@ from meshdsl.model.ratelimit import LocalRateLimit
 from meshdsl.model.routing import VirtualService
 from meshdsl.model.security import AuthorizationPolicy, PeerAuthentication
 from meshdsl.model.service import NamespaceSpec, ServiceSpec
+from meshdsl.model.telemetry import Telemetry
 
 
 class MeshSpec(Frozen):
@@ -31,6 +32,7 @@ class MeshSpec(Frozen):
     authorization_policies: list[AuthorizationPolicy] = Field(default_factory=list)
     rate_limits: list[LocalRateLimit] = Field(default_factory=list)
     canaries: list[CanaryPlan] = Field(default_factory=list)
+    telemetry: list[Telemetry] = Field(default_factory=list)
     raw: list[dict[str, object]] = Field(default_factory=list)
 
     @cached_property

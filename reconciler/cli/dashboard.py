@@ -83,11 +83,12 @@ def dashboard_cmd(
 
 def serve_local(mesh: Any, *, listen: str = DEFAULT_LISTEN, store: Any = None,
                 status: Any = None, title: str = "meshdsl") -> Dashboard | None:
-    """The page for a running local mesh (traffic from its Envoys; rollouts and revisions
-    from ``store``/``status`` when given), its URL printed; ``None`` (with a warning) when
-    it cannot start — the mesh runs on without it."""
-    feeds = Feeds(spec=lambda: mesh.spec, traffic=EnvoyTraffic(local_proxies(mesh)),
-                  title=title)
+    """The page for a local mesh (traffic from its Envoys; rollouts and revisions from
+    ``store``/``status`` when given), its URL printed; ``None`` (with a warning) when it
+    cannot start — the mesh runs on without it. Call it before the mesh starts, so the
+    Envoys' first configs already send their spans to the page's collector."""
+    feeds = Feeds(spec=lambda: mesh.spec if mesh.generation else None,
+                  traffic=EnvoyTraffic(local_proxies(mesh)), title=title)
     if store is not None:
         feeds.rollouts = rollouts_of(store)
     if status is not None:
@@ -98,6 +99,8 @@ def serve_local(mesh: Any, *, listen: str = DEFAULT_LISTEN, store: Any = None,
         err_console.print(f"[yellow]warning:[/] dashboard not started: {exc}", soft_wrap=True,
                           highlight=False)
         return None
+    # the mesh's Envoys send their spans here (read at the mesh's next apply)
+    mesh.trace_collector = board.collector
     err_console.print(f"dashboard: [bold]{board.url}[/]", soft_wrap=True, highlight=False)
     return board
 
@@ -136,5 +139,7 @@ def serve_reconciler(store: Any, *, name: str, deployer: Any, prometheus: str | 
         err_console.print(f"[yellow]warning:[/] dashboard not started: {exc}", soft_wrap=True,
                           highlight=False)
         return None
+    if mesh is not None:
+        mesh.trace_collector = board.collector
     err_console.print(f"dashboard: [bold]{board.url}[/]", soft_wrap=True, highlight=False)
     return board

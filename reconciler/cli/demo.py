@@ -243,15 +243,15 @@ def bookinfo_cmd(
                                   rollout_period=0.25),
                          source=source, deployer=deployer, store=DiskStore(workdir / "state"),
                          sandbox=sandbox, rollouts=driver)
+        board = serve_local(deployer.mesh, listen=dashboard_listen, store=store,
+                            status=DiskStore(workdir / "state"),
+                            title="meshdsl demo bookinfo") if dashboard else None
         sandbox.prepare()
         rec.start()
         first = _git(repo, "rev-parse", "HEAD")
         if not _wait_applied(rec, first, 120):
             fail("the first revision was not applied within 120s", 1)
         mesh = deployer.mesh
-        board = serve_local(mesh, listen=dashboard_listen, store=store,
-                            status=DiskStore(workdir / "state"),
-                            title="meshdsl demo bookinfo") if dashboard else None
         traffic = TrafficGenerator(f"{mesh.gateway_url()}/productpage", rate=rate,
                                    max_seconds=timeout * len(CHAPTERS) + 120,
                                    classify=_reviews_call).start()

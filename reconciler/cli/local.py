@@ -219,10 +219,10 @@ def up_cmd(
             if not json_out:
                 err_console.print(f"starting mesh {loaded.spec.name} ...", highlight=False)
             began = time.perf_counter()
-            mesh.start()
-            signals.serving = True
             board = serve_local(mesh, listen=dashboard_listen, title=f"meshdsl "
                                 f"{loaded.spec.name}") if dashboard else None
+            mesh.start()
+            signals.serving = True
             rows = mesh.table()
             if json_out:
                 emit({**_summary(mesh, rows), "seconds": round(time.perf_counter() - began, 3)},

@@ -42,7 +42,9 @@ def local_proxies(mesh: Any) -> Callable[[], list[tuple[str, str]]]:
     """Node id and admin URL of every Envoy of a running
     :class:`~reconciler.targets.envoy.mesh.LocalMesh`."""
     def proxies() -> list[tuple[str, str]]:
-        out = []
+        out: list[tuple[str, str]] = []
+        if not mesh.generation:   # not started yet
+            return out
         for row in mesh.table(live=False):
             node = (gateway_id(row.namespace, row.service) if row.kind == "gateway"
                     else workload_id(row.namespace, row.service, row.version))

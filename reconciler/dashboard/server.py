@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from meshdsl.compile.envoy.placement import Address
 from meshdsl.model.spec import MeshSpec
 from reconciler.core.graph import build_graph, service_id
 from reconciler.dashboard.traces import TraceStore
@@ -220,6 +221,13 @@ class Dashboard:
     @property
     def spans_url(self) -> str:
         return f"http://{self.host}:{self._port}/api/v2/spans"
+
+    @property
+    def collector(self) -> Address:
+        """Where a local Envoy sends Zipkin spans (loopback when serving on all
+        addresses)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return Address(self._port, host)
 
     def start(self) -> Dashboard:
         started = threading.Event()

@@ -217,3 +217,56 @@ def test_canary_stage_and_weights_follow_the_rollout(browser: Any, tmp_path: Pat
     assert steps and steps == sorted(steps, key=lambda w: w["v2"]), weights
     assert all(w in pushed for w in weights if w != {"v1": 100, "v2": 0}), (weights, pushed)
     assert shot, "the page never showed the checks of a progressing rollout"
+
+
+def test_trace_of_a_productpage_request_shows_spans_of_each_hop(browser: Any, tmp_path: Path
+                                                                ) -> None:
+    """``mesh.telemetry(tracing=...)`` makes the local Envoys send Zipkin spans to the
+    dashboard; the demo apps pass the B3 headers on, so one request is one trace."""
+    from selenium.webdriver.common.by import By
+
+    path = program(tmp_path, v3_errors=0)
+    path.write_text(path.read_text() + "\nfrom meshdsl import Tracing\n"
+                    "mesh.telemetry(tracing=Tracing(sampling=100))\n")
+    spec = load(str(path)).spec
+    assert spec.telemetry and spec.telemetry[0].tracing is not None
+    mesh = LocalMesh(spec, workdir=tmp_path / "mesh")
+    board = serve_local(mesh, title="traces")
+    assert board is not None
+    traffic = None
+    try:
+        mesh.start()
+        traffic = TrafficGenerator(f"{mesh.gateway_url()}/productpage", rate=10,
+                                   max_seconds=120).start()
+        browser.get(board.url)
+        deadline = time.monotonic() + 45
+        link = None
+        while time.monotonic() < deadline and link is None:
+            links = browser.find_elements(By.CSS_SELECTOR, "a.trace-service")
+            page = next((a for a in links if a.get_attribute("data-service") == "productpage"),
+                        None)
+            if page is not None:
+                page.click()
+                time.sleep(0.5)
+                rows = browser.find_elements(By.CSS_SELECTOR, "#trace-list div")
+                link = next((r.find_element(By.CSS_SELECTOR, "a.trace") for r in rows
+                             if "ratings" in r.text), None)
+            if link is None:
+                time.sleep(1.0)
+        assert link is not None, "no trace through productpage, reviews and ratings arrived"
+        link.click()
+        deadline = time.monotonic() + 10
+        services: list[str] = []
+        while time.monotonic() < deadline:
+            services = [r.get_attribute("data-service") for r in
+                        browser.find_elements(By.CSS_SELECTOR, "#waterfall .span-row")]
+            if services:
+                break
+            time.sleep(0.3)
+        assert {"productpage", "reviews", "ratings"} <= set(services), services
+        browser.save_screenshot(str(tmp_path / "trace-waterfall.png"))
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        board.stop()
+        mesh.stop()
