@@ -161,13 +161,14 @@ class Dashboard:
         await response.prepare(request)
         seen = -1
         loop = asyncio.get_running_loop()
-        while not self._stop.is_set():
-            seq, text = await loop.run_in_executor(None, self._next, seen)
-            if seq != seen:
-                seen = seq
-                await response.write(f"data: {text}\n\n".encode())
-            else:
-                await response.write(b": keep-alive\n\n")
+        with contextlib.suppress(ConnectionError):   # the page went away
+            while not self._stop.is_set():
+                seq, text = await loop.run_in_executor(None, self._next, seen)
+                if seq != seen:
+                    seen = seq
+                    await response.write(f"data: {text}\n\n".encode())
+                else:
+                    await response.write(b": keep-alive\n\n")
         return response
 
     def _next(self, seen: int) -> tuple[int, str]:

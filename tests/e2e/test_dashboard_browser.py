@@ -5,7 +5,6 @@ red within seconds. Screenshots go to the test's output directory."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,13 +17,13 @@ from reconciler.runtime.loader import load
 from reconciler.targets.envoy.binary import find_envoy
 from reconciler.targets.envoy.errors import EnvoyNotFoundError
 from reconciler.targets.envoy.mesh import LocalMesh
+from reconciler.testing.browser import BrowserMissing, chromium
 from reconciler.testing.canary import TrafficGenerator
 from reconciler.testing.demo_apps import DEMO_APP
 from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 _DEMO_EXPR = 'str(Path(__file__).resolve().parent.parent / "apps" / "demo_app.py")'
 _ROUTE = "reviews.route(to={reviews.v1: 100})"
 _V3 = 'reviews.run_locally("v3", command=demo_app("ratings/ratings/0"))'
@@ -46,27 +45,12 @@ def program(tmp: Path, *, v3_errors: float) -> Path:
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    if CHROMIUM is None or DRIVER is None:
-        pytest.skip("chromium and chromium-driver are not installed (scripts/install-components)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-                 "--window-size=1600,1000"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    driver.set_page_load_timeout(30)
+def browser() -> Iterator[Any]:
     try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+        with chromium() as driver:
+            yield driver
+    except BrowserMissing as exc:
+        pytest.skip(str(exc))
 
 
 def edges(driver: Any) -> dict[str, dict[str, Any]]:

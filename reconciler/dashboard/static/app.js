@@ -3,15 +3,17 @@
   "use strict";
   const COLOUR = { healthy: "#16a34a", degraded: "#f59e0b", failure: "#dc2626", none: "#9ca3af" };
   const KIND_SHAPE = { gateway: "diamond", service: "triangle", workload: "round-rectangle", unknown: "ellipse" };
-  const state = { snapshot: null, laidOut: new Set(), selected: null };
+  // renderMs: the last few updates' cost in the page (read by bench/dashboard.py)
+  const state = { snapshot: null, selected: null, renderMs: [], layoutMs: null };
   window.meshdsl = state;
 
   const cy = cytoscape({
     container: document.getElementById("graph"),
-    wheelSensitivity: 0.3, maxZoom: 1.6,
+    wheelSensitivity: 0.3, maxZoom: 1.6, textureOnViewport: true, hideEdgesOnViewport: true,
     style: [
       { selector: "node", style: {
         "label": "data(label)", "font-size": 10, "text-valign": "bottom", "text-margin-y": 3,
+        "min-zoomed-font-size": 6,
         "background-color": "#fff", "border-width": 3, "border-color": "data(colour)",
         "shape": "data(shape)", "width": 26, "height": 26 } },
       { selector: "node[kind = 'namespace']", style: {
@@ -22,6 +24,7 @@
         "curve-style": "bezier", "target-arrow-shape": "triangle", "width": "data(width)",
         "line-color": "data(colour)", "target-arrow-color": "data(colour)",
         "label": "data(text)", "font-size": 8, "text-rotation": "autorotate",
+        "min-zoomed-font-size": 7,
         "text-background-color": "#fff", "text-background-opacity": 0.8 } },
       { selector: "edge[state = 'idle']", style: { "line-style": "dashed", "width": 1 } },
       { selector: "edge[?undeclared]", style: { "line-style": "dotted" } },
@@ -59,7 +62,43 @@
     return d;
   }
 
+  // dagre reads best but grows superlinearly; past this many nodes each namespace is laid
+  // out as rows (gateways | services | their versions), the namespaces side by side.
+  const DAGRE_LIMIT = 150;
+
+  function gridPositions() {
+    const pos = {}, byNs = {};
+    cy.nodes().forEach((n) => {
+      const d = n.data();
+      if (d.kind === "namespace") return;
+      (byNs[d.namespace] = byNs[d.namespace] || []).push(d);
+    });
+    const namespaces = Object.keys(byNs).sort();
+    const perRow = Math.max(1, Math.ceil(Math.sqrt(namespaces.length)));
+    let x0 = 0, y0 = 0, rowHeight = 0;
+    namespaces.forEach((ns, i) => {
+      if (i > 0 && i % perRow === 0) { x0 = 0; y0 += rowHeight + 120; rowHeight = 0; }
+      const nodes = byNs[ns];
+      const services = nodes.filter((d) => d.kind === "service").sort((a, b) => a.id < b.id ? -1 : 1);
+      const others = nodes.filter((d) => d.kind !== "service" && d.kind !== "workload");
+      let y = y0;
+      others.forEach((d) => { pos[d.id] = { x: x0, y: y }; y += 60; });
+      y = y0;
+      services.forEach((svc) => {
+        pos[svc.id] = { x: x0 + 160, y: y };
+        const versions = nodes.filter((d) => d.kind === "workload" && d.service === svc.label);
+        versions.forEach((w, j) => { pos[w.id] = { x: x0 + 320 + 110 * j, y: y }; });
+        y += 60;
+      });
+      nodes.filter((d) => d.kind === "workload" && !(d.id in pos)).forEach((d) => { pos[d.id] = { x: x0 + 320, y: y }; y += 60; });
+      rowHeight = Math.max(rowHeight, y - y0);
+      x0 += 320 + 110 * 4 + 120;
+    });
+    return pos;
+  }
+
   function render(snap) {
+    const began = performance.now();
     state.snapshot = snap;
     document.getElementById("title").textContent = snap.title || "meshdsl";
     document.getElementById("mesh").textContent = snap.mesh ? "mesh " + snap.mesh : "";
@@ -70,7 +109,10 @@
     const added = [];
     cy.batch(() => {
       const want = new Set();
-      for (const n of snap.graph.nodes) {
+      // namespaces first: a node's parent must exist when the node is added
+      const ordered = snap.graph.nodes.filter((n) => n.kind === "namespace")
+        .concat(snap.graph.nodes.filter((n) => n.kind !== "namespace"));
+      for (const n of ordered) {
         want.add(n.id);
         const el = cy.getElementById(n.id);
         if (el.nonempty()) el.data(nodeData(n));
@@ -85,7 +127,13 @@
       cy.elements().forEach((el) => { if (!want.has(el.id())) el.remove(); });
     });
     if (added.length) {  // the layout is computed when the set of nodes changes, not per update
-      cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 18, rankSep: 70, animate: false, fit: true }).run();
+      const t = performance.now();
+      if (cy.nodes().length <= DAGRE_LIMIT) {
+        cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 18, rankSep: 70, animate: false, fit: true }).run();
+      } else {
+        cy.layout({ name: "preset", positions: gridPositions(), animate: false, fit: true }).run();
+      }
+      state.layoutMs = performance.now() - t;
     }
     renderEdgeTable(snap.graph.edges);
     renderCanaries(snap.canaries);
@@ -93,6 +141,7 @@
     renderTraceServices(snap.traces);
     document.getElementById("errors").innerHTML = (snap.errors || []).map((e) => "<p>" + esc(e) + "</p>").join("");
     if (state.selected) showDetails(state.selected);
+    state.renderMs = state.renderMs.concat([performance.now() - began]).slice(-200);
   }
 
   function esc(s) { return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c])); }
