@@ -43,6 +43,9 @@ def dashboard_cmd(
                                           help="NODE=URL of an Envoy admin endpoint "
                                           "(e.g. wl:default/reviews/v2=http://127.0.0.1:15000"
                                           "); repeatable."),
+    tracing_url: str = typer.Option(None, "--tracing-url",
+                                    help="The mesh's Jaeger or Zipkin UI, linked from the "
+                                    "page (in a cluster, spans go there)."),
     state_dir: Path = typer.Option(None, "--state-dir",
                                    help="A reconciler's state directory: rollouts and "
                                    "revisions."),
@@ -60,7 +63,7 @@ def dashboard_cmd(
                 fail(f"--envoy-admin {item!r}: expected NODE=http://HOST:PORT")
             pairs.append((node, url))
         traffic = EnvoyTraffic(lambda: pairs)
-    feeds = Feeds(spec=lambda: spec, traffic=traffic,
+    feeds = Feeds(spec=lambda: spec, traffic=traffic, tracing_url=tracing_url,
                   title=f"meshdsl {spec.name}" if spec else "meshdsl")
     if state_dir is not None:
         from reconciler.runtime.rollout_store import DiskRolloutStore

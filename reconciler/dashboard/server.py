@@ -65,6 +65,7 @@ class Feeds:
     history: Callable[[], list[dict[str, Any]]] = list
     traces: TraceStore = field(default_factory=TraceStore)
     title: str = "meshdsl"
+    tracing_url: str | None = None   # the user's Jaeger/Zipkin UI, linked from the page
 
 
 class Dashboard:
@@ -111,7 +112,8 @@ class Dashboard:
             history, errors = [], [*errors, f"history: {exc}"]
         return {"title": self.feeds.title, "mesh": spec.name if spec else None, "at": now,
                 "graph": graph, "canaries": list(canaries.values()), "history": history,
-                "traces": self.feeds.traces.services(), "errors": errors,
+                "traces": self.feeds.traces.services(), "tracing_url": self.feeds.tracing_url,
+                "errors": errors,
                 "source": self.feeds.traffic.describe() if self.feeds.traffic else None}
 
     def _refresh_once(self) -> None:

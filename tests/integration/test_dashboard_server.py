@@ -44,7 +44,8 @@ def small() -> MeshSpec:
 
 def test_token_required_when_asked_and_read_only() -> None:
     spec = small()
-    with Dashboard(Feeds(spec=lambda: spec), token="s3cret", refresh=0.5) as board:
+    feeds = Feeds(spec=lambda: spec, tracing_url="http://127.0.0.1:16686/")
+    with Dashboard(feeds, token="s3cret", refresh=0.5) as board:
         base = f"http://127.0.0.1:{board.port}"
         with httpx.Client(trust_env=False, timeout=5) as client:
             assert client.get(f"{base}/").status_code == 401
@@ -54,6 +55,7 @@ def test_token_required_when_asked_and_read_only() -> None:
             assert client.cookies.get("meshdsl_dashboard") == "s3cret"
             graph = client.get(f"{base}/api/graph").json()   # the cookie is enough
             assert service_id("shop", "web") in {n["id"] for n in graph["graph"]["nodes"]}
+            assert graph["tracing_url"] == "http://127.0.0.1:16686/"
             assert client.post(f"{base}/api/graph").status_code == 405
         with httpx.Client(trust_env=False, timeout=5) as other:
             headers = {"Authorization": "Bearer s3cret"}

@@ -138,7 +138,7 @@
     renderEdgeTable(snap.graph.edges);
     renderCanaries(snap.canaries);
     renderHistory(snap.history);
-    renderTraceServices(snap.traces);
+    renderTraceServices(snap.traces, snap.tracing_url);
     document.getElementById("errors").innerHTML = (snap.errors || []).map((e) => "<p>" + esc(e) + "</p>").join("");
     if (state.selected) showDetails(state.selected);
     state.renderMs = state.renderMs.concat([performance.now() - began]).slice(-200);
@@ -191,11 +191,13 @@
       esc(h.result || "") + "</td><td>" + esc(h.at || "") + "</td><td>" + esc(h.summary || "") + "</td></tr>").join("") + "</table>";
   }
 
-  function renderTraceServices(counts) {
+  function renderTraceServices(counts, external) {
     const box = document.getElementById("trace-services");
     const names = Object.keys(counts || {});
-    box.innerHTML = names.length ? names.map((n) => "<a class=\"trace-service\" data-service=\"" + esc(n) + "\">" +
-      esc(n) + " (" + counts[n] + ")</a>").join(" · ") : "<p class=\"muted\">no traces received</p>";
+    const link = external ? "<p><a id=\"tracing-link\" target=\"_blank\" rel=\"noopener\" href=\"" + esc(external) +
+      "\">open the mesh's tracing UI</a></p>" : "";
+    box.innerHTML = link + (names.length ? names.map((n) => "<a class=\"trace-service\" data-service=\"" + esc(n) + "\">" +
+      esc(n) + " (" + counts[n] + ")</a>").join(" · ") : "<p class=\"muted\">no traces received</p>");
   }
 
   document.getElementById("trace-services").addEventListener("click", async (ev) => {
