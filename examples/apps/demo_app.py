@@ -44,7 +44,8 @@ from typing import Any
 
 _MAX_TRACKED_REQUESTS = 10_000
 _FORWARDED = ("x-request-id", "end-user", "cookie", "traceparent", "tracestate",
-              "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled")
+              "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled",
+              "x-b3-flags", "b3", "x-ot-span-context")
 
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -90,6 +90,7 @@ def compile_mesh(mesh: MeshSpec, *, weights: Weights | None = None) -> list[Mani
     out += [istio.peer_authentication(pa, owned) for pa in mesh.peer_authentications]
     out += [istio.authorization_policy(ap, whole, owned) for ap in mesh.authorization_policies]
     out += [istio.local_rate_limit(rl, owned) for rl in mesh.rate_limits]
+    out += [istio.telemetry(t, owned) for t in mesh.telemetry]
     out += [dict(raw) for raw in mesh.raw]
     return sort_manifests(out)
 

@@ -17,6 +17,7 @@ from meshdsl.model.ratelimit import LocalRateLimit
 from meshdsl.model.routing import Destination, HttpRoute, TcpRoute, VirtualService
 from meshdsl.model.security import AuthorizationPolicy, PeerAuthentication, Rule
 from meshdsl.model.spec import MeshSpec
+from meshdsl.model.telemetry import Telemetry
 
 NETWORKING = "networking.istio.io/v1"
 SECURITY = "security.istio.io/v1"
@@ -207,3 +208,21 @@ def local_rate_limit(rl: LocalRateLimit, labels: dict[str, str]) -> Manifest:
         }],
     }
     return _object(ENVOYFILTER, "EnvoyFilter", rl.name, rl.namespace, labels, spec)
+
+
+TELEMETRY = "telemetry.istio.io/v1"
+
+
+def telemetry(t: Telemetry, labels: dict[str, str]) -> Manifest:
+    """``telemetry.istio.io/v1`` Telemetry: one tracing and one access-logging entry."""
+    spec: dict[str, Any] = {}
+    if t.selector:
+        spec["selector"] = {"matchLabels": dict(t.selector)}
+    if t.tracing is not None:
+        spec["tracing"] = [{"providers": [{"name": t.tracing.provider}],
+                            "randomSamplingPercentage": float(t.tracing.sampling),
+                            "disableSpanReporting": t.tracing.disable_span_reporting}]
+    if t.access_logging is not None:
+        spec["accessLogging"] = [{"providers": [{"name": t.access_logging.provider}],
+                                  "disabled": t.access_logging.disabled}]
+    return _object(TELEMETRY, "Telemetry", t.name, t.namespace, labels, spec)

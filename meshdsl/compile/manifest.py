@@ -35,6 +35,7 @@ KIND_ORDER = {
     "PeerAuthentication": 7,
     "AuthorizationPolicy": 8,
     "EnvoyFilter": 9,
+    "Telemetry": 10,
 }
 
 

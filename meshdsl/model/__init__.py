@@ -84,9 +84,11 @@ from meshdsl.model.service import (
 )
 from meshdsl.model.spec import MeshSpec
 from meshdsl.model.tenancy import Tenancy
+from meshdsl.model.telemetry import AccessLogging, Telemetry, Tracing
 
 __all__ = [
     "Abort",
+    "AccessLogging",
     "Authority",
     "Authorization",
     "AuthorizationPolicy",
@@ -151,7 +153,9 @@ __all__ = [
     "TcpPool",
     "TcpRoute",
     "Tenancy",
+    "Telemetry",
     "To",
+    "Tracing",
     "TrafficPolicy",
     "Uri",
     "Version",

@@ -66,6 +66,7 @@ from meshdsl.model.service import (
 )
 from meshdsl.model.spec import MeshSpec
 from meshdsl.model.tenancy import Tenancy
+from meshdsl.model.telemetry import AccessLogging, Telemetry, Tracing
 
 
 class SubsetRef(Frozen):
@@ -398,6 +399,14 @@ class Service(_Scoped):
         self.mesh._rate_limits.append(self._rate_limit)
         return self
 
+    def telemetry(self, *, tracing: Tracing | None = None,
+                  access_logging: AccessLogging | bool | None = None,
+                  name: str | None = None) -> Service:
+        """Tracing and access logging for this service's workloads only."""
+        self.mesh._telemetry_of(self.namespace, name or self.name, self.selector, tracing,
+                                access_logging, caller_location())
+        return self
+
     # -- delivery ---------------------------------------------------------------------
     def canary(self, *, target: str, stable: str | None = None,
                steps: Sequence[int | Step] = (5, 10, 50, 100), pause: str | None = None,
@@ -473,6 +482,15 @@ class Namespace(ExternalHosts):
                for g in gateways]
         return self.mesh._routes(self.ns, name, list(hosts), gws, caller_location())
 
+    def telemetry(self, *, tracing: Tracing | None = None,
+                  access_logging: AccessLogging | bool | None = None,
+                  name: str = "default") -> Telemetry:
+        """Tracing and access logging for every workload of this namespace (on the mesh
+        itself: the whole mesh, declared in the root namespace)."""
+        namespace = self.mesh.root_namespace if self is self.mesh else self.ns
+        return self.mesh._telemetry_of(namespace, name, {}, tracing, access_logging,
+                                       caller_location())
+
     def mtls(self, mode: MtlsMode, *, name: str = "default",
              ports: Mapping[int, MtlsMode] | None = None) -> PeerAuthentication:
         """Namespace-wide mutual TLS mode (a PeerAuthentication without a selector)."""
@@ -526,6 +544,7 @@ class Mesh(Namespace):
         self._canaries: list[CanaryPlan] = []
         self._raw: list[dict[str, object]] = []
         self._raw_meta: list[tuple[SourceLocation | None, bool]] = []
+        self._telemetry: list[Telemetry] = []
         if mtls is not None:
             self._peer_auth(root_namespace, "default", mtls, {}, {}, self.source)
 
@@ -585,6 +604,17 @@ class Mesh(Namespace):
         self._peer_auths.append(pa)
         return pa
 
+    def _telemetry_of(self, namespace: str, name: str, selector: dict[str, str],
+                      tracing: Tracing | None, access_logging: AccessLogging | bool | None,
+                      source: SourceLocation | None) -> Telemetry:
+        logging = (AccessLogging() if access_logging is True
+                   else AccessLogging(disabled=True) if access_logging is False
+                   else access_logging)
+        telemetry = Telemetry(name=name, namespace=namespace, selector=dict(selector),
+                              tracing=tracing, access_logging=logging, source=source)
+        self._telemetry.append(telemetry)
+        return telemetry
+
     def build(self) -> MeshSpec:
         """The frozen value of everything declared so far."""
         vss = [vs for vs in (r.build() for r in self._vs) if vs is not None]
@@ -603,7 +633,7 @@ class Mesh(Namespace):
             service_entries=self._service_entries,
             raw_sources=[src for src, _ in self._raw_meta],
             raw_adopt=[adopt for _, adopt in self._raw_meta], tenancy=self.tenancy,
-            default_namespace=self.ns,
+            default_namespace=self.ns, telemetry=self._telemetry,
         )
 
 

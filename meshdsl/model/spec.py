@@ -19,6 +19,7 @@ from meshdsl.model.routing import VirtualService
 from meshdsl.model.security import AuthorizationPolicy, PeerAuthentication
 from meshdsl.model.service import NamespaceSpec, ServiceSpec
 from meshdsl.model.tenancy import Tenancy
+from meshdsl.model.telemetry import Telemetry
 
 
 class MeshSpec(Frozen):
@@ -35,6 +36,7 @@ class MeshSpec(Frozen):
     rate_limits: list[LocalRateLimit] = Field(default_factory=list)
     service_entries: list[ServiceEntry] = Field(default_factory=list)
     canaries: list[CanaryPlan] = Field(default_factory=list)
+    telemetry: list[Telemetry] = Field(default_factory=list)
     raw: list[dict[str, object]] = Field(default_factory=list)
     raw_sources: list[SourceLocation | None] = Field(default_factory=list, exclude=True)
     raw_adopt: list[bool] = Field(default_factory=list)

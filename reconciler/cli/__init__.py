@@ -12,7 +12,7 @@ from reconciler.cli.app import app
 
 _GROUPS = ("mesh",)
 _OPTIONAL = ("cluster", "local", "reconcile", "gitops", "canary", "imports", "demo",
-             "migrate")
+             "migrate", "plan", "dashboard")
 
 
 def _register() -> None:

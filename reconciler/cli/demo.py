@@ -42,6 +42,8 @@ from reconciler.cli.app import (
     print_table,
     table,
 )
+from reconciler.cli.dashboard import serve_local
+from reconciler.dashboard import Dashboard
 from reconciler.delivery.phases import Phase, RolloutState
 from reconciler.demo.prometheus import LocalPrometheus
 from reconciler.demo.traffic import Sample, TrafficGenerator, envoy_scrape_job
@@ -211,6 +213,12 @@ def _wait_applied(rec: Reconciler, revision: str, timeout: float) -> bool:
 def bookinfo_cmd(
     timeout: Annotated[float, typer.Option(help="Seconds each rollout may take.")] = 90.0,
     rate: Annotated[float, typer.Option(help="Requests per second to /productpage.")] = 40.0,
+    dashboard: Annotated[bool, typer.Option(
+        "--dashboard/--no-dashboard", help="Serve the live graph and canaries (URL printed)."
+    )] = True,
+    dashboard_listen: Annotated[str, typer.Option(
+        "--dashboard-listen", help="HOST:PORT of the dashboard (port 0: a free one).")]
+        = "127.0.0.1:0",
 ) -> None:
     """Canary reviews v2 (promoted) then a faulty v3 (rolled back), live, on this machine."""
     started = time.time()
@@ -229,6 +237,7 @@ def bookinfo_cmd(
     traffic: TrafficGenerator | None = None
     outcomes: list[tuple[Chapter, RolloutState | None, float, float]] = []
     final: list[Sample] = []
+    board: Dashboard | None = None
     try:
         base = _init_repo(repo)
         console.print(f"[dim]repository {repo}; starting Prometheus, then the reconciler "
@@ -243,6 +252,9 @@ def bookinfo_cmd(
                                   rollout_period=0.25),
                          source=source, deployer=deployer, store=DiskStore(workdir / "state"),
                          sandbox=sandbox, rollouts=driver)
+        board = serve_local(deployer.mesh, listen=dashboard_listen, store=store,
+                            status=DiskStore(workdir / "state"),
+                            title="meshdsl demo bookinfo") if dashboard else None
         sandbox.prepare()
         rec.start()
         first = _git(repo, "rev-parse", "HEAD")
@@ -270,6 +282,8 @@ def bookinfo_cmd(
     except KeyboardInterrupt:
         fail("interrupted; everything started was stopped", 130)
     finally:
+        if board is not None:
+            board.stop()
         if traffic is not None:
             traffic.stop()
         if rec is not None:

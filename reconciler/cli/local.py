@@ -35,6 +35,7 @@ from reconciler.cli.app import (
     print_table,
     table,
 )
+from reconciler.cli.dashboard import serve_local
 from reconciler.cli.mesh import ProgramArg, load_or_exit, print_findings
 from reconciler.runtime.loader import ProgramError, load
 from reconciler.sources.program import ProgramWatcher
@@ -185,6 +186,12 @@ def up_cmd(
     output: Annotated[Output, typer.Option(
         "-o", "--output", help="text (a table) or json (one document, then one JSON line "
         "per event).")] = Output.text,
+    dashboard: Annotated[bool, typer.Option(
+        "--dashboard/--no-dashboard", help="Serve the live graph (its URL is printed).")]
+        = True,
+    dashboard_listen: Annotated[str, typer.Option(
+        "--dashboard-listen", help="HOST:PORT of the dashboard (port 0: a free one).")]
+        = "127.0.0.1:0",
 ) -> None:
     """Run the mesh locally: every app with a local run, a sidecar Envoy per workload and
     a gateway Envoy. Serves until Ctrl-C; exit 0 after a clean shutdown."""
@@ -212,12 +219,15 @@ def up_cmd(
         raise
     mesh = LocalMesh(loaded.spec, workdir=workdir, gateway_port=gateway_port,
                      log_level=log_level)
+    board = None
     with _Signals(wake) as signals:
         try:
             if not json_out:
                 err_console.print(f"starting mesh {loaded.spec.name} ...", highlight=False,
                                   markup=False)
             began = time.perf_counter()
+            board = serve_local(mesh, listen=dashboard_listen, title=f"meshdsl "
+                                f"{loaded.spec.name}") if dashboard else None
             mesh.start()
             signals.serving = True
             rows = mesh.table()
@@ -254,6 +264,8 @@ def up_cmd(
             code, error = 0, None
         finally:  # whatever happened, nothing we started outlives us
             signals.stopping = True
+            if board is not None:
+                board.stop()
             _shutdown(mesh, watcher, json_out)
     if error is not None:
         fail(error, code)

@@ -20,6 +20,7 @@ from typing import Annotated
 import typer
 
 from reconciler.cli.app import app, fail
+from reconciler.cli.dashboard import serve_reconciler
 from reconciler.cli.fence import AdoptOpt, AllowNsOpt, fence_options
 from reconciler.cli.options import (
     AsOpt,
@@ -158,6 +159,12 @@ def reconcile_cmd(
     apply_as: Annotated[str | None, typer.Option(
         "--apply-as", help="Apply the mesh as this user (e.g. system:serviceaccount:NS:SA); "
         "state, control and the Lease stay the reconciler's own.")] = None,
+    dashboard: Annotated[bool, typer.Option(
+        "--dashboard/--no-dashboard", help="Serve the read-only live graph, canaries and "
+        "revisions (a token is required when not on loopback; the URL carries it).")] = False,
+    dashboard_listen: Annotated[str, typer.Option(
+        "--dashboard-listen", help="HOST:PORT of the dashboard (port 0: a free one).")]
+        = "127.0.0.1:0",
 ) -> None:
     """Keep the mesh matching a Git branch (or a local directory): the GitOps reconciler."""
     if (repo is None) == (directory is None):
@@ -199,7 +206,8 @@ def reconcile_cmd(
         prometheus=prometheus,
         rollout_period=parse_duration(rollout_period, what="--rollout-tick") or 1.0,
         log_format=log_format.value, allow_namespaces=tuple(allow_namespace or ()),
-        adopt=tuple(adopt or ()), apply_as=apply_as)
+        adopt=tuple(adopt or ()), apply_as=apply_as, dashboard=dashboard,
+        dashboard_listen=dashboard_listen)
     raise typer.Exit(run(config))
 
 
@@ -221,7 +229,15 @@ def run(config: ReconcileConfig) -> int:
                 signal.signal(signal.SIGTERM, on_signal)
                 signal.signal(signal.SIGINT, on_signal)
                 parts.start()
-                parts.serve(stopping)
+                board = serve_reconciler(
+                    parts.store, name=config.name, deployer=parts.deployer,
+                    prometheus=config.prometheus, listen=config.dashboard_listen,
+                ) if config.dashboard else None
+                try:
+                    parts.serve(stopping)
+                finally:
+                    if board is not None:
+                        board.stop()
                 return 0
     except AssemblyError as exc:
         fail(str(exc), 2)

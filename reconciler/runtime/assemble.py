@@ -121,6 +121,8 @@ class ReconcileConfig:
     allow_namespaces: tuple[str, ...] = ()   # reserved namespaces the mesh may write
     adopt: tuple[str, ...] = ()              # existing objects to take over (KIND/NS/NAME)
     apply_as: str | None = None              # apply the mesh as this user (impersonation)
+    dashboard: bool = False                  # serve the read-only page beside the loop
+    dashboard_listen: str = "127.0.0.1:0"
 
 
 class _NoMetrics:

@@ -64,6 +64,7 @@ from meshdsl.compile.envoy import (
     compile_local,
 )
 from meshdsl.compile.envoy.placement import gateway_workloads, service_ports
+from meshdsl.compile.envoy.tracing import with_tracing
 from meshdsl.model.spec import MeshSpec
 from reconciler.ports import Deployed, DeployError
 from reconciler.targets.envoy.allocation import Credentials, extend, local_run
@@ -149,8 +150,12 @@ class LocalMesh:
                  pki: bool = True, log_level: str = "warn", envoy: Path | None = None,
                  drain_time_s: int = 2, update_timeout: float = 15.0,
                  app_startup_timeout: float = 20.0,
-                 route_delivery: RouteDelivery = "auto") -> None:
+                 route_delivery: RouteDelivery = "auto",
+                 trace_collector: Address | None = None) -> None:
         self._initial = spec
+        # Where the Envoys send Zipkin spans when a Telemetry asks for tracing (the
+        # dashboard's collector); None: no tracing. Read at every apply.
+        self.trace_collector = trace_collector
         self._initial_weights = weights
         self._owns_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="localmesh-")).resolve()
@@ -232,6 +237,8 @@ class LocalMesh:
                            credentials=self._credentials, gateway_port=self._gateway_port)
         try:
             configs = compile_local(spec, placement, weights or None)
+            if self.trace_collector is not None:
+                configs = with_tracing(configs, spec, self.trace_collector)
         except EnvoyCompileError as err:
             raise LocalMeshError(f"mesh {spec.name!r} cannot run locally: {err}") from err
         removed_apps, launched = self._replace_apps(spec, placement)
