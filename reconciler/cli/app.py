@@ -43,8 +43,10 @@ def command_group(name: str, help: str) -> typer.Typer:
 app = command_group(
     "meshctl", "Istio service mesh as typed Python: validate, render, apply, reconcile, deliver.")
 
-console = Console(highlight=False, emoji=False)
-err_console = Console(stderr=True, highlight=False, emoji=False)
+# soft_wrap: a line is never broken by rich at the console width (80 off a terminal); a
+# terminal wraps it, a pipe keeps it whole. Tables are laid out by print_table.
+console = Console(highlight=False, emoji=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 
 
 class Output(StrEnum):

@@ -31,6 +31,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from rich.markup import escape
 from rich.text import Text
 
 from reconciler.cli.app import (
@@ -240,8 +241,9 @@ def bookinfo_cmd(
     board: Dashboard | None = None
     try:
         base = _init_repo(repo)
-        console.print(f"[dim]repository {repo}; starting Prometheus, then the reconciler "
-                      "(meshctl reconcile --target local) tracking it...[/]")
+        console.print(f"[dim]repository {escape(str(repo))}; starting Prometheus, then the "
+                      "reconciler (meshctl reconcile --target local) tracking it...[/]",
+                      soft_wrap=True)
         prometheus = LocalPrometheus(rule_groups=istio_bridge_rule_groups(interval="1s"),
                                      workdir=workdir / "prometheus").start()
         deployer = _ScrapedMesh(LocalMesh(workdir=workdir / "mesh"), prometheus)
@@ -266,15 +268,16 @@ def bookinfo_cmd(
                                    classify=_reviews_call).start()
         console.print(f"[dim]mesh up in {time.time() - started:.0f}s: "
                       f"{len(mesh.proxies())} Envoys, traffic on "
-                      f"{mesh.gateway_url()}/productpage[/]")
+                      f"{mesh.gateway_url()}/productpage[/]", soft_wrap=True)
         time.sleep(2.0)
         for chapter in CHAPTERS:
             begin = time.time()
             sha = _commit(repo, base, chapter)
-            console.print(f"\n[bold]git commit {sha[:12]}[/] {chapter.message}")
+            console.print(f"\n[bold]git commit {sha[:12]}[/] {escape(chapter.message)}",
+                          soft_wrap=True)
             if _wait_applied(rec, sha, 60):
                 console.print(f"[bold cyan]revision {sha[:12]} applied[/] "
-                              f"{time.time() - begin:.1f}s after the commit")
+                              f"{time.time() - begin:.1f}s after the commit", soft_wrap=True)
             state = _wait_outcome(store, chapter.target, timeout)
             time.sleep(1.5)  # traffic on the final routes
             outcomes.append((chapter, state, begin, time.time()))
@@ -323,6 +326,6 @@ def _summary(outcomes: list[tuple[Chapter, RolloutState | None, float, float]],
     console.print()
     print_table(summary)
     console.print(f"after the story, reviews answered from: {', '.join(sorted(served)) or '-'}"
-                  f" (expected reviews-v2); total {time.time() - started:.0f}s")
+                  f" (expected reviews-v2); total {time.time() - started:.0f}s", soft_wrap=True)
     console.print("[bold green]story complete[/]" if ok else "[bold red]story failed[/]")
     return ok

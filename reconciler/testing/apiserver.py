@@ -84,19 +84,10 @@ __all__ = [
 # --- small helpers -----------------------------------------------------------------------------
 
 
-def _http_get(
-    url: str,
-    *,
-    token: str | None = None,
-    context: ssl.SSLContext | None = None,
-    timeout: float = 5.0,
-) -> tuple[int, bytes]:
+def _http_get(client: httpx.Client, url: str, *, timeout: float) -> tuple[int, bytes]:
     """GET ``url``; returns (status, body); status 0 when the connection failed."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        # trust_env=False: everything here is on 127.0.0.1, whatever HTTP(S)_PROXY says.
-        response = httpx.get(url, headers=headers, timeout=timeout, trust_env=False,
-                             verify=context if context is not None else True)
+        response = client.get(url, timeout=timeout)
     except httpx.HTTPError:
         return 0, b""
     return response.status_code, response.content
@@ -153,6 +144,7 @@ class LocalApiServer(Component):
         self._etcd: subprocess.Popen[bytes] | None = None
         self._apiserver: subprocess.Popen[bytes] | None = None
         self._ssl_context: ssl.SSLContext | None = None
+        self._client: httpx.Client | None = None
         self.token: str = secrets.token_hex(24)
         self.port: int = 0
         self.etcd_port: int = 0
@@ -252,6 +244,9 @@ class LocalApiServer(Component):
     def stop(self) -> None:
         """Terminate kube-apiserver and etcd, then remove the work directory (idempotent)."""
         self._stop_processes()
+        if self._client is not None:
+            self._client.close()
+            self._client = None
         if self._workdir is not None and not self._keep_workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
         self._workdir = None
@@ -314,7 +309,7 @@ class LocalApiServer(Component):
             self._etcd,
             self.etcd_log,
             deadline,
-            lambda: _http_get(f"{self.etcd_url}/health", timeout=2.0)[0] == 200,
+            lambda: _http_get(self._http(), f"{self.etcd_url}/health", timeout=2.0)[0] == 200,
         )
 
         pki = workdir / "pki"
@@ -405,11 +400,18 @@ class LocalApiServer(Component):
 
     # -- talking to it --
 
+    def _http(self) -> httpx.Client:
+        """One client (and its connections) for every request to etcd and the API server;
+        trust_env=False: everything here is on 127.0.0.1, whatever HTTP(S)_PROXY says."""
+        if self._client is None:
+            self._client = httpx.Client(
+                headers={"Authorization": f"Bearer {self.token}"}, trust_env=False,
+                verify=self._ssl_context if self._ssl_context is not None else True)
+        return self._client
+
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         """GET an API path as admin: (status, body); status 0 when unreachable."""
-        return _http_get(
-            f"{self.url}{path}", token=self.token, context=self._ssl_context, timeout=timeout
-        )
+        return _http_get(self._http(), f"{self.url}{path}", timeout=timeout)
 
     def get_json(self, path: str, timeout: float = 5.0) -> Any:
         """GET an API path (e.g. ``/apis``) as admin and decode the JSON; raises on non-200."""

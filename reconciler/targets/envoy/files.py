@@ -42,6 +42,7 @@ __all__ = [
     "Resource",
     "bind_rds",
     "bootstrap",
+    "by_name",
     "discovery_response",
     "file_config_source",
     "http_connection_managers",
@@ -249,4 +250,18 @@ def inline_rds(
             del hcm["rds"]
             table = {k: copy.deepcopy(v) for k, v in by_name[name].items() if k != "@type"}
             hcm["route_config"] = table
+    return out
+
+
+def by_name(resources: Sequence[Mapping[str, Any]], kind: str) -> dict[str, Mapping[str, Any]]:
+    """Resources keyed by their ``name``; a missing or repeated name is a ValueError that
+    names the ``kind``."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for resource in resources:
+        name = resource.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"every {kind} needs a non-empty string 'name': {resource!r}")
+        if name in out:
+            raise ValueError(f"duplicate {kind} name {name!r}")
+        out[name] = resource
     return out

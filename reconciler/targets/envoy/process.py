@@ -21,11 +21,8 @@ many Envoys light.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -50,6 +47,7 @@ from reconciler.targets.envoy.files import (
     ROUTE_TYPE,
     bind_rds,
     bootstrap,
+    by_name,
     discovery_response,
     rds_file_name,
     referenced_route_names,
@@ -304,13 +302,13 @@ class EnvoyProcess(Component):
         :class:`EnvoyUpdateRejectedError` (Envoy keeps serving the previous config) or
         :class:`EnvoyTimeoutError`. ``timeout`` bounds each of the up to four steps.
         """
-        new_clusters = _by_name(clusters, "cluster")
-        new_routes = _by_name(routes, "route table")
+        new_clusters = by_name(clusters, "cluster")
+        new_routes = by_name(routes, "route table")
         bound = bind_rds(listeners, self.rds_path)
         missing = referenced_route_names(listeners) - set(new_routes)
         if missing:
             raise ValueError(f"listeners use route tables not given in routes: {sorted(missing)}")
-        _by_name(listeners, "listener")
+        by_name(listeners, "listener")
 
         # Make before break: clusters about to go stay until nothing routes to them.
         removed = {n: c for n, c in self._clusters.items() if n not in new_clusters}
@@ -432,7 +430,7 @@ class EnvoyProcess(Component):
         return _Counters(processed=processed, rejected=rejected)
 
     def _gauge(self, name: str) -> int:
-        return int(self.admin.stats(rf"^{_regex_literal(name)}$").get(name, 0))
+        return int(self.admin.stats(rf"^{re.escape(name)}$").get(name, 0))
 
     def _await_update(
         self, prefix: str, what: str, before: _Counters, timeout: float, files: int = 1
@@ -488,31 +486,3 @@ class EnvoyProcess(Component):
             raise EnvoyStartError(
                 f"Envoy in {self.workdir} exited with code {code} {when}\n" + self.log_tail()
             )
-
-
-def _by_name(resources: Sequence[Mapping[str, Any]], kind: str) -> dict[str, Mapping[str, Any]]:
-    out: dict[str, Mapping[str, Any]] = {}
-    for resource in resources:
-        name = resource.get("name")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"every {kind} needs a non-empty string 'name': {resource!r}")
-        if name in out:
-            raise ValueError(f"duplicate {kind} name {name!r}")
-        out[name] = resource
-    return out
-
-
-def _regex_literal(text: str) -> str:
-    """``re.escape`` for Envoy's RE2 stats filter (Python escapes are RE2-compatible)."""
-    return re.escape(text)
-
-
-    with contextlib.suppress(OSError, AttributeError):
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-        pr_set_pdeathsig = 1
-
-        def preexec() -> None:
-            prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-
-        return preexec
-    return None
