@@ -130,7 +130,7 @@ def test_environment_is_scrubbed(sandbox: Sandbox, checkout: Path,
     finally:
         cold.close()
     assert "kubeconfig" not in mesh and "aws" not in mesh and "webhook" not in mesh
-    assert mesh.startswith("env-lang-path-pythondontwritebytecode")
+    assert mesh.startswith("env-home-lang-path-pwd-pythondontwritebytecode")
     assert "KUBECONFIG" in os.environ
 
 
