@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from meshdsl.validate import Severity
-from reconciler.runtime.compile_worker import MAX_RESULT
+from reconciler.runtime.cgroup import PidsCgroup
+from reconciler.runtime.compile_worker import MAX_RESULT, NPROC
 from reconciler.runtime.isolation import (
     CheckoutTooLarge,
     Isolation,
@@ -140,6 +141,7 @@ class _Worker:
             self.process = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
                 env=env, cwd=home, close_fds=True, start_new_session=True)
+        self.cgroup = PidsCgroup(NPROC)
         self._buffer = b""
         self.ready = False
 
@@ -177,6 +179,8 @@ class _Worker:
     def wait_ready(self, timeout: float) -> bool:
         if not self.ready:
             self.ready = self.readline(timeout) == b"ready"
+            if self.ready:   # before the program runs: nothing it starts is outside
+                self.cgroup.adopt(self.process.pid)
         return self.ready
 
     def send(self, job: dict[str, Any]) -> bool:
@@ -200,6 +204,7 @@ class _Worker:
         """End the sandbox: bwrap's session, and with its PID namespace every process."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
+        self.cgroup.kill()
         with contextlib.suppress(Exception):
             self.process.wait(timeout=5)
         streams: list[IO[bytes] | None] = [self.process.stdin, self.process.stdout, self.log]
