@@ -76,7 +76,8 @@ from meshdsl import Mesh
 subprocess.Popen(["sleep", "300.{nonce}"], start_new_session=True,
                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 subprocess.Popen(["sleep", "301.{nonce}"])
-mesh = Mesh("detached", namespace="detached")
+mesh = Mesh("{name}", namespace="{name}")
+mesh.namespace("{name}")
 web = mesh.service("web", versions=["v1"])
 web.route(to={web.v1: 100})
 ''',
@@ -131,7 +132,8 @@ line = "x" * 1023 + "\\n"
 for _ in range(100 * 1024):
     sys.stdout.write(line)
     sys.stderr.write(line)
-mesh = Mesh("loud", namespace="loud")
+mesh = Mesh("{name}", namespace="{name}")
+mesh.namespace("{name}")
 web = mesh.service("web", versions=["v1"])
 web.route(to={web.v1: 100})
 ''',

@@ -106,7 +106,7 @@ def test_a_detached_child_dies_with_the_run(sandbox: Sandbox, tmp_path: Path) ->
     nonce = str(time.time_ns())[-9:]
     checkout = tmp_path / "repo"
     checkout.mkdir()
-    (checkout / "mesh.py").write_text(render("detached_child", nonce=nonce))
+    (checkout / "mesh.py").write_text(render("detached_child", nonce=nonce, name="detached"))
     started = time.monotonic()
     assert sandbox.run(checkout, "mesh.py").mesh == "detached"
     assert time.monotonic() - started < 3.0        # not held open by the child's pipes
@@ -144,7 +144,7 @@ def test_a_forged_result_is_not_a_verdict(sandbox: Sandbox, tmp_path: Path) -> N
 def test_an_output_flood_is_cut_to_its_tail(sandbox: Sandbox, tmp_path: Path) -> None:
     checkout = tmp_path / "repo"
     checkout.mkdir()
-    (checkout / "mesh.py").write_text(render("output_flood"))
+    (checkout / "mesh.py").write_text(render("output_flood", name="loud"))
     result = sandbox.run(checkout, "mesh.py")
     assert result.mesh == "loud" and 0 < len(result.stderr) <= 4000
 
