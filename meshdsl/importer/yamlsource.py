@@ -10,6 +10,13 @@ The data is normalized to what the API server would receive: mapping keys are st
 (JSON has no other keys), timestamps and binary scalars are strings. Duplicate keys are an
 error here, although PyYAML would silently keep the last one, because Kubernetes'
 strict decoding rejects them too.
+
+Input is bounded before it costs anything: at most :data:`MAX_BYTES` read from any file
+or stream (``/dev/zero`` is "too large", not a hang), nesting at most :data:`MAX_DEPTH`
+(checked on the event stream, before anything recursive runs), and at most
+:data:`MAX_NODES` nodes once aliases are expanded (a 441-byte "billion laughs" document
+is refused in milliseconds, not after gigabytes). Every such input is an
+:class:`InputError`, like any other bad YAML.
 """
 
 from __future__ import annotations
@@ -19,9 +26,15 @@ import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
+from yaml.events import (
+    MappingEndEvent,
+    MappingStartEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from meshdsl.importer.errors import InputError
@@ -30,6 +43,10 @@ from meshdsl.model.base import SourceLocation
 YamlPath = tuple[str | int, ...]
 
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+MAX_BYTES = 16 << 20
+MAX_DEPTH = 100
+MAX_NODES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -119,16 +136,81 @@ def _objects(data: Any, file: str, line: int, lines: Mapping[YamlPath, int]
     return [Document(manifest=data, file=file, line=line, lines=dict(lines))]
 
 
+def _check_depth(text: str, file: str) -> None:
+    """Refuse nesting deeper than :data:`MAX_DEPTH` from the events alone."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, (MappingStartEvent, SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else 1
+                raise InputError(f"nested more than {MAX_DEPTH} levels deep; a Kubernetes "
+                                 "object never is", SourceLocation(file=file, line=line))
+        elif isinstance(event, (MappingEndEvent, SequenceEndEvent)):
+            depth -= 1
+
+
+def _check_size(node: Node, file: str) -> None:
+    """Refuse a document that expands (through aliases) to more than :data:`MAX_NODES`
+    nodes, or refers to itself; counts each shared node once per use, without expanding."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(current: Node) -> int:
+        key = id(current)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise InputError("a YAML alias refers to the node that contains it",
+                             SourceLocation(file=file, line=current.start_mark.line + 1))
+        active.add(key)
+        children: list[Node] = []
+        if isinstance(current, MappingNode):
+            children = [part for pair in current.value for part in pair]
+        elif isinstance(current, SequenceNode):
+            children = list(current.value)
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_NODES:
+                raise InputError(
+                    f"the document expands to more than {MAX_NODES:,} values through YAML "
+                    "aliases (an alias bomb?)",
+                    SourceLocation(file=file, line=node.start_mark.line + 1))
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    size(node)
+
+
+def _construct(loader: Any, node: Node, file: str) -> Any:
+    """The document's data; a malformed explicitly tagged scalar (``!!timestamp x``,
+    ``!!binary *``) makes PyYAML's constructors raise whatever they hit, which is bad
+    input like any other."""
+    try:
+        return loader.construct_document(node)
+    except yaml.YAMLError:
+        raise
+    except Exception as exc:
+        raise InputError(f"invalid YAML value ({type(exc).__name__}: {exc})",
+                         SourceLocation(file=file, line=node.start_mark.line + 1)) from exc
+
+
 def load_text(text: str, file: str = "<stdin>") -> list[Document]:
     """Every object of a YAML stream, in order; :class:`InputError` for bad YAML."""
+    if len(text) > MAX_BYTES:
+        raise InputError(f"{file}: larger than {MAX_BYTES >> 20} MiB")
     loader = _Loader(text)
     documents: list[Document] = []
     try:
+        _check_depth(text, file)
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 continue
-            data = _normalize(loader.construct_document(node))
+            _check_size(node, file)
+            data = _normalize(_construct(loader, node, file))
             if data is None:
                 continue  # an empty document (``---`` twice, or only comments)
             lines: dict[YamlPath, int] = {}
@@ -142,9 +224,30 @@ def load_text(text: str, file: str = "<stdin>") -> list[Document]:
                          ) from exc
     except yaml.YAMLError as exc:
         raise InputError(f"invalid YAML: {exc}", SourceLocation(file=file, line=1)) from exc
+    except RecursionError as exc:
+        raise InputError("nested too deeply", SourceLocation(file=file, line=1)) from exc
     finally:
         loader.dispose()
     return documents
+
+
+def _decode(data: bytes, name: str) -> str:
+    if len(data) > MAX_BYTES:
+        raise InputError(f"{name}: larger than {MAX_BYTES >> 20} MiB; not a manifest")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{name}: not UTF-8 text (byte {exc.start}); YAML must be "
+                         "UTF-8") from exc
+
+
+def load_stream(stream: IO[bytes], name: str = "<stdin>") -> list[Document]:
+    """Every object of a binary stream (stdin), read up to :data:`MAX_BYTES` + 1."""
+    try:
+        data = stream.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read: {exc.strerror}") from exc
+    return load_text(_decode(data, name), name)
 
 
 def load_files(paths: Iterable[str | Path]) -> list[Document]:
@@ -153,7 +256,8 @@ def load_files(paths: Iterable[str | Path]) -> list[Document]:
     for path in paths:
         name = str(path)
         try:
-            text = Path(path).read_bytes().decode("utf-8-sig")
+            with open(path, "rb") as handle:
+                text = _decode(handle.read(MAX_BYTES + 1), name)
         except FileNotFoundError as exc:
             raise InputError(f"{name}: no such file") from exc
         except IsADirectoryError as exc:
@@ -161,8 +265,5 @@ def load_files(paths: Iterable[str | Path]) -> list[Document]:
                              f"({name}/*.yaml)") from exc
         except OSError as exc:
             raise InputError(f"{name}: cannot read: {exc.strerror}") from exc
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{name}: not UTF-8 text (byte {exc.start}); YAML must be "
-                             "UTF-8") from exc
         documents += load_text(text, name)
     return documents

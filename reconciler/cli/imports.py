@@ -26,9 +26,9 @@ from meshdsl.importer import (
     analyze_documents,
     import_documents,
     load_files,
-    load_text,
     mesh_name_for,
 )
+from meshdsl.importer.yamlsource import load_stream
 from meshdsl.validate import Severity, has_errors
 from reconciler.cli.app import Output, app, emit, err_console, fail
 from reconciler.cli.mesh import print_findings
@@ -43,8 +43,7 @@ NamespaceOpt = Annotated[str, typer.Option(
 def _documents(files: Sequence[str]) -> list[Document]:
     documents: list[Document] = []
     for name in files:
-        documents += load_text(sys.stdin.read(), "<stdin>") if name == "-" else \
-            load_files([name])
+        documents += load_stream(sys.stdin.buffer) if name == "-" else load_files([name])
     return documents
 
 
