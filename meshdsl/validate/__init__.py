@@ -7,12 +7,12 @@ runs them all and returns the findings sorted by the user's file and line.
 from __future__ import annotations
 
 from meshdsl.model.spec import MeshSpec
-from meshdsl.validate import gateways, references, routing, security
+from meshdsl.validate import gateways, names, references, routing, security
 from meshdsl.validate.findings import CODES, Finding, Severity, has_errors
 
 __all__ = ["CODES", "Finding", "Severity", "has_errors", "validate"]
 
-_RULES = (references, routing, gateways, security)
+_RULES = (names, references, routing, gateways, security)
 
 
 def validate(mesh: MeshSpec) -> list[Finding]:

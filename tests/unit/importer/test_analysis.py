@@ -147,6 +147,8 @@ CASES: dict[str, tuple[str, str, Severity, str]] = {
               "object db"),
     "MD113": (vs(route(to())) + vs(route(to())) + dr(),
               vs(route(to())) + dr(), Severity.ERROR, "object reviews"),
+    "MD116": (vs(route(to())) + dr(name="reviews..dr"), vs(route(to())) + dr(name="reviews.dr"),
+              Severity.ERROR, "object reviews..dr"),
 }
 # Canaries are meshdsl's own delivery plans: Istio YAML cannot state one.
 UNREACHABLE_FROM_YAML = {"MD112", "MD114", "MD115"}

@@ -158,6 +158,12 @@ def _two_canaries(bad: bool) -> Mesh:
     return mesh
 
 
+def _bad_name(bad: bool) -> Mesh:
+    mesh = Mesh("t", namespace="../../x" if bad else "shop")
+    mesh.service("Web_1" if bad else "web-1", versions=["v1"])
+    return mesh
+
+
 CASES: list[tuple[str, Callable[[bool], Mesh], Severity]] = [
     ("MD101", _subset, Severity.ERROR),
     ("MD102", _unknown_host, Severity.ERROR),
@@ -175,6 +181,7 @@ CASES: list[tuple[str, Callable[[bool], Mesh], Severity]] = [
     ("MD113", _duplicate, Severity.ERROR),
     ("MD114", _canary_without_route, Severity.ERROR),
     ("MD115", _two_canaries, Severity.ERROR),
+    ("MD116", _bad_name, Severity.ERROR),
 ]
 
 
