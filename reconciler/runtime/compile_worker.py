@@ -80,7 +80,7 @@ def _failure(kind: str, message: str, roots: list[str], *, location: str | None 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:
     """Load, validate and compile one program; never raises (except on interpreter exit)."""
-    from meshdsl.validate import Severity, validate
+    from meshdsl.validate import validate
     from reconciler.runtime.loader import ProgramError, load
 
     checkout = Path(job["checkout"])
@@ -120,12 +120,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
                         f"{job.get('memory_mb', '?')} MiB)", roots,
                         location=_user_location(exc.__traceback__, roots))
     findings = validate(loaded.spec)
-    errors = [f for f in findings if f.severity is Severity.ERROR]
-    if errors:
-        return _failure("validation", f"{len(errors)} validation error(s); nothing applied",
-                        roots, location=str(errors[0].source) if errors[0].source else None,
-                        details=[str(f) for f in errors])
-    # The spec is all the parent reads: it parses, validates and compiles it again itself.
+    # Errors included: the parent validates again and decides. The spec is all the parent reads: it parses, validates and compiles it again itself.
     # The findings carry only where each one is in the user's files (for display).
     return {"ok": True, "spec": loaded.spec.model_dump(mode="json"),
             "sources": [[f.code, f.path, _rel(f.source.file, roots), f.source.line]

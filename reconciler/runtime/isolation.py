@@ -15,9 +15,9 @@ Mechanism: Debian's ``bubblewrap`` (``bwrap``), started per program. It gives th
 bwrap needs user namespaces: as root they always work; as another user the kernel must
 allow unprivileged ones (``kernel.unprivileged_userns_clone`` / AppArmor on some distros).
 Paths the sandbox user could not open (a Python under ``/root``) are handed to bwrap as
-already-open directory descriptors. The checkout is copied (without ``.git``) into a
-staging directory bound into the sandbox, so a sandbox started ahead of time (warm) can
-be given the next revision without a new mount.
+already-open directory descriptors. A sandbox started for a known checkout binds it
+read-only; one started ahead of time (warm) binds a staging directory into which the
+next checkout is copied (without ``.git``), so it needs no new mount.
 """
 
 from __future__ import annotations
@@ -82,7 +82,11 @@ class Isolation:
     bwrap: str
     staging: Path
 
-    def command(self, argv: list[str], env: dict[str, str]) -> tuple[list[str], list[int]]:
+    def command(self, argv: list[str], env: dict[str, str], *, checkout: Path | None = None
+                ) -> tuple[list[str], list[int]]:
+        """bwrap's argv and the descriptors to pass. ``checkout``: bind this directory
+        (read-only) at :data:`CHECKOUT` instead of the staging directory — for a sandbox
+        started for one known checkout, which then needs no copy."""
         fds: list[int] = []
         cmd = [self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns",
                "--die-with-parent", "--new-session", "--uid", str(SANDBOX_UID),
@@ -101,7 +105,7 @@ class Isolation:
             fds.append(fd)
             cmd += ["--ro-bind-fd", str(fd), root]
         cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES),
-                "--tmpfs", "/tmp", "--ro-bind", str(self.staging), CHECKOUT,
+                "--tmpfs", "/tmp", "--ro-bind", str(checkout or self.staging), CHECKOUT,
                 "--chdir", "/tmp"]
         for key, value in sorted(env.items()):
             cmd += ["--setenv", key, value]

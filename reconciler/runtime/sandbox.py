@@ -40,6 +40,7 @@ from meshdsl.validate import Severity
 from reconciler.runtime.cgroup import PidsCgroup
 from reconciler.runtime.compile_worker import MAX_RESULT, NPROC
 from reconciler.runtime.isolation import (
+    CHECKOUT,
     CheckoutTooLarge,
     Isolation,
     Mode,
@@ -123,11 +124,13 @@ def _text(value: Any, limit: int) -> str:
 class _Worker:
     """One sandbox for one program run, and deadline- and size-bounded reads of it."""
 
-    def __init__(self, argv: list[str], *, home: Path, isolation: Isolation | None) -> None:
+    def __init__(self, argv: list[str], *, home: Path, isolation: Isolation | None,
+                 checkout: Path | None = None) -> None:
         self.log = open(home / "worker.log", "w+b")  # noqa: SIM115 (closed in kill)
+        self.checkout = checkout if isolation is not None else None
         env = scrubbed_env()
         if isolation is not None:
-            command, fds = isolation.command(argv, env)
+            command, fds = isolation.command(argv, env, checkout=checkout)
             try:
                 self.process = subprocess.Popen(
                     command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
@@ -271,12 +274,13 @@ class Sandbox:
                 "--memory-mb", str(self.limits.memory_mb),
                 "--cpu-seconds", str(self.cpu_seconds)]
 
-    def _start(self) -> _Worker:
+    def _start(self, checkout: Path | None = None) -> _Worker:
         self._probe()
         if self.mode is Mode.REQUIRE and self._isolation is None:
             raise ProgramFailed("sandbox", "bubblewrap is required (--sandbox require) but "
                                 "it is not installed or cannot create namespaces here")
-        return _Worker(self._argv(), home=self._home, isolation=self._isolation)
+        return _Worker(self._argv(), home=self._home, isolation=self._isolation,
+                       checkout=checkout)
 
     def prepare(self) -> None:
         """Start the next sandbox now (otherwise the first run starts it)."""
@@ -315,7 +319,8 @@ class Sandbox:
                 raise ProgramFailed("crash", "the sandbox is closed")
             worker, self._worker = self._worker, None
             try:
-                claim, stderr = self._run(worker or self._start(), checkout, program)
+                claim, stderr = self._run(worker or self._start(checkout.resolve()),
+                                          checkout, program)
             finally:
                 if self.warm and not self._closed:
                     with contextlib.suppress(ProgramFailed):
@@ -325,9 +330,11 @@ class Sandbox:
         except Rejected as exc:
             raise ProgramFailed("invalid", f"{program}: {exc}") from None
 
-    def _job(self, checkout: Path, program: str) -> dict[str, Any]:
+    def _job(self, worker: _Worker, checkout: Path, program: str) -> dict[str, Any]:
         root = str(checkout)
-        if self._isolation is not None:
+        if worker.checkout is not None:
+            root = CHECKOUT
+        elif self._isolation is not None:
             try:
                 root = stage_checkout(checkout, self._staging).path
             except CheckoutTooLarge as exc:
@@ -347,7 +354,7 @@ class Sandbox:
                                     f"{_STARTUP_TIMEOUT:g} s"
                                     + (f": {tail[-1]}" if tail else ""),
                                     details=tuple(tail[-10:]))
-            if not worker.send(self._job(checkout, program)):
+            if not worker.send(self._job(worker, checkout, program)):
                 raise ProgramFailed("crash", "the sandbox stopped before the program ran")
             return self._reply(worker, program)
         finally:
