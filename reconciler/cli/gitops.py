@@ -25,7 +25,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from reconciler.cli.app import Output, app, console, emit, fail
+from reconciler.cli.app import Output, app, console, emit, err_console, fail
 from reconciler.ports import Source, StateStore
 from reconciler.runtime.status import (
     STATE_NAMESPACE,
@@ -548,7 +548,17 @@ def status_cmd(
     """What the reconciler applied, when, with what result; drift; suspension."""
     store = _store(name, state=StateKind.auto, state_dir=state_dir, kubeconfig=kubeconfig,
                    context=context, as_user=as_user, namespace=system_namespace)
-    status = _load_status(store, name)
+    try:
+        status = _load_status(store, name)
+    except typer.Exit:             # reported; the rollouts are still worth showing
+        rollouts, unreadable = _rollouts(store, name)
+        for state in rollouts:
+            console.print(f"rollout {state.namespace}/{state.service} {state.phase.value} "
+                          f"{state.stage_label}", highlight=False, markup=False)
+        if unreadable:
+            err_console.print(f"rollouts unreadable: {unreadable}", highlight=False,
+                              markup=False, soft_wrap=True)
+        raise
     rollouts, unreadable = _rollouts(store, name)
     if output is not Output.text:
         data = status.to_dict()
@@ -588,9 +598,10 @@ def _rollouts(store: StateStore, name: str) -> tuple[list[Any], str]:
     if rollouts is None:
         return [], ""
     try:
-        return [s.state for s in rollouts.list_rollouts()], ""
+        found, errors = rollouts.list_readable()
     except RolloutStoreError as exc:
         return [], str(exc)
+    return [s.state for s in found], "; ".join(errors)
 
 
 @app.command("history")
