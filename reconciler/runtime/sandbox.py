@@ -5,9 +5,9 @@ Python from a Git commit, possibly hostile. So the program never runs in the rec
 process, and never with its view of the machine:
 
 - isolation (:mod:`.isolation`): bubblewrap — its own user, PID, network (empty: no
-  ``127.0.0.1``), IPC and mount namespaces; a read-only copy of the checkout and the
-  Python it needs, nothing else of the file system; a scrubbed environment. Without
-  bubblewrap (``--sandbox none``, or ``auto`` where it does not work) it is a plain child
+  ``127.0.0.1``), IPC and mount namespaces; the checkout and the Python it needs,
+  read-only, nothing else of the file system; a scrubbed environment. Without bubblewrap
+  (``MESHDSL_SANDBOX=none``, or ``auto`` where it does not work) it is a plain child
   process, and a loud warning says so;
 - limits (:func:`.compile_worker.limit_worker`): processes, open files, file size, memory
   (``RLIMIT_AS``), CPU time, no core dumps; a wall-clock timeout after which the whole
@@ -113,7 +113,7 @@ def _warn(reason: str) -> None:
         _warned = True
         print(f"WARNING: mesh programs run WITHOUT a sandbox ({reason}): a program can read "
               "this process's files and network. Install bubblewrap (apt-get install "
-              "bubblewrap) or pass --sandbox none to accept this.", file=sys.stderr,
+              "bubblewrap) or set MESHDSL_SANDBOX=none to accept this.", file=sys.stderr,
               flush=True)
 
 
@@ -277,8 +277,8 @@ class Sandbox:
     def _start(self, checkout: Path | None = None) -> _Worker:
         self._probe()
         if self.mode is Mode.REQUIRE and self._isolation is None:
-            raise ProgramFailed("sandbox", "bubblewrap is required (--sandbox require) but "
-                                "it is not installed or cannot create namespaces here")
+            raise ProgramFailed("sandbox", "bubblewrap is required (MESHDSL_SANDBOX=require) "
+                                "but it is not installed or cannot create namespaces here")
         return _Worker(self._argv(), home=self._home, isolation=self._isolation,
                        checkout=checkout)
 
