@@ -61,7 +61,7 @@ def test_hostile_corpus_through_meshctl_reconcile(apiserver: LocalApiServer,
             [MESHCTL, "reconcile", "--once", "--repo", str(git.origin), "--name", name,
              "--kubeconfig", str(apiserver.kubeconfig), "--state", "disk", "--state-dir",
              str(tmp_path / "state"), "--cache-dir", str(tmp_path / "cache"),
-             "--listen", "off", "--program-timeout", "3s", "--program-memory-mb", "512"],
+             "--listen", "off", "--program-timeout", "5s", "--program-memory-mb", "512"],
             env=env, capture_output=True, text=True, timeout=120, check=False)
         took = time.monotonic() - started
         assert "Traceback" not in done.stdout + done.stderr

@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -136,7 +137,8 @@ def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text, what="x") == seconds
 
 
-def test_status_lists_the_rollouts_kept_beside_it(state: Path) -> None:
+def _save_rollout(state: Path) -> Any:
+    """A rollout of shop/reviews saved beside the status; its state."""
     from meshdsl.model import Mesh
     from meshdsl.model.canary import SuccessRate
     from reconciler.delivery import machine
@@ -149,6 +151,11 @@ def test_status_lists_the_rollouts_kept_beside_it(state: Path) -> None:
                           checks=[SuccessRate(99)])
     started, _ = machine.start(plan, B, 1000.0)
     DiskRolloutStore.in_state_dir(state).save(started, expected_generation=None)
+    return started
+
+
+def test_status_lists_the_rollouts_kept_beside_it(state: Path) -> None:
+    started = _save_rollout(state)
 
     code, out = cli("status", "--state-dir", str(state))
     assert code == 0, out
@@ -165,18 +172,7 @@ def test_status_lists_the_rollouts_kept_beside_it(state: Path) -> None:
 
 
 def test_status_reports_broken_files_and_goes_on(state: Path) -> None:
-    from meshdsl.model import Mesh
-    from meshdsl.model.canary import SuccessRate
-    from reconciler.delivery import machine
-    from reconciler.runtime.rollout_store import DiskRolloutStore
-
-    mesh = Mesh("shop", namespace="shop")
-    reviews = mesh.service("reviews", versions=["v1", "v2"])
-    reviews.route(to=reviews.v1)
-    plan = reviews.canary(target="v2", stable="v1", steps=[10, 100],
-                          checks=[SuccessRate(99)])
-    started, _ = machine.start(plan, B, 1000.0)
-    DiskRolloutStore.in_state_dir(state).save(started, expected_generation=None)
+    _save_rollout(state)
     (state / "rollouts" / "shop" / "api.json").write_bytes(b"\xff\xfe{")
     (state / "rollouts" / "shop" / "web.json").write_text('{"generation": 1, "sta')
     code, out = cli("status", "--state-dir", str(state))
