@@ -144,3 +144,25 @@ def test_each_program_starts_clean_and_fast(sandbox: Sandbox, checkout: Path) ->
 def test_checkout_gets_no_bytecode(sandbox: Sandbox, checkout: Path) -> None:
     sandbox.run(checkout, "helper_user.py")
     assert not (checkout / "__pycache__").exists()
+
+
+def test_without_bubblewrap_it_still_runs_and_warns_loudly(
+        checkout: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import reconciler.runtime.sandbox as module
+
+    monkeypatch.setattr(module, "_warned", False)
+    bare = Sandbox(Limits(timeout=10), warm=False, mode="none")
+    try:
+        assert not bare.isolated
+        assert bare.run(checkout, "good.py").mesh == "demo"
+    finally:
+        bare.close()
+    assert "WARNING: mesh programs run WITHOUT a sandbox" in capsys.readouterr().err
+    refusing = Sandbox(Limits(timeout=10), warm=False, mode="require")
+    monkeypatch.setattr(module, "probe", lambda: None)
+    try:
+        with pytest.raises(ProgramFailed, match="bubblewrap is required"):
+            refusing.run(checkout, "good.py")
+    finally:
+        refusing.close()
