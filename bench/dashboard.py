@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from reconciler.testing.canary import TrafficGenerator
+
 from bench.machine import describe, write_section
 from bench.meshgen import generate
 from reconciler.core.graph import EdgeStats, workload_id
@@ -32,7 +34,6 @@ from reconciler.dashboard import Dashboard, EnvoyTraffic, Feeds, local_proxies
 from reconciler.runtime.loader import load
 from reconciler.targets.envoy.mesh import LocalMesh
 from reconciler.testing.browser import chromium
-from reconciler.testing.canary import TrafficGenerator
 
 SERVICES = 200
 TOTAL_RPS = 1000.0

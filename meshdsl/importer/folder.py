@@ -15,13 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from meshdsl.importer.errors import InputError
-from meshdsl.importer.yamlsource import Document, load_files
+from meshdsl.importer.yamlsource import Document, load_data, load_files
 
 _SUFFIXES = (".yaml", ".yml", ".json")
-_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass
@@ -38,8 +35,8 @@ def _kubernetes(data: Any) -> bool:
 def _why_not(path: Path) -> str | None:
     """Why the file holds no Kubernetes objects (None when it does)."""
     try:
-        docs = list(yaml.load_all(path.read_text(encoding="utf-8-sig"), Loader=_Loader))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        docs = load_data(path)
+    except InputError as exc:
         return f"not readable YAML ({str(exc).splitlines()[0]})"
     if all(_kubernetes(d) for d in docs):
         return None

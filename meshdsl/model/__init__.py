@@ -83,8 +83,8 @@ from meshdsl.model.service import (
     Workload,
 )
 from meshdsl.model.spec import MeshSpec
-from meshdsl.model.tenancy import Tenancy
 from meshdsl.model.telemetry import AccessLogging, Telemetry, Tracing
+from meshdsl.model.tenancy import Tenancy
 
 __all__ = [
     "Abort",
@@ -152,8 +152,8 @@ __all__ = [
     "SuccessRate",
     "TcpPool",
     "TcpRoute",
-    "Tenancy",
     "Telemetry",
+    "Tenancy",
     "To",
     "Tracing",
     "TrafficPolicy",

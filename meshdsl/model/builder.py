@@ -65,8 +65,8 @@ from meshdsl.model.service import (
     Workload,
 )
 from meshdsl.model.spec import MeshSpec
-from meshdsl.model.tenancy import Tenancy
 from meshdsl.model.telemetry import AccessLogging, Telemetry, Tracing
+from meshdsl.model.tenancy import Tenancy
 
 
 class SubsetRef(Frozen):

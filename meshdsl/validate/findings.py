@@ -35,6 +35,7 @@ CODES: dict[str, tuple[str, str]] = {
     "MD113": ("duplicate-name", ""),
     "MD114": ("canary-without-route", ""),
     "MD115": ("duplicate-canary", ""),
+    "MD116": ("invalid-name", ""),
     "MD130": ("no-ambient-equivalent", ""),
     "MD131": ("virtualservice-and-httproute", ""),
     "MD132": ("route-parent-or-backend-missing", "IST0101"),

@@ -19,7 +19,7 @@ import typer
 import yaml
 from rich.markup import escape
 
-from reconciler.cli.app import Output, app, console, emit, fail
+from reconciler.cli.app import Output, app, console, emit, err_console, fail
 from reconciler.cli.options import (
     AsOpt,
     ContextOpt,
@@ -79,7 +79,17 @@ def status_cmd(
     store = status_store(name, state=StateKind.auto, state_dir=state_dir,
                          connection=KubeConnection(kubeconfig, context, as_user),
                          namespace=system_namespace)
-    status = _load_status(store, name)
+    try:
+        status = _load_status(store, name)
+    except typer.Exit:             # reported; the rollouts are still worth showing
+        rollouts, unreadable = _rollouts(store, name)
+        for state in rollouts:
+            console.print(f"rollout {state.namespace}/{state.service} {state.phase.value} "
+                          f"{state.stage_label}", highlight=False, markup=False)
+        if unreadable:
+            err_console.print(f"rollouts unreadable: {unreadable}", highlight=False,
+                              markup=False, soft_wrap=True)
+        raise
     rollouts, unreadable = _rollouts(store, name)
     if output is not Output.text:
         data = status.to_dict()
@@ -117,9 +127,10 @@ def _rollouts(store: StateStore, name: str) -> tuple[list[RolloutState], str]:
     if rollouts is None:
         return [], ""
     try:
-        return [s.state for s in rollouts.list_rollouts()], ""
+        found, errors = rollouts.list_readable()
     except RolloutStoreError as exc:
         return [], str(exc)
+    return [s.state for s in found], "; ".join(errors)
 
 
 @app.command("history")

@@ -26,12 +26,12 @@ from meshdsl.importer import (
     Program,
     analyze_documents,
     import_documents,
-    load_text,
     mesh_name_for,
     run_program,
 )
 from meshdsl.importer.ambient import to_ambient
 from meshdsl.importer.folder import load_folder
+from meshdsl.importer.yamlsource import load_stream
 from meshdsl.validate import Severity, has_errors, validate
 from reconciler.cli.app import Output, app, emit, err_console, fail
 from reconciler.cli.crdcheck import (
@@ -56,7 +56,7 @@ def _documents(files: Sequence[str]) -> list[Document]:
     documents: list[Document] = []
     for name in files:
         if name == "-":
-            documents += load_text(sys.stdin.read(), "<stdin>")
+            documents += load_stream(sys.stdin.buffer)
             continue
         folder = load_folder([name])
         for skipped in folder.skipped:

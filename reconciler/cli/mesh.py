@@ -1,8 +1,16 @@
-"""``meshctl validate`` and ``meshctl render``: the pure core, from the command line."""
+"""``meshctl validate`` and ``meshctl render``: the pure core, from the command line.
+
+A program given as a file runs in the same sandbox, under the same limits, as the
+reconciler runs it (``--program-timeout``, ``--program-memory-mb``); only the
+``module:attribute`` form, importable from the caller's own environment, is loaded here.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +18,8 @@ import typer
 from rich.markup import escape
 
 from meshdsl.compile import compile_mesh, file_name, to_yaml
+from meshdsl.model.base import SourceLocation
+from meshdsl.model.spec import MeshSpec
 from meshdsl.validate import Finding, Severity, has_errors, validate
 from reconciler.cli.app import Output, app, console, emit, err_console, fail
 from reconciler.cli.crdcheck import (
@@ -21,11 +31,18 @@ from reconciler.cli.crdcheck import (
     mesh_findings,
 )
 from reconciler.runtime.loader import Loaded, ProgramError, load
+from reconciler.runtime.sandbox import Limits, ProgramFailed, Sandbox
 
 ProgramArg = Annotated[str, typer.Argument(
     help="The mesh program: a file (mesh.py), file:attribute or module:attribute.")]
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+_RELATIVE = re.compile(r"^(?!/)([^\s:]+\.py):(\d+)")
+
+TimeoutOpt = Annotated[float, typer.Option(
+    "--program-timeout", help="Seconds the program may run (as meshctl reconcile).")]
+MemoryOpt = Annotated[int, typer.Option(
+    "--program-memory-mb", help="Address-space limit of the program, MiB.")]
 
 
 def load_or_exit(program: str) -> Loaded:
@@ -34,6 +51,33 @@ def load_or_exit(program: str) -> Loaded:
         return load(program)
     except ProgramError as exc:
         fail(str(exc), 2)
+
+
+def evaluate_or_exit(program: str, *, timeout: float, memory_mb: int
+                     ) -> tuple[MeshSpec, list[Finding], str]:
+    """The program's spec and findings: a file runs in the sandbox (paths in errors and
+    findings read as the user typed them); a broken one prints where it broke, exits 2."""
+    path_part, colon, attr = program.partition(":")
+    file = Path(path_part)
+    if file.suffix != ".py" and not file.is_file():
+        loaded = load_or_exit(program)            # module:attribute, the caller's own
+        return loaded.spec, validate(loaded.spec), loaded.source
+    if not file.is_file():
+        fail(f"no such file: {path_part}", 2)
+    prefix = os.path.dirname(path_part)
+
+    def typed(text: str) -> str:
+        return _RELATIVE.sub(lambda m: f"{os.path.join(prefix, m[1])}:{m[2]}", text)
+
+    with Sandbox(Limits(timeout=timeout, memory_mb=memory_mb), warm=False) as box:
+        try:
+            judged, _ = box.evaluate(file.resolve().parent, file.name + colon + attr)
+        except ProgramFailed as exc:
+            fail(typed(str(exc)) + "".join(f"\n  {typed(d)}" for d in exc.details), 2)
+    findings = [replace(f, source=SourceLocation(file=os.path.join(prefix, f.source.file),
+                                                 line=f.source.line))
+                if f.source is not None else f for f in judged.findings]
+    return judged.spec, findings, program
 
 
 def print_findings(findings: list[Finding], *, istio_codes: bool = False) -> None:
@@ -54,24 +98,47 @@ def validate_cmd(
     kubeconfig: CrdKubeconfigOpt = None,
     context: CrdContextOpt = None,
     no_crd_check: NoCrdCheckOpt = False,
+    timeout: TimeoutOpt = 10.0,
+    memory_mb: MemoryOpt = 1024,
 ) -> None:
     """Check a mesh program, and its compiled objects against their CRDs' schemas and CEL
     rules; exit 0 clean (warnings allowed), 1 with errors, 2 if it fails to load."""
-    loaded = load_or_exit(program)
-    findings = validate(loaded.spec)
+    spec, findings, source = evaluate_or_exit(program, timeout=timeout, memory_mb=memory_mb)
     if not no_crd_check and not has_errors(findings):
-        findings += mesh_findings(loaded.spec, compile_mesh(loaded.spec),
+        findings += mesh_findings(spec, compile_mesh(spec),
                                   load_catalog(crds, kubeconfig, context))
     if output is Output.text:
         print_findings(findings)
         errors = sum(f.severity is Severity.ERROR for f in findings)
         warnings = sum(f.severity is Severity.WARNING for f in findings)
         colour = "red" if errors else "yellow" if warnings else "green"
-        err_console.print(f"[{colour}]{escape(loaded.source)}: {errors} error(s), {warnings} "
+        err_console.print(f"[{colour}]{escape(source)}: {errors} error(s), {warnings} "
                           f"warning(s)[/]")
     else:
-        emit({"program": loaded.source, "findings": [f.as_dict() for f in findings]}, output)
+        emit({"program": source, "findings": [f.as_dict() for f in findings]}, output)
     raise typer.Exit(1 if has_errors(findings) else 0)
+
+
+def _targets(out: Path, manifests: list[dict[str, object]]) -> list[tuple[Path, str]]:
+    """Where each manifest goes, all checked before anything is written: ``out`` a
+    directory (or creatable), and no file outside it (a name like ``../x`` or a symlink)."""
+    if out.exists() and not out.is_dir():
+        fail(f"-o {out}: not a directory", 2)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        root = out.resolve(strict=True)
+    except OSError as exc:
+        fail(f"-o {out}: cannot create the directory: {exc.strerror or exc}", 2)
+    if not os.access(root, os.W_OK) or root.parts[1:2] in (("proc",), ("sys",), ("dev",)):
+        fail(f"-o {out}: not a writable directory", 2)
+    planned = []
+    for manifest in manifests:
+        target = root / file_name(manifest)
+        if not target.resolve().is_relative_to(root):
+            fail(f"-o {out}: {file_name(manifest)!r} would be written outside it; "
+                 "nothing written", 2)
+        planned.append((target, to_yaml([manifest])))
+    return planned
 
 
 @app.command("render")
@@ -88,21 +155,21 @@ def render_cmd(
     kubeconfig: CrdKubeconfigOpt = None,
     context: CrdContextOpt = None,
     no_crd_check: NoCrdCheckOpt = False,
+    timeout: TimeoutOpt = 10.0,
+    memory_mb: MemoryOpt = 1024,
 ) -> None:
     """Compile a mesh program to Istio and Kubernetes YAML (deterministic output)."""
-    loaded = load_or_exit(program)
-    findings = validate(loaded.spec)
+    spec, findings, source = evaluate_or_exit(program, timeout=timeout, memory_mb=memory_mb)
     if has_errors(findings) and not force:
         print_findings([f for f in findings if f.severity is Severity.ERROR])
-        fail(f"{loaded.source} has validation errors; nothing rendered (use --force to "
+        fail(f"{source} has validation errors; nothing rendered (use --force to "
              "render anyway)", 1)
-    manifests = compile_mesh(loaded.spec)
+    manifests = compile_mesh(spec)
     if not no_crd_check and not force:
-        rejected = mesh_findings(loaded.spec, manifests,
-                                 load_catalog(crds, kubeconfig, context))
+        rejected = mesh_findings(spec, manifests, load_catalog(crds, kubeconfig, context))
         if rejected:
             print_findings(rejected)
-            fail(f"{loaded.source}: {len(rejected)} object field(s) a cluster would reject; "
+            fail(f"{source}: {len(rejected)} object field(s) a cluster would reject; "
                  "nothing rendered (use --force to render anyway)", 1)
     if out is None:
         if format is Output.json:
@@ -111,12 +178,15 @@ def render_cmd(
             typer.echo(to_yaml(manifests), nl=False)
         return
     written = 0
-    for manifest in manifests:
-        target = out / file_name(manifest)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        text = to_yaml([manifest])
-        if not target.exists() or target.read_text() != text:
-            target.write_text(text)
-            written += 1
+    try:
+        for target, text in _targets(out, manifests):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists() or target.read_text() != text:
+                temporary = target.with_name(f".{target.name}.tmp")
+                temporary.write_text(text)
+                os.replace(temporary, target)
+                written += 1
+    except OSError as exc:
+        fail(f"-o {out}: cannot write: {exc.strerror or exc}", 2)
     console.print(f"[green]rendered[/] {len(manifests)} objects to {escape(str(out))} "
                   f"({written} changed)", soft_wrap=True)

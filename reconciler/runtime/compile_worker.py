@@ -1,16 +1,22 @@
 """The process that runs a user's mesh program (started by :mod:`.sandbox`, never by hand).
 
-``python -m reconciler.runtime.compile_worker [--memory-mb N] CHECKOUT PROGRAM`` loads the
-program, validates and compiles it, and writes one JSON document to its *original* stdout;
-whatever the program prints goes to stderr instead, so it cannot corrupt the result. With
-``--serve`` it first imports meshdsl (the slow part) and then waits for one job as a JSON
-line on stdin (after announcing ``ready`` on stdout) — the sandbox keeps one such warm
-worker ready, so a push does not pay for the imports. Either way one process runs one program and exits.
+``python -m reconciler.runtime.compile_worker [--memory-mb N] CHECKOUT PROGRAM`` loads and
+validates the program and writes one JSON document to its *original* stdout; whatever the
+program prints goes to stderr instead. With ``--serve`` (how the sandbox starts it, inside
+bubblewrap) it imports meshdsl (the slow part), limits itself (:func:`limit_worker`),
+announces ``ready`` and runs the one job read from stdin in a forked child; then it exits.
 
-The result is ``{"ok": true, "mesh", "manifests", "warnings", "spec"?}`` or ``{"ok": false,
-"kind", "message", "location", "details"}``; every path in it is relative to the checkout,
-so ``mesh.py:12`` reads the same on every machine. ``kind`` is one of ``syntax``,
-``exception``, ``timeout``, ``memory``, ``validation``, ``compile``, ``invalid``.
+The channel to the parent (this process's stdout) is closed in the child before the
+program runs, so the program never holds it. What the child returns on its own pipe is
+bounded (:data:`MAX_RESULT`) and is only a *claim*: ``{"ok": true, "spec", "sources"}``
+or ``{"ok": false, "kind", "message", "location", "details"}``. The parent parses the spec
+again, validates and compiles it itself (:mod:`.verdict`); ``sources`` only says where
+each finding is in the user's files. Paths are relative to the checkout, so ``mesh.py:12``
+reads the same everywhere. ``kind`` is one of ``syntax``, ``exception``, ``timeout``,
+``memory``, ``validation``, ``invalid``.
+
+The worker waits for the child to *exit*, not for its pipes to close: a process the
+program left running cannot hold the run open (the sandbox's PID namespace ends it).
 
 A program that loops is interrupted by ``SIGALRM`` after the job's timeout *inside* its own
 code, so the error names the line it was stuck on; the sandbox's wall-clock kill is only
@@ -34,6 +40,10 @@ from typing import Any
 __all__ = ["main", "run"]
 
 _STDERR_KEEP = 8000
+MAX_RESULT = 16 << 20     # bytes of result JSON the worker accepts from the program
+NPROC = 64
+NOFILE = 256
+FSIZE = 16 << 20
 
 
 class ProgramTimeout(BaseException):
@@ -70,9 +80,7 @@ def _failure(kind: str, message: str, roots: list[str], *, location: str | None 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:
     """Load, validate and compile one program; never raises (except on interpreter exit)."""
-    from meshdsl.compile import compile_mesh
-    from meshdsl.compile.tenancy import declaration
-    from meshdsl.validate import Severity, validate
+    from meshdsl.validate import validate
     from reconciler.runtime.loader import ProgramError, load
 
     checkout = Path(job["checkout"])
@@ -112,31 +120,25 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
                         f"{job.get('memory_mb', '?')} MiB)", roots,
                         location=_user_location(exc.__traceback__, roots))
     findings = validate(loaded.spec)
-    errors = [f for f in findings if f.severity is Severity.ERROR]
-    if errors:
-        return _failure("validation", f"{len(errors)} validation error(s); nothing applied",
-                        roots, location=str(errors[0].source) if errors[0].source else None,
-                        details=[str(f) for f in errors])
-    try:
-        manifests = compile_mesh(loaded.spec)
-    except Exception as exc:  # a compiler bug, reported as such
-        return _failure("compile", f"compiling {program} failed: {type(exc).__name__}: {exc}",
-                        roots)
-    result: dict[str, Any] = {
-        "ok": True, "mesh": loaded.spec.name, "manifests": manifests,
-        "tenancy": declaration(loaded.spec),
-        "warnings": [_rel(str(f), roots) for f in findings if f.severity is not Severity.ERROR],
-    }
-    if job.get("spec"):
-        result["spec"] = loaded.spec.model_dump(mode="json")
-    return result
+    # Errors included: the parent validates again and decides. The spec is all the parent reads: it parses, validates and compiles it again itself.
+    # The findings carry only where each one is in the user's files (for display).
+    return {"ok": True, "spec": loaded.spec.model_dump(mode="json"),
+            "sources": [[f.code, f.path, _rel(f.source.file, roots), f.source.line]
+                        for f in findings if f.source is not None]}
+
+
+def _setrlimit(which: int, value: int) -> None:
+    _, hard = resource.getrlimit(which)
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(which, (value, value))
 
 
 def _limit_memory(megabytes: int) -> None:
     if megabytes > 0:
-        limit = megabytes << 20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        _setrlimit(resource.RLIMIT_AS, megabytes << 20)
+    _setrlimit(resource.RLIMIT_CORE, 0)
 
 
 def _limit_cpu(seconds: float) -> None:
@@ -147,6 +149,20 @@ def _limit_cpu(seconds: float) -> None:
     used = int(usage.ru_utime + usage.ru_stime) + 1
     soft = used + int(seconds)
     resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 2))
+
+
+def limit_worker(*, memory_mb: int) -> None:
+    """Limits for this process and everything it starts: processes, open files, file size,
+    no core dumps, and memory (the program's budget plus room for the result it returns).
+    Not ptrace-able or readable through ``/proc`` by the program it forks."""
+    _setrlimit(resource.RLIMIT_NPROC, NPROC)
+    _setrlimit(resource.RLIMIT_NOFILE, NOFILE)
+    _setrlimit(resource.RLIMIT_FSIZE, FSIZE)
+    _limit_memory(memory_mb + (MAX_RESULT >> 20) * 3 + 256 if memory_mb > 0 else 0)
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)   # PR_SET_DUMPABLE, 0
 
 
 def _child(job: dict[str, Any], result_w: int, stderr_w: int, *, memory_mb: int,
@@ -176,60 +192,90 @@ def _child(job: dict[str, Any], result_w: int, stderr_w: int, *, memory_mb: int,
         os._exit(code)   # no interpreter teardown: the result is written
 
 
-def _drain(result_r: int, stderr_r: int) -> tuple[bytes, bytes]:
-    """Read the child's result and stderr pipes to EOF (both, so neither fills up)."""
-    chunks: dict[int, list[bytes]] = {result_r: [], stderr_r: []}
-    sizes = {result_r: 0, stderr_r: 0}
-    open_fds = [result_r, stderr_r]
-    while open_fds:
-        readable, _, _ = select.select(open_fds, [], [])
+def _drain(pid: int, result_r: int, stderr_r: int) -> tuple[bytes | None, bytes, int]:
+    """Read the child's result and stderr until the child exits — not until the pipes
+    close: a process it left behind may hold them open. The result is bounded
+    (:data:`MAX_RESULT`; ``None`` when over it, and the child is killed), stderr keeps its
+    tail. Returns (result, stderr tail, exit code)."""
+    result = bytearray()
+    tail = b""
+    pidfd = os.pidfd_open(pid)
+    for fd in (result_r, stderr_r):
+        os.set_blocking(fd, False)
+    watched = [result_r, stderr_r, pidfd]
+    flooded = False
+    while pidfd in watched:
+        readable, _, _ = select.select(watched, [], [])
         for fd in readable:
-            data = os.read(fd, 65536)
-            if not data:
-                open_fds.remove(fd)
+            if fd == pidfd:
+                watched.remove(pidfd)
                 continue
-            sizes[fd] += len(data)
-            if fd == stderr_r and sizes[fd] > _STDERR_KEEP * 4:
-                chunks[fd] = [b"".join(chunks[fd])[-_STDERR_KEEP:]]
-            chunks[fd].append(data)
-    return b"".join(chunks[result_r]), b"".join(chunks[stderr_r])[-_STDERR_KEEP:]
+            data = _read(fd)
+            if not data:
+                watched.remove(fd)
+            elif fd == stderr_r:
+                tail = (tail + data)[-_STDERR_KEEP:]
+            elif not flooded:
+                result += data
+                if len(result) > MAX_RESULT:
+                    flooded = True
+                    with contextlib.suppress(OSError):
+                        os.killpg(pid, signal.SIGKILL)
+    for fd in (result_r, stderr_r):      # what the child wrote before it exited
+        while not flooded and (data := _read(fd)):
+            if fd == stderr_r:
+                tail = (tail + data)[-_STDERR_KEEP:]
+            else:
+                result += data
+                flooded = len(result) > MAX_RESULT
+    os.close(pidfd)
+    _, status = os.waitpid(pid, 0)
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)   # what it left in its group
+    return (None if flooded else bytes(result)), tail, os.waitstatus_to_exitcode(status)
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 1 << 16)
+    except BlockingIOError:
+        return b""
 
 
 def _serve(*, memory_mb: int, cpu: float) -> int:
+    """Import meshdsl, say ``ready``, run the one job read from stdin, report, exit."""
     import meshdsl.compile
     import meshdsl.validate  # noqa: F401
     import reconciler.runtime.loader  # noqa: F401
 
+    limit_worker(memory_mb=memory_mb)
     out = sys.stdout
     out.write("ready\n")
     out.flush()
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        job = json.loads(line)
-        result_r, result_w = os.pipe()
-        stderr_r, stderr_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(result_r)
-            os.close(stderr_r)
-            _child(job, result_w, stderr_w, memory_mb=memory_mb, cpu=cpu)
-        os.close(result_w)
-        os.close(stderr_w)
-        out.write(json.dumps({"started": pid}) + "\n")
-        out.flush()
-        result, stderr = _drain(result_r, stderr_r)
+    line = sys.stdin.buffer.readline(1 << 16)
+    if not line.strip():
+        return 0
+    job = json.loads(line)
+    result_r, result_w = os.pipe()
+    stderr_r, stderr_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
         os.close(result_r)
         os.close(stderr_r)
-        _, status = os.waitpid(pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        try:
-            decoded: Any = json.loads(result) if result.strip() else None
-        except ValueError:
-            decoded = None
-        out.write(json.dumps({"done": code, "result": decoded,
-                              "stderr": stderr.decode(errors="replace")}) + "\n")
-        out.flush()
+        os.close(1)              # the channel to the parent: never the program's
+        _child(job, result_w, stderr_w, memory_mb=memory_mb, cpu=cpu)
+    os.close(result_w)
+    os.close(stderr_w)
+    out.write(json.dumps({"started": pid}) + "\n")
+    out.flush()
+    result, stderr, code = _drain(pid, result_r, stderr_r)
+    # a header line, then the result's bytes as they are (the parent bounds and parses them)
+    out.write(json.dumps({"done": code, "flooded": result is None,
+                          "size": len(result or b""),
+                          "stderr": stderr.decode(errors="replace")}) + "\n")
+    out.flush()
+    out.buffer.write(result or b"")
+    out.flush()
     return 0
 
 

@@ -120,6 +120,14 @@ class _Exporting:
     def list_rollouts(self) -> list[StoredRollout]:
         raise NotImplementedError
 
+    def list_readable(self) -> tuple[list[StoredRollout], list[str]]:
+        """The rollouts that can be read, and one message per one that cannot (what a
+        status view shows: a broken file does not hide the others)."""
+        try:
+            return self.list_rollouts(), []
+        except RolloutStoreError as exc:
+            return [], [str(exc)]
+
     def export_stack_state(self, path: Path | str) -> None:
         """Write the rollouts in progress in the format ``stacks.rollout.JsonRolloutState``
         reads (``{"rollouts": {"ns/svc": {"weights": ..., "phase": ...}}}``), so a
@@ -162,11 +170,28 @@ class DiskRolloutStore(_Exporting):
         found = (self._read(p) for p in sorted(self.directory.glob("*/*.json")))
         return [s for s in found if s is not None]
 
+    def list_readable(self) -> tuple[list[StoredRollout], list[str]]:
+        if not self.directory.is_dir():
+            return [], []
+        found, errors = [], []
+        for path in sorted(self.directory.glob("*/*.json")):
+            try:
+                stored = self._read(path)
+            except RolloutStoreError as exc:
+                errors.append(str(exc))
+                continue
+            if stored is not None:
+                found.append(stored)
+        return found, errors
+
     def _read(self, path: Path) -> StoredRollout | None:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
+        except UnicodeDecodeError as exc:
+            raise _unreadable(str(path), "fix or delete the file",
+                              f"not UTF-8 at byte {exc.start}") from exc
         except OSError as exc:
             raise RolloutStoreError(f"cannot read rollout state {path}: {exc}") from exc
         return _decode(text, where=str(path), fix="fix or delete the file")

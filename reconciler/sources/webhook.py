@@ -10,7 +10,11 @@ Three ways to prove a request comes from the Git server, each checked in constan
 
 The verification functions are pure (bytes in, verdict out) and table-tested; the server
 only moves bytes. A request with a missing or wrong signature gets 401 and triggers
-nothing; bodies are bounded (413) and must declare their length (411). The same server
+nothing; bodies are bounded (413) and must declare their length (411; a malformed one is
+400). A delivery is accepted once (:mod:`.replay`), and a GitHub/GitLab signature only
+over a body that is not a generic-signed string, so a generic delivery re-signed as
+GitHub's is refused. Connections are capped and each has an overall deadline (slow
+headers). The server
 answers ``GET /healthz`` (liveness), ``GET /readyz`` (readiness: the leader, loop running)
 and ``GET /metrics`` (Prometheus text format), so one port serves a Deployment's probes,
 its Service and Prometheus.
@@ -22,6 +26,9 @@ import contextlib
 import hashlib
 import hmac
 import json
+import re
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -29,6 +36,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from reconciler.sources.replay import ReplayCache, delivery_key
 
 __all__ = [
     "GENERIC_HEADER",
@@ -48,6 +57,10 @@ GITLAB_HEADER = "X-Gitlab-Token"
 GENERIC_HEADER = "X-Meshdsl-Signature"
 MAX_BODY = 1 << 20
 TOLERANCE = 300.0
+MAX_CONNECTIONS = 32
+REQUEST_DEADLINE = 15.0
+_LENGTH = re.compile(r"[0-9]{1,12}")
+_GENERIC_SIGNED = re.compile(rb"[0-9]+\.")
 
 
 class Provider(StrEnum):
@@ -84,11 +97,22 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+def _generic_signed(body: bytes) -> bool:
+    """Whether ``body`` is shaped like what a generic signature covers (``"<t>." + body``).
+    A generic signature *is* a valid GitHub-style HMAC over that string, so a captured
+    generic delivery could be replayed as a GitHub one forever; refusing such bodies binds
+    each signature to the format it was made for."""
+    return _GENERIC_SIGNED.match(body) is not None
+
+
 def _verify_github(secret: bytes, body: bytes, header: str) -> Verdict:
     scheme, _, given = header.strip().partition("=")
     if scheme != "sha256" or not given:
         return Verdict(False, Provider.GITHUB, f"malformed {GITHUB_HEADER}")
     ok = hmac.compare_digest(given.lower().encode(), _hmac(secret, body).encode())
+    if ok and _generic_signed(body):
+        return Verdict(False, Provider.GITHUB, "the body is a generic-format signed string, "
+                       "not a GitHub payload")
     return Verdict(ok, Provider.GITHUB, "" if ok else "signature does not match")
 
 
@@ -113,6 +137,13 @@ def _verify_generic(secret: bytes, body: bytes, header: str, *, now: float,
         return Verdict(False, Provider.GENERIC,
                        f"timestamp is more than {tolerance:.0f} s away (replayed?)")
     return Verdict(True, Provider.GENERIC)
+
+
+def signature_of(headers: Mapping[str, str], provider: Provider) -> str:
+    """The header value that authenticated a request of ``provider``."""
+    name = {Provider.GITHUB: GITHUB_HEADER, Provider.GITLAB: GITLAB_HEADER,
+            Provider.GENERIC: GENERIC_HEADER}.get(provider)
+    return (_header(headers, name) or "") if name else ""
 
 
 def verify_request(headers: Mapping[str, str], body: bytes, secret: bytes | None, *,
@@ -229,9 +260,13 @@ class _Handler(BaseHTTPRequestHandler):
                                       f"{hooks.path})"})
             return
         length_header = self.headers.get("Content-Length")
-        if length_header is None or not length_header.strip().isdigit():
+        if length_header is None:
             self.close_connection = True
             self._send(411, {"error": "Content-Length required"})
+            return
+        if not _LENGTH.fullmatch(length_header.strip()):
+            self.close_connection = True
+            self._send(400, {"error": "malformed Content-Length"})
             return
         length = int(length_header)
         if length > hooks.max_body:
@@ -241,6 +276,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         headers = {k: v for k, v in self.headers.items()}
         verdict = verify_request(headers, body, hooks.secret, now=time.time())
+        if verdict.ok and verdict.provider is not Provider.NONE:
+            key = delivery_key(verdict.provider.value,
+                               signature_of(headers, verdict.provider), body)
+            with hooks.replay_lock:
+                fresh = hooks.replays.first_time(key, time.monotonic())
+            if not fresh:
+                verdict = Verdict(False, verdict.provider, "replayed delivery")
         if not verdict.ok:
             hooks.on_rejected(verdict)
             self._send(401, {"error": f"unauthorized: {verdict.reason}"})
@@ -254,12 +296,49 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
+    """At most ``max_connections`` at a time (more are closed at once), and each one cut
+    after ``deadline`` seconds however slowly its client sends headers or body."""
+
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], hooks: WebhookServer) -> None:
         self.hooks = hooks
+        self._slots = threading.BoundedSemaphore(hooks.max_connections)
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One line, never a traceback (a client that hung up is the usual cause)."""
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, (ConnectionError, TimeoutError)):
+            print(f"webhook: request from {client_address[0]} failed: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        timer = threading.Timer(self.hooks.deadline, _cut, (request,))
+        timer.daemon = True
+        timer.start()
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            timer.cancel()
+            self._slots.release()
+
+
+def _cut(request: socket.socket) -> None:
+    """The deadline passed: end the connection (a blocked read returns at once)."""
+    with contextlib.suppress(OSError):
+        request.shutdown(socket.SHUT_RDWR)
 
 
 class WebhookServer:
@@ -275,11 +354,15 @@ class WebhookServer:
                  on_rejected: Callable[[Verdict], None] = lambda _: None,
                  health: Health = lambda: (True, ""), ready: Health | None = None,
                  metrics: Callable[[], tuple[bytes, str]] | None = None,
-                 path: str = "/webhook", max_body: int = MAX_BODY) -> None:
+                 path: str = "/webhook", max_body: int = MAX_BODY,
+                 max_connections: int = MAX_CONNECTIONS,
+                 deadline: float = REQUEST_DEADLINE) -> None:
         self.host, self.port = host, port
         self.secret, self.on_push, self.on_rejected = secret, on_push, on_rejected
         self.health, self.ready = health, ready or health
         self.metrics, self.path, self.max_body = metrics, path, max_body
+        self.max_connections, self.deadline = max_connections, deadline
+        self.replays, self.replay_lock = ReplayCache(), threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 

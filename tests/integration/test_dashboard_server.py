@@ -10,6 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from reconciler.testing.canary import TrafficGenerator, envoy_scrape_job
+from reconciler.testing.demo_apps import DEMO_APP
+from reconciler.testing.prometheus import LocalPrometheus
 
 from meshdsl import Mesh
 from meshdsl.model.spec import MeshSpec
@@ -24,9 +27,6 @@ from reconciler.dashboard import (
 )
 from reconciler.metrics import istio_bridge_rule_groups
 from reconciler.targets.envoy.mesh import LocalMesh
-from reconciler.testing.canary import TrafficGenerator, envoy_scrape_job
-from reconciler.testing.demo_apps import DEMO_APP
-from reconciler.testing.prometheus import LocalPrometheus
 
 pytestmark = pytest.mark.integration
 

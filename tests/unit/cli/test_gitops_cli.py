@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -136,7 +137,8 @@ def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text, what="x") == seconds
 
 
-def test_status_lists_the_rollouts_kept_beside_it(state: Path) -> None:
+def _save_rollout(state: Path) -> Any:
+    """A rollout of shop/reviews saved beside the status; its state."""
     from meshdsl.model import Mesh
     from meshdsl.model.canary import SuccessRate
     from reconciler.delivery import machine
@@ -149,6 +151,11 @@ def test_status_lists_the_rollouts_kept_beside_it(state: Path) -> None:
                           checks=[SuccessRate(99)])
     started, _ = machine.start(plan, B, 1000.0)
     DiskRolloutStore.in_state_dir(state).save(started, expected_generation=None)
+    return started
+
+
+def test_status_lists_the_rollouts_kept_beside_it(state: Path) -> None:
+    started = _save_rollout(state)
 
     code, out = cli("status", "--state-dir", str(state))
     assert code == 0, out
@@ -162,3 +169,19 @@ def test_status_lists_the_rollouts_kept_beside_it(state: Path) -> None:
     (state / "rollouts" / "shop" / "reviews.json").write_text("{not json")
     code, out = cli("status", "--state-dir", str(state))
     assert code == 0 and "unreadable" in out and "reviews.json" in out
+
+
+def test_status_reports_broken_files_and_goes_on(state: Path) -> None:
+    _save_rollout(state)
+    (state / "rollouts" / "shop" / "api.json").write_bytes(b"\xff\xfe{")
+    (state / "rollouts" / "shop" / "web.json").write_text('{"generation": 1, "sta')
+    code, out = cli("status", "--state-dir", str(state))
+    assert code == 0, out
+    assert "shop/reviews" in out                        # the readable one is still shown
+    assert "api.json" in out and "not UTF-8" in out and "web.json" in out
+
+    for broken in (b"\xff\xfe{", b'{"name": "default", "hist', b'{"history": 5}'):
+        (state / "status.json").write_bytes(broken)
+        code, out = cli("status", "--state-dir", str(state))
+        assert code == 2 and "Traceback" not in out
+        assert "cannot read the status" in out and "shop/reviews" in out

@@ -185,6 +185,8 @@ CASES: dict[str, tuple[str, str, Severity, str]] = {
               "object db"),
     "MD113": (vs(route(to())) + vs(route(to())) + dr(),
               vs(route(to())) + dr(), Severity.ERROR, "object reviews"),
+    "MD116": (vs(route(to())) + dr(name="reviews..dr"), vs(route(to())) + dr(name="reviews.dr"),
+              Severity.ERROR, "object reviews..dr"),
     "MD131": (vs(route(to())) + dr() + HR.format(backend="reviews"), vs(route(to())) + dr(),
               Severity.ERROR, "object reviews"),
     "MD132": (dr() + HR.format(backend="ghost"), dr() + HR.format(backend="reviews"),

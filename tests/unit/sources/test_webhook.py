@@ -209,3 +209,66 @@ def test_github_ping_is_answered(server: tuple[WebhookServer, Recorder]) -> None
                                                                                      body)})
     assert response.status_code == 200 and response.json() == {"pong": True}
     assert rec.pushes == []
+
+
+# --- hostile deliveries ----------------------------------------------------------------------
+
+
+def test_a_delivery_is_accepted_once(server: tuple[WebhookServer, Recorder]) -> None:
+    srv, rec = server
+    body = json.dumps({"ref": "refs/heads/main"}).encode()
+    for headers in ({GENERIC_HEADER: sign_generic(SECRET, body, int(time.time()))},
+                    {"X-Hub-Signature-256": sign_github(SECRET, body)},
+                    {"X-Gitlab-Token": SECRET.decode()}):
+        assert _post(f"{srv.url}/webhook", body, headers).status_code == 202
+        again = _post(f"{srv.url}/webhook", body, {**headers, "X-GitHub-Delivery": "new-id"})
+        assert again.status_code == 401 and "replayed" in again.json()["error"]
+    assert len(rec.pushes) == 3
+
+
+def test_a_generic_delivery_re_signed_as_github_is_refused(
+        server: tuple[WebhookServer, Recorder]) -> None:
+    srv, rec = server
+    body = json.dumps({"ref": "refs/heads/main"}).encode()
+    stamp = int(time.time()) - 10_000            # long expired as a generic delivery
+    generic = sign_generic(SECRET, body, stamp)
+    v1 = generic.split("v1=")[1]
+    forged_body = str(stamp).encode() + b"." + body
+    assert sign_github(SECRET, forged_body) == f"sha256={v1}"   # the same HMAC
+    response = _post(f"{srv.url}/webhook", forged_body, {"X-Hub-Signature-256": f"sha256={v1}"})
+    assert response.status_code == 401 and "generic-format" in response.json()["error"]
+    assert rec.pushes == []
+
+
+@pytest.mark.parametrize("length", [b"\xb2", b"-1", b"1e3", b"\xd9\xa3", b"99999999999999"])
+def test_a_malformed_content_length_is_a_400(server: tuple[WebhookServer, Recorder],
+                                             length: bytes) -> None:
+    srv, rec = server
+    with socket.create_connection((srv.host, srv.port), timeout=5) as sock:
+        sock.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: " + length
+                     + b"\r\n\r\n{}")
+        assert sock.recv(100).startswith(b"HTTP/1.1 400")
+    assert rec.pushes == []
+
+
+def test_slow_headers_are_cut_at_the_deadline_and_connections_are_capped() -> None:
+    recorder = Recorder()
+    srv = WebhookServer(secret=SECRET, on_push=recorder.on_push, max_connections=3,
+                        deadline=1.0).start()
+    try:
+        slow = [socket.create_connection((srv.host, srv.port), timeout=5) for _ in range(3)]
+        for sock in slow:
+            sock.sendall(b"POST /webhook HTTP/1.1\r\n")
+        time.sleep(0.3)
+        with socket.create_connection((srv.host, srv.port), timeout=5) as extra:
+            assert extra.recv(100) == b""                     # over the cap: closed at once
+        started = time.monotonic()
+        for sock in slow:
+            while sock.recv(100):                              # dribbling never finishes
+                pass
+            sock.close()
+        assert time.monotonic() - started < 3.0
+        with httpx.Client(trust_env=False, timeout=5) as client:   # slots are free again
+            assert client.get(f"{srv.url}/healthz").status_code == 200
+    finally:
+        srv.stop()

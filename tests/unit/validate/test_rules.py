@@ -160,6 +160,12 @@ def _two_canaries(bad: bool) -> Mesh:
     return mesh
 
 
+def _bad_name(bad: bool) -> Mesh:
+    mesh = Mesh("t", namespace="../../x" if bad else "shop")
+    mesh.service("Web_1" if bad else "web-1", versions=["v1"])
+    return mesh
+
+
 CASES: list[tuple[str, Callable[[bool], Mesh], Severity]] = [
     ("MD101", _subset, Severity.ERROR),
     ("MD102", _unknown_host, Severity.ERROR),
@@ -181,6 +187,7 @@ CASES: list[tuple[str, Callable[[bool], Mesh], Severity]] = [
     ("MD602", lambda bad: _raw(bad, "ClusterRole", ""), Severity.ERROR),
     ("MD603", lambda bad: _raw(bad, "Service", "kube-system"), Severity.WARNING),
     ("MD604", lambda bad: _raw(bad, "ConfigMap", "shop", "meshdsl-status-x"), Severity.ERROR),
+    ("MD116", _bad_name, Severity.ERROR),
 ]
 
 
