@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from reconciler.errors import ReconcilerError
 from meshdsl.compile.tenancy import declaration
 from meshdsl.validate import Severity
+from reconciler.errors import ReconcilerError
 from reconciler.runtime.cgroup import PidsCgroup
 from reconciler.runtime.compile_worker import MAX_RESULT, NPROC
 from reconciler.runtime.isolation import (
