@@ -8,7 +8,9 @@ new revision). Each deployer here wraps one target's apply and makes that call.
   :class:`~reconciler.ports.Target` (the kube target), with pruning by inventory;
 - :class:`LocalDeployer` — the local Envoy mesh (:class:`~reconciler.targets.envoy.LocalMesh`),
   which needs the program's spec rather than Istio manifests; a report-only check compares
-  the config version each Envoy runs with the one last pushed, writing nothing.
+  the config version each Envoy runs with the one last pushed, writing nothing. Every
+  deploy it makes is logged (``local-deploy``, with the rollout weights laid over the
+  program), so what the Envoys were told and when can be read back from the log alone.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from reconciler.core.errors import CoreError
 from reconciler.ports import Deployed, DeployError, Target, TargetError
 from reconciler.runtime.apply import ApplyError, Options, RejectedError
 from reconciler.runtime.apply import apply as run_apply
+from reconciler.runtime.telemetry import event
 from reconciler.targets.kube import Forbidden, KubeError, Unauthorized, Unreachable
 
 __all__ = ["KubeDeployer", "LocalDeployer"]
@@ -97,6 +100,8 @@ class LocalDeployer:
         if dry_run or not heal:
             return self._check()
         deployed: Deployed = self.mesh.deploy(output, mesh=mesh, heal=heal)
+        event("local-deploy", mesh=mesh, weights=output.get("weights") or {},
+              changes=deployed.changes)
         return deployed
 
     def _check(self) -> Deployed:
