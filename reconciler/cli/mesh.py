@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from meshdsl.compile import compile_mesh, file_name, to_yaml
+from meshdsl.model.base import bulk_build
 from meshdsl.validate import Finding, Severity, has_errors, validate
 from reconciler.cli.app import Output, app, console, emit, err_console, fail
 from reconciler.runtime.loader import Loaded, ProgramError, load
@@ -70,13 +71,14 @@ def render_cmd(
         "--force", help="Render even when validation reports errors.")] = False,
 ) -> None:
     """Compile a mesh program to Istio and Kubernetes YAML (deterministic output)."""
-    loaded = load_or_exit(program)
-    findings = validate(loaded.spec)
-    if has_errors(findings) and not force:
-        print_findings([f for f in findings if f.severity is Severity.ERROR])
-        fail(f"{loaded.source} has validation errors; nothing rendered (use --force to "
-             "render anyway)", 1)
-    manifests = compile_mesh(loaded.spec)
+    with bulk_build():
+        loaded = load_or_exit(program)
+        findings = validate(loaded.spec)
+        if has_errors(findings) and not force:
+            print_findings([f for f in findings if f.severity is Severity.ERROR])
+            fail(f"{loaded.source} has validation errors; nothing rendered (use --force to "
+                 "render anyway)", 1)
+        manifests = compile_mesh(loaded.spec)
     if out is None:
         if format is Output.json:
             typer.echo(json.dumps(manifests, indent=2))
