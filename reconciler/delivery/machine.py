@@ -90,7 +90,7 @@ def start(plan: CanaryPlan, revision: str = "", now: float = 0.0, *,
 def needs(state: RolloutState, plan: CanaryPlan, now: float) -> Needs:
     """What ``step(state, plan, ..., now)`` will judge, so the caller can gather it first."""
     if _watching(state, plan, now) and not restart_reason(state, plan, Observations()):
-        return Needs(queries=window_queries(plan, now - state.last_transition))
+        return Needs(queries=window_queries(plan, now - state.stage_started_at))
     if (state.phase not in (Phase.INITIALIZING, *_JUDGED) or not _due(state, now)
             or restart_reason(state, plan, Observations())):
         return Needs()
@@ -294,6 +294,7 @@ def _enter(state: RolloutState, plan: CanaryPlan, index: int, now: float, why: s
     stage = stages(plan)[index]
     new = replace(state, phase=Phase.PROGRESSING, stage_index=index, stage_label=stage.label,
                   traffic=_traffic(state, stage), reason="", last_transition=now,
+                  stage_started_at=now,
                   next_analysis_at=now + stage.wait)
     message = f"{why}; stage {index + 1}/{state.stage_count}: {stage.label}"
     return _emit(state, new.note(now, message), plan, message)
