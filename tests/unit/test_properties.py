@@ -71,7 +71,8 @@ def matches(draw: st.DrawFn) -> Any:
 
 
 @st.composite
-def policies(draw: st.DrawFn, durations: st.SearchStrategy[str]) -> dict[str, Any]:
+def policies(draw: st.DrawFn, durations: st.SearchStrategy[str] = any_durations
+             ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if draw(st.booleans()):
         out["connection_pool"] = ConnectionPool(
