@@ -1,6 +1,9 @@
 """Benchmark: apply a 1,000-service mesh (~5,000 objects) to a real local kube-apiserver
 1.20.2 — first apply, no-op re-apply, one-weight change — beside kubectl 1.20.2
-``apply --server-side`` of the same rendered YAML, each on a fresh API server.
+``apply --server-side`` of the same rendered YAML. Both tools run against one API server
+started for the benchmark; each run applies the objects into namespaces of its own
+(``<ns>-<suffix>``), so no run finds another's objects — but the server (etcd, its caches)
+is warm after the first run, not fresh for each.
 
 Write requests are counted by the API server itself (``apiserver_request_total`` on
 /metrics, non-dry-run APPLY/PATCH/POST/PUT/DELETE on the mesh's resources), so both tools

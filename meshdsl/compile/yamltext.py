@@ -9,7 +9,6 @@ YAML). A property test checks that ``yaml.safe_load`` reads back exactly what wa
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -29,6 +28,8 @@ _RESERVED = {"y", "n", "yes", "no", "true", "false", "on", "off", "null", "~"}
 
 
 def _scalar(value: Any) -> str:
+    if type(value) is str:
+        return _string(value)
     if value is None:
         return "null"
     if value is True:
@@ -50,9 +51,23 @@ def _scalar(value: Any) -> str:
     return _string(str(value))
 
 
-@functools.lru_cache(maxsize=65536)
+_STRINGS: dict[str, str] = {}
+_STRINGS_LIMIT = 65536
+
+
 def _string(text: str) -> str:
-    """Plain when a YAML 1.1 reader would resolve it back to this string, else quoted."""
+    """Plain when a YAML 1.1 reader would resolve it back to this string, else quoted.
+    Memoised in a plain dict (cleared when full): manifests repeat their keys and values
+    thousands of times, and a dict lookup is the cheapest way to recognise them."""
+    out = _STRINGS.get(text)
+    if out is None:
+        if len(_STRINGS) >= _STRINGS_LIMIT:
+            _STRINGS.clear()
+        out = _STRINGS[text] = _quote(text)
+    return out
+
+
+def _quote(text: str) -> str:
     if (_PLAIN.match(text) and text.lower() not in _RESERVED
             and _RESOLVER.resolve(ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
             == _STR_TAG):
@@ -61,33 +76,39 @@ def _string(text: str) -> str:
     return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
 
 
-def _is_block(value: Any) -> bool:
-    return isinstance(value, (dict, list)) and bool(value)
-
-
 def _mapping(value: dict[Any, Any], indent: str, out: list[str], first: str | None) -> None:
-    for index, (key, item) in enumerate(value.items()):
-        prefix = first if index == 0 and first is not None else indent
+    prefix = indent if first is None else first
+    inner = indent + "  "
+    append = out.append
+    for key, item in value.items():
         head = f"{prefix}{_scalar(key)}:"
-        if not _is_block(item):
-            out.append(f"{head} {_flow_empty(item)}")
-        elif isinstance(item, dict):
-            out.append(head)
-            _mapping(item, indent + "  ", out, None)
+        prefix = indent
+        if isinstance(item, dict):
+            if item:
+                append(head)
+                _mapping(item, inner, out, None)
+            else:
+                append(head + " {}")
+        elif isinstance(item, list):
+            if item:
+                append(head)
+                _sequence(item, indent, out)
+            else:
+                append(head + " []")
         else:
-            out.append(head)
-            _sequence(item, indent, out)
+            append(f"{head} {_scalar(item)}")
 
 
 def _sequence(value: list[Any], indent: str, out: list[str]) -> None:
+    dash, inner = indent + "- ", indent + "  "
     for item in value:
         if isinstance(item, dict) and item:
-            _mapping(item, indent + "  ", out, indent + "- ")
+            _mapping(item, inner, out, dash)
         elif isinstance(item, list) and item:
             out.append(f"{indent}-")
-            _sequence(item, indent + "  ", out)
+            _sequence(item, inner, out)
         else:
-            out.append(f"{indent}- {_flow_empty(item)}")
+            out.append(dash + _flow_empty(item))
 
 
 def _flow_empty(value: Any) -> str:

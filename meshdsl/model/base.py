@@ -6,9 +6,12 @@ keyword is an error at the user's line instead of a silently ignored setting.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,9 +71,34 @@ def caller_location() -> SourceLocation | None:
     frame = sys._getframe(1)
     while frame is not None:
         if not _is_ours(frame.f_code.co_filename):
-            return SourceLocation(file=frame.f_code.co_filename, line=frame.f_lineno)
+            return _location(frame.f_code.co_filename, frame.f_lineno)
         frame = frame.f_back  # type: ignore[assignment]
     return None
+
+
+@functools.lru_cache(maxsize=65536)
+def _location(file: str, line: int) -> SourceLocation:
+    """One frozen location per (file, line): a loop declaring 10,000 services shares a
+    handful instead of allocating one per call."""
+    return SourceLocation(file=file, line=line)
+
+
+@contextlib.contextmanager
+def bulk_build(young: int = 50_000) -> Iterator[None]:
+    """Run a program and its compilation with the cyclic collector kept to young objects.
+
+    A large mesh is millions of long-lived, acyclic objects (models, manifests). CPython
+    re-traverses the whole heap in a full collection each time it grew by a quarter, so
+    the builder's cost grew faster than the mesh (13.9x for 10x the services, about half
+    of it in the collector). Here the young generation is collected every ``young``
+    allocations and the oldest practically never; garbage cycles a program makes in a
+    loop are still young when they die, so they are still collected."""
+    before = gc.get_threshold()
+    gc.set_threshold(young, 100, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def clean(value: Any) -> Any:

@@ -7,7 +7,7 @@ and stores frozen models; ``Mesh.build()`` returns the frozen :class:`MeshSpec`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from meshdsl.errors import ModelUsageError
 from meshdsl.model.base import Frozen, SourceLocation, caller_location
@@ -414,7 +414,8 @@ class Service(_Scoped):
                header_stage: HeaderStage | Match | None = None,
                mirror_stage: MirrorStage | bool | None = None, max_failed_checks: int = 2,
                min_requests: int = 10, no_data_limit: int = 3,
-               webhooks: Sequence[Webhook] = ()) -> CanaryPlan:
+               webhooks: Sequence[Webhook] = (),
+               analysis: Literal["interval", "sequential"] = "interval") -> CanaryPlan:
         """Roll ``target`` out over ``steps`` percent, judged by ``checks`` each interval."""
         if stable is None:
             others = [v.name for v in self.versions if v.name != target]
@@ -429,7 +430,8 @@ class Service(_Scoped):
             interval=interval, header_stage=header_stage,
             mirror_stage=mirror_stage or None, checks=list(checks),
             max_failed_checks=max_failed_checks, min_requests=min_requests,
-            no_data_limit=no_data_limit, webhooks=list(webhooks), source=caller_location())
+            no_data_limit=no_data_limit, webhooks=list(webhooks), analysis=analysis,
+            source=caller_location())
         self.mesh._canaries.append(plan)
         return plan
 

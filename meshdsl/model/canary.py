@@ -84,6 +84,10 @@ class CanaryPlan(Declared):
     stable: str
     steps: list[Step] = Field(min_length=1)
     interval: str = "1m"
+    analysis: Literal["interval", "sequential"] = "interval"
+    """``interval``: judge each stage once per interval (Flagger's and Argo Rollouts'
+    way). ``sequential``: also judge the error count on every scrape and roll back as soon
+    as the evidence is strong (``reconciler.delivery.sequential``)."""
     header_stage: HeaderStage | None = None
     mirror_stage: MirrorStage | None = None
     checks: list[MetricCheck] = Field(default_factory=list)

@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 
 from meshdsl.compile import compile_mesh, file_name, to_yaml
-from meshdsl.model.base import SourceLocation
+from meshdsl.model.base import SourceLocation, bulk_build
 from meshdsl.model.spec import MeshSpec
 from meshdsl.validate import Finding, Severity, has_errors, validate
 from reconciler.cli.app import Output, app, console, emit, err_console, fail
@@ -164,7 +164,8 @@ def render_cmd(
         print_findings([f for f in findings if f.severity is Severity.ERROR])
         fail(f"{source} has validation errors; nothing rendered (use --force to "
              "render anyway)", 1)
-    manifests = compile_mesh(spec)
+    with bulk_build():
+        manifests = compile_mesh(spec)
     if not no_crd_check and not force:
         rejected = mesh_findings(spec, manifests, load_catalog(crds, kubeconfig, context))
         if rejected:

@@ -21,6 +21,9 @@ PROMOTING       next step                                     SUCCEEDED (post-ro
 ROLLING_BACK    next step                                     FAILED (rollback, post-rollout)
 any             new target / stable / target digest, or       INITIALIZING of the new target
                 (active only) new stage shape
+PROGRESSING,    ``analysis="sequential"``, between analyses:  ROLLING_BACK, 100% stable
+HALTED          the stage's error count is strong evidence
+                of a bad canary (``sequential.py``)
 ==============  ============================================  ===============================
 
 Manual commands: ``pause`` (→ PAUSED, nothing is judged), ``resume`` (back, with a fresh
@@ -49,7 +52,8 @@ from reconciler.delivery.actions import (
 from reconciler.delivery.analysis import Analysis, CheckResult, Verdict, evaluate, gate_results
 from reconciler.delivery.errors import ManualCommandError, PlanError
 from reconciler.delivery.phases import Phase, RolloutState, Traffic
-from reconciler.delivery.queries import metric_queries
+from reconciler.delivery.queries import metric_queries, window_queries
+from reconciler.delivery.sequential import for_plan, observed
 from reconciler.delivery.stages import Stage, StageKind, plan_interval, stages, stages_digest
 
 __all__ = ["abort", "needs", "pause", "promote", "restart_reason", "resume", "start",
@@ -65,6 +69,8 @@ def start(plan: CanaryPlan, revision: str = "", now: float = 0.0, *,
     (a rollout being replaced) only lends its timeline, so status shows the history."""
     shape, now = stages(plan), float(now)
     metric_queries(plan)  # a plan whose templates cannot render fails here, not mid-rollout
+    if plan.analysis == "sequential":
+        for_plan(plan, stages=len(shape))  # likewise a sequential plan without a threshold
     state = RolloutState(
         namespace=plan.namespace, service=plan.service, target=plan.target,
         stable=plan.stable, phase=Phase.INITIALIZING,
@@ -83,6 +89,8 @@ def start(plan: CanaryPlan, revision: str = "", now: float = 0.0, *,
 
 def needs(state: RolloutState, plan: CanaryPlan, now: float) -> Needs:
     """What ``step(state, plan, ..., now)`` will judge, so the caller can gather it first."""
+    if _watching(state, plan, now) and not restart_reason(state, plan, Observations()):
+        return Needs(queries=window_queries(plan, now - state.stage_started_at))
     if (state.phase not in (Phase.INITIALIZING, *_JUDGED) or not _due(state, now)
             or restart_reason(state, plan, Observations())):
         return Needs()
@@ -130,11 +138,31 @@ def _decide(state: RolloutState, plan: CanaryPlan, obs: Observations, now: float
         notify = _notify(plan, ("rollback",), state, message)
         notify += _notify(plan, ("post-rollout",), done, message)
         return _emit(state, done, plan, message, severity="warning", notify=notify)
+    if _watching(state, plan, now):
+        return _watch(state, plan, obs, now)
     if state.phase not in (Phase.INITIALIZING, *_JUDGED) or not _due(state, now):
         return state, []
     if state.phase is Phase.INITIALIZING:
         return _initialize(state, plan, obs, now)
     return _analyze(state, plan, obs, now)
+
+
+def _watching(state: RolloutState, plan: CanaryPlan, now: float) -> bool:
+    """Between two analyses of a stage that sends the canary traffic, under
+    ``analysis="sequential"``: the sequential test looks at every tick."""
+    return (plan.analysis == "sequential" and state.phase in _JUDGED
+            and state.traffic.canary_weight > 0 and not _due(state, now))
+
+
+def _watch(state: RolloutState, plan: CanaryPlan, obs: Observations, now: float) -> Transition:
+    """Roll back at once when the stage's error count is strong evidence; otherwise no
+    change (nothing persisted: the next tick looks again with more data)."""
+    evidence = observed(for_plan(plan, stages=state.stage_count), obs.metrics)
+    if not evidence.abort:
+        return state, []
+    result = CheckResult("sequential-error-rate", Verdict.FAIL, value=evidence.llr,
+                         max=evidence.threshold, message=evidence.summary())
+    return _rollback(replace(state, last_analysis=(result,)), plan, now, evidence.summary())
 
 
 # --- manual commands ------------------------------------------------------------------
@@ -266,6 +294,7 @@ def _enter(state: RolloutState, plan: CanaryPlan, index: int, now: float, why: s
     stage = stages(plan)[index]
     new = replace(state, phase=Phase.PROGRESSING, stage_index=index, stage_label=stage.label,
                   traffic=_traffic(state, stage), reason="", last_transition=now,
+                  stage_started_at=now,
                   next_analysis_at=now + stage.wait)
     message = f"{why}; stage {index + 1}/{state.stage_count}: {stage.label}"
     return _emit(state, new.note(now, message), plan, message)

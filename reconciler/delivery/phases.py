@@ -102,6 +102,7 @@ class RolloutState:
     rollout_confirmed: bool = False  # confirm-rollout gates have said yes
     started_at: float = 0.0
     last_transition: float = 0.0
+    stage_started_at: float = 0.0    # when the current stage's traffic began
     next_analysis_at: float | None = None
     analyses: int = 0
     paused_from: Phase | None = None
@@ -141,6 +142,7 @@ class RolloutState:
             "max_failed_checks": self.max_failed_checks, "no_data_limit": self.no_data_limit,
             "interval": self.interval, "rollout_confirmed": self.rollout_confirmed,
             "started_at": self.started_at, "last_transition": self.last_transition,
+            "stage_started_at": self.stage_started_at,
             "next_analysis_at": self.next_analysis_at, "analyses": self.analyses,
             "paused_from": None if self.paused_from is None else self.paused_from.value,
             "manual": self.manual, "reason": self.reason,
@@ -177,6 +179,8 @@ class RolloutState:
                 rollout_confirmed=bool(data["rollout_confirmed"]),
                 started_at=float(data["started_at"]),
                 last_transition=float(data["last_transition"]),
+                stage_started_at=float(data.get("stage_started_at",
+                                                data["last_transition"])),
                 next_analysis_at=None if nxt is None else float(nxt),
                 analyses=int(data["analyses"]),
                 paused_from=None if paused is None else Phase(paused),

@@ -15,9 +15,10 @@ never close a PromQL string and smuggle in a different query.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from meshdsl.model.canary import CanaryPlan, MetricCheck
@@ -34,6 +35,7 @@ __all__ = [
     "render",
     "stable_key",
     "template_variables",
+    "window_queries",
     "workload_name",
 ]
 
@@ -214,3 +216,19 @@ def metric_queries(plan: CanaryPlan) -> tuple[MetricQuery, ...]:
         if check.compare_to_stable:
             out.append(_query(plan, check, "stable", builtin, template))
     return tuple(out)
+
+
+WINDOW_PREFIX = "window:"
+"""Observation keys of :func:`window_queries` (kept apart from the interval analysis's)."""
+
+
+def window_queries(plan: CanaryPlan, seconds: float) -> tuple[MetricQuery, MetricQuery]:
+    """The canary's request count and success rate over the last ``seconds`` (rounded up
+    to whole seconds): what the sequential test reads on every scrape."""
+    interval = f"{max(1, math.ceil(seconds))}s"
+    out = []
+    for builtin in (REQUEST_COUNT_KEY, "request-success-rate"):
+        query = _query(plan, MetricCheck(name=builtin, interval=interval), "canary", builtin,
+                       BUILTIN_QUERIES[builtin])
+        out.append(replace(query, key=WINDOW_PREFIX + builtin))
+    return out[0], out[1]

@@ -80,6 +80,13 @@ def _failure(kind: str, message: str, roots: list[str], *, location: str | None 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:
     """Load, validate and compile one program; never raises (except on interpreter exit)."""
+    from meshdsl.model.base import bulk_build
+
+    with bulk_build():
+        return _run(job)
+
+
+def _run(job: dict[str, Any]) -> dict[str, Any]:
     from meshdsl.validate import validate
     from reconciler.runtime.loader import ProgramError, load
 

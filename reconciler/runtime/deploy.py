@@ -8,7 +8,9 @@ new revision). Each deployer here wraps one target's apply and makes that call.
   :class:`~reconciler.ports.Target` (the kube target), with pruning by inventory;
 - :class:`LocalDeployer` — the local Envoy mesh (:class:`~reconciler.targets.envoy.LocalMesh`),
   which needs the program's spec rather than Istio manifests; a report-only check compares
-  the config version each Envoy runs with the one last pushed, writing nothing.
+  the config version each Envoy runs with the one last pushed, writing nothing. Every
+  deploy it makes is logged (``local-deploy``, with the rollout weights laid over the
+  program), so what the Envoys were told and when can be read back from the log alone.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from reconciler.ports import Deployed, DeployError, Target, TargetError
 from reconciler.runtime.apply import ApplyError, FencedError, Options, RejectedError
 from reconciler.runtime.apply import apply as run_apply
 from reconciler.runtime.records import FailureKind
+from reconciler.runtime.telemetry import event
 from reconciler.targets.kube import Forbidden, KubeError, Unauthorized, Unreachable
 
 if TYPE_CHECKING:
@@ -134,6 +137,8 @@ class LocalDeployer:
             raise DeployError("stopped before writing: this replica is no longer the "
                               "leader", kind=FailureKind.FENCED, transient=True)
         deployed: Deployed = self.mesh.deploy(output, mesh=mesh, heal=heal)
+        event("local-deploy", mesh=mesh, weights=output.get("weights") or {},
+              changes=deployed.changes)
         return deployed
 
     def _check(self) -> Deployed:

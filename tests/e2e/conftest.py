@@ -30,7 +30,7 @@ def demo(*args: str) -> list[str]:
 def canary_mesh(*, v2: Sequence[str] = (), v3: Sequence[str] = (), target: str = "v2",
                 stable: str = "v1", steps: Sequence[int] = (20, 50, 100),
                 webhooks: Sequence[Webhook] = (), no_data_limit: int = 5,
-                max_failed_checks: int = 2) -> MeshSpec:
+                max_failed_checks: int = 2, analysis: str = "interval") -> MeshSpec:
     """``reviews`` v1 (healthy), v2 and v3 (demo apps with these flags) behind sidecars, a
     ``client`` sidecar to send traffic through, and a canary plan with 2 s intervals.
     The checks read 10 s windows: Envoy flushes histograms every 5 s."""
@@ -44,7 +44,8 @@ def canary_mesh(*, v2: Sequence[str] = (), v3: Sequence[str] = (), target: str =
     reviews.canary(target=target, stable=stable, steps=list(steps), interval=f"{INTERVAL:g}s",
                    checks=[SuccessRate(99, interval="10s"), LatencyP99(400, interval="10s")],
                    min_requests=5, no_data_limit=no_data_limit,
-                   max_failed_checks=max_failed_checks, webhooks=list(webhooks))
+                   max_failed_checks=max_failed_checks, webhooks=list(webhooks),
+                   analysis=analysis)  # type: ignore[arg-type]
     return mesh.build()
 
 

@@ -110,9 +110,17 @@ class Reconciler:
                 self.process.kill()
                 self.process.wait(timeout=10)
 
-    def events(self, name: str) -> list[dict[str, Any]]:
+    def log_size(self) -> int:
+        """Where the log ends now: events past it were written by a later process."""
+        return self.log.stat().st_size if self.log.exists() else 0
+
+    def events(self, name: str, *, after: int = 0) -> list[dict[str, Any]]:
+        """The ``name`` events logged past byte ``after``, in order."""
+        with self.log.open("rb") as log:
+            log.seek(after)
+            text = log.read().decode(errors="replace")
         out = []
-        for line in self.log.read_text(errors="replace").splitlines():
+        for line in text.splitlines():
             try:
                 record = json.loads(line)
             except ValueError:
@@ -191,6 +199,9 @@ def test_pushes_promote_a_healthy_canary_and_roll_back_a_bad_one(
 
 
 def test_sigkill_mid_rollout_resumes_at_the_same_step(reconciler: Reconciler) -> None:
+    """Kill -9 at the second step. What the restarted process does is read from its own
+    log lines (every deploy to the Envoys is logged with its weights, the startup pass's
+    included), not from the store it resumes from."""
     reconciler.start()
     first = reconciler.git.push({"mesh.py": V1}, "reviews v1")
     wait_for(lambda: reconciler.applied(first), 90, "the first revision applied")
@@ -204,15 +215,27 @@ def test_sigkill_mid_rollout_resumes_at_the_same_step(reconciler: Reconciler) ->
 
         before = wait_for(at_second_step, 90, "the rollout at its second step")
         reconciler.kill()
+        killed_at = reconciler.log_size()
+        # the state the new process must resume from: read after the old one is gone
         after_kill = reconciler.rollout()
-        assert after_kill is not None and after_kill.stage_index >= before.stage_index
+        assert after_kill is not None and not after_kill.phase.terminal, after_kill
+        assert after_kill.started_at == before.started_at, "one rollout before the kill"
+        weights_at_kill = after_kill.traffic.weights
+        assert weights_at_kill["v2"] in (50, 100), weights_at_kill  # 2nd step or promoting
+
         reconciler.start()
         state = wait_for(lambda: reconciler.finished("v2"), 120, "the rollout finishing")
         assert state.phase is Phase.SUCCEEDED, state.reason
-        assert not any("restarted" in e.message for e in state.timeline), state.timeline
-        # after the restart the first traffic pushed was the stored step, never 100% v1
-        resumed = [e["weights"].get(f"{NS}/{SERVICE}") for e in
-                   reconciler.events("rollout-traffic")]
-        assert {"v1": 100, "v2": 0} not in resumed[-3:]
+        assert state.started_at == after_kill.started_at, "resumed, not started again"
+        assert state.timeline[:len(after_kill.timeline)] == after_kill.timeline
+        assert not any("restarted" in e.message or "rollout of v2 started" in e.message
+                       for e in state.timeline[len(after_kill.timeline):]), state.timeline
+        # every deploy of the restarted process, in order: the first serves the stored
+        # step (never 100% v1, never the program's raw 100% v2), then only forward
+        deploys = [e["weights"].get(f"{NS}/{SERVICE}") for e in
+                   reconciler.events("local-deploy", after=killed_at)]
+        assert deploys and deploys[0] == weights_at_kill, deploys
+        canary = [d["v2"] for d in deploys if d is not None]
+        assert canary == sorted(canary) and canary[-1] == 100, deploys
         time.sleep(1.5)
         assert served(traffic, 1.0) == {"reviews-v2"}

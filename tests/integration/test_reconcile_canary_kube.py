@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -20,7 +22,9 @@ import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from reconciler.delivery.phases import Phase, RolloutState
@@ -106,6 +110,13 @@ def program(namespace: str, *, canary: tuple[str, str] | None, routed: str) -> s
     return "\n".join(lines) + "\n"
 
 
+def split_of(vs: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    """The (subset, weight) pairs of the VirtualService's default route, zero weights out."""
+    route = vs["spec"]["http"][-1]["route"]
+    return tuple((r["destination"]["subset"], int(r.get("weight", 100))) for r in route
+                 if int(r.get("weight", 100)))
+
+
 class Rig:
     def __init__(self, apiserver: LocalApiServer, root: Path) -> None:
         self.apiserver, self.root = apiserver, root
@@ -147,13 +158,37 @@ class Rig:
         self.prometheus.stop()
         self.exporter.stop()
 
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def virtualservice(self) -> dict[str, Any] | None:
+        return self.admin.get(VS, "VirtualService", self.namespace, "reviews")
+
     def weights(self) -> tuple[tuple[str, int], ...] | None:
-        vs = self.admin.get(VS, "VirtualService", self.namespace, "reviews")
-        if vs is None:
-            return None
-        route = vs["spec"]["http"][-1]["route"]
-        return tuple((r["destination"]["subset"], int(r.get("weight", 100))) for r in route
-                     if int(r.get("weight", 100)))
+        vs = self.virtualservice()
+        return None if vs is None else split_of(vs)
+
+    def writes_since(self, resource_version: str) -> list[tuple[tuple[str, int], ...]]:
+        """Every change to the ``reviews`` VirtualService after ``resource_version``, in
+        order, as the API server's watch replays them (none missed, unlike polling); the
+        server ends the watch after a second without news."""
+        path = f"{self.apiserver.url}/apis/{VS}/namespaces/{self.namespace}/virtualservices"
+        params = {"watch": "1", "resourceVersion": resource_version, "timeoutSeconds": "1",
+                  "fieldSelector": "metadata.name=reviews"}
+        headers = {"Authorization": f"Bearer {self.apiserver.token}"}
+        splits: list[tuple[tuple[str, int], ...]] = []
+        trusted = ssl.create_default_context(cafile=str(self.apiserver.ca_file))
+        with httpx.Client(verify=trusted, timeout=10, trust_env=False) as client, \
+                client.stream("GET", path, params=params, headers=headers) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if line.strip():
+                    change = json.loads(line)
+                    assert change["type"] == "MODIFIED", change
+                    splits.append(split_of(change["object"]))
+        return splits
 
     def watch(self) -> None:
         """Record every distinct weight split the API server holds, in order."""
@@ -228,3 +263,49 @@ def test_canary_steps_the_virtualservice_and_rolls_back_from_the_cluster_state(
         capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stderr
     assert "failed" in status.stdout
+
+
+def test_sigkill_mid_rollout_resumes_at_the_same_step_on_the_cluster(rig: Rig) -> None:
+    """Kill -9 at the second step; the restarted process takes the Lease over, reads the
+    rollout from the cluster and goes on. What it wrote is read from the API server's own
+    watch history from the moment of the kill, so a brief 100% stable cannot slip by."""
+    rig.start()
+    first = rig.git.push({"mesh.py": program(rig.namespace, canary=None, routed="v1")}, "v1")
+    wait_for(lambda: rig.applied(first), 60, "the first revision applied")
+    rig.git.push({"mesh.py": program(rig.namespace, canary=("v2", "v1"), routed="v2")},
+                 "canary v2")
+
+    def at_second_step() -> RolloutState | None:
+        stored = rig.rollouts.load(rig.namespace, "reviews")
+        state = stored.state if stored is not None else None
+        return state if state is not None and state.target == "v2" and \
+            state.stage_index >= 1 and not state.phase.terminal else None
+
+    before = wait_for(at_second_step, 90, "the rollout at its second step")
+    rig.kill()
+    vs = rig.virtualservice()
+    assert vs is not None
+    served_at_kill, killed_rv = split_of(vs), vs["metadata"]["resourceVersion"]
+    stored = rig.rollouts.load(rig.namespace, "reviews")
+    assert stored is not None
+    after_kill = stored.state
+    assert after_kill.started_at == before.started_at and not after_kill.phase.terminal
+    at_kill = after_kill.traffic.weights["v2"]
+    assert at_kill >= 50, after_kill  # the second step (or promoting)
+    # the cluster serves the stored step, or the one before it if the kill fell between
+    # persisting a step and applying its routes
+    assert dict(served_at_kill).get("v2", 0) in (20, 50, at_kill), served_at_kill
+
+    rig.start()
+    state = wait_for(lambda: rig.finished("v2"), 90, "the resumed rollout finishing")
+    assert state.phase is Phase.SUCCEEDED, state.reason
+    assert state.started_at == after_kill.started_at, "resumed, not started again"
+    assert state.timeline[:len(after_kill.timeline)] == after_kill.timeline
+    assert not any("restarted" in e.message or "rollout of v2 started" in e.message
+                   for e in state.timeline[len(after_kill.timeline):]), state.timeline
+    wait_for(lambda: rig.weights() == (("v2", 100),), 10, "100% v2 in the API server")
+    writes = rig.writes_since(killed_rv)
+    canary = [dict(split).get("v2", 0) for split in writes]
+    assert writes and canary[-1] == 100, writes
+    # never back to 100% v1 (or any step before the stored one), only forward
+    assert min(canary) >= at_kill and canary == sorted(canary), writes
