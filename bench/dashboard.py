@@ -25,12 +25,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reconciler.testing.canary import TrafficGenerator
-
 from bench.machine import describe, write_section
 from bench.meshgen import generate
 from reconciler.core.graph import EdgeStats, workload_id
 from reconciler.dashboard import Dashboard, EnvoyTraffic, Feeds, local_proxies
+from reconciler.demo.traffic import TrafficGenerator
 from reconciler.runtime.loader import load
 from reconciler.targets.envoy.mesh import LocalMesh
 from reconciler.testing.browser import chromium

@@ -32,10 +32,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
-from reconciler.testing.ports import free_port
 
 from bench.machine import describe, write_section
 from bench.reconcile import wait_until
+from reconciler.processes.ports import free_port
 from reconciler.runtime.status import ClusterStore, Result
 from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import LocalApiServer

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reconciler.testing.canary import TrafficGenerator
-from reconciler.testing.demo_apps import DEMO_APP
 
 from reconciler.cli.dashboard import serve_local
+from reconciler.demo.apps import DEMO_APP
+from reconciler.demo.traffic import TrafficGenerator
 from reconciler.runtime.loader import load
 from reconciler.targets.envoy.binary import find_envoy
 from reconciler.targets.envoy.errors import EnvoyNotFoundError
@@ -153,8 +153,7 @@ def page_canary(driver: Any) -> dict[str, Any] | None:
 
 
 def test_canary_stage_and_weights_follow_the_rollout(browser: Any, tmp_path: Path) -> None:
-    from reconciler.testing.canary import CanaryRig
-
+    from reconciler.demo.traffic import CanaryRig
     from tests.e2e.conftest import NS, SERVICE, canary_mesh
 
     rig = CanaryRig(tmp_path / "state")

@@ -10,9 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from reconciler.testing.canary import TrafficGenerator, envoy_scrape_job
-from reconciler.testing.demo_apps import DEMO_APP
-from reconciler.testing.prometheus import LocalPrometheus
 
 from meshdsl import Mesh
 from meshdsl.model.spec import MeshSpec
@@ -25,6 +22,9 @@ from reconciler.dashboard import (
     is_loopback,
     parse_listen,
 )
+from reconciler.demo.apps import DEMO_APP
+from reconciler.demo.prometheus import LocalPrometheus
+from reconciler.demo.traffic import TrafficGenerator, envoy_scrape_job
 from reconciler.metrics import istio_bridge_rule_groups
 from reconciler.targets.envoy.mesh import LocalMesh
 
