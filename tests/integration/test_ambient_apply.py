@@ -113,7 +113,7 @@ def test_a_canary_step_is_one_route_update(apiserver: LocalApiServer) -> None:
         stepped = [_without_retry(m) if _retrying(m) else m for m in stepped]
         target.writes.clear()
         apply(target, stepped, mesh=mesh)
-        assert target.writes == [("apply", f"HTTPRoute/amb-{suffix}/reviews")]
+        assert list(target.writes) == [("apply", f"HTTPRoute/amb-{suffix}/reviews")]
         route = target.get("gateway.networking.k8s.io/v1", "HTTPRoute", f"amb-{suffix}",
                             "reviews")
     assert route is not None
