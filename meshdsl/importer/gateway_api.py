@@ -173,7 +173,7 @@ class _Rewrite:
         folded = set()
         for (ns, app), versions in by_service.items():
             base_doc = by_key.get((ns, app))
-            base = copy.deepcopy(base_doc.manifest) if base_doc else {
+            base: Manifest = copy.deepcopy(base_doc.manifest) if base_doc else {
                 "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
                 "metadata": {"name": app, "namespace": ns}, "spec": {"host": app}}
             policy = base["spec"].get("trafficPolicy", {})
