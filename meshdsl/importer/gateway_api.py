@@ -196,7 +196,15 @@ class _Rewrite:
 
 
 def read_ambient(documents: Sequence[Document], namespace: str) -> Ambient:
-    """The documents with every ambient namespace's objects in their classic form."""
+    """The documents with every ambient namespace's objects in their classic form
+    (unchanged when malformed: the classic import reports what is wrong, and where)."""
+    try:
+        return _read(documents, namespace)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return Ambient(list(documents))
+
+
+def _read(documents: Sequence[Document], namespace: str) -> Ambient:
     run = _Rewrite(documents, namespace)
     if not run.modes:
         return Ambient(list(documents))
