@@ -114,3 +114,14 @@ def test_what_the_dsl_cannot_say_stays_raw_with_one_warning() -> None:
     assert "mesh.raw(" in program.source and "sessionPersistence" in program.source
     assert [w.resource for w in program.warnings] == ["HTTPRoute shop/web"]
     assert "web.route(" not in program.source
+
+
+def test_analyze_checks_ambient_routes_at_their_yaml_line() -> None:
+    from meshdsl.importer import analyze
+
+    findings = analyze([RENDERED])
+    lines = RENDERED.read_text().splitlines()
+    assert [f.code for f in findings] == ["MD136"]  # as `meshctl validate` on the program
+    line = findings[0].source.line  # type: ignore[union-attr]
+    assert lines[line - 1:line + 3] == ["apiVersion: gateway.networking.k8s.io/v1",
+                                        "kind: HTTPRoute", "metadata:", "  name: reviews"]
