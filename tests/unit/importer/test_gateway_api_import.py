@@ -125,3 +125,28 @@ def test_analyze_checks_ambient_routes_at_their_yaml_line() -> None:
     line = findings[0].source.line  # type: ignore[union-attr]
     assert lines[line - 1:line + 3] == ["apiVersion: gateway.networking.k8s.io/v1",
                                         "kind: HTTPRoute", "metadata:", "  name: reviews"]
+
+
+def test_objects_the_compiler_would_not_write_fall_back_to_raw() -> None:
+    grant = """\
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: from-elsewhere, namespace: shop}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: elsewhere}]
+  to: [{group: "", kind: Service, name: web}]
+"""
+    program = _import(_AMBIENT + grant)  # verified against the input, or it would raise
+    assert "from-elsewhere" in program.source and "mesh.raw(" in program.source
+    assert "ReferenceGrant shop/from-elsewhere" in [w.resource for w in program.warnings]
+
+
+def test_sidecar_namespaces_keep_gateway_api_objects_raw() -> None:
+    text = _AMBIENT.replace("istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint",
+                            "istio-injection: enabled").replace(
+        ', labels: {istio.io/ingress-use-waypoint: "true"}', "")
+    program = _import(text)
+    assert "mode=" not in program.source and "web.route(" not in program.source
+    assert sorted(w.resource for w in program.warnings) == ["Gateway shop/waypoint",
+                                                            "HTTPRoute shop/web"]
