@@ -150,3 +150,13 @@ def test_sidecar_namespaces_keep_gateway_api_objects_raw() -> None:
     assert "mode=" not in program.source and "web.route(" not in program.source
     assert sorted(w.resource for w in program.warnings) == ["Gateway shop/waypoint",
                                                             "HTTPRoute shop/web"]
+
+
+def test_to_ambient_keeps_the_namespaces_read_as_ambient() -> None:
+    from meshdsl.importer.ambient import to_ambient
+
+    converted = to_ambient(_import(RENDERED.read_text()).result.spec)
+    assert 'mesh.namespace("bookinfo-edge", mode="ambient", waypoint=None)' in converted.source
+    waypoints = [m["metadata"]["namespace"] for m in converted.manifests
+                 if m["kind"] == "Gateway" and m["spec"]["gatewayClassName"] == "istio-waypoint"]
+    assert waypoints == ["bookinfo"]
