@@ -15,7 +15,8 @@ from typing import Any
 
 from meshdsl.compile.manifest import MANAGED_BY, MESH_LABEL, Manifest
 
-_ISTIO_GROUPS = ("networking.istio.io", "security.istio.io", "telemetry.istio.io")
+_ISTIO_GROUPS = ("networking.istio.io", "security.istio.io", "telemetry.istio.io",
+                 "gateway.networking.k8s.io")  # served versions of one stored object
 
 
 def normalize(manifest: Manifest) -> Manifest:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from meshdsl.compile import compile_mesh
@@ -21,11 +21,13 @@ from meshdsl.compile.compare import differences
 from meshdsl.compile.manifest import Manifest
 from meshdsl.importer.analysis import analyze, analyze_documents
 from meshdsl.importer.errors import ImporterError, ImporterWarning, InputError, NotExpressible
+from meshdsl.importer.gateway_api import policies_raw, read_ambient
 from meshdsl.importer.manifests import CLUSTER_SCOPED
 from meshdsl.importer.to_model import ImportResult, to_model
 from meshdsl.importer.to_python import to_python
 from meshdsl.importer.yamlsource import Document, load_files, load_text
 from meshdsl.model.builder import Mesh
+from meshdsl.model.dataplane import DataPlane
 from meshdsl.model.spec import MeshSpec
 
 __all__ = [
@@ -95,7 +97,27 @@ def import_documents(documents: Sequence[Document], *, name: str | None = None,
                      namespace: str = "default", default_name: str = "imported",
                      title: str | None = None) -> Program:
     """The program for some documents, verified to render them back."""
+    found = read_ambient(documents, namespace)
+    if found.found:
+        try:
+            return _import(found.documents, documents, name=name, namespace=namespace,
+                           default_name=default_name, title=title,
+                           data_plane=found.data_plane)
+        except (ImporterError, NotExpressible):
+            pass  # not what the compiler writes: carried through mesh.raw as before
+    return _import(documents, documents, name=name, namespace=namespace,
+                   default_name=default_name, title=title)
+
+
+def _import(documents: Sequence[Document], original: Sequence[Document], *,
+            name: str | None, namespace: str, default_name: str, title: str | None,
+            data_plane: DataPlane | None = None) -> Program:
     result = to_model(documents, name=name, namespace=namespace, default_name=default_name)
+    if data_plane is not None:
+        cleaned = to_model(original, name=name, namespace=namespace,
+                           default_name=default_name).manifests
+        result = policies_raw(replace(result, spec=result.spec.model_copy(update={
+            "data_plane": data_plane}), manifests=cleaned), data_plane)
     source = to_python(result.spec, namespace=namespace, title=title, notes=result.notes)
     problems = verify(source, result.manifests, namespace)
     if problems:

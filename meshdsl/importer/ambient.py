@@ -28,8 +28,9 @@ class AmbientProgram:
 
 
 def ambient_spec(spec: MeshSpec) -> MeshSpec:
-    """Every namespace in ambient mode (the mesh default), canaries judged on waypoints."""
-    dp = DataPlane(default="ambient")
+    """Every namespace in ambient mode (the mesh default), canaries judged on waypoints;
+    namespaces read as ambient keep their own waypoint."""
+    dp = DataPlane(default="ambient", namespaces=spec.data_plane.namespaces)
     return spec.model_copy(update={"data_plane": dp, "canaries": dp.judged(spec.canaries)})
 
 

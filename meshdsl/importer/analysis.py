@@ -15,6 +15,7 @@ from pathlib import Path
 
 from meshdsl.analyzers import REPLACED
 from meshdsl.analyzers import analyze as istio_analyze
+from meshdsl.importer.gateway_api import read_ambient
 from meshdsl.importer.to_model import to_model
 from meshdsl.importer.yamlsource import Document, load_files
 from meshdsl.model.spec import MeshSpec
@@ -23,10 +24,12 @@ from meshdsl.validate import Finding, raw_routes, validate
 
 def analyze_documents(documents: Sequence[Document], *, namespace: str = "default"
                       ) -> list[Finding]:
-    result = to_model(documents, namespace=namespace, duplicates=True)
-    findings = [f for f in validate(result.analysis) if f.code not in REPLACED]
+    ambient = read_ambient(documents, namespace)  # routes of ambient namespaces, typed
+    result = to_model(ambient.documents, namespace=namespace, duplicates=True)
+    analysis = result.analysis.model_copy(update={"data_plane": ambient.data_plane})
+    findings = [f for f in validate(analysis) if f.code not in REPLACED]
     findings += istio_analyze(documents, namespace=namespace)
-    findings += _gateway_api_findings(documents, result.analysis)
+    findings += _gateway_api_findings(ambient.documents, analysis)
     return sorted(set(findings), key=Finding.sort_key)
 
 

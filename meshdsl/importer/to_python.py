@@ -25,6 +25,7 @@ from meshdsl.importer.shapes import (
     is_service_vs,
     scoped_namespaces,
 )
+from meshdsl.model.dataplane import DEFAULT_WAYPOINT
 from meshdsl.model.gateway import Gateway, Server, ServerTls
 from meshdsl.model.routing import Destination, HttpRoute, TcpRoute, VirtualService
 from meshdsl.model.service import NamespaceSpec, ServicePort, ServiceSpec
@@ -125,12 +126,22 @@ class _Program(PolicySections):
                 kwargs.append(("labels", literal(labels)))
             if not ns.create:
                 kwargs.append(("create", literal(False)))
+            kwargs += self._mode(name)
             call = Call("mesh.namespace", (literal(name),), kwargs)
             if name in needed:
                 self.scopes[name] = self.names.new(name, f"{name}_ns")
                 self.emit(call, self.scopes[name])
             else:
                 self.emit(call)
+
+    def _mode(self, name: str) -> list[tuple[str, Expr]]:
+        declared = self.spec.data_plane.namespaces.get(name)
+        if declared is None:
+            return []
+        out: list[tuple[str, Expr]] = [("mode", literal(declared.mode))]
+        if declared.mode == "ambient" and declared.waypoint != DEFAULT_WAYPOINT:
+            out.append(("waypoint", literal(declared.waypoint)))
+        return out
 
     def service(self, svc: ServiceSpec, var: str, explicit: bool) -> None:
         if (svc.app_label, svc.version_label) != ("app", "version"):
