@@ -13,12 +13,14 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["ChildExited", "Component", "NotReady", "log_tail", "terminate", "wait_ready"]
+__all__ = ["ChildExited", "Component", "NotReady", "in_parallel", "log_tail", "terminate",
+           "wait_ready"]
 
 
 class NotReady(TimeoutError):
@@ -77,6 +79,18 @@ def terminate(process: subprocess.Popen[bytes] | None, timeout: float = 10.0, *,
     if group:
         send(signal.SIGKILL)
     return process.returncode
+
+
+def in_parallel(calls: Iterable[Callable[[], object]], *, workers: int = 8) -> None:
+    """Run ``calls`` concurrently (starting and stopping children is mostly waiting), at
+    most ``workers`` at a time; the first error is raised after all have run."""
+    todo = list(calls)
+    if not todo:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
+        futures = [pool.submit(call) for call in todo]
+    for future in futures:
+        future.result()
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

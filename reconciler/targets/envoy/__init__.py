@@ -12,6 +12,8 @@ Envoy reloads them live, without a restart or a dropped request. The pieces:
 - :mod:`.allocation` — ports (outside the ephemeral range) and certificates, stable while
   the mesh changes;
 - :mod:`.apps` — the workloads' own processes (``run_locally`` commands);
+- :mod:`.routes` — RDS or inline route tables (the inotify budget), config digests;
+- :mod:`.report` — ``meshctl up``'s rows and what an apply did;
 - :mod:`.mesh` — :class:`LocalMesh`: the whole local mesh, started, live-updated, stopped
   (what ``meshctl up`` runs; also a ``Deployer`` for the GitOps loop);
 - :mod:`.errors` — the :class:`EnvoyError` ladder.

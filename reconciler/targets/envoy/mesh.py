@@ -22,15 +22,7 @@ ADS gives for free — acknowledgement and rejection — :class:`EnvoyProcess` r
 the admin API (``update_success``/``update_rejected`` and ``version_text``), so
 :meth:`LocalMesh.versions` reports what every Envoy actually runs.
 
-**Route tables: RDS while the file watches fit.** Envoy spends one inotify instance per
-watched file — LDS, CDS and one per RDS route table — and Linux allows a user 128 instances
-in total (``fs.inotify.max_user_instances``); Envoy *aborts* when it gets none. A sidecar
-has a route table per service it can call, so bookinfo's 12 sidecars alone would need 124.
-Route tables therefore travel by RDS (a route change reaches every open keep-alive
-connection at its next request) while the whole mesh needs at most half the limit; beyond
-that, sidecars carry them inline in their listeners (2 watches each: a route change
-replaces the listener's filter chain, and open connections finish their current request,
-are told ``Connection: close`` and reconnect), and gateways keep RDS if that still fits.
+**Route tables** travel by RDS while the file watches fit, else inline (:mod:`.routes`).
 
 Update order keeps traffic flowing: new apps and proxies start and receive their config
 before any caller's clusters include them; proxies that go away stop only after every
@@ -40,18 +32,16 @@ make-before-break (clusters, then routes, then listeners).
 
 from __future__ import annotations
 
-import hashlib
-import json
+import functools
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 from meshdsl.compile import Weights
 from meshdsl.compile.envoy import (
@@ -59,74 +49,30 @@ from meshdsl.compile.envoy import (
     EnvoyCompileError,
     LocalPlacement,
     ProxyConfig,
-    ProxyKind,
     WorkloadKey,
     compile_local,
 )
-from meshdsl.compile.envoy.placement import gateway_workloads, service_ports
+from meshdsl.compile.envoy.placement import service_ports
 from meshdsl.compile.envoy.tracing import with_tracing
 from meshdsl.model.spec import MeshSpec
 from reconciler.ports import Deployed, DeployError
+from reconciler.processes.lifecycle import in_parallel
 from reconciler.targets.envoy.allocation import Credentials, extend, local_run
 from reconciler.targets.envoy.apps import LocalApp, app_environment
 from reconciler.targets.envoy.errors import EnvoyError, LocalMeshError
 from reconciler.targets.envoy.files import inline_rds
 from reconciler.targets.envoy.process import EnvoyProcess
+from reconciler.targets.envoy.report import Applied, Row, gateway_scheme, table_rows
+from reconciler.targets.envoy.routes import (
+    RouteDelivery,
+    config_digest,
+    inline_routes,
+    watch_budget,
+)
 
 __all__ = ["Applied", "LocalMesh", "Row"]
 
 _MAX_PARALLEL = 8
-_INOTIFY_LIMIT = Path("/proc/sys/fs/inotify/max_user_instances")
-
-RouteDelivery = Literal["auto", "rds", "inline"]
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of ``meshctl up``'s table: a proxy and, for a sidecar, the app behind it."""
-
-    proxy: str
-    kind: str
-    namespace: str
-    service: str
-    version: str
-    app: str
-    app_state: str
-    listen: tuple[str, ...]
-    admin: str
-    stats: str
-    config: str
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["listen"] = list(self.listen)
-        return out
-
-
-@dataclass(frozen=True)
-class Applied:
-    """What one :meth:`LocalMesh.apply` did, proxy ids per outcome."""
-
-    generation: int
-    started: tuple[str, ...] = ()
-    updated: tuple[str, ...] = ()
-    unchanged: tuple[str, ...] = ()
-    stopped: tuple[str, ...] = ()
-    apps_started: tuple[str, ...] = ()
-    apps_stopped: tuple[str, ...] = ()
-    notes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.started or self.updated or self.stopped or self.apps_started
-                    or self.apps_stopped)
-
-    def summary(self) -> dict[str, int]:
-        return {"started": len(self.started), "updated": len(self.updated),
-                "unchanged": len(self.unchanged), "stopped": len(self.stopped),
-                "apps started": len(self.apps_started), "apps stopped": len(self.apps_stopped)}
-
 
 @dataclass
 class _Proxy:
@@ -214,10 +160,10 @@ class LocalMesh:
             apps, self._apps = list(self._apps.values()), {}
             self._started = False
             try:
-                _parallel([p.envoy.stop for p in proxies])
+                in_parallel([p.envoy.stop for p in proxies], workers=_MAX_PARALLEL)
             finally:
                 try:
-                    _parallel([a.stop for a in apps])
+                    in_parallel([a.stop for a in apps])
                 finally:
                     if self._owns_workdir:
                         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -246,9 +192,9 @@ class LocalMesh:
         fresh = [pid for pid in configs if pid not in self._proxies or not self._alive(pid)]
         for pid in fresh:  # while the apps start; from this thread (see EnvoyProcess)
             self._start_proxy(pid, configs[pid])
-        _parallel([app.wait_listening for app in launched])
+        in_parallel([app.wait_listening for app in launched])
         inline = self._inline_routes(configs)
-        digests = {pid: _digest(config, inline=pid in inline) for pid, config in configs.items()}
+        digests = {pid: config_digest(config, inline=pid in inline) for pid, config in configs.items()}
         changed = [pid for pid in configs
                    if pid not in fresh and self._proxies[pid].digest != digests[pid]]
         apps_started = tuple(app.key.proxy_id for app in launched)
@@ -258,8 +204,8 @@ class LocalMesh:
         failures = self._push(fresh, configs, digests, generation, inline)
         failures += self._push(changed, configs, digests, generation, inline)
         # Only now that no proxy routes to them any more:
-        _parallel([self._proxies.pop(pid).envoy.stop for pid in gone])
-        _parallel([self._apps.pop(key).stop for key in removed_apps])
+        in_parallel([self._proxies.pop(pid).envoy.stop for pid in gone])
+        in_parallel([self._apps.pop(key).stop for key in removed_apps])
         self._spec, self._weights, self._placement = spec, weights, placement
         self._generation = generation
         if failures:
@@ -291,7 +237,7 @@ class LocalMesh:
                     startup_timeout=self._app_startup_timeout)
         restart = [k for k, app in self._apps.items()
                    if k in wanted and (wanted[k].spec != app.spec or not app.running())]
-        _parallel([self._apps.pop(k).stop for k in restart])
+        in_parallel([self._apps.pop(k).stop for k in restart])
         launched: list[LocalApp] = []
         for key, app in wanted.items():
             if key not in self._apps:
@@ -312,25 +258,15 @@ class LocalMesh:
         self._proxies[proxy_id] = _Proxy(envoy.start())
 
     def _inline_routes(self, configs: Mapping[str, ProxyConfig]) -> set[str]:
-        """The proxies that get their route tables inline (see the module docstring)."""
-        sidecars = {pid for pid, c in configs.items() if c.kind is ProxyKind.SIDECAR}
-        if self._route_delivery != "auto":
-            return set(configs) if self._route_delivery == "inline" else set()
-        budget = _watch_budget()
-
-        def watches(inline: set[str]) -> int:
-            return sum(2 if pid in inline else 2 + len(c.routes) for pid, c in configs.items())
-
-        for inline in (set(), sidecars):
-            if watches(inline) <= budget:
-                return inline
-        return set(configs)
+        return inline_routes(configs, self._route_delivery, watch_budget())
 
     def _push(self, proxy_ids: list[str], configs: Mapping[str, ProxyConfig],
               digests: Mapping[str, str], generation: int, inline: set[str]) -> list[str]:
         """Update these proxies in parallel; returns one line per proxy that failed."""
 
-        def push(proxy_id: str) -> str | None:
+        failures: dict[str, str] = {}
+
+        def push(proxy_id: str) -> None:
             config, proxy = configs[proxy_id], self._proxies[proxy_id]
             version = f"{generation}-{digests[proxy_id][:10]}"
             listeners, routes = config.listeners, config.routes
@@ -340,13 +276,13 @@ class LocalMesh:
                 proxy.envoy.update(listeners, config.clusters, version, routes=routes,
                                    timeout=self._update_timeout)
             except EnvoyError as err:
-                return f"{proxy_id}: {err}"
+                failures[proxy_id] = f"{proxy_id}: {err}"
+                return
             proxy.config, proxy.digest, proxy.version = config, digests[proxy_id], version
             proxy.inline = proxy_id in inline
-            return None
 
-        with ThreadPoolExecutor(max_workers=max(1, min(_MAX_PARALLEL, len(proxy_ids)))) as pool:
-            return [line for line in pool.map(push, proxy_ids) if line]
+        in_parallel([functools.partial(push, pid) for pid in proxy_ids], workers=_MAX_PARALLEL)
+        return [failures[pid] for pid in proxy_ids if pid in failures]
 
     def _alive(self, proxy_id: str) -> bool:
         return self._proxies[proxy_id].envoy.running()
@@ -424,7 +360,7 @@ class LocalMesh:
                            else sorted(gateways)[0])
         ports = gateways[name].ports
         number = port if port is not None else min(ports)
-        return f"{self._scheme(name, number)}://127.0.0.1:{ports[number]}"
+        return f"{gateway_scheme(self.spec, name, number)}://127.0.0.1:{ports[number]}"
 
     def outbound_url(self, caller: str, service: str, *, port: int | None = None) -> str:
         """Where ``caller``'s app reaches ``service`` (``name`` or ``name.namespace``)
@@ -451,37 +387,8 @@ class LocalMesh:
             return self._table(self.versions() if live else self.pushed_versions())
 
     def _table(self, versions: Mapping[str, str]) -> list[Row]:
-        rows: list[Row] = []
-        for name, gateway in sorted(self.placement.gateways.items()):
-            pid = next((p for p, s in self._proxies.items()
-                        if s.config is not None and s.config.gateway == name), None)
-            if pid is None:
-                continue
-            admin = self._proxies[pid].envoy.admin_url
-            listen = tuple(f"{self._scheme(name, n)}://127.0.0.1:{p}"
-                           for n, p in sorted(gateway.ports.items()))
-            rows.append(Row(pid, ProxyKind.GATEWAY.value, self.spec.root_namespace, name, "",
-                            "", "", listen, admin, f"{admin}/stats/prometheus",
-                            versions.get(pid, "")))
-        for key, where in sorted(self.placement.sidecars.items()):
-            proxy = self._proxies.get(key.proxy_id)
-            if proxy is None:
-                continue
-            run = local_run(self.spec, key)
-            app = self._apps.get(key)
-            state = (f"pid {app.pid}" if app is not None and app.running()
-                     else "external" if run is not None and run.address
-                     else "exited" if app is not None else "no local run")
-            admin = proxy.envoy.admin_url
-            rows.append(Row(key.proxy_id, ProxyKind.SIDECAR.value, key.namespace, key.service,
-                            key.version, str(where.app), state, (str(where.inbound),), admin,
-                            f"{admin}/stats/prometheus", versions.get(key.proxy_id, "")))
-        return rows
-
-    def _scheme(self, gateway: str, port: int) -> str:
-        servers = [s for gw in gateway_workloads(self.spec).get(gateway, [])
-                   for s in gw.servers if s.port.number == port]
-        return "https" if any(s.port.protocol == "HTTPS" for s in servers) else "http"
+        proxies = {pid: (p.config, p.envoy.admin_url) for pid, p in self._proxies.items()}
+        return table_rows(self.spec, self.placement, proxies, self._apps, versions)
 
     def _proxy_id(self, name: str) -> str:
         if name in self._proxies:
@@ -551,7 +458,7 @@ class LocalMesh:
             inline = self._inline_routes(configs)
             running = {pid: p for pid, p in self._proxies.items() if p.envoy.running()}
             changed = [pid for pid in configs if pid in running
-                       and running[pid].digest != _digest(configs[pid], inline=pid in inline)]
+                       and running[pid].digest != config_digest(configs[pid], inline=pid in inline)]
             fresh = [pid for pid in configs if pid not in running]
             return {"would start": len(fresh), "would update": len(changed),
                     "unchanged": len(configs) - len(fresh) - len(changed),
@@ -564,30 +471,3 @@ def _weights(raw: Mapping[str, Mapping[str, int]]) -> Weights:
         namespace, _, service = name.partition("/")
         out[(namespace, service)] = dict(split)
     return out
-
-
-def _digest(config: ProxyConfig, *, inline: bool) -> str:
-    text = json.dumps([config.listeners, config.clusters, config.routes, inline],
-                      sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _watch_budget() -> int:
-    """How many inotify instances the whole mesh may use: half the per-user limit (other
-    programs of the user need some too). Unlimited where there is no such limit."""
-    try:
-        return int(_INOTIFY_LIMIT.read_text()) // 2
-    except (OSError, ValueError):
-        return 1 << 30
-
-
-def _parallel(calls: Iterable[Callable[[], object]]) -> None:
-    """Run ``calls`` concurrently (stopping processes is mostly waiting); first error wins
-    after all have run."""
-    todo = list(calls)
-    if not todo:
-        return
-    with ThreadPoolExecutor(max_workers=max(1, min(_MAX_PARALLEL, len(todo)))) as pool:
-        futures = [pool.submit(call) for call in todo]
-    for future in futures:
-        future.result()
