@@ -46,6 +46,11 @@ class Target(Protocol):
     @property
     def write_calls(self) -> int: ...
 
+    @property
+    def server(self) -> str:
+        """Where the objects live (the API server's URL), for status and logs."""
+        ...
+
     def namespaced(self, api_version: str, kind: str) -> bool:
         """Is the kind namespaced? (Raises when the target does not serve it.)"""
         ...
@@ -288,6 +293,12 @@ class MetricsSource(Protocol):
     def measure(self, query: MetricQuery) -> float | None:
         """The value of ``query`` now; ``None`` when there is no data. Raises
         :class:`MetricsError` when the source cannot answer at all."""
+        ...
+
+    def sample(self) -> object:
+        """Take a snapshot now: a source that computes rates from its own snapshots (Envoy's
+        stats read directly) needs one every tick so an analysis finds a baseline one
+        interval back; one that keeps its own history (Prometheus) does nothing."""
         ...
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -24,6 +24,10 @@ from reconciler.dashboard import (
     rollouts_of,
     start,
 )
+
+if TYPE_CHECKING:
+    from reconciler.ports import StateStore
+    from reconciler.targets.envoy import LocalMesh
 
 __all__ = ["dashboard_cmd", "serve_local", "serve_reconciler"]
 
@@ -84,7 +88,7 @@ def dashboard_cmd(
         dashboard.stop()
 
 
-def serve_local(mesh: Any, *, listen: str = DEFAULT_LISTEN, store: Any = None,
+def serve_local(mesh: LocalMesh, *, listen: str = DEFAULT_LISTEN, store: Any = None,
                 status: Any = None, title: str = "meshdsl") -> Dashboard | None:
     """The page for a local mesh (traffic from its Envoys; rollouts and revisions from
     ``store``/``status`` when given), its URL printed; ``None`` (with a warning) when it
@@ -108,14 +112,14 @@ def serve_local(mesh: Any, *, listen: str = DEFAULT_LISTEN, store: Any = None,
     return board
 
 
-def serve_reconciler(store: Any, *, name: str, deployer: Any, prometheus: str | None,
-                     listen: str, token: str | None = None) -> Dashboard | None:
+def serve_reconciler(store: StateStore, *, name: str, mesh: LocalMesh | None,
+                     prometheus: str | None, listen: str, token: str | None = None
+                     ) -> Dashboard | None:
     """The page for ``meshctl reconcile``: the applied revision's program, its rollouts and
-    revisions from the status store, traffic from Prometheus (or the local Envoys)."""
+    revisions from the status store, traffic from Prometheus (or ``mesh``, the local target's
+    Envoys, when it has one)."""
     from meshdsl.model.spec import MeshSpec
     from reconciler.runtime.rollout_store import beside
-
-    mesh = getattr(deployer, "mesh", None)
 
     def applied() -> MeshSpec | None:
         if mesh is not None:

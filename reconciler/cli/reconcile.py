@@ -230,7 +230,7 @@ def run(config: ReconcileConfig) -> int:
                 signal.signal(signal.SIGINT, on_signal)
                 parts.start()
                 board = serve_reconciler(
-                    parts.store, name=config.name, deployer=parts.deployer,
+                    parts.store, name=config.name, mesh=parts.local_mesh,
                     prometheus=config.prometheus, listen=config.dashboard_listen,
                 ) if config.dashboard else None
                 try:

@@ -77,6 +77,9 @@ class PrometheusSource:
     def measure(self, query: MetricQuery) -> float | None:
         return self.query(query.promql)
 
+    def sample(self) -> None:
+        """Nothing to do: Prometheus keeps its own history."""
+
     def close(self) -> None:
         if self._owns_client:
             self._client.close()

@@ -132,6 +132,9 @@ class _NoMetrics:
     def measure(self, query: MetricQuery) -> float | None:
         raise MetricsError("no metrics source: start meshctl reconcile with --prometheus URL")
 
+    def sample(self) -> None:
+        """Nothing to sample."""
+
 
 def _source(config: ReconcileConfig) -> Source:
     if config.repo is not None:
@@ -196,6 +199,7 @@ class Assembly:
         self.server: WebhookServer | None = None
         self.watcher: DirectoryWatcher | None = None
         self.leader: LeaderElector | None = None
+        self.local_mesh: LocalMesh | None = None   # the local target's mesh, for the dashboard
         try:
             self._build()
         except BaseException:
@@ -210,7 +214,7 @@ class Assembly:
         mesh: LocalMesh | None = None
         self.deployer: Deployer
         if config.target is TargetKind.local:
-            mesh = _local_mesh(config)
+            mesh = self.local_mesh = _local_mesh(config)
             local = LocalDeployer(mesh)
             self._stack.callback(local.stop)
             self.deployer = local

@@ -69,7 +69,7 @@ class KubeDeployer:
                  owner: str = DEFAULT_OWNER, allow_namespaces: Iterable[str] = (),
                  adopt: Iterable[str] = ()) -> None:
         self.target = target
-        self._server = server or str(getattr(target, "server", "kubernetes"))
+        self._server = server or target.server or "kubernetes"
         self.prune, self.workers = prune, workers
         self._options: dict[str, Any] = {"prune": prune, "workers": workers, "owner": owner}
         if inventory_namespace is not None:

@@ -267,7 +267,7 @@ class ClusterRolloutStore(_Exporting):
         self._namespace_ready = False
 
     def _server(self) -> str:
-        return str(getattr(self.target, "server", "") or "")
+        return self.target.server
 
     def describe(self) -> str:
         server = self._server()

@@ -269,11 +269,10 @@ class RolloutDriver:
         """Sources that compute rates from their own snapshots (Envoy's stats read directly)
         take one every tick while a plan exists, so an analysis always finds a baseline one
         interval back instead of answering *no data* the first time."""
-        sample = getattr(self.metrics, "sample", None)
-        if self._spec is None or not self._spec.canaries or not callable(sample):
+        if self._spec is None or not self._spec.canaries:
             return
         try:
-            sample()
+            self.metrics.sample()
         except MetricsError as exc:
             log.warning("metrics snapshot failed: %s", exc)
 

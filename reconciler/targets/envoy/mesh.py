@@ -409,6 +409,8 @@ class LocalMesh:
 
     # --- the Deployer port (reconciler.ports.Deployer), for the GitOps loop ----------------
 
+    needs_spec = True   # it runs the program's spec, not Istio manifests
+
     @property
     def identity(self) -> str:
         return f"local envoy mesh {self.workdir}"

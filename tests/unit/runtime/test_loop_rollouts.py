@@ -132,6 +132,9 @@ class Metrics:
         assert query.builtin is not None
         return self.values.get(query.builtin)
 
+    def sample(self) -> None:
+        """Keeps no snapshots."""
+
 
 class Clock:
     def __init__(self) -> None:
