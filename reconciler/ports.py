@@ -93,8 +93,8 @@ class Target(Protocol):
         ...
 
 
-# === gitops (issue #5): sources of revisions, where reconcile state lives, and deployers ===
-# Appended by the GitOps reconciler; reconciler.runtime.loop talks only to these.
+# --- The reconcile loop's ports: time, sources of revisions, state stores, deployers -------
+# reconciler.runtime.loop talks only to these.
 
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402

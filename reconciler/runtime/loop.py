@@ -300,10 +300,7 @@ class Reconciler(DeliveryLoop):
             deployed = self._deploy(live, mesh=mesh, heal=True, revision=revision)
             handed_over()
         except _Failed as failed:
-            self._finish(replace(base, result=Result.FAILED, failure=failed.failure,
-                                 duration=self.clock.monotonic() - t0))
-            if failed.failure.transient:
-                raise TransientError(failed.failure) from failed
+            self._failed(replace(base, duration=self.clock.monotonic() - t0), failed)
             return
         self._remember(revision, output)
         self._finish(replace(base, mesh=mesh, changes=deployed.changes,
@@ -381,10 +378,7 @@ class Reconciler(DeliveryLoop):
             with self._phase("rollouts-start"):
                 handed_over()
         except _Failed as failed:
-            self._finish(replace(base, result=Result.FAILED, failure=failed.failure,
-                                 duration=self.clock.monotonic() - t0))
-            if failed.failure.transient:
-                raise TransientError(failed.failure) from failed
+            self._failed(replace(base, duration=self.clock.monotonic() - t0), failed)
             return
         self._remember(revision.id, output)
         self.status = replace(self.status, drift=DriftReport(

@@ -222,6 +222,13 @@ class LoopBase:
 
     # -- bookkeeping ------------------------------------------------------------------------
 
+    def _failed(self, attempt: Attempt, failed: _Failed) -> None:
+        """Record ``attempt`` as failed; a transient failure is raised again as a
+        :class:`TransientError`, so the pass is retried with backoff."""
+        self._finish(replace(attempt, result=Result.FAILED, failure=failed.failure))
+        if failed.failure.transient:
+            raise TransientError(failed.failure) from failed
+
     def _finish(self, attempt: Attempt) -> None:
         status = self.status.record(attempt)
         if attempt.failure is not None and attempt.failure.transient and attempt.trigger != (

@@ -16,7 +16,7 @@ from meshdsl.compile import Weights
 from meshdsl.model.spec import MeshSpec
 from reconciler.delivery.errors import DeliveryError
 from reconciler.ports import RolloutStoreError
-from reconciler.runtime.loop_base import LoopBase, TransientError, _always, _Failed, target_lock
+from reconciler.runtime.loop_base import LoopBase, _always, _Failed, target_lock
 from reconciler.runtime.rollouts import live_output
 from reconciler.runtime.status import Attempt, DriftReport, Failure, FailureKind, Result
 from reconciler.runtime.telemetry import event
@@ -157,12 +157,10 @@ class DeliveryLoop(LoopBase):
             if heal:
                 handed_over()
         except _Failed as failed:
-            self._finish(Attempt(revision=applied.revision, trigger=trigger,
-                                 started_at=self.clock.now_iso(), duration=self.clock.monotonic() - t0,
-                                 result=Result.FAILED, failure=failed.failure,
-                                 mesh=applied.mesh, summary=applied.summary))
-            if failed.failure.transient:
-                raise TransientError(failed.failure) from failed
+            self._failed(Attempt(revision=applied.revision, trigger=trigger,
+                                 started_at=self.clock.now_iso(),
+                                 duration=self.clock.monotonic() - t0, result=Result.FAILED,
+                                 mesh=applied.mesh, summary=applied.summary), failed)
             return
         report = DriftReport(checked_at=self.clock.now_iso(), objects=deployed.drift,
                              healed=deployed.healed)
