@@ -151,13 +151,18 @@ class _Program(PolicySections):
         for key in ("service_account", "kube_service"):
             if getattr(svc, key) is not None:
                 kwargs.append((key, literal(getattr(svc, key))))
+        kwargs += [(k, literal(getattr(svc, k))) for k in ("labels", "annotations",
+                                                           "account_labels") if getattr(svc, k)]
         self.emit(Call(f"{self.scope(svc.namespace)}.service", (literal(svc.name),), kwargs),
                   var)
         for wl in svc.workloads:
             self.emit(Call(f"{var}.deploy", (literal(wl.version),), [
                 (k, self.values.value(getattr(wl, k))) for k, default in (
                     ("image", None), ("replicas", 1), ("env", {}), ("container_port", None),
-                    ("local", None)) if getattr(wl, k) != default]))
+                    ("local", None), ("image_pull_policy", None), ("labels", {}),
+                    ("annotations", {}), ("pod_annotations", {}), ("resources", {}),
+                    ("readiness", None), ("liveness", None), ("scratch", {}))
+                if getattr(wl, k) != default]))
         for version, run in svc.local.items():
             self.emit(Call(f"{var}.run_locally", (literal(version),) if version else (),
                            [(k, self.values.value(getattr(run, k))) for k in

@@ -77,14 +77,15 @@ from meshdsl.model.security import (
 from meshdsl.model.service import (
     LocalRun,
     NamespaceSpec,
+    Probe,
     ServicePort,
     ServiceSpec,
     Version,
     Workload,
 )
 from meshdsl.model.spec import MeshSpec
-from meshdsl.model.tenancy import Tenancy
 from meshdsl.model.telemetry import AccessLogging, Telemetry, Tracing
+from meshdsl.model.tenancy import Tenancy
 
 __all__ = [
     "Abort",
@@ -130,6 +131,7 @@ __all__ = [
     "OutlierDetection",
     "PeerAuthentication",
     "Port",
+    "Probe",
     "Query",
     "Redirect",
     "Retries",
@@ -152,8 +154,8 @@ __all__ = [
     "SuccessRate",
     "TcpPool",
     "TcpRoute",
-    "Tenancy",
     "Telemetry",
+    "Tenancy",
     "To",
     "Tracing",
     "TrafficPolicy",

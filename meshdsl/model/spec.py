@@ -18,8 +18,8 @@ from meshdsl.model.ratelimit import LocalRateLimit
 from meshdsl.model.routing import VirtualService
 from meshdsl.model.security import AuthorizationPolicy, PeerAuthentication
 from meshdsl.model.service import NamespaceSpec, ServiceSpec
-from meshdsl.model.tenancy import Tenancy
 from meshdsl.model.telemetry import Telemetry
+from meshdsl.model.tenancy import Tenancy
 
 
 class MeshSpec(Frozen):
