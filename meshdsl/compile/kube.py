@@ -57,6 +57,9 @@ def deployment(svc: ServiceSpec, wl: Workload, owned: dict[str, str]) -> Manifes
         if version.name == wl.version:
             labels.update(version.labels)
     container: dict[str, object] = {"name": svc.name, "image": wl.image}
+    for key, words in (("command", wl.command), ("args", wl.args)):
+        if words:
+            container[key] = list(words)
     port = wl.container_port or (svc.ports[0].target_port or svc.ports[0].number
                                  if svc.ports else None)
     if port is not None:

@@ -27,7 +27,7 @@ from meshdsl.importer.shapes import (
 )
 from meshdsl.model.gateway import Gateway, Server, ServerTls
 from meshdsl.model.routing import Destination, HttpRoute, TcpRoute, VirtualService
-from meshdsl.model.service import NamespaceSpec, ServicePort, ServiceSpec
+from meshdsl.model.service import NamespaceSpec, ServicePort, ServiceSpec, Workload
 from meshdsl.model.spec import MeshSpec
 
 _ROUTE_FIELDS = ("name", "match", "to", "redirect", "rewrite", "timeout", "retries", "fault",
@@ -157,12 +157,9 @@ class _Program(PolicySections):
                   var)
         for wl in svc.workloads:
             self.emit(Call(f"{var}.deploy", (literal(wl.version),), [
-                (k, self.values.value(getattr(wl, k))) for k, default in (
-                    ("image", None), ("replicas", 1), ("env", {}), ("container_port", None),
-                    ("local", None), ("image_pull_policy", None), ("labels", {}),
-                    ("annotations", {}), ("pod_annotations", {}), ("resources", {}),
-                    ("readiness", None), ("liveness", None), ("scratch", {}))
-                if getattr(wl, k) != default]))
+                (k, self.values.value(getattr(wl, k))) for k, f in Workload.model_fields.items()
+                if k not in ("version", "source")
+                and getattr(wl, k) != f.get_default(call_default_factory=True)]))
         for version, run in svc.local.items():
             self.emit(Call(f"{var}.run_locally", (literal(version),) if version else (),
                            [(k, self.values.value(getattr(run, k))) for k in

@@ -101,6 +101,10 @@ def deployment(res: Resource, problems: list[Problem]
         data["env"] = {e["name"]: e["value"] for e in env}
     _optional(data, "container_port", dig(container, "ports", 0, "containerPort"))
     _optional(data, "image_pull_policy", dig(container, "imagePullPolicy"))
+    for key in ("command", "args"):
+        words = dig(container, key)
+        if isinstance(words, list) and words and all(isinstance(w, str) for w in words):
+            data[key] = words
     for key, value in (("labels", meta.get("labels")), ("annotations", meta.get(
             "annotations")), ("pod_annotations", dig(spec, "template", "metadata",
                                                      "annotations"))):
@@ -116,6 +120,7 @@ def deployment(res: Resource, problems: list[Problem]
             "image": (*_CONTAINER, "image"), "replicas": ("spec", "replicas"),
             "env": (*_CONTAINER, "env"), "container_port": (*_CONTAINER, "ports", 0),
             "image_pull_policy": (*_CONTAINER, "imagePullPolicy"),
+            "command": (*_CONTAINER, "command"), "args": (*_CONTAINER, "args"),
             "labels": ("metadata", "labels"), "annotations": ("metadata", "annotations"),
             "pod_annotations": ("spec", "template", "metadata", "annotations"),
             "resources": (*_CONTAINER, "resources"), "scratch": (*_POD, "volumes")}

@@ -66,6 +66,8 @@ class Workload(Declared):
     env: dict[str, str] = Field(default_factory=dict)
     container_port: int | None = Field(default=None, ge=1, le=65535)
     local: LocalRun | None = None
+    command: list[str] = Field(default_factory=list)  # the image's entrypoint, replaced
+    args: list[str] = Field(default_factory=list)
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     labels: dict[str, str] = Field(default_factory=dict)  # the Deployment's own
     annotations: dict[str, str] = Field(default_factory=dict)  # the Deployment's own

@@ -26,7 +26,8 @@ class Deployments:
 
     def deploy(self, version: str, *, image: str, replicas: int = 1,
                env: Mapping[str, str] | None = None, container_port: int | None = None,
-               local: LocalRun | None = None, image_pull_policy: PullPolicy | None = None,
+               local: LocalRun | None = None, command: Sequence[str] = (),
+               args: Sequence[str] = (), image_pull_policy: PullPolicy | None = None,
                labels: Mapping[str, str] | None = None,
                annotations: Mapping[str, str] | None = None,
                pod_annotations: Mapping[str, str] | None = None,
@@ -39,7 +40,8 @@ class Deployments:
         paths they are mounted at."""
         self.workloads.append(Workload(
             version=version, image=image, replicas=replicas, env=dict(env or {}),
-            container_port=container_port, local=local, image_pull_policy=image_pull_policy,
+            container_port=container_port, local=local, command=list(command),
+            args=list(args), image_pull_policy=image_pull_policy,
             labels=dict(labels or {}), annotations=dict(annotations or {}),
             pod_annotations=dict(pod_annotations or {}),
             resources={k: dict(v) for k, v in (resources or {}).items()},

@@ -2,8 +2,10 @@
 
 Routing objects import as typed DSL, and so do Bookinfo's workloads (Services with ordinary
 labels, one ServiceAccount shared by a service's versions, Deployments with pull policy,
-env and scratch volumes). The figures are printed
-so a change to the model shows its effect, and the floors keep them from sliding back.
+env and scratch volumes), as do httpbin's and helloworld's; of Istio's sleep sample the
+Deployment (a secret volume, a grace period) and so its ServiceAccount stay raw. The
+figures are printed so a change to the model shows its effect, and the floors keep them
+from sliding back.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def share(paths: list[Path]) -> tuple[int, int]:
 
 @pytest.mark.parametrize(("name", "paths", "floor"), [
     ("routing corpus", sorted(CORPUS.glob("*.yaml")), 0.78),
-    ("Bookinfo workloads", sorted(WORKLOADS.glob("*.yaml")), 1.0),
+    ("Istio sample workloads", sorted(WORKLOADS.glob("*.yaml")), 0.9),
 ])
 def test_typed_share(name: str, paths: list[Path], floor: float,
                      capsys: pytest.CaptureFixture[str]) -> None:

@@ -52,6 +52,7 @@ spec:
       - name: shop
         image: example/shop:{version}
         imagePullPolicy: IfNotPresent
+        args: [--port, "8080"]
         ports: [{{containerPort: 8080}}]
         env: [{{name: LOG_DIR, value: /tmp/logs}}]
         resources:
@@ -83,6 +84,7 @@ def test_common_workload_shapes_import_typed_and_render_back() -> None:
     assert svc.service_account == "shop-sa" and svc.account_labels == {"account": "shop"}
     v1 = svc.workloads[0]
     assert (v1.replicas, v1.image_pull_policy) == (2, "IfNotPresent")
+    assert (v1.command, v1.args) == ([], ["--port", "8080"])
     assert v1.resources == {"requests": {"cpu": "100m", "memory": "64Mi"},
                             "limits": {"memory": "128Mi"}}
     assert v1.readiness == Probe(port=8080, path="/healthz", period=5)
