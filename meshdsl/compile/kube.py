@@ -45,10 +45,12 @@ def service(svc: ServiceSpec, owned: dict[str, str]) -> Manifest:
         if p.protocol is not None:
             port["appProtocol"] = p.protocol
         ports.append(port)
+    spec: dict[str, object] = {"ports": ports, "selector": {svc.app_label: svc.name}}
+    if svc.service_type is not None:
+        spec["type"] = svc.service_type
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": _meta(svc.name, svc.namespace, {**svc.labels, **owned},
-                              svc.annotations),
-            "spec": {"ports": ports, "selector": {svc.app_label: svc.name}}}
+                              svc.annotations), "spec": spec}
 
 
 def deployment(svc: ServiceSpec, wl: Workload, owned: dict[str, str]) -> Manifest:

@@ -192,6 +192,12 @@ def kube_model(resources: list[Resource], referenced: dict[Key, SourceLocation],
     return out
 
 
+def _service_type(res: Resource | None) -> Any:
+    """The Service's type when it is one the DSL writes (else the comparison names it)."""
+    kind = res.spec.get("type") if res is not None else None
+    return kind if kind in ("ClusterIP", "NodePort", "LoadBalancer") else None
+
+
 def _service(out: KubeModel, namespace: str, name: str, where: SourceLocation,
              declared: tuple[Resource, list[ServicePort], list[Problem]] | None,
              deployments: list[tuple[Resource, Workload | None, Any, list[Problem]]],
@@ -208,7 +214,8 @@ def _service(out: KubeModel, namespace: str, name: str, where: SourceLocation,
                        versions=versions, source=declared[0].where() if declared else where,
                        labels=strings(meta.get("labels")) or {},
                        annotations=strings(meta.get("annotations")) or {},
-                       account_labels=strings(account_meta.get("labels")) or {})
+                       account_labels=strings(account_meta.get("labels")) or {},
+                       service_type=_service_type(declared[0] if declared else None))
     missing = "which the input does not have"
     if account_doc is not None:  # shared by the versions: typed once, with the service
         left: list[Problem] = []

@@ -151,8 +151,8 @@ class _Program(PolicySections):
         for key in ("service_account", "kube_service"):
             if getattr(svc, key) is not None:
                 kwargs.append((key, literal(getattr(svc, key))))
-        kwargs += [(k, literal(getattr(svc, k))) for k in ("labels", "annotations",
-                                                           "account_labels") if getattr(svc, k)]
+        kwargs += [(k, literal(getattr(svc, k))) for k in (
+            "labels", "annotations", "service_type", "account_labels") if getattr(svc, k)]
         self.emit(Call(f"{self.scope(svc.namespace)}.service", (literal(svc.name),), kwargs),
                   var)
         for wl in svc.workloads:

@@ -7,7 +7,7 @@ and stores frozen models; ``Mesh.build()`` returns the frozen :class:`MeshSpec`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from meshdsl.model.base import SourceLocation, caller_location
 from meshdsl.model.canary import (
@@ -75,9 +75,9 @@ class Service(ServiceRefs, Deployments):
     def __init__(self, mesh: Mesh, namespace: str, name: str, *, ports: list[ServicePort],
                  versions: list[Version], explicit_port: bool,
                  service_account: str | None, kube_service: bool | None,
-                 source: SourceLocation | None, meta: dict[str, dict[str, str]]) -> None:
+                 source: SourceLocation | None, meta: dict[str, Any]) -> None:
         self.mesh, self.namespace, self.name, self.source = mesh, namespace, name, source
-        self.meta = meta  # labels, annotations (of the Service), account_labels
+        self.meta = meta  # labels, annotations, service_type (of the Service), account_labels
         self.ports, self.versions = ports, versions
         self.explicit_port = explicit_port
         self.service_account, self.kube_service = service_account, kube_service
@@ -211,7 +211,9 @@ class Namespace(ExternalHosts):
                 explicit_port: bool = False, service_account: str | None = None,
                 kube_service: bool | None = None, labels: Mapping[str, str] | None = None,
                 annotations: Mapping[str, str] | None = None,
-                account_labels: Mapping[str, str] | None = None) -> Service:
+                account_labels: Mapping[str, str] | None = None,
+                service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] | None = None
+                ) -> Service:
         """A service; ``labels``/``annotations`` are its Service object's own (besides the
         mesh's), ``account_labels`` those of its ``service_account``."""
         svc = Service(self.mesh, self.ns, name, ports=_ports(port),
@@ -220,7 +222,8 @@ class Namespace(ExternalHosts):
                       source=caller_location(), meta={
                           "labels": dict(labels or {}),
                           "annotations": dict(annotations or {}),
-                          "account_labels": dict(account_labels or {})})
+                          "account_labels": dict(account_labels or {}),
+                          "service_type": service_type})
         self.mesh._services.append(svc)
         return svc
 

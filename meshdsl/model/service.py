@@ -96,6 +96,7 @@ class ServiceSpec(Declared):
     labels: dict[str, str] = Field(default_factory=dict)  # of the Service object
     annotations: dict[str, str] = Field(default_factory=dict)  # of the Service object
     account_labels: dict[str, str] = Field(default_factory=dict)  # of its ServiceAccount
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] | None = None
 
     @property
     def account(self) -> str:

@@ -48,7 +48,7 @@ def test_a_fully_described_workload_is_stored_as_sent(target: KubeTarget) -> Non
     scope = mesh.namespace(ns)
     shop = scope.service("shop", port=8080, versions=["v1", "v2"], service_account="shop-sa",
                          labels={"team": "web"}, annotations={"example.com/owner": "web"},
-                         account_labels={"account": "shop"})
+                         account_labels={"account": "shop"}, service_type="ClusterIP")
     for version in ("v1", "v2"):
         shop.deploy(version, image=f"example/shop:{version}", replicas=2,
                     image_pull_policy="IfNotPresent", labels={"app": "shop"},
@@ -66,7 +66,7 @@ def test_a_fully_described_workload_is_stored_as_sent(target: KubeTarget) -> Non
 
 def test_imported_bookinfo_workloads_apply_as_typed_dsl(target: KubeTarget) -> None:
     ns = f"bi-{uuid.uuid4().hex[:6]}"
-    program = import_files(sorted(CORPUS.glob("*.yaml")), name=ns, namespace=ns)
+    program = import_files([CORPUS / "bookinfo-workloads.yaml"], name=ns, namespace=ns)
     assert program.result.spec.raw == []
     desired = compile_mesh(run_program(program.source))
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}

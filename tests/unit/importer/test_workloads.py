@@ -21,6 +21,7 @@ metadata:
   labels: {app: shop, service: shop, team: web}
   annotations: {prometheus.io/scrape: "true"}
 spec:
+  type: LoadBalancer
   ports: [{port: 8080, name: http}]
   selector: {app: shop}
 ---
@@ -81,6 +82,7 @@ def test_common_workload_shapes_import_typed_and_render_back() -> None:
     (svc,) = result.spec.services
     assert svc.labels == {"app": "shop", "service": "shop", "team": "web"}
     assert svc.annotations == {"prometheus.io/scrape": "true"}
+    assert svc.service_type == "LoadBalancer"
     assert svc.service_account == "shop-sa" and svc.account_labels == {"account": "shop"}
     v1 = svc.workloads[0]
     assert (v1.replicas, v1.image_pull_policy) == (2, "IfNotPresent")
