@@ -31,7 +31,7 @@ def share(paths: list[Path]) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize(("name", "paths", "floor"), [
-    ("routing corpus", sorted(CORPUS.glob("*.yaml")), 0.78),
+    ("routing corpus", sorted(CORPUS.glob("*.yaml")), 0.80),
     ("Istio sample workloads", sorted(WORKLOADS.glob("*.yaml")), 0.9),
 ])
 def test_typed_share(name: str, paths: list[Path], floor: float,
