@@ -30,7 +30,7 @@ RESERVED = (set(keyword.kwlist) | set(dir(builtins)) | set(meshdsl.__all__)
 _SERVICE_ATTRS = set(dir(Service)) | {
     "mesh", "namespace", "name", "source", "ports", "versions", "explicit_port",
     "service_account", "kube_service", "workloads", "local_runs", "traffic_policy",
-    "policy_source"}
+    "policy_source", "meta"}
 
 
 class Names:

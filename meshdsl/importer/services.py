@@ -19,6 +19,7 @@ from meshdsl.compile import kube
 from meshdsl.compile.compare import normalize
 from meshdsl.importer.fields import Problem, add_new, build, pick, tree_diff
 from meshdsl.importer.manifests import Resource, expected
+from meshdsl.importer.workloads import deployment, dig, strings
 from meshdsl.importer.yamlsource import YamlPath
 from meshdsl.model.base import SourceLocation
 from meshdsl.model.service import NamespaceSpec, ServicePort, ServiceSpec, Version, Workload
@@ -74,7 +75,7 @@ def destination_ports(res: Resource) -> list[tuple[str, int, bool]]:
     for kind in ("http", "tcp", "tls"):
         routes = spec.get(kind) if isinstance(spec, dict) else None
         for host, path in _hosts_in(routes if isinstance(routes, list) else [], ()):
-            port = _dig(routes, *path[:-1], "port", "number")
+            port = dig(routes, *path[:-1], "port", "number")
             if isinstance(port, int) and not isinstance(port, bool):
                 out.append((host, port, kind != "http"))
     return out
@@ -148,58 +149,6 @@ def _ports(res: Resource, problems: list[Problem]) -> list[ServicePort]:
     return [*ports]
 
 
-def _dig(value: Any, *keys: str | int) -> Any:
-    for key in keys:
-        ok = isinstance(value, dict) if isinstance(key, str) else (
-            isinstance(value, list) and len(value) > key)
-        if not ok or (isinstance(value, dict) and key not in value):
-            return None
-        value = value[key]
-    return value
-
-
-def _deployment(res: Resource, problems: list[Problem]
-                ) -> tuple[str | None, Workload | None, Any]:
-    """(app label, workload, service account) of a Deployment, as far as it reads."""
-    spec = res.spec
-    labels = _dig(spec, "selector", "matchLabels") or _dig(spec, "template", "metadata",
-                                                            "labels")
-    app = labels.get("app") if isinstance(labels, dict) else None
-    if not isinstance(app, str) or not app:
-        problems.append((("spec", "selector"), "a Deployment without an 'app' label is not "
-                         "expressible in the DSL"))
-        return None, None, None
-    pod: YamlPath = ("spec", "template", "spec")
-    container: YamlPath = (*pod, "containers", 0)
-    data: dict[str, Any] = {"version": labels.get("version"),
-                            "image": _dig(spec, "template", "spec", "containers", 0, "image")}
-    if "replicas" in spec:
-        data["replicas"] = spec["replicas"]
-    env = _dig(spec, "template", "spec", "containers", 0, "env")
-    if isinstance(env, list) and all(isinstance(e, dict) and set(e) == {"name", "value"}
-                                     and isinstance(e["name"], str) for e in env):
-        data["env"] = {e["name"]: e["value"] for e in env}
-    port = _dig(spec, "template", "spec", "containers", 0, "ports", 0, "containerPort")
-    if port is not None:
-        data["container_port"] = port
-    locs = {"version": ("spec", "selector", "matchLabels", "version"),
-            "image": (*container, "image"), "replicas": ("spec", "replicas"),
-            "env": (*container, "env"), "container_port": (*container, "ports", 0)}
-    workload = build(res, Workload, {k: v for k, v in data.items() if v is not None},
-                     ("spec",), problems, locs=locs, fitted=True)
-    if workload is not None:
-        workload = workload.model_copy(update={"source": res.where()})
-    account = _dig(spec, "template", "spec", "serviceAccountName")
-    if account is not None:
-        account = res.string(account, (*pod, "serviceAccountName"))
-    return app, workload, account
-
-
-def _plain_account(res: Resource) -> bool:
-    meta = {k for k in res.manifest["metadata"] if k not in ("name", "namespace")}
-    return set(res.manifest) == {"apiVersion", "kind", "metadata"} and not meta
-
-
 def kube_model(resources: list[Resource], referenced: dict[Key, SourceLocation],
                routed: dict[Key, list[ServicePort]], versions: dict[Key, list[Version]]
                ) -> KubeModel:
@@ -225,14 +174,14 @@ def kube_model(resources: list[Resource], referenced: dict[Key, SourceLocation],
             keys.setdefault(key, res.where())
         elif res.kind == "Deployment":
             problems = []
-            app, workload, account = _deployment(res, problems)
+            app, workload, account = deployment(res, problems)
             if app is None:
                 out.problems[id(res)] = problems
                 continue
             deployments.setdefault((res.namespace, app), []).append(
                 (res, workload, account, problems))
             keys.setdefault((res.namespace, app), res.where())
-        elif res.kind == "ServiceAccount" and _plain_account(res):
+        elif res.kind == "ServiceAccount":
             accounts.setdefault(key, res)
     for key, where in referenced.items():
         keys.setdefault(key, where)
@@ -241,6 +190,12 @@ def kube_model(resources: list[Resource], referenced: dict[Key, SourceLocation],
             (namespace, name)), deployments.get((namespace, name), []), accounts,
             routed.get((namespace, name), []), versions.get((namespace, name), [])))
     return out
+
+
+def _service_type(res: Resource | None) -> Any:
+    """The Service's type when it is one the DSL writes (else the comparison names it)."""
+    kind = res.spec.get("type") if res is not None else None
+    return kind if kind in ("ClusterIP", "NodePort", "LoadBalancer") else None
 
 
 def _service(out: KubeModel, namespace: str, name: str, where: SourceLocation,
@@ -252,15 +207,29 @@ def _service(out: KubeModel, namespace: str, name: str, where: SourceLocation,
     names = {account for _, _, account, _ in deployments}
     account = next(iter(names)) if len(names) == 1 and isinstance(next(iter(names)), str) \
         else None
-    account_doc = accounts.get((namespace, account)) if account else None
+    account_doc = accounts.pop((namespace, account), None) if account else None
+    meta = normalize(declared[0].manifest)["metadata"] if declared else {}
+    account_meta = normalize(account_doc.manifest)["metadata"] if account_doc else {}
     base = ServiceSpec(name=name, namespace=namespace, ports=ports, service_account=account,
-                       versions=versions, source=declared[0].where() if declared else where)
+                       versions=versions, source=declared[0].where() if declared else where,
+                       labels=strings(meta.get("labels")) or {},
+                       annotations=strings(meta.get("annotations")) or {},
+                       account_labels=strings(account_meta.get("labels")) or {},
+                       service_type=_service_type(declared[0] if declared else None))
+    missing = "which the input does not have"
+    if account_doc is not None:  # shared by the versions: typed once, with the service
+        left: list[Problem] = []
+        add_new(left, tree_diff(expected(account_doc), normalize(
+            kube.service_account(base, {}))))
+        if left:
+            out.problems[id(account_doc)] = left
+            account_doc, missing = None, "which the input has in another shape (raw)"
     workloads = []
     for res, workload, _, problems in deployments:
         if workload is not None and account and account_doc is None:
             problems.append((("spec", "template", "spec", "serviceAccountName"),
-                             f"the DSL would also declare ServiceAccount {account}, which "
-                             "the input does not have"))
+                             f"the DSL would also declare ServiceAccount {account}, "
+                             + missing))
         if workload is None or problems:
             out.problems[id(res)] = problems
         elif out.judge(res, problems, expected(res), kube.deployment(base, workload, {})):

@@ -28,7 +28,7 @@ from meshdsl.importer.shapes import (
 from meshdsl.model.dataplane import DEFAULT_WAYPOINT
 from meshdsl.model.gateway import Gateway, Server, ServerTls
 from meshdsl.model.routing import Destination, HttpRoute, TcpRoute, VirtualService
-from meshdsl.model.service import NamespaceSpec, ServicePort, ServiceSpec
+from meshdsl.model.service import NamespaceSpec, ServicePort, ServiceSpec, Workload
 from meshdsl.model.spec import MeshSpec
 
 _ROUTE_FIELDS = ("name", "match", "to", "redirect", "rewrite", "timeout", "retries", "fault",
@@ -162,13 +162,15 @@ class _Program(PolicySections):
         for key in ("service_account", "kube_service"):
             if getattr(svc, key) is not None:
                 kwargs.append((key, literal(getattr(svc, key))))
+        kwargs += [(k, literal(getattr(svc, k))) for k in (
+            "labels", "annotations", "service_type", "account_labels") if getattr(svc, k)]
         self.emit(Call(f"{self.scope(svc.namespace)}.service", (literal(svc.name),), kwargs),
                   var)
         for wl in svc.workloads:
             self.emit(Call(f"{var}.deploy", (literal(wl.version),), [
-                (k, self.values.value(getattr(wl, k))) for k, default in (
-                    ("image", None), ("replicas", 1), ("env", {}), ("container_port", None),
-                    ("local", None)) if getattr(wl, k) != default]))
+                (k, self.values.value(getattr(wl, k))) for k, f in Workload.model_fields.items()
+                if k not in ("version", "source")
+                and getattr(wl, k) != f.get_default(call_default_factory=True)]))
         for version, run in svc.local.items():
             self.emit(Call(f"{var}.run_locally", (literal(version),) if version else (),
                            [(k, self.values.value(getattr(run, k))) for k in

@@ -77,6 +77,7 @@ from meshdsl.model.security import (
 from meshdsl.model.service import (
     LocalRun,
     NamespaceSpec,
+    Probe,
     ServicePort,
     ServiceSpec,
     Version,
@@ -130,6 +131,7 @@ __all__ = [
     "OutlierDetection",
     "PeerAuthentication",
     "Port",
+    "Probe",
     "Query",
     "Redirect",
     "Retries",

@@ -7,10 +7,9 @@ and stores frozen models; ``Mesh.build()`` returns the frozen :class:`MeshSpec`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal
 
-from meshdsl.errors import ModelUsageError
-from meshdsl.model.base import Frozen, SourceLocation, caller_location
+from meshdsl.model.base import SourceLocation, caller_location
 from meshdsl.model.canary import (
     CanaryPlan,
     HeaderStage,
@@ -21,8 +20,7 @@ from meshdsl.model.canary import (
 )
 from meshdsl.model.dataplane import DEFAULT_WAYPOINT, DataPlane, NamespaceMode, check_mode
 from meshdsl.model.external import ExternalHosts, ServiceEntry
-from meshdsl.model.gateway import Gateway, Server, ServerPort, ServerTls
-from meshdsl.model.matching import L4Match, Match
+from meshdsl.model.matching import Match
 from meshdsl.model.policy import (
     ClientTls,
     ConnectionPool,
@@ -33,28 +31,17 @@ from meshdsl.model.policy import (
     TrafficPolicy,
 )
 from meshdsl.model.ratelimit import LocalRateLimit
-from meshdsl.model.routing import (
-    Cors,
-    Destination,
-    Fault,
-    Headers,
-    HttpRoute,
-    Redirect,
-    Retries,
-    Rewrite,
-    TcpRoute,
-    VirtualService,
+from meshdsl.model.scoped import (
+    Authorization,
+    GatewayBuilder,
+    Routes,
+    ServiceRefs,
+    SubsetRef,
 )
 from meshdsl.model.security import (
     Action,
-    AuthorizationPolicy,
-    From,
     MtlsMode,
     PeerAuthentication,
-    Rule,
-    ServiceRef,
-    To,
-    When,
 )
 from meshdsl.model.service import (
     LocalRun,
@@ -67,199 +54,7 @@ from meshdsl.model.service import (
 from meshdsl.model.spec import MeshSpec
 from meshdsl.model.telemetry import AccessLogging, Telemetry, Tracing
 from meshdsl.model.tenancy import Tenancy
-
-
-class SubsetRef(Frozen):
-    """A destination named in Python: ``reviews.v2``, ``reviews.subset("v4")``,
-    ``productpage.on(9080)``. Hashable, so it can key a weights dict."""
-
-    service: str
-    namespace: str
-    subset: str | None = None
-    port: int | None = None
-
-    def on(self, port: int) -> SubsetRef:
-        return self.model_copy(update={"port": port})
-
-
-Target: TypeAlias = "Service | SubsetRef | Destination | str"
-To_: TypeAlias = "Target | Mapping[Any, int] | Sequence[Target]"
-Matches: TypeAlias = "Match | Sequence[Match] | None"
-
-
-def _matches(match: Matches) -> list[Match]:
-    if match is None:
-        return []
-    if isinstance(match, Match):
-        return [match]
-    return list(match)
-
-
-class _Scoped:
-    """Something that lives in a namespace of a mesh."""
-
-    mesh: Mesh
-    namespace: str
-
-    def _host(self, ref: SubsetRef | Service) -> str:
-        name, ns = (ref.service, ref.namespace) if isinstance(ref, SubsetRef) else (
-            ref.name, ref.namespace)
-        return name if ns == self.namespace else f"{name}.{ns}.svc.cluster.local"
-
-    def _destination(self, target: Any, weight: int | None = None) -> Destination:
-        if isinstance(target, Service):
-            target = target.ref()
-        if isinstance(target, SubsetRef):
-            return Destination(host=self._host(target), subset=target.subset, port=target.port,
-                               weight=weight)
-        if isinstance(target, Destination):
-            return target if weight is None else target.model_copy(update={"weight": weight})
-        if isinstance(target, str):
-            return Destination(host=target, weight=weight)
-        raise ModelUsageError(
-            f"cannot route to {target!r}: use a service, a version like reviews.v2, "
-            "a Destination(...), a host string, or a {target: weight} dict"
-        )
-
-    def _destinations(self, to: Any) -> list[Destination]:
-        if isinstance(to, Mapping):
-            return [self._destination(t, int(w)) for t, w in to.items()]
-        if isinstance(to, (list, tuple)):
-            return [self._destination(t) for t in to]
-        return [self._destination(to)]
-
-
-class Routes(_Scoped):
-    """A VirtualService being built: ``.route(...)`` appends an HTTP route (first match
-    wins), ``.tcp_route(...)`` a TCP one."""
-
-    def __init__(self, mesh: Mesh, namespace: str, name: str, hosts: list[str],
-                 gateways: list[str], source: SourceLocation | None) -> None:
-        self.mesh, self.namespace, self.name = mesh, namespace, name
-        self.hosts, self.gateways, self.source = hosts, gateways, source
-        self.http: list[HttpRoute] = []
-        self.tcp: list[TcpRoute] = []
-        self.export_to: list[str] = []
-
-    def route(
-        self,
-        *,
-        to: Any = None,
-        match: Matches = None,
-        name: str | None = None,
-        timeout: str | None = None,
-        retries: Retries | None = None,
-        fault: Fault | None = None,
-        mirror: Any = None,
-        mirror_percent: float | None = None,
-        rewrite: Rewrite | None = None,
-        redirect: Redirect | None = None,
-        headers: Headers | None = None,
-        cors: Cors | None = None,
-    ) -> Routes:
-        self.http.append(HttpRoute(
-            name=name, match=_matches(match),
-            to=[] if to is None else self._destinations(to),
-            timeout=timeout, retries=retries, fault=fault,
-            mirror=None if mirror is None else self._destination(mirror),
-            mirror_percent=mirror_percent, rewrite=rewrite, redirect=redirect,
-            headers=headers, cors=cors, source=caller_location(),
-        ))
-        return self
-
-    def tcp_route(self, *, to: Any, port: int | None = None,
-                  match: L4Match | Sequence[L4Match] | None = None) -> Routes:
-        matches = [match] if isinstance(match, L4Match) else list(match or [])
-        if port is not None:
-            matches.append(L4Match(port=port))
-        self.tcp.append(TcpRoute(match=matches, to=self._destinations(to),
-                                 source=caller_location()))
-        return self
-
-    def build(self) -> VirtualService | None:
-        if not self.http and not self.tcp:
-            return None
-        return VirtualService(name=self.name, namespace=self.namespace, hosts=self.hosts,
-                              gateways=self.gateways, http=self.http, tcp=self.tcp,
-                              export_to=self.export_to, source=self.source)
-
-
-class Authorization(_Scoped):
-    """An AuthorizationPolicy being built; ``.rule(...)`` appends, ``.allow(...)`` is the
-    short form naming calling services."""
-
-    def __init__(self, mesh: Mesh, namespace: str, name: str, action: Action | None,
-                 selector: dict[str, str], source: SourceLocation | None) -> None:
-        self.mesh, self.namespace, self.name = mesh, namespace, name
-        self.action, self.selector, self.source = action, selector, source
-        self.rules: list[Rule] = []
-
-    def rule(self, *, from_: From | Sequence[From] | None = None,
-             to: To | Sequence[To] | None = None,
-             when: When | Sequence[When] | None = None) -> Authorization:
-        def listify(v: Any) -> list[Any]:
-            return [] if v is None else [v] if not isinstance(v, (list, tuple)) else list(v)
-        self.rules.append(Rule.model_validate(
-            {"from": listify(from_), "to": listify(to), "when": listify(when)}))
-        return self
-
-    def allow(self, *callers: Service | str, namespaces: Sequence[str] = (),
-              methods: Sequence[str] = (), paths: Sequence[str] = (),
-              ports: Sequence[int | str] = ()) -> Authorization:
-        """Let the named services (their SPIFFE identities) or namespaces call this."""
-        refs = [ServiceRef(name=c.name, namespace=c.namespace) if isinstance(c, Service)
-                else ServiceRef(name=c, namespace=self.namespace) for c in callers]
-        frm = From(services=refs, namespaces=list(namespaces))
-        op = To(methods=list(methods), paths=list(paths), ports=list(ports))
-        return self.rule(from_=frm, to=None if op == To() else op)
-
-    def build(self) -> AuthorizationPolicy:
-        return AuthorizationPolicy(name=self.name, namespace=self.namespace, action=self.action,
-                                   selector=self.selector, rules=self.rules, source=self.source)
-
-
-class GatewayBuilder(_Scoped):
-    """A Gateway being built: ``.http(...)``, ``.https(...)``, ``.server(...)`` add servers;
-    ``.routes(...)`` starts a VirtualService bound to it."""
-
-    def __init__(self, mesh: Mesh, namespace: str, name: str, selector: dict[str, str],
-                 source: SourceLocation | None) -> None:
-        self.mesh, self.namespace, self.name = mesh, namespace, name
-        self.selector, self.source = selector, source
-        self.servers: list[Server] = []
-
-    def server(self, *, port: int, name: str, protocol: str, hosts: Sequence[str],
-               tls: ServerTls | None = None) -> GatewayBuilder:
-        self.servers.append(Server.model_validate({
-            "port": ServerPort.model_validate({"number": port, "name": name,
-                                               "protocol": protocol}),
-            "hosts": list(hosts), "tls": tls}))
-        return self
-
-    def http(self, *hosts: str, port: int = 80, name: str = "http",
-             https_redirect: bool = False) -> GatewayBuilder:
-        tls = ServerTls(https_redirect=True) if https_redirect else None
-        return self.server(port=port, name=name, protocol="HTTP", hosts=hosts, tls=tls)
-
-    def https(self, *hosts: str, credential: str, port: int = 443, name: str = "https",
-              mode: str = "SIMPLE") -> GatewayBuilder:
-        tls = ServerTls.model_validate({"mode": mode, "credential_name": credential})
-        return self.server(port=port, name=name, protocol="HTTPS", hosts=hosts, tls=tls)
-
-    @property
-    def ref(self) -> str:
-        return self.name
-
-    def routes(self, name: str, *, hosts: Sequence[str] | None = None,
-               namespace: str | None = None) -> Routes:
-        ns = namespace or self.namespace
-        gw = self.name if ns == self.namespace else f"{self.namespace}/{self.name}"
-        all_hosts = sorted({h for s in self.servers for h in s.hosts})
-        return self.mesh._routes(ns, name, list(hosts or all_hosts), [gw], caller_location())
-
-    def build(self) -> Gateway:
-        return Gateway(name=self.name, namespace=self.namespace, selector=self.selector,
-                       servers=self.servers, source=self.source)
+from meshdsl.model.workloads import Deployments
 
 
 def _ports(port: int | ServicePort | Sequence[int | ServicePort] | None) -> list[ServicePort]:
@@ -273,15 +68,16 @@ def _versions(versions: Iterable[str | Version]) -> list[Version]:
     return [v if isinstance(v, Version) else Version(name=v) for v in versions]
 
 
-class Service(_Scoped):
+class Service(ServiceRefs, Deployments):
     """A service of the mesh. Its versions become DestinationRule subsets; its routes a
     VirtualService named after it; ``.deploy`` adds Deployments."""
 
     def __init__(self, mesh: Mesh, namespace: str, name: str, *, ports: list[ServicePort],
                  versions: list[Version], explicit_port: bool,
                  service_account: str | None, kube_service: bool | None,
-                 source: SourceLocation | None) -> None:
+                 source: SourceLocation | None, meta: dict[str, Any]) -> None:
         self.mesh, self.namespace, self.name, self.source = mesh, namespace, name, source
+        self.meta = meta  # labels, annotations, service_type (of the Service), account_labels
         self.ports, self.versions = ports, versions
         self.explicit_port = explicit_port
         self.service_account, self.kube_service = service_account, kube_service
@@ -291,36 +87,6 @@ class Service(_Scoped):
         self.policy_source: SourceLocation | None = None
         self._routes: Routes | None = None
         self._rate_limit: LocalRateLimit | None = None
-
-    # -- references -------------------------------------------------------------------
-    def ref(self, subset: str | None = None) -> SubsetRef:
-        port = self.ports[0].number if self.explicit_port and self.ports else None
-        return SubsetRef(service=self.name, namespace=self.namespace, subset=subset, port=port)
-
-    def subset(self, name: str) -> SubsetRef:
-        """A reference to a version, declared or not (the validator reports unknown ones)."""
-        return self.ref(name)
-
-    def on(self, port: int) -> SubsetRef:
-        return self.ref().on(port)
-
-    def __getattr__(self, item: str) -> SubsetRef:
-        if item.startswith("_"):
-            raise AttributeError(item)
-        names = [v.name for v in self.__dict__.get("versions", [])]
-        if item in names:
-            return self.ref(item)
-        raise AttributeError(
-            f"service {self.__dict__.get('name')!r} has no version {item!r} "
-            f"(versions: {', '.join(names) or 'none'}); use .subset({item!r}) to name it anyway"
-        )
-
-    def __getitem__(self, item: str) -> SubsetRef:
-        return self.subset(item)
-
-    @property
-    def host(self) -> str:
-        return self.name
 
     # -- routing ----------------------------------------------------------------------
     @property
@@ -348,22 +114,6 @@ class Service(_Scoped):
                                             load_balancer=load_balancer,
                                             outlier_detection=outlier_detection, tls=tls)
         self.policy_source = caller_location()
-        return self
-
-    # -- workloads --------------------------------------------------------------------
-    def deploy(self, version: str, *, image: str, replicas: int = 1,
-               env: Mapping[str, str] | None = None, container_port: int | None = None,
-               local: LocalRun | None = None) -> Service:
-        self.workloads.append(Workload(version=version, image=image, replicas=replicas,
-                                       env=dict(env or {}), container_port=container_port,
-                                       local=local, source=caller_location()))
-        return self
-
-    def run_locally(self, version: str = "", *, command: Sequence[str] = (),
-                    address: str | None = None, env: Mapping[str, str] | None = None) -> Service:
-        """How this version runs in the local Envoy mesh (``meshctl up``)."""
-        self.local_runs[version] = LocalRun(command=list(command), address=address,
-                                            env=dict(env or {}))
         return self
 
     # -- security and limits ----------------------------------------------------------
@@ -440,7 +190,7 @@ class Service(_Scoped):
                            versions=self.versions, workloads=self.workloads,
                            service_account=self.service_account,
                            kube_service=self.kube_service, local=self.local_runs,
-                           source=self.source)
+                           source=self.source, **self.meta)
 
     def destination_rule(self) -> DestinationRule | None:
         if not self.versions and self.traffic_policy is None:
@@ -461,11 +211,21 @@ class Namespace(ExternalHosts):
     def service(self, name: str, *, port: int | ServicePort | Sequence[int | ServicePort]
                 | None = None, versions: Iterable[str | Version] = (),
                 explicit_port: bool = False, service_account: str | None = None,
-                kube_service: bool | None = None) -> Service:
+                kube_service: bool | None = None, labels: Mapping[str, str] | None = None,
+                annotations: Mapping[str, str] | None = None,
+                account_labels: Mapping[str, str] | None = None,
+                service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] | None = None
+                ) -> Service:
+        """A service; ``labels``/``annotations`` are its Service object's own (besides the
+        mesh's), ``account_labels`` those of its ``service_account``."""
         svc = Service(self.mesh, self.ns, name, ports=_ports(port),
                       versions=_versions(versions), explicit_port=explicit_port,
                       service_account=service_account, kube_service=kube_service,
-                      source=caller_location())
+                      source=caller_location(), meta={
+                          "labels": dict(labels or {}),
+                          "annotations": dict(annotations or {}),
+                          "account_labels": dict(account_labels or {}),
+                          "service_type": service_type})
         self.mesh._services.append(svc)
         return svc
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -45,8 +45,20 @@ class LocalRun(Frozen):
     env: dict[str, str] = Field(default_factory=dict)
 
 
+class Probe(Frozen):
+    """A readiness or liveness check of the container: an HTTP GET of ``path`` on
+    ``port``, or (without ``path``) a TCP connection to ``port``."""
+
+    port: int = Field(ge=1, le=65535)
+    path: str | None = None
+    initial_delay: int | None = Field(default=None, ge=0)
+    period: int | None = Field(default=None, ge=1)
+
+
 class Workload(Declared):
-    """A Deployment of one version of a service."""
+    """A Deployment of one version of a service: its one container (image, pull policy,
+    port, env, resources, probes, scratch directories) and the labels and annotations
+    real manifests carry besides the ``app``/``version`` ones the mesh needs."""
 
     version: str
     image: str
@@ -54,6 +66,17 @@ class Workload(Declared):
     env: dict[str, str] = Field(default_factory=dict)
     container_port: int | None = Field(default=None, ge=1, le=65535)
     local: LocalRun | None = None
+    command: list[str] = Field(default_factory=list)  # the image's entrypoint, replaced
+    args: list[str] = Field(default_factory=list)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    labels: dict[str, str] = Field(default_factory=dict)  # the Deployment's own
+    annotations: dict[str, str] = Field(default_factory=dict)  # the Deployment's own
+    pod_annotations: dict[str, str] = Field(default_factory=dict)
+    resources: dict[Literal["requests", "limits"], dict[str, str]] = Field(
+        default_factory=dict)
+    readiness: Probe | None = None
+    liveness: Probe | None = None
+    scratch: dict[str, str] = Field(default_factory=dict)  # emptyDir volume -> mount path
 
 
 class ServiceSpec(Declared):
@@ -70,6 +93,10 @@ class ServiceSpec(Declared):
     version_label: str = "version"
     kube_service: bool | None = None
     local: dict[str, LocalRun] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)  # of the Service object
+    annotations: dict[str, str] = Field(default_factory=dict)  # of the Service object
+    account_labels: dict[str, str] = Field(default_factory=dict)  # of its ServiceAccount
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] | None = None
 
     @property
     def account(self) -> str:

@@ -15,7 +15,7 @@ from tests.unit.importer.support import CORPUS, SEED, yaml_objects
 
 # file -> the objects that must travel through mesh.raw (everything else is typed)
 EXPECTED_RAW = {
-    "apps.yaml": {"Service shop/cart", "Deployment shop/cart", "ConfigMap shop/checkout-config"},
+    "apps.yaml": {"Deployment shop/cart", "ConfigMap shop/checkout-config"},
     "bookinfo-routing.yaml": set(),
     "egress.yaml": {"VirtualService default/direct-cnn-through-egress-gateway",
                     "DestinationRule default/originate-tls-for-httpbin"},

@@ -1,0 +1,264 @@
+"""The scoped builders a service and a namespace hand out: routes (a VirtualService),
+authorization (an AuthorizationPolicy), gateways, and the references (``reviews.v2``) that
+name a destination. ``Mesh`` and ``Service`` (``meshdsl.model.builder``) build on these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from meshdsl.errors import ModelUsageError
+from meshdsl.model.base import Frozen, SourceLocation, caller_location
+from meshdsl.model.gateway import Gateway, Server, ServerPort, ServerTls
+from meshdsl.model.matching import L4Match, Match
+from meshdsl.model.routing import (
+    Cors,
+    Destination,
+    Fault,
+    Headers,
+    HttpRoute,
+    Redirect,
+    Retries,
+    Rewrite,
+    TcpRoute,
+    VirtualService,
+)
+from meshdsl.model.security import Action, AuthorizationPolicy, From, Rule, ServiceRef, To, When
+from meshdsl.model.service import ServicePort, Version
+
+if TYPE_CHECKING:
+    from meshdsl.model.builder import Mesh
+
+
+class SubsetRef(Frozen):
+    """A destination named in Python: ``reviews.v2``, ``reviews.subset("v4")``,
+    ``productpage.on(9080)``. Hashable, so it can key a weights dict."""
+
+    service: str
+    namespace: str
+    subset: str | None = None
+    port: int | None = None
+
+    def on(self, port: int) -> SubsetRef:
+        return self.model_copy(update={"port": port})
+
+
+Target: TypeAlias = "ServiceRefs | SubsetRef | Destination | str"
+To_: TypeAlias = "Target | Mapping[Any, int] | Sequence[Target]"
+Matches: TypeAlias = "Match | Sequence[Match] | None"
+
+
+def _matches(match: Matches) -> list[Match]:
+    if match is None:
+        return []
+    if isinstance(match, Match):
+        return [match]
+    return list(match)
+
+
+class _Scoped:
+    """Something that lives in a namespace of a mesh."""
+
+    mesh: Mesh
+    namespace: str
+
+    def _host(self, ref: SubsetRef | ServiceRefs) -> str:
+        name, ns = (ref.service, ref.namespace) if isinstance(ref, SubsetRef) else (
+            ref.name, ref.namespace)
+        return name if ns == self.namespace else f"{name}.{ns}.svc.cluster.local"
+
+    def _destination(self, target: Any, weight: int | None = None) -> Destination:
+        if isinstance(target, ServiceRefs):
+            target = target.ref()
+        if isinstance(target, SubsetRef):
+            return Destination(host=self._host(target), subset=target.subset, port=target.port,
+                               weight=weight)
+        if isinstance(target, Destination):
+            return target if weight is None else target.model_copy(update={"weight": weight})
+        if isinstance(target, str):
+            return Destination(host=target, weight=weight)
+        raise ModelUsageError(
+            f"cannot route to {target!r}: use a service, a version like reviews.v2, "
+            "a Destination(...), a host string, or a {target: weight} dict"
+        )
+
+    def _destinations(self, to: Any) -> list[Destination]:
+        if isinstance(to, Mapping):
+            return [self._destination(t, int(w)) for t, w in to.items()]
+        if isinstance(to, (list, tuple)):
+            return [self._destination(t) for t in to]
+        return [self._destination(to)]
+
+
+class ServiceRefs(_Scoped):
+    """What names a service and its versions as a destination: ``reviews``,
+    ``reviews.v2``, ``reviews.subset("v4")``, ``reviews.on(9080)``."""
+
+    name: str
+    ports: list[ServicePort]
+    versions: list[Version]
+    explicit_port: bool
+
+    # -- references -------------------------------------------------------------------
+    def ref(self, subset: str | None = None) -> SubsetRef:
+        port = self.ports[0].number if self.explicit_port and self.ports else None
+        return SubsetRef(service=self.name, namespace=self.namespace, subset=subset, port=port)
+
+    def subset(self, name: str) -> SubsetRef:
+        """A reference to a version, declared or not (the validator reports unknown ones)."""
+        return self.ref(name)
+
+    def on(self, port: int) -> SubsetRef:
+        return self.ref().on(port)
+
+    def __getattr__(self, item: str) -> SubsetRef:
+        if item.startswith("_"):
+            raise AttributeError(item)
+        names = [v.name for v in self.__dict__.get("versions", [])]
+        if item in names:
+            return self.ref(item)
+        raise AttributeError(
+            f"service {self.__dict__.get('name')!r} has no version {item!r} "
+            f"(versions: {', '.join(names) or 'none'}); use .subset({item!r}) to name it anyway"
+        )
+
+    def __getitem__(self, item: str) -> SubsetRef:
+        return self.subset(item)
+
+    @property
+    def host(self) -> str:
+        return self.name
+
+
+class Routes(_Scoped):
+    """A VirtualService being built: ``.route(...)`` appends an HTTP route (first match
+    wins), ``.tcp_route(...)`` a TCP one."""
+
+    def __init__(self, mesh: Mesh, namespace: str, name: str, hosts: list[str],
+                 gateways: list[str], source: SourceLocation | None) -> None:
+        self.mesh, self.namespace, self.name = mesh, namespace, name
+        self.hosts, self.gateways, self.source = hosts, gateways, source
+        self.http: list[HttpRoute] = []
+        self.tcp: list[TcpRoute] = []
+        self.export_to: list[str] = []
+
+    def route(
+        self,
+        *,
+        to: Any = None,
+        match: Matches = None,
+        name: str | None = None,
+        timeout: str | None = None,
+        retries: Retries | None = None,
+        fault: Fault | None = None,
+        mirror: Any = None,
+        mirror_percent: float | None = None,
+        rewrite: Rewrite | None = None,
+        redirect: Redirect | None = None,
+        headers: Headers | None = None,
+        cors: Cors | None = None,
+    ) -> Routes:
+        self.http.append(HttpRoute(
+            name=name, match=_matches(match),
+            to=[] if to is None else self._destinations(to),
+            timeout=timeout, retries=retries, fault=fault,
+            mirror=None if mirror is None else self._destination(mirror),
+            mirror_percent=mirror_percent, rewrite=rewrite, redirect=redirect,
+            headers=headers, cors=cors, source=caller_location(),
+        ))
+        return self
+
+    def tcp_route(self, *, to: Any, port: int | None = None,
+                  match: L4Match | Sequence[L4Match] | None = None) -> Routes:
+        matches = [match] if isinstance(match, L4Match) else list(match or [])
+        if port is not None:
+            matches.append(L4Match(port=port))
+        self.tcp.append(TcpRoute(match=matches, to=self._destinations(to),
+                                 source=caller_location()))
+        return self
+
+    def build(self) -> VirtualService | None:
+        if not self.http and not self.tcp:
+            return None
+        return VirtualService(name=self.name, namespace=self.namespace, hosts=self.hosts,
+                              gateways=self.gateways, http=self.http, tcp=self.tcp,
+                              export_to=self.export_to, source=self.source)
+
+
+class Authorization(_Scoped):
+    """An AuthorizationPolicy being built; ``.rule(...)`` appends, ``.allow(...)`` is the
+    short form naming calling services."""
+
+    def __init__(self, mesh: Mesh, namespace: str, name: str, action: Action | None,
+                 selector: dict[str, str], source: SourceLocation | None) -> None:
+        self.mesh, self.namespace, self.name = mesh, namespace, name
+        self.action, self.selector, self.source = action, selector, source
+        self.rules: list[Rule] = []
+
+    def rule(self, *, from_: From | Sequence[From] | None = None,
+             to: To | Sequence[To] | None = None,
+             when: When | Sequence[When] | None = None) -> Authorization:
+        def listify(v: Any) -> list[Any]:
+            return [] if v is None else [v] if not isinstance(v, (list, tuple)) else list(v)
+        self.rules.append(Rule.model_validate(
+            {"from": listify(from_), "to": listify(to), "when": listify(when)}))
+        return self
+
+    def allow(self, *callers: ServiceRefs | str, namespaces: Sequence[str] = (),
+              methods: Sequence[str] = (), paths: Sequence[str] = (),
+              ports: Sequence[int | str] = ()) -> Authorization:
+        """Let the named services (their SPIFFE identities) or namespaces call this."""
+        refs = [ServiceRef(name=c.name, namespace=c.namespace) if isinstance(c, ServiceRefs)
+                else ServiceRef(name=c, namespace=self.namespace) for c in callers]
+        frm = From(services=refs, namespaces=list(namespaces))
+        op = To(methods=list(methods), paths=list(paths), ports=list(ports))
+        return self.rule(from_=frm, to=None if op == To() else op)
+
+    def build(self) -> AuthorizationPolicy:
+        return AuthorizationPolicy(name=self.name, namespace=self.namespace, action=self.action,
+                                   selector=self.selector, rules=self.rules, source=self.source)
+
+
+class GatewayBuilder(_Scoped):
+    """A Gateway being built: ``.http(...)``, ``.https(...)``, ``.server(...)`` add servers;
+    ``.routes(...)`` starts a VirtualService bound to it."""
+
+    def __init__(self, mesh: Mesh, namespace: str, name: str, selector: dict[str, str],
+                 source: SourceLocation | None) -> None:
+        self.mesh, self.namespace, self.name = mesh, namespace, name
+        self.selector, self.source = selector, source
+        self.servers: list[Server] = []
+
+    def server(self, *, port: int, name: str, protocol: str, hosts: Sequence[str],
+               tls: ServerTls | None = None) -> GatewayBuilder:
+        self.servers.append(Server.model_validate({
+            "port": ServerPort.model_validate({"number": port, "name": name,
+                                               "protocol": protocol}),
+            "hosts": list(hosts), "tls": tls}))
+        return self
+
+    def http(self, *hosts: str, port: int = 80, name: str = "http",
+             https_redirect: bool = False) -> GatewayBuilder:
+        tls = ServerTls(https_redirect=True) if https_redirect else None
+        return self.server(port=port, name=name, protocol="HTTP", hosts=hosts, tls=tls)
+
+    def https(self, *hosts: str, credential: str, port: int = 443, name: str = "https",
+              mode: str = "SIMPLE") -> GatewayBuilder:
+        tls = ServerTls.model_validate({"mode": mode, "credential_name": credential})
+        return self.server(port=port, name=name, protocol="HTTPS", hosts=hosts, tls=tls)
+
+    @property
+    def ref(self) -> str:
+        return self.name
+
+    def routes(self, name: str, *, hosts: Sequence[str] | None = None,
+               namespace: str | None = None) -> Routes:
+        ns = namespace or self.namespace
+        gw = self.name if ns == self.namespace else f"{self.namespace}/{self.name}"
+        all_hosts = sorted({h for s in self.servers for h in s.hosts})
+        return self.mesh._routes(ns, name, list(hosts or all_hosts), [gw], caller_location())
+
+    def build(self) -> Gateway:
+        return Gateway(name=self.name, namespace=self.namespace, selector=self.selector,
+                       servers=self.servers, source=self.source)
