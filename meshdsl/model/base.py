@@ -126,3 +126,43 @@ def clean(value: Any) -> Any:
 def dump(model: BaseModel) -> Any:
     """Istio-shaped dict of a model: camelCase keys, unset fields left out."""
     return clean(model.model_dump(by_alias=True, exclude_none=True, mode="json"))
+
+
+ModelPath = tuple[str | int, ...]
+
+
+def declared_sources(model: BaseModel, prefix: ModelPath = ()
+                     ) -> Iterator[tuple[ModelPath, SourceLocation]]:
+    """Where each declared object of ``model`` came from, by its path of field names and
+    list indices: what a dump leaves out (``source`` is excluded), so that a spec that
+    crossed a process boundary can point at the user's lines again."""
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if name == "source":
+            if isinstance(value, SourceLocation):
+                yield prefix, value
+        elif isinstance(value, BaseModel):
+            yield from declared_sources(value, (*prefix, name))
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    yield from declared_sources(item, (*prefix, name, index))
+
+
+def restore_source(model: BaseModel, path: ModelPath, source: SourceLocation) -> bool:
+    """Put ``source`` back on the declared object at ``path``; False when there is none."""
+    target: Any = model
+    for step in path:
+        if isinstance(step, int) and isinstance(target, (list, tuple)):
+            if not 0 <= step < len(target):
+                return False
+            target = target[step]
+        elif isinstance(step, str) and isinstance(target, BaseModel) \
+                and step in type(target).model_fields and step != "source":
+            target = getattr(target, step)
+        else:
+            return False
+    if not isinstance(target, BaseModel) or "source" not in type(target).model_fields:
+        return False
+    object.__setattr__(target, "source", source)  # frozen: display data, not the value
+    return True

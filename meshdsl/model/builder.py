@@ -72,6 +72,8 @@ class Service(ServiceRefs, Deployments):
     """A service of the mesh. Its versions become DestinationRule subsets; its routes a
     VirtualService named after it; ``.deploy`` adds Deployments."""
 
+    mesh: Mesh   # the whole builder, not only what the scoped builders need of it
+
     def __init__(self, mesh: Mesh, namespace: str, name: str, *, ports: list[ServicePort],
                  versions: list[Version], explicit_port: bool,
                  service_account: str | None, kube_service: bool | None,

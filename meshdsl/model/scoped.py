@@ -6,7 +6,7 @@ name a destination. ``Mesh`` and ``Service`` (``meshdsl.model.builder``) build o
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from meshdsl.errors import ModelUsageError
 from meshdsl.model.base import Frozen, SourceLocation, caller_location
@@ -27,8 +27,14 @@ from meshdsl.model.routing import (
 from meshdsl.model.security import Action, AuthorizationPolicy, From, Rule, ServiceRef, To, When
 from meshdsl.model.service import ServicePort, Version
 
-if TYPE_CHECKING:
-    from meshdsl.model.builder import Mesh
+
+class Mesh(Protocol):
+    """What these builders need of the mesh they declare into (``builder.Mesh``): a
+    VirtualService registered under it. A protocol, so this module does not import the
+    builder that imports it."""
+
+    def _routes(self, namespace: str, name: str, hosts: list[str], gateways: list[str],
+                source: SourceLocation | None) -> Routes: ...
 
 
 class SubsetRef(Frozen):

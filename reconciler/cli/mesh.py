@@ -74,10 +74,16 @@ def evaluate_or_exit(program: str, *, timeout: float, memory_mb: int
             judged, _ = box.evaluate(file.resolve().parent, file.name + colon + attr)
         except ProgramFailed as exc:
             fail(typed(str(exc)) + "".join(f"\n  {typed(d)}" for d in exc.details), 2)
-    findings = [replace(f, source=SourceLocation(file=os.path.join(prefix, f.source.file),
-                                                 line=f.source.line))
-                if f.source is not None else f for f in judged.findings]
-    return judged.spec, findings, program
+    return judged.spec, as_typed(judged.findings, program), program
+
+
+def as_typed(findings: list[Finding], program: str) -> list[Finding]:
+    """Findings whose file:line is relative to the program's folder (as the sandbox sees
+    it) made to read as the user typed the program's path."""
+    prefix = os.path.dirname(program.partition(":")[0])
+    return [replace(f, source=SourceLocation(file=os.path.join(prefix, f.source.file),
+                                             line=f.source.line))
+            if f.source is not None else f for f in findings]
 
 
 def print_findings(findings: list[Finding], *, istio_codes: bool = False) -> None:
@@ -105,8 +111,8 @@ def validate_cmd(
     rules; exit 0 clean (warnings allowed), 1 with errors, 2 if it fails to load."""
     spec, findings, source = evaluate_or_exit(program, timeout=timeout, memory_mb=memory_mb)
     if not no_crd_check and not has_errors(findings):
-        findings += mesh_findings(spec, compile_mesh(spec),
-                                  load_catalog(crds, kubeconfig, context))
+        findings += as_typed(mesh_findings(spec, compile_mesh(spec),
+                                           load_catalog(crds, kubeconfig, context)), program)
     if output is Output.text:
         print_findings(findings)
         errors = sum(f.severity is Severity.ERROR for f in findings)
@@ -167,7 +173,8 @@ def render_cmd(
     with bulk_build():
         manifests = compile_mesh(spec)
     if not no_crd_check and not force:
-        rejected = mesh_findings(spec, manifests, load_catalog(crds, kubeconfig, context))
+        rejected = as_typed(mesh_findings(spec, manifests,
+                                          load_catalog(crds, kubeconfig, context)), program)
         if rejected:
             print_findings(rejected)
             fail(f"{source}: {len(rejected)} object field(s) a cluster would reject; "

@@ -129,9 +129,15 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
     findings = validate(loaded.spec)
     # Errors included: the parent validates again and decides. The spec is all the parent reads: it parses, validates and compiles it again itself.
     # The findings carry only where each one is in the user's files (for display).
+    # ``declared``: where each declared object is, so checks the parent runs later (the
+    # CRD check) point at the user's lines too.
+    from meshdsl.model.base import declared_sources
+
     return {"ok": True, "spec": loaded.spec.model_dump(mode="json"),
             "sources": [[f.code, f.path, _rel(f.source.file, roots), f.source.line]
-                        for f in findings if f.source is not None]}
+                        for f in findings if f.source is not None],
+            "declared": [[list(path), _rel(loc.file, roots), loc.line]
+                         for path, loc in declared_sources(loaded.spec)]}
 
 
 def _setrlimit(which: int, value: int) -> None:

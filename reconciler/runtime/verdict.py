@@ -20,13 +20,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from meshdsl.compile import compile_mesh
-from meshdsl.model.base import SourceLocation
+from meshdsl.model.base import SourceLocation, restore_source
 from meshdsl.model.spec import MeshSpec
 from meshdsl.validate import Finding, Severity, validate
 
 __all__ = ["Judged", "judge"]
 
 _MAX_LOCATION = 300
+_MAX_DECLARED = 500_000   # located objects read back at most (10,000 services: ~60,000)
 
 
 class Rejected(Exception):
@@ -61,6 +62,32 @@ def _sources(raw: Any) -> dict[tuple[str, str], SourceLocation]:
     return found
 
 
+def _location(file: Any, line: Any) -> SourceLocation | None:
+    if (isinstance(file, str) and isinstance(line, int) and not isinstance(line, bool)
+            and len(file) <= _MAX_LOCATION and not file.startswith("/")
+            and file.isprintable() and 0 < line < 10**7):
+        return SourceLocation(file=file, line=line)
+    return None
+
+
+def _restore_declared(spec: MeshSpec, raw: Any) -> None:
+    """Put the program's file:line back on the declared objects (display data: a path that
+    names no declared object, or a location that does not look like one, is ignored)."""
+    if not isinstance(raw, list):
+        return
+    for item in raw[:_MAX_DECLARED]:
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], list)
+                and len(item[0]) <= 16):
+            continue
+        path = item[0]
+        if not all((isinstance(p, str) and len(p) <= 64) or
+                   (isinstance(p, int) and not isinstance(p, bool)) for p in path):
+            continue
+        location = _location(item[1], item[2])
+        if location is not None:
+            restore_source(spec, tuple(path), location)
+
+
 def judge(claim: dict[str, Any]) -> Judged:
     """Parse, validate (and make ready to compile) the spec a program claims; raise
     :class:`Rejected` if it is not a mesh spec at all."""
@@ -74,6 +101,7 @@ def judge(claim: dict[str, Any]) -> Judged:
         where = ".".join(str(p) for p in first["loc"])[:200]
         raise Rejected(f"the program's result is not a valid mesh spec ({exc.error_count()} "
                        f"error(s), first at {where or 'the top'}: {first['msg']})") from None
+    _restore_declared(spec, claim.get("declared"))
     sources = _sources(claim.get("sources"))
     findings = [replace(f, source=sources.get((f.code, f.path))) if f.source is None else f
                 for f in validate(spec)]

@@ -45,3 +45,26 @@ def test_sources_are_display_data_only() -> None:
     for bad in (["MD103", path, "/etc/passwd", 4], ["MD103", path, "m.py", True],
                 ["MD103", path, "m\n.py", 4], "garbage"):
         assert judge({"spec": spec, "sources": [bad]}).errors[0].source is None
+
+
+def test_declared_locations_come_back_and_bogus_ones_are_ignored() -> None:
+    from meshdsl.model.base import declared_sources
+
+    mesh = Mesh("shop", namespace="shop")
+    web = mesh.service("web", versions=["v1", "v2"])
+    web.route(to={web.v1: 90, web.v2: 10})
+    built = mesh.build()
+    declared = [[list(path), "mesh.py", loc.line] for path, loc in declared_sources(built)]
+    assert declared, "the builder records where each object was declared"
+    route = next(d for d in declared if d[0][:3] == ["virtual_services", 0, "http"])
+    bogus = [[["virtual_services", 99], "mesh.py", 3], [["manifests"], "mesh.py", 3],
+             [["virtual_services", 0], "/etc/passwd", 1], "junk"]
+    judged = judge({"ok": True, "spec": built.model_dump(mode="json"),
+                    "declared": declared + bogus})
+    http = judged.spec.virtual_services[0].http[0]
+    assert http.source is not None and (http.source.file, http.source.line) == (
+        "mesh.py", route[2])
+    assert judged.spec.virtual_services[0].source is not None
+    assert judged.spec.virtual_services[0].source.file == "mesh.py"  # not /etc/passwd
+    without = judge({"ok": True, "spec": built.model_dump(mode="json")})
+    assert without.spec.virtual_services[0].http[0].source is None
