@@ -134,7 +134,7 @@ def test_unreachable_webhook_fails_after_retries() -> None:
 def test_a_trickling_webhook_is_cut_at_the_call_deadline(hooks: Hooks, path: str) -> None:
     """Every read gets a byte within its 0.5 s timeout, yet the call ends at its overall
     deadline ((retries + 1) * timeout = 1 s), as a failed gate."""
-    with WebhookCaller(backoff_max=0.05) as caller:
+    with HttpWebhookCaller(backoff_max=0.05) as caller:
         started = time.monotonic()
         result = caller.deliver(call(f"{hooks.url}{path}", retries=1, timeout=0.5))
         took = time.monotonic() - started
