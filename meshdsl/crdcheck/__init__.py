@@ -83,7 +83,7 @@ _DEFAULT: list[Catalog] = []
 
 
 def default_catalog() -> Catalog:
-    """The catalog of the bundled CRDs (Istio, Gateway API standard), built once."""
+    """The catalog of the bundled CRDs (Istio, Gateway API experimental), built once."""
     if not _DEFAULT:
         from meshdsl.crds import bundled
 

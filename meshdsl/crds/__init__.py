@@ -1,4 +1,4 @@
-"""CRDs that ship with meshdsl: Istio's bundle and Gateway API's standard channel.
+"""CRDs that ship with meshdsl: Istio's bundle and Gateway API's experimental channel.
 
 They are the default schemas of the offline check (``meshdsl.crdcheck``); see README.md
 beside this file for where they come from.
@@ -11,7 +11,7 @@ import json
 from importlib import resources
 from typing import Any
 
-BUNDLES = ("istio-crd-all.gen.json", "gateway-api-standard-install.json")
+BUNDLES = ("istio-crd-all.gen.json", "gateway-api-experimental-install.json")
 
 
 @functools.cache

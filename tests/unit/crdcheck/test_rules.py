@@ -79,7 +79,7 @@ CASES: list[tuple[str, dict[str, Any], tuple[Any, ...], Any, str]] = [
                                           {"name": "gw", "sectionName": "https"}],
                            "rules": [{"backendRefs": [{"name": "api", "port": 80}]}]}),
      ("spec", "parentRefs", 1, "sectionName"), "http",
-     "sectionName must be unique"),
+     "must be unique"),  # standard: "sectionName must be…"; experimental: "sectionName or port must be…"
     ("gateway api: Gateway TLS terminate without certificates",
      obj(GW, "Gateway", {"gatewayClassName": "istio", "listeners": [
          {"name": "https", "port": 443, "protocol": "HTTPS",
