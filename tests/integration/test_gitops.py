@@ -214,9 +214,15 @@ def test_forged_signatures_get_401_and_trigger_nothing(harness: Harness) -> None
     time.sleep(1.0)
     assert accepted._value.get() == before          # no push was let through
     status = harness.status()
-    assert status.applied_revision == sha
-    assert [a.revision for a in status.history if a.revision] == [sha]   # forged: unseen
-    assert harness.weights() == (90, 10)
+    # Git stays the truth: a pass for another reason (a retry after a slow API call on a
+    # loaded machine) may reconcile the branch head — but a forged delivery never triggers one
+    assert not [a for a in status.history if a.trigger == "webhook" and a.revision == forged]
+    if status.applied_revision == sha:
+        assert [a.revision for a in status.history if a.revision] == [sha]  # forged: unseen
+        assert harness.weights() == (90, 10)
+    else:
+        assert status.applied_revision == forged and status.last is not None
+        assert status.last.trigger != "webhook", status.last
 
     # the genuine signature of the very same body is accepted
     with httpx.Client(trust_env=False, timeout=5) as client:
