@@ -126,7 +126,8 @@ def test_sequential_analysis_rolls_a_failing_v2_back_within_half_an_interval(
     assert by_v2, "v2 never served"
     exposed = by_v2[-1] - by_v2[0]
     window = [s for s in traffic.samples if by_v2[0] <= s.at < by_v2[0] + INTERVAL]
-    failed = sum(1 for s in window if s.status != 200) / max(1, len(window))
+    failed_count = sum(1 for s in window if s.status != 200)
+    failed = failed_count / max(1, len(window))
     print(f"v2 served for {exposed:.2f} s ({exposed / INTERVAL:.2f} interval); "
           f"{failed:.2%} of the {len(window)} requests of that interval failed")
     # The interval mode exposes v2 for at least two intervals (two failed analyses, one
@@ -135,8 +136,13 @@ def test_sequential_analysis_rolls_a_failing_v2_back_within_half_an_interval(
     # requests v2 answered before it was out: detection takes ~20-60 of them (see the
     # simulated streams in tests/unit/delivery/test_sequential.py), plus the push.
     assert len(by_v2) <= 80, (len(by_v2), exposed)
-    # users see the failures Istio's default retries (2 on 503) do not absorb
-    assert failed < 0.0025, failed
+    # Users see the failures Istio's default retries (2 on 503) do not absorb: each v2
+    # request fails visibly with 0.2**3 = 0.8%, so the <= 80 requests above give at most
+    # 0.64 visible failures on average. One run of ~200 requests cannot resolve 0.25% (one
+    # failure is 0.5%), so the fraction target is judged over many runs in bench/canary.py;
+    # here three or more failures (a Poisson tail under 3% even at the bound) means the
+    # retries or the rollback did not work.
+    assert failed_count <= 2, (failed_count, len(window))
     after = traffic.since(by_v2[-1] + 0.3)
     assert after and all(s.served_by == "reviews-v1" and s.status == 200 for s in after)
 
