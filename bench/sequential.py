@@ -20,6 +20,7 @@ the Envoy -> Istio bridge, the rollout driver ticking), in the same invocation:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -133,12 +134,11 @@ def healthy_rig(count: int, rate: float) -> HealthyRig:
                           for name in names]
             time.sleep(1.0)
             rig.drive()
-            try:
+            # an unfinished rollout is reported below with its phase and reason
+            with contextlib.suppress(TimeoutError):
                 rig.wait(lambda: all((s := rig.store.load(NS, n)) is not None
                                      and s.state.phase.terminal for n in names), 120,
                          what="every rollout finishing")
-            except TimeoutError:
-                pass       # reported below as each unfinished rollout's phase and reason
         finally:
             for generator in generators:
                 generator.stop()
