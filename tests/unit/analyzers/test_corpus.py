@@ -140,8 +140,8 @@ def test_istioctl_test_table_is_reproduced(testdata: str) -> None:
     for code, obj in clean:
         kind, name = obj.split()
         namespace, _, local = name.partition("/")
-        assert re.search(rf"name: {re.escape(local)}, namespace: {re.escape(namespace)}}}",
-                         text), f"{obj} is not in {corpus}"
+        assert re.search(rf"name: {re.escape(local)}(?:, |\n\s+)namespace: "
+                         rf"{re.escape(namespace)}[}}\s]", text), f"{obj} is not in {corpus}"
         assert (path.name, code, kind, name) not in ours, (code, obj)
 
 
