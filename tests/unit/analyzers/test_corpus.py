@@ -4,7 +4,9 @@ Each corpus file lists in its header the objects ``istioctl analyze`` flags ther
 ``# expect: CODE Kind ns/name`` line each (``# expect: nothing`` when it flags none), read
 from istioctl's analyzers (``pkg/config/analysis/analyzers``) the way its own analyzer
 tests run them: the file is the cluster's whole configuration, its runtime objects
-(Services, Pods) included, with every analyzer on. Files written after a public
+(Services, Pods) included, with every analyzer on. (``istioctl analyze --use-kube=false``
+on the same file answers less: since Istio 1.18 it drops Services and Pods read from files
+and so skips every analyzer that needs them.) Files written after a public
 configuration name it in ``# after:`` lines; files that reproduce the cases of one of
 istioctl's analyzer test files name it in ``# istioctl:``, and ``istioctl_cases`` checks
 that every message istioctl's test table expects there, and every object it deliberately
