@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from meshdsl.compile import compile_mesh
@@ -22,12 +22,13 @@ from meshdsl.compile.manifest import Manifest
 from meshdsl.errors import MeshdslError
 from meshdsl.importer.analysis import analyze, analyze_documents
 from meshdsl.importer.errors import ImporterError, ImporterWarning, InputError, NotExpressible
-from meshdsl.importer.fallback import Rounds, carried_raw, mismatches
+from meshdsl.importer.fallback import Rounds, carried_raw, describe, mismatches
 from meshdsl.importer.gateway_api import read_ambient
 from meshdsl.importer.manifests import CLUSTER_SCOPED
 from meshdsl.importer.to_model import ImportResult, to_model
 from meshdsl.importer.to_python import to_python
 from meshdsl.importer.yamlsource import Document, load_files, load_text
+from meshdsl.model.base import SourceLocation
 from meshdsl.model.builder import Mesh
 from meshdsl.model.spec import MeshSpec
 
@@ -101,14 +102,26 @@ def import_documents(documents: Sequence[Document], *, name: str | None = None,
                      namespace: str = "default", default_name: str = "imported",
                      title: str | None = None) -> Program:
     """The program for some documents, verified to render them back."""
-    if read_ambient(documents, namespace).found:
+    ambient = read_ambient(documents, namespace)
+    whole: list[ImporterWarning] = []
+    if ambient.found:
         try:
             return _import_ambient(documents, name=name, namespace=namespace,
                                    default_name=default_name, title=title)
-        except MeshdslError:
-            pass  # not what the compiler writes: carried through mesh.raw as before
+        except MeshdslError as e:  # not what the compiler writes: carried raw as a whole
+            why = str(e).splitlines()[0]
+            whole = [ImporterWarning(f"Namespace {ns}", "", (
+                f"not read back into the DSL ({why}); its Gateway API objects are carried "
+                "through unchanged (mesh.raw)"), _where_namespace(documents, ns))
+                for ns in sorted(ambient.data_plane.namespaces)]
     result = to_model(documents, name=name, namespace=namespace, default_name=default_name)
+    result = replace(result, warnings=(*whole, *result.warnings))
     return _verified(result, namespace=namespace, title=title)
+
+
+def _where_namespace(documents: Sequence[Document], name: str) -> SourceLocation | None:
+    return next((d.where() for d in documents if d.manifest.get("kind") == "Namespace"
+                 and d.manifest["metadata"].get("name") == name), None)
 
 
 def _verified(result: ImportResult, *, namespace: str, title: str | None) -> Program:
@@ -145,8 +158,8 @@ def _import_ambient(documents: Sequence[Document], *, name: str | None, namespac
             return _verified(result, namespace=namespace, title=title)
         raw = rounds.next(missed, found.raw)
         if raw is None:
-            break
-    raise ImporterError("the ambient namespaces could not be read back object by object")
+            raise ImporterError(describe(missed))
+    raise ImporterError(f"still not reproduced after {_ROUNDS} rounds: {describe(missed)}")
 
 
 def import_files(paths: Iterable[str | Path], *, name: str | None = None,

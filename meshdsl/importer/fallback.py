@@ -30,6 +30,7 @@ from meshdsl.model.dataplane import DataPlane
 
 Key = tuple[str, str, str, str]  # apiVersion (a group for Istio and Gateway API), kind, ns, name
 _ROUTES = ("HTTPRoute", "GRPCRoute", "TCPRoute")
+_UNASKED = "the program would render it, the input does not have it"
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,9 @@ def _by_key(manifests: Sequence[Manifest]) -> dict[Key, list[Manifest]]:
 def _difference(want: Manifest, got: Manifest) -> str:
     problems = most_precise(tree_diff(want, got))
     if not problems:
-        return "the program would render it differently"
+        return "the program would not reproduce it"
     path, reason = problems[0]
-    return f"the program would render {dotted(path) or 'it'} differently ({reason})"
+    return f"the program would not reproduce {dotted(path) or 'it'} ({reason})"
 
 
 def mismatches(expected: Sequence[Manifest], rendered: Sequence[Manifest]) -> list[Mismatch]:
@@ -81,8 +82,8 @@ def mismatches(expected: Sequence[Manifest], rendered: Sequence[Manifest]) -> li
             reason = _difference(m, left.pop(0)) if left else "the program would not render it"
             out.append(Mismatch(key, reason))
         out += [Mismatch(key, "the program would render it twice", extra=True) for _ in left]
-    out += [Mismatch(key, "", extra=True) for key, items in got.items() if key not in want
-            for _ in items]
+    out += [Mismatch(key, _UNASKED, extra=True) for key, items in got.items()
+            if key not in want for _ in items]
     return out
 
 
@@ -143,12 +144,18 @@ def culprits(found: Sequence[Mismatch], inputs: Sequence[Manifest],
             blamed = [(i, miss.reason) for i, k in enumerate(keys) if k == miss.key]
         else:
             why = (f"the program would also render {_ref(miss.key)}, which the input does "
-                   "not have" if not miss.reason else f"{_ref(miss.key)}: {miss.reason}")
+                   "not have" if miss.reason == _UNASKED else f"{_ref(miss.key)}: {miss.reason}")
             blamed = [(i, why) for i, m in enumerate(inputs) if _writes(m, miss.key)]
         for i, why in blamed:
             if i not in raw:
                 out.setdefault(i, why)
     return out
+
+
+def describe(found: Sequence[Mismatch]) -> str:
+    """What the program does not reproduce, for a message (the first three)."""
+    parts = [f"{_ref(m.key)}: {m.reason}" for m in found[:3]]
+    return "; ".join(parts) + (f"; and {len(found) - 3} more" if len(found) > 3 else "")
 
 
 class Rounds:

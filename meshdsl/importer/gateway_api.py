@@ -216,11 +216,10 @@ class _Rewrite:
             waypoint = self.modes[ns].waypoint
             if is_waypoint_only(m, ns, waypoint):
                 return None
-            services = {n for (s_ns, n) in self.services if s_ns == ns}
             gateways = {n: isinstance(g, dict) for (g_ns, n), g in self.gateways.items()
                         if g_ns == ns}
-            return self._classic(index, m, classic_policy(
-                m, waypoint=waypoint, services=services, gateways=gateways))
+            return self._classic(index, m, classic_policy(m, waypoint=waypoint,
+                                                          gateways=gateways))
         return m
 
     def _classic(self, index: int, m: Manifest, found: Manifest | str) -> Manifest:

@@ -12,7 +12,7 @@ waypoint, is recognised by comparing it with what the compiler would write.
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from meshdsl.compile.gateway_api.refs import GROUP
@@ -32,13 +32,14 @@ def is_waypoint_only(m: Manifest, namespace: str, waypoint: str | None) -> bool:
     return bool(m.get("spec") == expected["spec"])
 
 
-def classic_policy(m: Manifest, *, waypoint: str | None, services: Collection[str],
-                   gateways: Mapping[str, bool]) -> Manifest | str:
+def classic_policy(m: Manifest, *, waypoint: str | None, gateways: Mapping[str, bool]
+                   ) -> Manifest | str:
     """The selector-based policy ``m`` compiles from, or why it has no DSL form.
 
-    ``services`` and ``gateways`` are the names of the input's Services and ingress
-    Gateways in the policy's namespace (``targetRefs`` only reach objects of their own
-    namespace), the latter with whether the DSL declares them."""
+    ``gateways`` are the input's ingress Gateways in the policy's namespace
+    (``targetRefs`` only reach objects of their own namespace), with whether the DSL
+    declares them. A Service target needs no such check: the selector declares the
+    service if nothing else does."""
     spec = m.get("spec")
     if not isinstance(spec, dict) or "targetRefs" not in spec:
         return m
@@ -50,7 +51,7 @@ def classic_policy(m: Manifest, *, waypoint: str | None, services: Collection[st
     ref = refs[0]
     name = str(ref.get("name"))
     labels: dict[str, str] | None = None
-    if ref == {"group": "", "kind": "Service", "name": name} and name in services:
+    if ref == {"group": "", "kind": "Service", "name": name}:
         labels = {"app": name}
     elif ref == {"group": GROUP, "kind": "Gateway", "name": name} and name == waypoint:
         labels = {}
@@ -59,9 +60,9 @@ def classic_policy(m: Manifest, *, waypoint: str | None, services: Collection[st
             return f"the policy of Gateway {name!r}, which has no DSL form"
         labels = {GATEWAY_NAME_LABEL: name}
     if labels is None:
-        return (f"targetRefs to {ref.get('kind')} {name!r}, which is neither a Service, the "
-                "waypoint nor an ingress Gateway of the input (in the form the DSL writes: "
-                "group, kind and name), has no DSL form")
+        return (f"targetRefs to {ref.get('kind')} {ref.get('name')!r}, which is neither a "
+                "Service, the waypoint nor an ingress Gateway of the input (in the form the "
+                "DSL writes: group, kind and name), has no DSL form")
     out = copy.deepcopy(m)
     rest = {k: v for k, v in out["spec"].items() if k != "targetRefs"}
     out["spec"] = {"selector": {"matchLabels": labels}, **rest} if labels else rest

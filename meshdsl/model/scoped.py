@@ -30,8 +30,8 @@ from meshdsl.model.service import ServicePort, Version
 
 class Mesh(Protocol):
     """What these builders need of the mesh they declare into (``builder.Mesh``): a
-    VirtualService or an AuthorizationPolicy registered under it. A protocol, so this module does not import the
-    builder that imports it."""
+    VirtualService or an AuthorizationPolicy registered under it. A protocol, so this
+    module does not import the builder that imports it."""
 
     def _routes(self, namespace: str, name: str, hosts: list[str], gateways: list[str],
                 source: SourceLocation | None) -> Routes: ...
