@@ -60,20 +60,30 @@ def _https_redirect(mesh: Mesh) -> None:
     mesh.namespace("edge").gateway("secure").http("shop.example.com", https_redirect=True)
 
 
-CASES = [
-    (_service_policy, 'web.allow(api, methods=["GET"])'),
-    (_waypoint_policy, 'no_admin = shop.authorization("no-admin", action="DENY")'),
-    (_gateway_policy, 'internal_authz = internal.authorization(action="DENY")'),
-    (_hostnames_at_a_gateway, 'hosts=["web", "web.example.com"], gateways=["mesh", front])'),
-    (_hostnames_in_mesh_only, 'shop.routes("web", hosts=["web", "web.example.com"])'),
-    (_https_redirect, 'secure.http("shop.example.com", https_redirect=True)'),
+_GW = "  - group: gateway.networking.k8s.io\n    kind: Gateway\n    name: "
+CASES = [  # (declare, what the YAML says, how the imported program says it)
+    (_service_policy, '  targetRefs:\n  - group: ""\n    kind: Service\n    name: web\n',
+     'web.allow(api, methods=["GET"])'),
+    (_waypoint_policy, f"  targetRefs:\n{_GW}waypoint\n",
+     'no_admin = shop.authorization("no-admin", action="DENY")'),
+    (_gateway_policy, f"  targetRefs:\n{_GW}internal\n",
+     'internal_authz = internal.authorization(action="DENY")'),
+    (_hostnames_at_a_gateway, "    name: web\n  - group: gateway.networking.k8s.io\n    "
+     "kind: Gateway\n    name: front\n    namespace: edge\n  hostnames:\n  - web.example.com",
+     'hosts=["web", "web.example.com"], gateways=["mesh", front])'),
+    (_hostnames_in_mesh_only, "    name: web\n  hostnames:\n  - web.example.com\n",
+     'shop.routes("web", hosts=["web", "web.example.com"])'),
+    (_https_redirect, "  name: secure-https-redirect\n",
+     'secure.http("shop.example.com", https_redirect=True)'),
 ]
 
 
-@pytest.mark.parametrize(("declare", "line"), CASES, ids=[c[0].__name__[1:] for c in CASES])
+@pytest.mark.parametrize(("declare", "written", "line"), CASES,
+                         ids=[c[0].__name__[1:] for c in CASES])
 def test_imports_typed_and_renders_back_byte_for_byte(declare: Callable[[Mesh], None],
-                                                      line: str) -> None:
+                                                      written: str, line: str) -> None:
     text = render(_mesh(declare).build())
+    assert written in text
     program = import_documents(load_text(text, "in.yaml"))
     assert line in program.source
     assert program.warnings == () and "mesh.raw(" not in program.source
