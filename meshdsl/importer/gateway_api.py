@@ -167,8 +167,7 @@ class _Rewrite:
                     and not _is_waypoint(m, self.modes[key[0]].waypoint):
                 self.gateways[key] = "carried raw" if i in self.raw else _gateway(
                     m, redirects.get(key, (0, []))[1])
-        self.redirects = {i: self.gateways[key] for key, (i, _) in redirects.items()
-                          if key in self.gateways}
+        self.redirects = {i: key for key, (i, _) in redirects.items() if key in self.gateways}
 
     def ambient(self, m: Manifest) -> bool:
         return _ns(m, self.default) in self.modes or (
@@ -205,10 +204,10 @@ class _Rewrite:
             return self._classic(index, m, "only the ReferenceGrants the compiler writes "
                                  "(from-<namespace>) have a DSL form")
         if index in self.redirects:
-            gateway = self.redirects[index]
-            return None if isinstance(gateway, dict) else self._classic(
-                index, m, f"the https redirect of Gateway {ns}/{str(name)[:-15]}, which "
-                "has no DSL form")
+            gw_ns, gw_name = self.redirects[index]
+            return None if isinstance(self.gateways[(gw_ns, gw_name)], dict) else self._classic(
+                index, m, f"the https redirect of Gateway {gw_ns}/{gw_name}, which is carried "
+                "raw")
         if group == _GROUP and kind in _ROUTES:
             route, why = virtual_service(m, ns, self.versions)
             return self._classic(index, m, route if route is not None else why)

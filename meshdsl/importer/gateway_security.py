@@ -57,7 +57,7 @@ def classic_policy(m: Manifest, *, waypoint: str | None, gateways: Mapping[str, 
         labels = {}
     elif ref == {"group": GROUP, "kind": "Gateway", "name": name} and name in gateways:
         if not gateways[name]:
-            return f"the policy of Gateway {name!r}, which has no DSL form"
+            return f"the policy of Gateway {name!r}, which is carried raw"
         labels = {GATEWAY_NAME_LABEL: name}
     if labels is None:
         return (f"targetRefs to {ref.get('kind')} {ref.get('name')!r}, which is neither a "

@@ -16,6 +16,7 @@ from meshdsl.compile import render
 from meshdsl.importer import import_documents, load_text, verify
 from meshdsl.importer.fallback import culprits, mismatches
 from meshdsl.importer.folder import load_folder
+from tests.unit.importer.support import AMBIENT_SHOP
 
 FOLDER = Path(__file__).parent / "ambient_folder"
 Manifest = dict[str, Any]
@@ -101,9 +102,9 @@ _CASES: list[tuple[Callable[[list[Manifest]], None], dict[str, str]]] = [
         "Gateway edge/front": "the program would not reproduce spec.listeners[0].allowedRoutes "
         "(not expressible in the DSL), once HTTPRoute shop/web is carried raw",
         "HTTPRoute edge/front-https-redirect": "the https redirect of Gateway edge/front, "
-        "which has no DSL form",
-        "AuthorizationPolicy edge/front": "the policy of Gateway 'front', which has no DSL "
-        "form"}),
+        "which is carried raw",
+        "AuthorizationPolicy edge/front": "the policy of Gateway 'front', which is carried "
+        "raw"}),
     (_no_waypoint_only, {
         "AuthorizationPolicy shop/web": "the program would also render AuthorizationPolicy "
         "shop/waypoint-only, which the input does not have"}),
@@ -134,18 +135,7 @@ def test_what_is_not_reproduced_travels_raw_with_why(
 def test_what_nothing_explains_falls_back_as_a_whole_and_says_so() -> None:
     # a waypoint named on the namespace but missing from the input: the compiler would
     # write it, and no input object is to blame
-    text = """\
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop, labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: shop, labels: {istio.io/ingress-use-waypoint: "true"}}
-spec:
-  ports: [{port: 80, name: http, protocol: TCP}]
-  selector: {app: web}
-"""
+    text = AMBIENT_SHOP
     docs = load_text(text, "in.yaml")
     program = import_documents(docs)
     assert str(program.warnings[0]) == (

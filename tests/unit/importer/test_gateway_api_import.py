@@ -9,6 +9,7 @@ import yaml
 from meshdsl.compile import compile_mesh, render
 from meshdsl.compile.compare import differences
 from meshdsl.importer import import_documents, load_text, run_program
+from tests.unit.importer.support import AMBIENT_SHOP, SHOP_WAYPOINT
 
 RENDERED = Path(__file__).parents[3] / "examples" / "ambient" / "rendered.yaml"
 
@@ -57,24 +58,7 @@ def test_v1beta1_routes_are_accepted() -> None:
     assert program.warnings == ()
 
 
-_AMBIENT = """\
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop, labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: shop, labels: {istio.io/ingress-use-waypoint: "true"}}
-spec:
-  ports: [{port: 80, name: http, protocol: TCP}]
-  selector: {app: web}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: waypoint, namespace: shop, labels: {istio.io/waypoint-for: service}}
-spec:
-  gatewayClassName: istio-waypoint
-  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+_AMBIENT = AMBIENT_SHOP + SHOP_WAYPOINT + """\
 ---
 apiVersion: gateway.networking.k8s.io/v1beta1
 kind: HTTPRoute

@@ -14,6 +14,7 @@ import pytest
 from meshdsl import Mesh, To
 from meshdsl.compile import render
 from meshdsl.importer import import_documents, load_text, run_program, verify
+from tests.unit.importer.support import AMBIENT_SHOP, SHOP_WAYPOINT
 
 
 def _mesh(extra: Callable[[Mesh], None]) -> Mesh:
@@ -90,24 +91,7 @@ def test_imports_typed_and_renders_back_byte_for_byte(declare: Callable[[Mesh], 
     assert render(run_program(program.source)) == text
 
 
-_SHOP = """\
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop, labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: shop, labels: {istio.io/ingress-use-waypoint: "true"}}
-spec:
-  ports: [{port: 80, name: http, protocol: TCP}]
-  selector: {app: web}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: waypoint, namespace: shop, labels: {istio.io/waypoint-for: service}}
-spec:
-  gatewayClassName: istio-waypoint
-  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+_SHOP = AMBIENT_SHOP + SHOP_WAYPOINT + """\
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
