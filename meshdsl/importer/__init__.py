@@ -19,15 +19,17 @@ from pathlib import Path
 from meshdsl.compile import compile_mesh
 from meshdsl.compile.compare import differences
 from meshdsl.compile.manifest import Manifest
+from meshdsl.errors import MeshdslError
 from meshdsl.importer.analysis import analyze, analyze_documents
 from meshdsl.importer.errors import ImporterError, ImporterWarning, InputError, NotExpressible
-from meshdsl.importer.gateway_api import policies_raw, read_ambient
+from meshdsl.importer.fallback import Rounds, carried_raw, describe, mismatches
+from meshdsl.importer.gateway_api import read_ambient
 from meshdsl.importer.manifests import CLUSTER_SCOPED
 from meshdsl.importer.to_model import ImportResult, to_model
 from meshdsl.importer.to_python import to_python
 from meshdsl.importer.yamlsource import Document, load_files, load_text
+from meshdsl.model.base import SourceLocation
 from meshdsl.model.builder import Mesh
-from meshdsl.model.dataplane import DataPlane
 from meshdsl.model.spec import MeshSpec
 
 __all__ = [
@@ -64,6 +66,9 @@ class Program:
         return self.result.warnings
 
 
+_ROUNDS = 12  # each round carries at least one more object raw
+
+
 def run_program(source: str, filename: str = "<meshctl import>") -> MeshSpec:
     """Execute a generated program (our own output, not user code) and build its mesh."""
     namespace: dict[str, object] = {"__name__": "__meshdsl_import__"}
@@ -97,27 +102,29 @@ def import_documents(documents: Sequence[Document], *, name: str | None = None,
                      namespace: str = "default", default_name: str = "imported",
                      title: str | None = None) -> Program:
     """The program for some documents, verified to render them back."""
-    found = read_ambient(documents, namespace)
-    if found.found:
+    ambient = read_ambient(documents, namespace)
+    whole: list[ImporterWarning] = []
+    if ambient.found:
         try:
-            return _import(found.documents, documents, name=name, namespace=namespace,
-                           default_name=default_name, title=title,
-                           data_plane=found.data_plane)
-        except (ImporterError, NotExpressible):
-            pass  # not what the compiler writes: carried through mesh.raw as before
-    return _import(documents, documents, name=name, namespace=namespace,
-                   default_name=default_name, title=title)
-
-
-def _import(documents: Sequence[Document], original: Sequence[Document], *,
-            name: str | None, namespace: str, default_name: str, title: str | None,
-            data_plane: DataPlane | None = None) -> Program:
+            return _import_ambient(documents, name=name, namespace=namespace,
+                                   default_name=default_name, title=title)
+        except MeshdslError as e:  # not what the compiler writes: carried raw as a whole
+            why = str(e).splitlines()[0]
+            whole = [ImporterWarning(f"Namespace {ns}", "", (
+                f"not read back into the DSL ({why}); its Gateway API objects are carried "
+                "through unchanged (mesh.raw)"), _where_namespace(documents, ns))
+                for ns in sorted(ambient.data_plane.namespaces)]
     result = to_model(documents, name=name, namespace=namespace, default_name=default_name)
-    if data_plane is not None:
-        cleaned = to_model(original, name=name, namespace=namespace,
-                           default_name=default_name).manifests
-        result = policies_raw(replace(result, spec=result.spec.model_copy(update={
-            "data_plane": data_plane}), manifests=cleaned), data_plane)
+    result = replace(result, warnings=(*whole, *result.warnings))
+    return _verified(result, namespace=namespace, title=title)
+
+
+def _where_namespace(documents: Sequence[Document], name: str) -> SourceLocation | None:
+    return next((d.where() for d in documents if d.manifest.get("kind") == "Namespace"
+                 and d.manifest["metadata"].get("name") == name), None)
+
+
+def _verified(result: ImportResult, *, namespace: str, title: str | None) -> Program:
     source = to_python(result.spec, namespace=namespace, title=title, notes=result.notes)
     problems = verify(source, result.manifests, namespace)
     if problems:
@@ -125,6 +132,34 @@ def _import(documents: Sequence[Document], original: Sequence[Document], *,
                             "meshdsl bug; please report it with the input):\n  "
                             + "\n  ".join(problems))
     return Program(source=source, result=result)
+
+
+def _import_ambient(documents: Sequence[Document], *, name: str | None, namespace: str,
+                    default_name: str, title: str | None) -> Program:
+    """Ambient namespaces read back typed, object by object: an object the program does
+    not reproduce (``fallback``) is carried raw with the reason, and the rest imported
+    again, until the program renders every input object exactly (or no object is left
+    to blame, and the caller carries the Gateway API objects raw as a whole)."""
+    def typed(docs: Sequence[Document]) -> ImportResult:
+        return to_model(docs, name=name, namespace=namespace, default_name=default_name)
+
+    inputs = typed(documents).manifests  # the input as the cluster sees it
+    placed = _placed(inputs, namespace)
+    rounds = Rounds(placed)
+    raw: dict[int, str] | None = {}
+    for _ in range(_ROUNDS):
+        found = read_ambient(documents, namespace, raw)
+        excluded = {id(documents[i]) for i in found.raw}
+        result = typed([d for d in found.documents if id(d) not in excluded])
+        result = carried_raw(result, documents, inputs, found.raw, found.data_plane)
+        source = to_python(result.spec, namespace=namespace, title=title, notes=result.notes)
+        missed = mismatches(placed, _placed(compile_mesh(run_program(source)), namespace))
+        if not missed:
+            return _verified(result, namespace=namespace, title=title)
+        raw = rounds.next(missed, found.raw)
+        if raw is None:
+            raise ImporterError(describe(missed))
+    raise ImporterError(f"still not reproduced after {_ROUNDS} rounds: {describe(missed)}")
 
 
 def import_files(paths: Iterable[str | Path], *, name: str | None = None,

@@ -3,8 +3,10 @@
 The inverse of ``meshdsl.compile.gateway_api.routes``/``matches``/``filters``: an
 HTTPRoute, GRPCRoute or TCPRoute becomes the Istio-shaped VirtualService that, in an
 ambient namespace, compiles to it. A backendRef to a version Service (``reviews-v1``)
-becomes a destination with a subset. Anything this does not know gives ``None``: the
-route then travels through ``mesh.raw`` unchanged, with the importer's warning.
+becomes a destination with a subset; ``hostnames`` beside Service parents become hosts that
+name no Service (what the compiler writes them from). Anything this does not know gives
+the reason instead: the route then travels through ``mesh.raw`` unchanged, with a warning
+saying why.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ _ANCHORED = re.compile(r"^\^((?:\\.|[^\\.*+?()\[\]{}|^$])*)\.\*$")
 
 
 class _Unknown(Exception):
-    """A part of the route the DSL has no form for."""
+    """A part of the route the DSL has no form for (the message says which)."""
 
 
 def _only(value: Any, keys: set[str]) -> dict[str, Any]:
-    if not isinstance(value, dict) or set(value) - keys:
-        raise _Unknown
+    if not isinstance(value, dict):
+        raise _Unknown(f"{value!r} where a mapping was expected")
+    extra = sorted(set(value) - keys)
+    if extra:
+        raise _Unknown(f"{', '.join(extra)} {'has' if len(extra) == 1 else 'have'} no DSL form")
     return value
 
 
@@ -35,7 +40,7 @@ def _host(name: str, namespace: str, route_ns: str) -> str:
 
 def _string_match(kind: str, value: Any) -> dict[str, str]:
     if not isinstance(value, str):
-        raise _Unknown
+        raise _Unknown(f"a {kind} match on {value!r}, not a string")
     if kind == "Exact":
         return {"exact": value}
     if kind == "PathPrefix":
@@ -45,7 +50,7 @@ def _string_match(kind: str, value: Any) -> dict[str, str]:
         if found is not None:
             return {"prefix": re.sub(r"\\(.)", r"\1", found.group(1))}
         return {"regex": value}
-    raise _Unknown
+    raise _Unknown(f"a match of type {kind} has no DSL form")
 
 
 def _named(items: Any) -> dict[str, dict[str, str]]:
@@ -54,7 +59,7 @@ def _named(items: Any) -> dict[str, dict[str, str]]:
         item = _only(item, {"name", "type", "value"})
         kind = item.get("type", "Exact")
         if kind == "PathPrefix":
-            raise _Unknown
+            raise _Unknown("a PathPrefix header or query match has no DSL form")
         out[item["name"]] = _string_match(kind, item.get("value"))
     return out
 
@@ -88,7 +93,8 @@ class _Routes:
     def destination(self, ref: Any) -> dict[str, Any]:
         ref = _only(ref, {"group", "kind", "name", "namespace", "port", "weight"})
         if ref.get("group", "") != "" or ref.get("kind", "Service") != "Service":
-            raise _Unknown
+            raise _Unknown(f"a backend of kind {ref.get('kind')} (not a Service) has no DSL "
+                           "form")
         ns = ref.get("namespace", self.namespace)
         name, subset = self.versions.get((ns, ref["name"]), (ref["name"], None))
         out: dict[str, Any] = {"host": _host(name, ns, self.namespace)}
@@ -126,7 +132,8 @@ class _Routes:
                 elif "fraction" in mirror:
                     frac = _only(mirror["fraction"], {"numerator", "denominator"})
                     if frac.get("denominator") != 10000:
-                        raise _Unknown
+                        raise _Unknown("a mirror fraction of other than 10000ths has no DSL "
+                                       "form")
                     out["mirrorPercentage"] = {"value": frac["numerator"] / 100}
             elif kind == "URLRewrite":
                 rewrite = _only(item["urlRewrite"], {"hostname", "path"})
@@ -148,7 +155,7 @@ class _Routes:
                         "replaceFullPath"]
                 out["redirect"] = redirect
             else:
-                raise _Unknown
+                raise _Unknown(f"the filter {kind} has no DSL form")
         if headers:
             out["headers"] = headers
 
@@ -174,7 +181,7 @@ class _Routes:
                 retries["retryOn"] = ",".join(str(c) for c in retry["codes"])
             out["retries"] = retries
         elif "backendRequest" in timeouts:
-            raise _Unknown
+            raise _Unknown("a backendRequest timeout without retry has no DSL form")
         return out
 
     def parents(self, spec: dict[str, Any]) -> tuple[list[str], list[str], list[int]]:
@@ -191,11 +198,20 @@ class _Routes:
             elif (ref.get("group", _GROUP), ref.get("kind", "Gateway")) == (_GROUP, "Gateway") \
                     and "sectionName" not in ref and "port" not in ref:
                 gateways.append(ref["name"] if ns == self.namespace else f"{ns}/{ref['name']}")
+            elif "sectionName" in ref or "port" in ref:
+                raise _Unknown("a parentRef to a Gateway's listener or port has no DSL form")
             else:
-                raise _Unknown
+                raise _Unknown(f"a parentRef to a {ref.get('kind')} has no DSL form")
         if gateways and hosts:
             gateways.insert(0, "mesh")
         return hosts, gateways, ports
+
+
+def _outside(host: Any) -> bool:
+    """A host that names no Service (``shop.example.com``, not ``reviews`` or
+    ``reviews.shop``): see ``MeshSpec.resolve_host``."""
+    parts = host.split(".") if isinstance(host, str) else []
+    return len(parts) >= 3 and parts[2] != "svc"
 
 
 def _virtual_service(route: Manifest, spec: dict[str, Any]) -> Manifest:
@@ -208,11 +224,16 @@ def _http(route: Manifest, conv: _Routes) -> Manifest:
     spec = _only(route.get("spec"), {"parentRefs", "hostnames", "rules"})
     hosts, gateways, ports = conv.parents(spec)
     if ports:
-        raise _Unknown
+        raise _Unknown("a Service parent with a port has no DSL form for HTTP routes")
+    names = spec.get("hostnames") or []
     if gateways and not hosts:
-        hosts = list(spec.get("hostnames") or ["*"])
-    elif "hostnames" in spec:
-        raise _Unknown
+        hosts = list(names or ["*"])
+    else:
+        for name in names:
+            if not _outside(name) or name in hosts:
+                raise _Unknown(f"the hostname {name!r} beside Service parents would name a "
+                               "Service: only names outside the mesh have a DSL form there")
+            hosts.append(name)
     grpc = route["kind"] == "GRPCRoute"
     out: dict[str, Any] = {"hosts": hosts}
     if gateways:
@@ -226,7 +247,8 @@ def _tcp(route: Manifest, conv: _Routes) -> Manifest:
     hosts, gateways, ports = conv.parents(spec)
     rules = spec.get("rules", [])
     if len(rules) != 1:
-        raise _Unknown
+        raise _Unknown(f"a TCPRoute with {len(rules)} rules has no DSL form (one VirtualService "
+                       "tcp route is one TCPRoute)")
     rule = _only(rules[0], {"backendRefs"})
     tcp: dict[str, Any] = {}
     if ports:
@@ -243,12 +265,16 @@ _KINDS: dict[str, Callable[[Manifest, _Routes], Manifest]] = {
     "HTTPRoute": _http, "GRPCRoute": _http, "TCPRoute": _tcp}
 
 
-def virtual_service(route: Manifest, namespace: str, versions: Versions) -> Manifest | None:
-    """The VirtualService ``route`` compiles from in an ambient namespace, or None."""
+def virtual_service(route: Manifest, namespace: str, versions: Versions
+                    ) -> tuple[Manifest | None, str]:
+    """The VirtualService ``route`` compiles from in an ambient namespace, or None and
+    why the route has no DSL form."""
     convert = _KINDS.get(route.get("kind", ""))
     if convert is None:
-        return None
+        return None, f"a {route.get('kind')} has no DSL form"
     try:
-        return convert(route, _Routes(namespace, versions))
-    except (_Unknown, KeyError, TypeError, AttributeError):
-        return None
+        return convert(route, _Routes(namespace, versions)), ""
+    except _Unknown as e:
+        return None, str(e)
+    except (KeyError, TypeError, AttributeError):
+        return None, "a field in a form the DSL does not read"

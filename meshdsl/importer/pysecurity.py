@@ -13,6 +13,7 @@ from meshdsl.importer.pyexpr import Call, Code, Expr, ListOf, literal
 from meshdsl.importer.pyvalues import Names, Values
 from meshdsl.importer.shapes import app_of
 from meshdsl.model.canary import CanaryPlan, LatencyP99, MetricCheck, MirrorStage, SuccessRate
+from meshdsl.model.gateway import GATEWAY_NAME_LABEL
 from meshdsl.model.security import AuthorizationPolicy, From, Rule, To
 from meshdsl.model.spec import MeshSpec
 
@@ -23,6 +24,7 @@ class PolicySections:
     spec: MeshSpec
     names: Names
     values: Values
+    gateways: dict[tuple[str, str], str]  # (namespace, name) -> variable
 
     def emit(self, expr: Expr, target: str | None = None) -> None:
         raise NotImplementedError
@@ -73,13 +75,16 @@ class PolicySections:
             raise NotExpressible(f"AuthorizationPolicy {ap.name}: provider")
         app = app_of(ap.selector)
         svc_var = self.service_var(ap.namespace, app) if app else None
+        gateway = ap.selector.get(GATEWAY_NAME_LABEL) if len(ap.selector) == 1 else None
+        gw_var = self.gateways.get((ap.namespace, gateway)) if gateway else None
+        owner, owner_name = (svc_var, app) if svc_var is not None else (gw_var, gateway)
         action = [("action", literal(ap.action))] if ap.action is not None else []
         if svc_var is not None and ap.name == app and not action:
             target, short = f"{svc_var}.authorization()", svc_var
         else:
-            if svc_var is not None:
-                name = [] if ap.name == app else [literal(ap.name)]
-                call = Call(f"{svc_var}.authorization", name, action)
+            if owner is not None:
+                name = [] if ap.name == owner_name else [literal(ap.name)]
+                call = Call(f"{owner}.authorization", name, action)
             else:
                 selector = [("selector", literal(ap.selector))] if ap.selector else []
                 call = Call(f"{self.scope(ap.namespace)}.authorization", (literal(ap.name),),

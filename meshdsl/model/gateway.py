@@ -8,6 +8,10 @@ from pydantic import Field
 
 from meshdsl.model.base import Declared, Frozen
 
+# The label Istio puts on the pods it deploys for a Gateway API Gateway: a policy that
+# selects it is the gateway's own, attached by ``targetRefs`` in an ambient namespace.
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+
 Protocol = Literal["HTTP", "HTTPS", "HTTP2", "GRPC", "TCP", "TLS", "MONGO"]
 ServerTlsMode = Literal["PASSTHROUGH", "SIMPLE", "MUTUAL", "AUTO_PASSTHROUGH", "ISTIO_MUTUAL"]
 

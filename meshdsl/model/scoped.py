@@ -10,7 +10,7 @@ from typing import Any, Protocol, TypeAlias
 
 from meshdsl.errors import ModelUsageError
 from meshdsl.model.base import Frozen, SourceLocation, caller_location
-from meshdsl.model.gateway import Gateway, Server, ServerPort, ServerTls
+from meshdsl.model.gateway import GATEWAY_NAME_LABEL, Gateway, Server, ServerPort, ServerTls
 from meshdsl.model.matching import L4Match, Match
 from meshdsl.model.routing import (
     Cors,
@@ -30,11 +30,15 @@ from meshdsl.model.service import ServicePort, Version
 
 class Mesh(Protocol):
     """What these builders need of the mesh they declare into (``builder.Mesh``): a
-    VirtualService registered under it. A protocol, so this module does not import the
-    builder that imports it."""
+    VirtualService or an AuthorizationPolicy registered under it. A protocol, so this
+    module does not import the builder that imports it."""
 
     def _routes(self, namespace: str, name: str, hosts: list[str], gateways: list[str],
                 source: SourceLocation | None) -> Routes: ...
+
+    def _authorization(self, namespace: str, name: str, action: Action | None,
+                       selector: dict[str, str], source: SourceLocation | None
+                       ) -> Authorization: ...
 
 
 class SubsetRef(Frozen):
@@ -257,6 +261,14 @@ class GatewayBuilder(_Scoped):
     @property
     def ref(self) -> str:
         return self.name
+
+    def authorization(self, name: str | None = None, *, action: Action | None = None
+                      ) -> Authorization:
+        """An AuthorizationPolicy for this gateway's own pods (those Istio deploys for a
+        Gateway API Gateway carry ``gateway.networking.k8s.io/gateway-name``); in an
+        ambient namespace it attaches to the Gateway by ``targetRefs``."""
+        return self.mesh._authorization(self.namespace, name or self.name, action,
+                                        {GATEWAY_NAME_LABEL: self.name}, caller_location())
 
     def routes(self, name: str, *, hosts: Sequence[str] | None = None,
                namespace: str | None = None) -> Routes:

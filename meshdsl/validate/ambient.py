@@ -146,18 +146,33 @@ def _crossings(mesh: MeshSpec, dp: DataPlane) -> Iterator[Finding]:
         if not ambient:
             continue
         if routes.in_mesh(vs):
-            for host in vs.hosts:
-                ns, name = mesh.resolve_host(host, vs.namespace)
-                if not ns or mesh.service(ns, name) is None:
-                    yield error("MD132", f"{base} hosts",
-                                f"host {host!r} is not a service of this mesh, so the "
-                                "HTTPRoute would have no parent Service; declare it with "
-                                f"mesh.service({name!r}, ...)", vs.source)
+            yield from _mesh_hosts(mesh, vs, base)
         for _, target in routes.backends(mesh, vs):
             if target.known and target.port is None:
                 yield error("MD132", f"{base} backendRefs",
                             f"backend {target.name!r} has no port and Gateway API backends "
                             "need one; give the service port=...", vs.source)
+
+
+def _mesh_hosts(mesh: MeshSpec, vs: VirtualService, base: str) -> Iterator[Finding]:
+    """Each host of an in-mesh route is a parent Service, or (a name outside the mesh,
+    ``shop.example.com``) one of the route's hostnames: those only select requests on its
+    Gateway parents, Istio ignores them on Service parents."""
+    parents = routes.parent_services(mesh, vs)
+    ingress_too = any(g != "mesh" for g in vs.gateways)
+    for host in vs.hosts:
+        ns, name = mesh.resolve_host(host, vs.namespace)
+        if (ns and mesh.service(ns, name) is None) or not (ns or parents or ingress_too):
+            yield error("MD132", f"{base} hosts",
+                        f"host {host!r} is not a service of this mesh, so the HTTPRoute "
+                        f"would have no parent Service; declare it with "
+                        f"mesh.service({name!r}, ...)", vs.source)
+        elif not ns and not ingress_too:
+            yield warning("MD132", f"{base} hosts",
+                          f"host {host!r} is not a service of this mesh: it becomes one of "
+                          "the HTTPRoute's hostnames, which Istio ignores on its Service "
+                          "parents; drop it, or bind the route to a gateway that serves it",
+                          vs.source)
 
 
 def _authorization(mesh: MeshSpec, dp: DataPlane) -> Iterator[Finding]:

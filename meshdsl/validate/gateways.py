@@ -5,9 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from meshdsl.compile.gateway_api import routes
+from meshdsl.model.routing import VirtualService
 from meshdsl.model.spec import MeshSpec
 from meshdsl.validate import hosts
 from meshdsl.validate.findings import Finding, error, warning
+
+
+def _gateway_hosts(mesh: MeshSpec, vs: VirtualService) -> list[str]:
+    """The hosts a route asks its gateways for: in an ambient namespace, a route that is
+    also in-mesh attaches its Service hosts to those Services, only the rest are the
+    HTTPRoute's hostnames on the Gateway."""
+    if mesh.data_plane.is_ambient(vs.namespace) and routes.in_mesh(vs):
+        return routes.hostnames(mesh, vs)
+    return vs.hosts
 
 
 def check(mesh: MeshSpec) -> Iterator[Finding]:
@@ -20,7 +31,7 @@ def check(mesh: MeshSpec) -> Iterator[Finding]:
             if gw is None:
                 continue  # reported as MD106
             served = [hosts.server_host(h) for s in gw.servers for h in s.hosts]
-            for host in vs.hosts:
+            for host in _gateway_hosts(mesh, vs):
                 if not any(hosts.matches(pattern, host) for pattern in served):
                     yield error("MD107", f"VirtualService {vs.namespace}/{vs.name} hosts",
                                 f"host {host!r} is not served by gateway {ref!r} (it serves "

@@ -63,9 +63,12 @@ def is_grpc(mesh: MeshSpec, vs: VirtualService) -> bool:
         for svc in services)
 
 
-def _hostnames(vs: VirtualService) -> list[str]:
+def hostnames(mesh: MeshSpec, vs: VirtualService) -> list[str]:
+    """The route's ``hostnames``: every host of an ingress-only route but ``*``; of an
+    in-mesh route, the hosts that name no Service (``shop.example.com``), which select the
+    Host header on its Gateway parents (Istio ignores hostnames on Service parents)."""
     if in_mesh(vs):
-        return []
+        return [h for h in vs.hosts if h != "*" and not mesh.resolve_host(h, vs.namespace)[0]]
     return [h for h in vs.hosts if h != "*"]
 
 
@@ -97,9 +100,9 @@ def _rule(mesh: MeshSpec, vs: VirtualService, route: HttpRoute, grpc: bool) -> d
 def http_route(mesh: MeshSpec, vs: VirtualService, labels: dict[str, str]) -> Manifest:
     grpc = is_grpc(mesh, vs)
     spec: dict[str, Any] = {"parentRefs": parent_refs(mesh, vs)}
-    hostnames = _hostnames(vs)
-    if hostnames:
-        spec["hostnames"] = hostnames
+    names = hostnames(mesh, vs)
+    if names:
+        spec["hostnames"] = names
     spec["rules"] = [_rule(mesh, vs, r, grpc) for r in vs.http]
     return obj(API, "GRPCRoute" if grpc else "HTTPRoute", vs.name, vs.namespace, labels, spec)
 

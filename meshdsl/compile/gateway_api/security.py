@@ -6,6 +6,9 @@ enforced by ztunnel as deny-all. Policies therefore attach to what the waypoint 
 
 - a service's policy (selector ``app: <service>``) gets ``targetRefs`` to that Service;
 - a namespace-wide policy (no selector) gets ``targetRefs`` to the waypoint Gateway;
+- an ingress gateway's policy (``gateway.authorization(...)``, selecting the pods Istio
+  deploys for it by ``gateway.networking.k8s.io/gateway-name``) gets ``targetRefs`` to
+  that Gateway;
 - any other selector is kept (L4, enforced by ztunnel) — the validator reports it when it
   uses L7 fields or when the namespace has a waypoint.
 
@@ -21,6 +24,7 @@ from typing import Any
 
 from meshdsl.compile import istio
 from meshdsl.compile.gateway_api.refs import GROUP, SECURITY, obj
+from meshdsl.model.gateway import GATEWAY_NAME_LABEL
 from meshdsl.model.security import AuthorizationPolicy
 from meshdsl.model.spec import MeshSpec
 
@@ -34,9 +38,13 @@ def target_ref(mesh: MeshSpec, ap: AuthorizationPolicy) -> dict[str, str] | None
         if waypoint is None:
             return None
         return {"group": GROUP, "kind": "Gateway", "name": waypoint}
-    app = ap.selector.get("app")
-    if len(ap.selector) == 1 and app is not None and mesh.service(ap.namespace, app):
+    if len(ap.selector) != 1:
+        return None
+    app, gateway = ap.selector.get("app"), ap.selector.get(GATEWAY_NAME_LABEL)
+    if app is not None and mesh.service(ap.namespace, app):
         return {"group": "", "kind": "Service", "name": app}
+    if gateway is not None and mesh.gateway(ap.namespace, gateway):
+        return {"group": GROUP, "kind": "Gateway", "name": gateway}
     return None
 
 

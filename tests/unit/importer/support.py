@@ -40,3 +40,28 @@ def canonical(spec: MeshSpec) -> dict[str, Any]:
         if isinstance(value, list):
             data[key] = sorted(json.dumps(v, sort_keys=True) for v in value)
     return data
+
+
+# An ambient namespace as hand-written Gateway API YAML: the Namespace ``shop`` (with a
+# waypoint) and its Service ``web``; ``SHOP_WAYPOINT`` is the waypoint Gateway it names.
+AMBIENT_SHOP = """\
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop, labels: {istio.io/ingress-use-waypoint: "true"}}
+spec:
+  ports: [{port: 80, name: http, protocol: TCP}]
+  selector: {app: web}
+"""
+SHOP_WAYPOINT = """\
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: shop, labels: {istio.io/waypoint-for: service}}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+"""

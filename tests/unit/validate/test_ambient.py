@@ -238,3 +238,21 @@ def test_only_overlapping_routes_are_reported(earlier: Match, later: Match,
     r.route(match=later, to=r)
     found = [f for f in validate(mesh.build()) if f.code == "MD137"]
     assert bool(found) == overlapping, found
+
+
+@pytest.mark.parametrize(("hosts", "at_gateway", "expected"), [
+    (["r", "r.example.com"], True, []),  # the outside name is the Gateway's hostname
+    (["r", "r.example.com"], False, [("MD132", Severity.WARNING)]),  # ignored on a Service
+    (["r.example.com"], False, [("MD132", Severity.ERROR)]),  # no parent at all
+    (["ghost", "r.example.com"], True, [("MD132", Severity.ERROR)]),  # a missing Service
+])
+def test_hosts_outside_the_mesh_are_hostnames_of_an_in_mesh_route(
+        hosts: list[str], at_gateway: bool, expected: list[tuple[str, Severity]]) -> None:
+    mesh = Mesh("t")
+    shop = mesh.namespace("shop", mode="ambient")
+    r = shop.service("r", port=80)
+    gw = shop.gateway("gw").http("r.example.com")
+    shop.routes("x", hosts=hosts, gateways=["mesh", gw] if at_gateway else []).route(to=r)
+    found = [(f.code, f.severity) for f in validate(mesh.build())
+             if f.code in ("MD107", "MD132")]
+    assert found == expected

@@ -16,6 +16,7 @@ from meshdsl import (
     Rewrite,
     ServicePort,
     StringMatch,
+    To,
     Uri,
 )
 from meshdsl.compile import compile_mesh
@@ -131,3 +132,52 @@ def test_a_mixed_mesh_keeps_its_sidecar_namespaces_classic() -> None:
     policy = _one(mesh, "AuthorizationPolicy", "a")["spec"]
     assert policy["rules"][0]["from"][0]["source"]["principals"] == [
         "cluster.local/ns/classic/sa/c"]
+
+
+def test_a_route_in_mesh_and_at_a_gateway_keeps_its_outside_hosts_as_hostnames() -> None:
+    mesh = Mesh("t")
+    edge = mesh.namespace("edge", mode="ambient", waypoint=None)
+    shop = mesh.namespace("shop", mode="ambient")
+    web = shop.service("web", port=80)
+    gw = edge.gateway("gw").http("web.example.com")
+    shop.routes("web", hosts=["web", "web.example.com"], gateways=["mesh", gw]).route(to=web)
+    route = _one(mesh, "HTTPRoute", "web")["spec"]
+    assert route["parentRefs"] == [
+        {"group": "", "kind": "Service", "name": "web"},
+        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw",
+         "namespace": "edge"}]
+    assert route["hostnames"] == ["web.example.com"]  # "web" is the Service parent
+
+
+@pytest.mark.parametrize(("selector", "expected"), [
+    ({"app": "web"}, {"group": "", "kind": "Service", "name": "web"}),
+    ({}, {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "waypoint"}),
+    ({"gateway.networking.k8s.io/gateway-name": "gw"},
+     {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"}),
+    ({"gateway.networking.k8s.io/gateway-name": "elsewhere"}, None),
+    ({"app": "web", "version": "v1"}, None),
+])
+def test_authorization_attaches_to_what_it_selects(selector: dict[str, str],
+                                                    expected: dict[str, str] | None) -> None:
+    mesh = Mesh("t")
+    shop = mesh.namespace("shop", mode="ambient")
+    shop.service("web", port=80)
+    shop.gateway("gw").http("web.example.com")
+    shop.authorization("p", action="DENY", selector=selector)
+    spec = _one(mesh, "AuthorizationPolicy", "p")["spec"]
+    assert spec.get("targetRefs") == ([expected] if expected else None)
+    assert ("selector" in spec) == (expected is None)
+
+
+def test_a_gateways_own_policy_is_declared_on_the_gateway() -> None:
+    mesh = Mesh("t")
+    edge = mesh.namespace("edge", mode="ambient", waypoint=None)
+    gw = edge.gateway("front").http("shop.example.com")
+    gw.authorization(action="DENY").rule(to=To(paths=["/internal*"]))
+    spec = _one(mesh, "AuthorizationPolicy", "front")["spec"]
+    assert spec["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                   "name": "front"}]
+    classic = Mesh("t")
+    classic.namespace("edge").gateway("front").http("shop.example.com").authorization()
+    selector = _one(classic, "AuthorizationPolicy", "front")["spec"]["selector"]
+    assert selector == {"matchLabels": {"gateway.networking.k8s.io/gateway-name": "front"}}
