@@ -149,7 +149,7 @@ def deployment(svc: ServiceSpec, wl: Workload, owned: dict[str, str]) -> Manifes
         pod_spec["serviceAccountName"] = svc.service_account
     if wl.grace_period is not None:
         pod_spec["terminationGracePeriodSeconds"] = wl.grace_period
-    volumes = [{"name": k, "emptyDir": {}} for k in wl.scratch]
+    volumes: list[dict[str, object]] = [{"name": k, "emptyDir": {}} for k in wl.scratch]
     volumes += [_file_volume(f) for f in wl.files]
     if volumes:
         pod_spec["volumes"] = volumes
