@@ -118,10 +118,7 @@ def default_container_ports(svc: ServiceSpec) -> list[int]:
 
 
 def deployment(svc: ServiceSpec, wl: Workload, owned: dict[str, str]) -> Manifest:
-    labels = {svc.app_label: svc.name, svc.version_label: wl.version}
-    for version in svc.versions:  # pods carry what the version's subset selects on
-        if version.name == wl.version:
-            labels.update(version.labels)
+    labels = svc.pod_labels(wl)
     container: dict[str, object] = {"name": svc.name, "image": wl.image}
     for key, words in (("command", wl.command), ("args", wl.args)):
         if words:

@@ -43,7 +43,7 @@ _CONVERTERS: dict[str, Converter] = {
     "VirtualService": routes.virtual_service, "DestinationRule": policies.destination_rule,
     "Gateway": policies.gateway, "PeerAuthentication": policies.peer_authentication,
     "AuthorizationPolicy": policies.authorization_policy, "EnvoyFilter": policies.rate_limit,
-    "ServiceEntry": external.service_entry,
+    "ServiceEntry": external.service_entry, "WorkloadEntry": external.workload_entry,
 }
 _COMPILERS: dict[str, Callable[[Any, MeshSpec], Manifest]] = {
     "VirtualService": lambda m, _: istio.virtual_service(m, {}),
@@ -53,11 +53,12 @@ _COMPILERS: dict[str, Callable[[Any, MeshSpec], Manifest]] = {
     "AuthorizationPolicy": lambda m, mesh: istio.authorization_policy(m, mesh, {}),
     "EnvoyFilter": lambda m, _: istio.local_rate_limit(m, {}),
     "ServiceEntry": lambda m, _: compile_external.service_entry(m, {}),
+    "WorkloadEntry": lambda m, _: compile_external.workload_entry(m, {}),
 }
 _FIELDS = {"VirtualService": "virtual_services", "DestinationRule": "destination_rules",
            "Gateway": "gateways", "PeerAuthentication": "peer_authentications",
            "AuthorizationPolicy": "authorization_policies", "EnvoyFilter": "rate_limits",
-           "ServiceEntry": "service_entries"}
+           "ServiceEntry": "service_entries", "WorkloadEntry": "workload_entries"}
 _BUILDERS = "not expressible with the DSL's builders"
 
 

@@ -139,6 +139,15 @@ class ServiceSpec(Declared):
     def principal(self, trust_domain: str) -> str:
         return f"{trust_domain}/ns/{self.namespace}/sa/{self.account}"
 
+    def pod_labels(self, workload: Workload) -> dict[str, str]:
+        """The labels of a version's pods: app and version, and what the version's subset
+        selects on (what selectors, Istio's included, see)."""
+        labels = {self.app_label: self.name, self.version_label: workload.version}
+        for version in self.versions:
+            if version.name == workload.version:
+                labels.update(version.labels)
+        return labels
+
     @property
     def fqdn(self) -> str:
         return f"{self.name}.{self.namespace}.svc.cluster.local"
