@@ -137,7 +137,7 @@ def deployment(svc: ServiceSpec, wl: Workload, owned: dict[str, str]) -> Manifes
         if probe is not None:
             container[key] = _probe(probe)
     mounts = [_mount(k, v) for k, v in wl.scratch.items()]
-    mounts += [_mount(f.volume_name, f.path, f.read_only) for f in wl.files]
+    mounts += [_mount(f.volume_name, f.path, f.read_only) for f in wl.files if f.path]
     if mounts:
         container["volumeMounts"] = mounts
     pod_spec: dict[str, object] = {"containers": [container, *map(_container,
@@ -158,6 +158,7 @@ def deployment(svc: ServiceSpec, wl: Workload, owned: dict[str, str]) -> Manifes
                               {**wl.labels, **owned}, wl.annotations),
             "spec": {"replicas": wl.replicas,
                      "selector": {"matchLabels": labels},
+                     **({"strategy": {"type": wl.strategy}} if wl.strategy else {}),
                      "template": {"metadata": template, "spec": pod_spec}}}
 
 

@@ -102,8 +102,8 @@ def _env(value: Any) -> dict[str, Any] | None:
 
 
 def _file_mount(volume: dict[str, Any], mount: dict[str, Any]) -> FileMount | None:
-    """A Secret or ConfigMap volume and the app's mount of it, as the compiler writes
-    them (the optional and mode of the volume, readOnly of the mount)."""
+    """A Secret or ConfigMap volume and the app's mount of it (just ``{name}`` when only
+    containers beside the app mount it), as the compiler writes them."""
     kind = {"secret", "configMap"} & set(volume)
     source = volume.get(next(iter(kind))) if len(kind) == 1 else None
     if set(volume) != {"name", *kind} or not isinstance(source, dict) or set(mount) - {
@@ -124,8 +124,8 @@ def _file_mount(volume: dict[str, Any], mount: dict[str, Any]) -> FileMount | No
 
 
 def _volumes(pod: Any, container: Any) -> tuple[dict[str, str], list[FileMount]]:
-    """The pod's emptyDir volumes (``scratch``) and Secret/ConfigMap volumes (``files``)
-    that the app mounts; what does not read stays out, and the comparison names it."""
+    """The pod's emptyDir volumes the app mounts (``scratch``) and its Secret/ConfigMap
+    volumes (``files``); what does not read stays out, and the comparison names it."""
     volumes, mounts = dig(pod, "volumes"), dig(container, "volumeMounts")
     by_name = {m["name"]: m for m in mounts if isinstance(m, dict) and isinstance(
         m.get("name"), str) and isinstance(m.get("mountPath"), str)} if isinstance(
@@ -133,9 +133,9 @@ def _volumes(pod: Any, container: Any) -> tuple[dict[str, str], list[FileMount]]
     scratch: dict[str, str] = {}
     files: list[FileMount] = []
     for volume in volumes if isinstance(volumes, list) else []:
-        mount = by_name.get(volume.get("name")) if isinstance(volume, dict) else None
-        if mount is None:
+        if not isinstance(volume, dict) or not isinstance(volume.get("name"), str):
             continue
+        mount = by_name.get(volume["name"], {"name": volume["name"]})  # not the app's
         if set(volume) == {"name", "emptyDir"} and volume["emptyDir"] == {} and set(
                 mount) == {"name", "mountPath"}:
             scratch[mount["name"]] = mount["mountPath"]
@@ -221,10 +221,16 @@ def deployment(res: Resource, problems: list[Problem]
         _optional(data, field, _probe(dig(container, key)))
     data["scratch"], data["files"] = _volumes(pod, container)
     _optional(data, "grace_period", dig(pod, "terminationGracePeriodSeconds"))
+    strategy = dig(spec, "strategy")
+    if isinstance(strategy, dict) and set(strategy) == {"type"}:
+        data["strategy"] = strategy["type"]
     extra = dig(pod, "containers")
     if isinstance(extra, list) and len(extra) > 1:
         beside = [_beside(c) for c in extra[1:]]
-        _optional(data, "containers", None if None in beside else beside)
+        read = {*data["scratch"], *(f.volume_name for f in data["files"])}
+        _optional(data, "containers", None if None in beside else [  # mounts of volumes
+            c.model_copy(update={"mounts": {k: v for k, v in c.mounts.items() if k in read}})
+            for c in beside if c is not None])  # read: the comparison names the others
     locs = {"version": ("spec", "selector", "matchLabels", "version"),
             "image": (*_CONTAINER, "image"), "replicas": ("spec", "replicas"),
             "env": (*_CONTAINER, "env"), "container_port": (*_CONTAINER, "ports"),
@@ -235,7 +241,7 @@ def deployment(res: Resource, problems: list[Problem]
             "resources": (*_CONTAINER, "resources"), "scratch": (*_POD, "volumes"),
             "files": (*_POD, "volumes"),
             "grace_period": (*_POD, "terminationGracePeriodSeconds"),
-            "containers": (*_POD, "containers")}
+            "containers": (*_POD, "containers"), "strategy": ("spec", "strategy")}
     workload = build(res, Workload, {k: v for k, v in data.items() if v is not None},
                      ("spec",), problems, locs=locs, fitted=True)
     if workload is not None:

@@ -49,11 +49,12 @@ class ValueFrom(Frozen):
 
 class FileMount(Frozen):
     """The files of a Secret (``secret=``) or ConfigMap (``config_map=``) mounted at
-    ``path``. ``volume`` names the pod's volume (default: the Secret's or ConfigMap's
+    ``path`` in the app's container (without ``path``, only containers beside it mount
+    the volume). ``volume`` names the pod's volume (default: the Secret's or ConfigMap's
     name); ``optional`` lets the pod start without the object; ``default_mode`` is the
     files' permission bits (``0o400``)."""
 
-    path: str = Field(min_length=1)
+    path: str | None = Field(default=None, min_length=1)
     secret: str | None = None
     config_map: str | None = None
     volume: str | None = None
@@ -65,6 +66,8 @@ class FileMount(Frozen):
     def _one_source(self) -> Self:
         if (self.secret is None) == (self.config_map is None):
             raise ValueError("a FileMount mounts exactly one of secret= or config_map=")
+        if self.path is None and self.read_only is not None:
+            raise ValueError("read_only= applies to the app's mount at path=")
         return self
 
     @property

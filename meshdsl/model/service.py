@@ -89,6 +89,7 @@ class Workload(Declared):
     files: list[FileMount] = Field(default_factory=list)
     grace_period: int | None = Field(default=None, ge=0)  # seconds to stop before SIGKILL
     containers: list[Container] = Field(default_factory=list)  # beside the app's
+    strategy: Literal["RollingUpdate", "Recreate"] | None = None  # how pods are replaced
 
     @model_validator(mode="after")
     def _volumes_exist(self) -> Self:

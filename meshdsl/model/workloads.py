@@ -37,14 +37,15 @@ class Deployments:
                resources: Mapping[Literal["requests", "limits"], Mapping[str, str]]
                | None = None, readiness: Probe | None = None, liveness: Probe | None = None,
                scratch: Mapping[str, str] | None = None, files: Sequence[FileMount] = (),
-               grace_period: int | None = None, containers: Sequence[Container] = ()
-               ) -> Self:
+               grace_period: int | None = None, containers: Sequence[Container] = (),
+               strategy: Literal["RollingUpdate", "Recreate"] | None = None) -> Self:
         """A Deployment of ``version``: pods labelled ``app``/``version`` (what the mesh
         routes on) running ``image``. ``labels``/``annotations`` are the Deployment's own,
         ``pod_annotations`` its pods'; ``scratch`` maps emptyDir volume names to the
         paths they are mounted at, ``files`` mounts Secrets and ConfigMaps; ``env``
         values are strings or :class:`ValueFrom` (a Secret's or ConfigMap's key, a pod
-        field); ``containers`` run beside the app's (named after the service)."""
+        field); ``containers`` run beside the app's (named after the service);
+        ``strategy="Recreate"`` stops the old pods before starting new ones."""
         if any(c.name == self.name for c in containers):
             raise ModelUsageError(f"a container beside the app cannot be named {self.name!r}:"
                                   " the app's container has the service's name")
@@ -59,7 +60,7 @@ class Deployments:
             resources={k: dict(v) for k, v in (resources or {}).items()},
             readiness=readiness, liveness=liveness, scratch=dict(scratch or {}),
             files=list(files), grace_period=grace_period, containers=list(containers),
-            source=caller_location()))
+            strategy=strategy, source=caller_location()))
         return self
 
     def run_locally(self, version: str = "", *, command: Sequence[str] = (),
