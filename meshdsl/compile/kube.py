@@ -68,8 +68,10 @@ def _mount(name: str, path: str, read_only: bool | None = None) -> dict[str, obj
     return out
 
 
-def _container(c: Container) -> dict[str, object]:
-    """A container beside the app's, in the same shape as the app's."""
+def _container(c: Container, *, probes: Mapping[str, Probe | None] | None = None,
+               mounts: list[dict[str, object]] | None = None) -> dict[str, object]:
+    """A container of the pod: the app's (with its ``probes`` and ``mounts``) or one
+    beside it (mounting ``c.mounts``), in one shape."""
     out: dict[str, object] = {"name": c.name, "image": c.image}
     for key, words in (("command", c.command), ("args", c.args)):
         if words:
@@ -82,8 +84,12 @@ def _container(c: Container) -> dict[str, object]:
         out["imagePullPolicy"] = c.image_pull_policy
     if c.resources:
         out["resources"] = {k: dict(v) for k, v in c.resources.items()}
-    if c.mounts:
-        out["volumeMounts"] = [_mount(k, v) for k, v in c.mounts.items()]
+    for key, probe in (probes or {}).items():
+        if probe is not None:
+            out[key] = _probe(probe)
+    mounts = [_mount(k, v) for k, v in c.mounts.items()] if mounts is None else mounts
+    if mounts:
+        out["volumeMounts"] = mounts
     return out
 
 
@@ -119,27 +125,15 @@ def default_container_ports(svc: ServiceSpec) -> list[int]:
 
 def deployment(svc: ServiceSpec, wl: Workload, owned: dict[str, str]) -> Manifest:
     labels = svc.pod_labels(wl)
-    container: dict[str, object] = {"name": svc.name, "image": wl.image}
-    for key, words in (("command", wl.command), ("args", wl.args)):
-        if words:
-            container[key] = list(words)
-    ports = default_container_ports(svc) if wl.container_port is None else \
-        wl.container_ports
-    if ports:
-        container["ports"] = [{"containerPort": p} for p in ports]
-    if wl.env:
-        container["env"] = _env(wl.env)
-    if wl.image_pull_policy is not None:
-        container["imagePullPolicy"] = wl.image_pull_policy
-    if wl.resources:
-        container["resources"] = {k: dict(v) for k, v in wl.resources.items()}
-    for key, probe in (("readinessProbe", wl.readiness), ("livenessProbe", wl.liveness)):
-        if probe is not None:
-            container[key] = _probe(probe)
+    app = Container.model_construct(  # validated as the Workload's fields
+        name=svc.name, image=wl.image, command=wl.command, args=wl.args,
+        ports=default_container_ports(svc) if wl.container_port is None else
+        wl.container_ports, env=wl.env, image_pull_policy=wl.image_pull_policy,
+        resources=wl.resources, mounts={})
     mounts = [_mount(k, v) for k, v in wl.scratch.items()]
     mounts += [_mount(f.volume_name, f.path, f.read_only) for f in wl.files if f.path]
-    if mounts:
-        container["volumeMounts"] = mounts
+    container = _container(app, probes={"readinessProbe": wl.readiness,
+                                        "livenessProbe": wl.liveness}, mounts=mounts)
     pod_spec: dict[str, object] = {"containers": [container, *map(_container,
                                                                    wl.containers)]}
     if svc.service_account:

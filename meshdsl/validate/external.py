@@ -46,7 +46,7 @@ def _labels_at(value: Any, *keys: str) -> dict[str, str] | None:
     return value if isinstance(value, dict) else None
 
 
-def _raw_labels(manifest: Mapping[str, Any]) -> dict[str, str] | None:
+def raw_labels(manifest: Mapping[str, Any]) -> dict[str, str] | None:
     """The labels of the pods or machines a raw object stands for, if it stands for any."""
     kind = manifest.get("kind")
     if kind == "Pod":
@@ -67,7 +67,7 @@ def workload_labels(mesh: MeshSpec) -> list[tuple[str, dict[str, str]]]:
            for wl in svc.workloads]
     out += [(we.namespace, we.labels) for we in mesh.workload_entries]
     for manifest in mesh.raw:
-        labels = _raw_labels(manifest)
+        labels = raw_labels(manifest)
         meta = manifest.get("metadata")
         namespace = meta.get("namespace") if isinstance(meta, dict) else None
         if labels is not None:
