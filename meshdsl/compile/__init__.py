@@ -81,6 +81,7 @@ def compile_mesh(mesh: MeshSpec, *, weights: Weights | None = None) -> list[Mani
             out.append(kube.service_account(svc, owned))
         out += [kube.deployment(svc, wl, owned) for wl in svc.workloads]
     out += [external.service_entry(se, owned) for se in mesh.service_entries]
+    out += [external.workload_entry(we, owned) for we in mesh.workload_entries]
     out += [istio.destination_rule(dr, owned) for dr in mesh.destination_rules]
     out += [istio.gateway(gw, owned) for gw in mesh.gateways]
     for vs in mesh.virtual_services:

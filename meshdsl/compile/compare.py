@@ -19,6 +19,23 @@ _ISTIO_GROUPS = ("networking.istio.io", "security.istio.io", "telemetry.istio.io
                  "gateway.networking.k8s.io")  # served versions of one stored object
 
 
+def _field_refs(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``fieldRef`` of every env variable of a Deployment's containers."""
+    spec = deployment.get("spec")
+    template = spec.get("template") if isinstance(spec, dict) else None
+    pod = template.get("spec") if isinstance(template, dict) else None
+    containers = pod.get("containers") if isinstance(pod, dict) else None
+    out = []
+    for container in containers if isinstance(containers, list) else []:
+        env = container.get("env") if isinstance(container, dict) else None
+        for var in env if isinstance(env, list) else []:
+            source = var.get("valueFrom") if isinstance(var, dict) else None
+            ref = source.get("fieldRef") if isinstance(source, dict) else None
+            if isinstance(ref, dict):
+                out.append(ref)
+    return out
+
+
 def normalize(manifest: Manifest) -> Manifest:
     """A copy without ownership labels, with Istio API versions reduced to their group and
     the server's defaults that we emit explicitly filled in."""
@@ -31,6 +48,9 @@ def normalize(manifest: Manifest) -> Manifest:
         for port in (out.get("spec") or {}).get("ports") or []:
             if isinstance(port, dict):
                 port.setdefault("protocol", "TCP")  # the API server's default
+    if out.get("kind") == "Deployment":
+        for ref in _field_refs(out):
+            ref.setdefault("apiVersion", "v1")  # the API server's default
     meta = out.get("metadata") or {}
     out["metadata"] = meta
     labels = {k: v for k, v in (meta.get("labels") or {}).items()

@@ -43,7 +43,8 @@ def placed(spec: MeshSpec) -> Iterator[Placed]:
         ("VirtualService", spec.virtual_services), ("DestinationRule", spec.destination_rules),
         ("Gateway", spec.gateways), ("PeerAuthentication", spec.peer_authentications),
         ("AuthorizationPolicy", spec.authorization_policies),
-        ("EnvoyFilter", spec.rate_limits),
+        ("EnvoyFilter", spec.rate_limits), ("ServiceEntry", spec.service_entries),
+        ("WorkloadEntry", spec.workload_entries),
     ]
     for kind, items in dsl:
         for item in items:

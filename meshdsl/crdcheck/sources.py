@@ -52,7 +52,8 @@ def locate(spec: MeshSpec) -> dict[Key, Located]:
         ("DestinationRule", spec.destination_rules), ("Gateway", spec.gateways),
         ("PeerAuthentication", spec.peer_authentications),
         ("AuthorizationPolicy", spec.authorization_policies),
-        ("EnvoyFilter", spec.rate_limits), ("ServiceEntry", spec.service_entries)]
+        ("EnvoyFilter", spec.rate_limits), ("ServiceEntry", spec.service_entries),
+        ("WorkloadEntry", spec.workload_entries)]
     for kind, objects in simple:
         for obj in objects:
             out[(kind, getattr(obj, "namespace", ""), getattr(obj, "name", ""))] = \

@@ -35,14 +35,14 @@ _ISTIO_VERSIONS = {
 
 MODELLED = {
     (NETWORKING, "VirtualService"), (NETWORKING, "DestinationRule"), (NETWORKING, "Gateway"),
-    (NETWORKING, "EnvoyFilter"), (NETWORKING, "ServiceEntry"), (SECURITY, "PeerAuthentication"),
+    (NETWORKING, "EnvoyFilter"), (NETWORKING, "ServiceEntry"), (NETWORKING, "WorkloadEntry"),
+    (SECURITY, "PeerAuthentication"),
     (SECURITY, "AuthorizationPolicy"), ("", "Namespace"), ("", "Service"),
     ("", "ServiceAccount"), ("apps", "Deployment"),
 }
 
 CARRIED = {
-    (NETWORKING, "Sidecar"), (NETWORKING, "WorkloadEntry"),
-    (NETWORKING, "WorkloadGroup"), (NETWORKING, "ProxyConfig"),
+    (NETWORKING, "Sidecar"), (NETWORKING, "WorkloadGroup"), (NETWORKING, "ProxyConfig"),
     (SECURITY, "RequestAuthentication"), ("telemetry.istio.io", "Telemetry"),
     ("extensions.istio.io", "WasmPlugin"),
     ("", "ConfigMap"), ("", "Secret"), ("", "Pod"), ("", "PersistentVolumeClaim"),

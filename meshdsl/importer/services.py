@@ -233,9 +233,8 @@ def _service(out: KubeModel, namespace: str, name: str, where: SourceLocation,
         if workload is None or problems:
             out.problems[id(res)] = problems
         elif out.judge(res, problems, expected(res), kube.deployment(base, workload, {})):
-            default = (ports[0].target_port or ports[0].number) if ports else None
-            if workload.container_port == default:  # the builder's default: leave it out
-                workload = workload.model_copy(update={"container_port": None})
+            if workload.container_ports == kube.default_container_ports(base):
+                workload = workload.model_copy(update={"container_port": None})  # default
             workloads.append(workload)
     if account_doc is not None and workloads:
         out.exact.add(id(account_doc))

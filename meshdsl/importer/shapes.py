@@ -69,6 +69,7 @@ def scoped_namespaces(spec: MeshSpec, default_namespace: str) -> list[str]:
                       if is_mesh_mtls(pa, spec.root_namespace)), None)
     groups: list[list[Any]] = [
         list(spec.services), list(spec.gateways), list(spec.service_entries),
+        list(spec.workload_entries),
         list(spec.virtual_services),
         list(spec.destination_rules),
         [pa for pa in spec.peer_authentications if pa is not mesh_mtls],

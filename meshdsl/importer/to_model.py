@@ -6,7 +6,8 @@ An object is typed only if compiling its typed form gives back exactly the input
 rendering the generated program reproduces the input by construction. Two specs come
 out: ``spec`` for the generated program, and ``analysis`` — every object as far as the
 model understands it, even those carried raw — for ``meshctl analyze``, so that a
-DestinationRule carried raw for one odd field still defines its subsets to the validator.
+DestinationRule carried raw for one odd field still defines its subsets to the validator
+(and the raw objects that stand for pods are kept, for the workload selectors).
 """
 
 from __future__ import annotations
@@ -37,13 +38,14 @@ from meshdsl.model.base import SourceLocation
 from meshdsl.model.security import AuthorizationPolicy, ServiceRef
 from meshdsl.model.service import NamespaceSpec, ServiceSpec, Version
 from meshdsl.model.spec import MeshSpec
+from meshdsl.validate.external import raw_labels
 
 Converter = Callable[[Resource, list[Problem]], Any]
 _CONVERTERS: dict[str, Converter] = {
     "VirtualService": routes.virtual_service, "DestinationRule": policies.destination_rule,
     "Gateway": policies.gateway, "PeerAuthentication": policies.peer_authentication,
     "AuthorizationPolicy": policies.authorization_policy, "EnvoyFilter": policies.rate_limit,
-    "ServiceEntry": external.service_entry,
+    "ServiceEntry": external.service_entry, "WorkloadEntry": external.workload_entry,
 }
 _COMPILERS: dict[str, Callable[[Any, MeshSpec], Manifest]] = {
     "VirtualService": lambda m, _: istio.virtual_service(m, {}),
@@ -53,18 +55,19 @@ _COMPILERS: dict[str, Callable[[Any, MeshSpec], Manifest]] = {
     "AuthorizationPolicy": lambda m, mesh: istio.authorization_policy(m, mesh, {}),
     "EnvoyFilter": lambda m, _: istio.local_rate_limit(m, {}),
     "ServiceEntry": lambda m, _: compile_external.service_entry(m, {}),
+    "WorkloadEntry": lambda m, _: compile_external.workload_entry(m, {}),
 }
 _FIELDS = {"VirtualService": "virtual_services", "DestinationRule": "destination_rules",
            "Gateway": "gateways", "PeerAuthentication": "peer_authentications",
            "AuthorizationPolicy": "authorization_policies", "EnvoyFilter": "rate_limits",
-           "ServiceEntry": "service_entries"}
+           "ServiceEntry": "service_entries", "WorkloadEntry": "workload_entries"}
 _BUILDERS = "not expressible with the DSL's builders"
 
 
 @dataclass(frozen=True)
 class ImportResult:
     spec: MeshSpec  # what the generated program declares
-    analysis: MeshSpec  # every object as far as the model understands it
+    analysis: MeshSpec  # every object as far as the model understands it (and raw pods)
     warnings: tuple[ImporterWarning, ...]
     manifests: tuple[Manifest, ...]  # the input as the cluster sees it: what must render
     notes: tuple[str, ...]  # why each ``spec.raw`` entry is raw, in the same order
@@ -324,7 +327,9 @@ def to_model(documents: Sequence[Document], *, name: str | None = None,
     scopes = [NamespaceSpec(name=ns, create=False) for ns in
               scoped_namespaces(spec, namespace) if ns not in declared]
     spec = spec.model_copy(update={"namespaces": [*run.namespace_specs, *scopes]})
-    analysis = MeshSpec(**fields, namespaces=spec.namespaces,
+    workloads = [expected(r) for r in run.resources if id(r) not in run.exact
+                 and r.kind not in _FIELDS and raw_labels(r.manifest) is not None]
+    analysis = MeshSpec(**fields, namespaces=spec.namespaces, raw=workloads,  # their pods
                         **{f: run.typed_of(k, only_exact=False) for k, f in _FIELDS.items()})
     return ImportResult(spec=spec, analysis=analysis, warnings=tuple(run.warnings),
                         manifests=tuple(r.manifest for r in run.resources),

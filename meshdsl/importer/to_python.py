@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from meshdsl.importer.errors import NotExpressible
 from meshdsl.importer.external import call as external_call
+from meshdsl.importer.external import entry_call
 from meshdsl.importer.pyexpr import Call, Code, Expr, ListOf, literal, statement
 from meshdsl.importer.pysecurity import PolicySections
 from meshdsl.importer.pyvalues import Names, Values
@@ -325,6 +326,8 @@ class _Program(PolicySections):
             self.gateway(gw)
         for se in spec.service_entries:
             self.emit(external_call(se, self.scope(se.namespace), self.values))
+        for we in spec.workload_entries:
+            self.emit(entry_call(we, self.scope(we.namespace)))
         vs_owner, dr_owner = self._owned()
         pa_done = {i for i, pa in enumerate(spec.peer_authentications) if pa is self.mesh_mtls}
         ap_done: set[int] = set()

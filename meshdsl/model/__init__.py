@@ -21,7 +21,14 @@ from meshdsl.model.canary import (
     SuccessRate,
     Webhook,
 )
-from meshdsl.model.external import ExternalEndpoint, ExternalPort, ServiceEntry
+from meshdsl.model.containers import Container, FileMount, ValueFrom
+from meshdsl.model.external import (
+    ExternalEndpoint,
+    ExternalPort,
+    ServiceEntry,
+    WorkloadEntry,
+    WorkloadSelector,
+)
 from meshdsl.model.gateway import Gateway, Server, ServerPort, ServerTls
 from meshdsl.model.matching import (
     Authority,
@@ -98,6 +105,7 @@ __all__ = [
     "ClientTls",
     "ConnectionPool",
     "ConsistentHash",
+    "Container",
     "Cors",
     "Delay",
     "Destination",
@@ -105,6 +113,7 @@ __all__ = [
     "ExternalEndpoint",
     "ExternalPort",
     "Fault",
+    "FileMount",
     "From",
     "Gateway",
     "GatewayBuilder",
@@ -160,10 +169,13 @@ __all__ = [
     "Tracing",
     "TrafficPolicy",
     "Uri",
+    "ValueFrom",
     "Version",
     "VirtualService",
     "Webhook",
     "When",
     "WithoutHeader",
     "Workload",
+    "WorkloadEntry",
+    "WorkloadSelector",
 ]

@@ -19,7 +19,7 @@ from meshdsl.model.canary import (
     Webhook,
 )
 from meshdsl.model.dataplane import DEFAULT_WAYPOINT, DataPlane, NamespaceMode, check_mode
-from meshdsl.model.external import ExternalHosts, ServiceEntry
+from meshdsl.model.external import ExternalHosts, ServiceEntry, WorkloadEntry
 from meshdsl.model.matching import Match
 from meshdsl.model.policy import (
     ClientTls,
@@ -305,6 +305,7 @@ class Mesh(Namespace):
         self._destination_rules: list[DestinationRule] = []
         self._rate_limits: list[LocalRateLimit] = []
         self._service_entries: list[ServiceEntry] = []
+        self._workload_entries: list[WorkloadEntry] = []
         self._canaries: list[CanaryPlan] = []
         self._raw: list[dict[str, object]] = []
         self._raw_meta: list[tuple[SourceLocation | None, bool]] = []
@@ -394,7 +395,7 @@ class Mesh(Namespace):
             authorization_policies=[a.build() for a in self._authz.values()],
             rate_limits=self._rate_limits, canaries=self._data_plane.judged(self._canaries),
             raw=self._raw, data_plane=self._data_plane,
-            service_entries=self._service_entries,
+            service_entries=self._service_entries, workload_entries=self._workload_entries,
             raw_sources=[src for src, _ in self._raw_meta],
             raw_adopt=[adopt for _, adopt in self._raw_meta], tenancy=self.tenancy,
             default_namespace=self.ns, telemetry=self._telemetry,

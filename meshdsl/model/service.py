@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from meshdsl.model.base import Declared, Frozen
+from meshdsl.model.containers import (
+    Container,
+    FileMount,
+    PortNumber,
+    PullPolicy,
+    Resources,
+    ValueFrom,
+)
 from meshdsl.model.policy import TrafficPolicy
 
 
@@ -56,27 +64,54 @@ class Probe(Frozen):
 
 
 class Workload(Declared):
-    """A Deployment of one version of a service: its one container (image, pull policy,
-    port, env, resources, probes, scratch directories) and the labels and annotations
-    real manifests carry besides the ``app``/``version`` ones the mesh needs."""
+    """A Deployment of one version of a service: the app's container (image, pull policy,
+    ports, env, resources, probes, scratch directories, files from Secrets and
+    ConfigMaps), the containers beside it, and the labels and annotations real
+    manifests carry besides the ``app``/``version`` ones the mesh needs."""
 
     version: str
     image: str
     replicas: int = Field(default=1, ge=0)
-    env: dict[str, str] = Field(default_factory=dict)
-    container_port: int | None = Field(default=None, ge=1, le=65535)
+    env: dict[str, str | ValueFrom] = Field(default_factory=dict)  # in the order written
+    # None: the target of the service's first port; a list: these ([]: none at all)
+    container_port: PortNumber | list[PortNumber] | None = None
     local: LocalRun | None = None
     command: list[str] = Field(default_factory=list)  # the image's entrypoint, replaced
     args: list[str] = Field(default_factory=list)
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    image_pull_policy: PullPolicy | None = None
     labels: dict[str, str] = Field(default_factory=dict)  # the Deployment's own
     annotations: dict[str, str] = Field(default_factory=dict)  # the Deployment's own
     pod_annotations: dict[str, str] = Field(default_factory=dict)
-    resources: dict[Literal["requests", "limits"], dict[str, str]] = Field(
-        default_factory=dict)
+    resources: Resources = Field(default_factory=dict)
     readiness: Probe | None = None
     liveness: Probe | None = None
     scratch: dict[str, str] = Field(default_factory=dict)  # emptyDir volume -> mount path
+    files: list[FileMount] = Field(default_factory=list)
+    grace_period: int | None = Field(default=None, ge=0)  # seconds to stop before SIGKILL
+    containers: list[Container] = Field(default_factory=list)  # beside the app's
+    strategy: Literal["RollingUpdate", "Recreate"] | None = None  # how pods are replaced
+
+    @model_validator(mode="after")
+    def _volumes_exist(self) -> Self:
+        names = [*self.scratch, *(f.volume_name for f in self.files)]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"volume {twice[0]!r} is declared twice (scratch and files "
+                             "share the pod's volume names)")
+        extras = [c.name for c in self.containers]
+        if len(set(extras)) != len(extras):
+            raise ValueError("two containers beside the app have the same name")
+        for extra in self.containers:
+            unknown = sorted(set(extra.mounts) - set(names))
+            if unknown:
+                raise ValueError(f"container {extra.name!r} mounts {unknown[0]!r}, which is "
+                                 "not a volume of the pod; declare it in scratch= or files=")
+        return self
+
+    @property
+    def container_ports(self) -> list[int]:
+        port = self.container_port
+        return [] if port is None else [port] if isinstance(port, int) else list(port)
 
 
 class ServiceSpec(Declared):
@@ -104,6 +139,15 @@ class ServiceSpec(Declared):
 
     def principal(self, trust_domain: str) -> str:
         return f"{trust_domain}/ns/{self.namespace}/sa/{self.account}"
+
+    def pod_labels(self, workload: Workload) -> dict[str, str]:
+        """The labels of a version's pods: app and version, and what the version's subset
+        selects on (what selectors, Istio's included, see)."""
+        labels = {self.app_label: self.name, self.version_label: workload.version}
+        for version in self.versions:
+            if version.name == workload.version:
+                labels.update(version.labels)
+        return labels
 
     @property
     def fqdn(self) -> str:

@@ -11,7 +11,7 @@ from pydantic import Field
 from meshdsl.model.base import Frozen, SourceLocation
 from meshdsl.model.canary import CanaryPlan
 from meshdsl.model.dataplane import DataPlane
-from meshdsl.model.external import ServiceEntry
+from meshdsl.model.external import ServiceEntry, WorkloadEntry
 from meshdsl.model.gateway import Gateway
 from meshdsl.model.policy import DestinationRule
 from meshdsl.model.ratelimit import LocalRateLimit
@@ -35,6 +35,7 @@ class MeshSpec(Frozen):
     authorization_policies: list[AuthorizationPolicy] = Field(default_factory=list)
     rate_limits: list[LocalRateLimit] = Field(default_factory=list)
     service_entries: list[ServiceEntry] = Field(default_factory=list)
+    workload_entries: list[WorkloadEntry] = Field(default_factory=list)
     canaries: list[CanaryPlan] = Field(default_factory=list)
     telemetry: list[Telemetry] = Field(default_factory=list)
     raw: list[dict[str, object]] = Field(default_factory=list)

@@ -7,12 +7,21 @@ runs them all and returns the findings sorted by the user's file and line.
 from __future__ import annotations
 
 from meshdsl.model.spec import MeshSpec
-from meshdsl.validate import ambient, gateways, names, references, routing, security, tenancy
+from meshdsl.validate import (
+    ambient,
+    external,
+    gateways,
+    names,
+    references,
+    routing,
+    security,
+    tenancy,
+)
 from meshdsl.validate.findings import CODES, Finding, Severity, has_errors
 
 __all__ = ["CODES", "Finding", "Severity", "has_errors", "validate"]
 
-_RULES = (names, references, routing, gateways, security, tenancy, ambient)
+_RULES = (names, references, external, routing, gateways, security, tenancy, ambient)
 
 
 def validate(mesh: MeshSpec) -> list[Finding]:

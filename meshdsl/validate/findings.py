@@ -36,6 +36,8 @@ CODES: dict[str, tuple[str, str]] = {
     "MD114": ("canary-without-route", ""),
     "MD115": ("duplicate-canary", ""),
     "MD116": ("invalid-name", ""),
+    "MD117": ("workload-selector-selects-nothing", ""),
+    "MD118": ("bad-endpoint-address", ""),
     "MD130": ("no-ambient-equivalent", ""),
     "MD131": ("virtualservice-and-httproute", ""),
     "MD132": ("route-parent-or-backend-missing", "IST0101"),

@@ -75,6 +75,8 @@ def check(mesh: MeshSpec) -> Iterator[Finding]:
         ("PeerAuthentication", list(mesh.peer_authentications), False),
         ("AuthorizationPolicy", list(mesh.authorization_policies), False),
         ("LocalRateLimit", list(mesh.rate_limits), False),
+        ("ServiceEntry", list(mesh.service_entries), False),
+        ("WorkloadEntry", list(mesh.workload_entries), False),
     ]
     for kind, items, label_name in groups:
         for item in items:

@@ -148,6 +148,7 @@ def _duplicates(mesh: MeshSpec) -> Iterator[Finding]:
         ("AuthorizationPolicy", list(mesh.authorization_policies)),
         ("EnvoyFilter", list(mesh.rate_limits)),
         ("ServiceEntry", list(mesh.service_entries)),
+        ("WorkloadEntry", list(mesh.workload_entries)),
     ]
     for kind, objects in groups:
         seen: set[tuple[str, str]] = set()

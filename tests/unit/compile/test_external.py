@@ -1,4 +1,5 @@
-"""External hosts (ServiceEntries) in the DSL: built, validated, compiled, imported back."""
+"""External hosts (ServiceEntries) and the machines behind them (WorkloadEntries) in the
+DSL: built, validated, compiled, checked against the CRDs, imported back."""
 
 from __future__ import annotations
 
@@ -73,3 +74,93 @@ def test_service_entries_import_as_typed_dsl_and_render_back() -> None:
     spec = run_program(program.source)
     assert [se.hosts for se in spec.service_entries] == [
         ["payments.vendor.io", "*.payments.vendor.io"], ["search.example.com"]]
+
+
+def _vm_mesh(*, resolution: str = "STATIC") -> Mesh:
+    """A database on two VMs: a ServiceEntry selecting WorkloadEntries by label."""
+    mesh = Mesh("vms")
+    vm = mesh.namespace("vm")
+    vm.external("mysqldb.vm.svc.cluster.local", ports=[ExternalPort(
+        number=3306, name="tcp", protocol="TCP")], resolution=resolution,  # type: ignore[arg-type]
+        location="MESH_INTERNAL", name="mysqldb", workload_selector={"app": "mysqldb"})
+    vm.workload_entry("mysqldb-1", address="10.0.0.7", labels={"app": "mysqldb"},
+                      ports={"tcp": 3306}, service_account="mysqldb", network="vm-net",
+                      locality="us-east1/us-east1-b", weight=2)
+    vm.workload_entry("mysqldb-2", address="10.0.0.8", labels={"app": "mysqldb"})
+    return mesh
+
+
+def test_workload_entries_compile_to_schema_valid_objects_a_selector_finds() -> None:
+    manifests = compile_mesh(_vm_mesh().build())
+    entries = [m for m in manifests if m["kind"] == "WorkloadEntry"]
+    assert [(m["apiVersion"], m["metadata"]["namespace"], m["metadata"]["name"])
+            for m in entries] == [("networking.istio.io/v1", "vm", "mysqldb-1"),
+                                  ("networking.istio.io/v1", "vm", "mysqldb-2")]
+    assert entries[0]["spec"] == {
+        "address": "10.0.0.7", "ports": {"tcp": 3306}, "labels": {"app": "mysqldb"},
+        "network": "vm-net", "locality": "us-east1/us-east1-b", "weight": 2,
+        "serviceAccount": "mysqldb"}
+    [entry] = [m for m in manifests if m["kind"] == "ServiceEntry"]
+    assert entry["spec"]["workloadSelector"] == {"labels": {"app": "mysqldb"}}
+    assert check(manifests) == []
+    assert validate(_vm_mesh().build()) == []
+
+
+def test_the_crd_check_refuses_what_istio_refuses_of_them() -> None:
+    mesh = Mesh("vms")
+    mesh.workload_entry("nowhere", labels={"app": "db"})  # neither address nor network
+    mesh.workload_entry("uds", address="unix:///var/run/db.sock", ports={"tcp": 3306})
+    mesh.external("db.example.com", resolution="STATIC", workload_selector={"app": "db"},
+                  endpoints=[ExternalEndpoint(address="10.0.0.9")])
+    messages = sorted(v.message for v in check(compile_mesh(mesh.build())))
+    assert messages == ["Address is required", "UDS may not include ports",
+                        "only one of WorkloadSelector or Endpoints can be set"]
+
+
+WORKLOAD_ENTRIES = """\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: mysqldb, namespace: vm}
+spec:
+  hosts: [mysqldb.vm.svc.cluster.local]
+  location: MESH_INTERNAL
+  ports: [{number: 3306, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  workloadSelector:
+    labels: {app: mysqldb}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: WorkloadEntry
+metadata: {name: mysqldb-1, namespace: vm}
+spec:
+  address: 10.0.0.7
+  labels: {app: mysqldb, class: vm}
+  serviceAccount: mysqldb
+  ports: {tcp: 3306}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: odd, namespace: vm}
+spec:
+  address: 10.0.0.8
+  labels: {app: mysqldb}
+  healthCheck: {tcp: 3306}
+"""
+
+
+def test_workload_entries_import_typed_and_render_back() -> None:
+    program = import_documents(load_text(WORKLOAD_ENTRIES, "we.yaml"))
+    result = program.result
+    assert [m["metadata"]["name"] for m in result.spec.raw] == ["odd"]
+    [warning] = result.warnings
+    assert warning.path == "spec.healthCheck" and warning.source is not None
+    odd_field = WORKLOAD_ENTRIES.splitlines().index("  healthCheck: {tcp: 3306}") + 1
+    assert warning.source.line == odd_field
+    assert 'workload_selector={"app": "mysqldb"}' in program.source
+    assert 'vm.workload_entry(\n    "mysqldb-1",' in program.source
+    spec = run_program(program.source)
+    [entry] = spec.workload_entries
+    assert (entry.address, entry.labels, entry.ports, entry.service_account) == (
+        "10.0.0.7", {"app": "mysqldb", "class": "vm"}, {"tcp": 3306}, "mysqldb")
+    assert spec.service_entries[0].workload_selector is not None
+    assert validate(spec) == []

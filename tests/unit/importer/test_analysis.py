@@ -143,6 +143,25 @@ spec:
   ports: [{port: 80, name: http}, {port: 9090, name: http-metrics}]
 ---
 """
+VM_ENTRY = """\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db}
+spec:
+  hosts: [db.vm.internal]
+  location: MESH_INTERNAL
+  ports: [{number: 3306, name: tcp, protocol: TCP}]
+  resolution: STATIC
+  workloadSelector: {labels: {app: db}}
+---
+"""
+VM = """\
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: db-1}
+spec: {address: %s, labels: {app: %s}}
+---
+"""
 
 # code -> (bad YAML, good YAML, severity, where: the text on the finding's line, or
 # "object NAME" for findings about a whole object, reported at its first line)
@@ -210,6 +229,10 @@ CASES: dict[str, tuple[str, str, Severity, str]] = {
                  + to("v2") + "]\n") + dr(),
               vs("- match: [{uri: {prefix: /beta}}]\n  route: [" + to("v2") + "]\n"
                  + route(to("v1"))) + dr(), Severity.WARNING, "- match:"),
+    "MD117": (VM_ENTRY + VM % ("10.0.0.7", "mysql"), VM_ENTRY + VM % ("10.0.0.7", "db"),
+              Severity.WARNING, "object db"),
+    "MD118": (VM_ENTRY + VM % ("db-1.vm.internal", "db"), VM_ENTRY + VM % ("10.0.0.7", "db"),
+              Severity.ERROR, "object db-1"),
     "MD147": (TWO_PORTS + vs(route(plain("api")), name="api", host="api"),
               TWO_PORTS + vs(route("{destination: {host: api, port: {number: 80}}}"),
                              name="api", host="api"), Severity.ERROR, "- route:"),
@@ -252,6 +275,22 @@ def test_code_fires_on_bad_yaml_and_not_on_good(code: str, tmp_path: Path) -> No
             assert marker in line, (f, line)
     fixed = analyze([_write(tmp_path, good)])
     assert [f for f in fixed if f.code == code or f.severity is Severity.ERROR] == []
+
+
+def test_pods_of_a_deployment_carried_raw_are_what_a_selector_selects(tmp_path: Path) -> None:
+    pods = """\
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: mysql}]}
+"""
+    assert [f.code for f in analyze([_write(tmp_path, VM_ENTRY)])] == ["MD117"]
+    assert analyze([_write(tmp_path, VM_ENTRY + pods)]) == []
 
 
 def _comparable(findings: list[Finding]) -> list[tuple[str, str, str, str]]:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
 import yaml
 
+from meshdsl import Container, FileMount, ValueFrom
 from meshdsl.compile import compile_mesh
 from meshdsl.compile.manifest import MANAGED_BY
 from meshdsl.importer import import_documents, load_text, run_program
@@ -130,3 +132,90 @@ def test_rendered_output_reimports_without_the_ownership_labels() -> None:
     again = program(yaml.safe_dump_all(rendered, sort_keys=False))
     assert again.result.spec.raw == [] and MANAGED_BY not in again.source
     assert again.result.spec.services[0].labels == first.result.spec.services[0].labels
+
+
+POD = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: db-v1}}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: db, version: v1}}
+  strategy: {{type: Recreate}}
+  template:
+    metadata:
+      labels: {{app: db, version: v1}}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers:
+      - name: db
+        image: example/mysql:8
+        ports: [{{containerPort: 3306}}, {{containerPort: 33060}}]
+        env:
+        - {{name: ROOT, valueFrom: {{secretKeyRef: {{name: db-credentials, key: root}}}}}}
+        - {{name: MODE, valueFrom: {{configMapKeyRef: {{name: db, key: mode, optional: true}}}}}}
+        - {{name: IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
+        - {{name: A_LAST, value: "$(IP):3306"}}
+        volumeMounts:
+        - {{name: data, mountPath: /var/lib/mysql}}
+        - {{name: tls, mountPath: /etc/tls, readOnly: true}}
+{mount}      - name: exporter
+        image: example/exporter:1
+        ports: [{{containerPort: 9104}}]
+        volumeMounts: [{{name: tls, mountPath: /tls}}, {{name: exporter-config, mountPath: /cfg}}]
+{extra}      volumes:
+      - {{name: data, emptyDir: {{}}}}
+      - {{name: tls, secret: {{secretName: db-tls, optional: true, defaultMode: 0400}}}}
+      - {{name: exporter-config, configMap: {{name: exporter}}}}
+"""
+
+
+def test_files_env_from_containers_beside_and_a_grace_period_import_typed() -> None:
+    text = POD.format(mount="", extra="")
+    first = program(text)
+    assert first.result.spec.raw == [] and first.result.warnings == ()
+    (wl,) = first.result.spec.services[0].workloads
+    assert list(wl.env) == ["ROOT", "MODE", "IP", "A_LAST"]  # the order $(IP) relies on
+    assert wl.env["ROOT"] == ValueFrom(secret="db-credentials", key="root")
+    assert wl.env["MODE"] == ValueFrom(config_map="db", key="mode", optional=True)
+    assert wl.env["IP"] == ValueFrom(field="status.podIP")
+    assert (wl.container_port, wl.grace_period, wl.strategy) == ([3306, 33060], 0,
+                                                                 "Recreate")
+    assert wl.scratch == {"data": "/var/lib/mysql"}
+    assert wl.files == [FileMount(path="/etc/tls", secret="db-tls", volume="tls",
+                                  read_only=True, optional=True, default_mode=0o400),
+                        FileMount(config_map="exporter", volume="exporter-config")]
+    assert wl.containers == [Container(name="exporter", image="example/exporter:1",
+                                       ports=[9104], mounts={"tls": "/tls",
+                                                             "exporter-config": "/cfg"})]
+    rendered = compile_mesh(run_program(first.source))
+    assert program(yaml.safe_dump_all(rendered, sort_keys=False)).result.spec.raw == []
+
+
+def test_live_objects_with_the_servers_defaults_import_typed() -> None:
+    """``kubectl get -o yaml`` adds fieldRef's apiVersion and a volume's defaultMode."""
+    text = POD.format(mount="", extra="").replace(
+        "fieldPath: status.podIP", "apiVersion: v1, fieldPath: status.podIP").replace(
+        "configMap: {name: exporter}", "configMap: {name: exporter, defaultMode: 420}")
+    result = program(text).result
+    assert result.spec.raw == []
+    assert result.spec.services[0].workloads[0].files[1].default_mode == 420
+
+
+@pytest.mark.parametrize(("mount", "extra", "path"), [
+    ("        - {name: tls, mountPath: /etc/tls/ca.crt, subPath: ca.crt}\n", "",
+     "spec.template.spec.containers[0].volumeMounts"),
+    ("        envFrom: [{configMapRef: {name: db}}]\n", "",
+     "spec.template.spec.containers[0].envFrom"),
+    ("", "        securityContext: {runAsUser: 1000}\n",
+     "spec.template.spec.containers[1].securityContext"),
+    ("", "      initContainers: [{name: init, image: busybox}]\n",
+     "spec.template.spec.initContainers"),
+])
+def test_rarer_pod_fields_keep_the_deployment_raw_with_a_warning_there(
+        mount: str, extra: str, path: str) -> None:
+    result = program(POD.format(mount=mount, extra=extra)).result
+    assert [m["kind"] for m in result.spec.raw] == ["Deployment"]
+    assert path in {w.path for w in result.warnings}
+    assert all("mesh.raw" in w.message for w in result.warnings)

@@ -8,6 +8,7 @@ import pytest
 
 from meshdsl import (
     ClientTls,
+    ExternalEndpoint,
     From,
     Mesh,
     Retries,
@@ -166,6 +167,32 @@ def _bad_name(bad: bool) -> Mesh:
     return mesh
 
 
+def _selects_nothing(bad: bool) -> Mesh:
+    mesh = Mesh("t")
+    vm = mesh.namespace("vm")
+    vm.external("db.vm.internal", ports=[3306], resolution="STATIC",
+                location="MESH_INTERNAL", workload_selector={"app": "db"})
+    vm.workload_entry("db-1", address="10.0.0.7", labels={"app": "mysql" if bad else "db"})
+    return mesh
+
+
+def _dns_address_under_static(bad: bool) -> Mesh:
+    mesh = Mesh("t")
+    mesh.external("db.vm.internal", ports=[3306], resolution="STATIC",
+                  location="MESH_INTERNAL", workload_selector={"app": "db"})
+    mesh.workload_entry("db-1", address="db-1.vm.internal" if bad else "10.0.0.7",
+                        labels={"app": "db"})
+    return mesh
+
+
+def _malformed_address(bad: bool) -> Mesh:
+    mesh = Mesh("t")
+    mesh.external("db.vm.internal", ports=[3306], resolution="DNS", location="MESH_INTERNAL",
+                  endpoints=[ExternalEndpoint(address="10.0.0.7:3306" if bad else
+                                              "db-1.vm.internal")])
+    return mesh
+
+
 CASES: list[tuple[str, Callable[[bool], Mesh], Severity]] = [
     ("MD101", _subset, Severity.ERROR),
     ("MD102", _unknown_host, Severity.ERROR),
@@ -188,6 +215,9 @@ CASES: list[tuple[str, Callable[[bool], Mesh], Severity]] = [
     ("MD603", lambda bad: _raw(bad, "Service", "kube-system"), Severity.WARNING),
     ("MD604", lambda bad: _raw(bad, "ConfigMap", "shop", "meshdsl-status-x"), Severity.ERROR),
     ("MD116", _bad_name, Severity.ERROR),
+    ("MD117", _selects_nothing, Severity.WARNING),
+    ("MD118", _dns_address_under_static, Severity.ERROR),
+    ("MD118", _malformed_address, Severity.ERROR),
 ]
 
 
