@@ -327,9 +327,11 @@ def to_model(documents: Sequence[Document], *, name: str | None = None,
     scopes = [NamespaceSpec(name=ns, create=False) for ns in
               scoped_namespaces(spec, namespace) if ns not in declared]
     spec = spec.model_copy(update={"namespaces": [*run.namespace_specs, *scopes]})
-    workloads = [expected(r) for r in run.resources if id(r) not in run.exact
-                 and r.kind not in _FIELDS and raw_labels(r.manifest) is not None]
-    analysis = MeshSpec(**fields, namespaces=spec.namespaces, raw=workloads,  # their pods
+    pods = [r for r in run.resources if id(r) not in run.exact
+            and r.kind not in _FIELDS and raw_labels(r.manifest) is not None]
+    analysis = MeshSpec(**fields, namespaces=spec.namespaces,
+                        raw=[expected(r) for r in pods],  # their pods, at their lines
+                        raw_sources=[r.where() for r in pods],
                         **{f: run.typed_of(k, only_exact=False) for k, f in _FIELDS.items()})
     return ImportResult(spec=spec, analysis=analysis, warnings=tuple(run.warnings),
                         manifests=tuple(r.manifest for r in run.resources),
