@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -51,8 +52,11 @@ def first_entry(state: RolloutState, text: str) -> float:
 
 
 def run_rollout(state_dir: Path, spec: MeshSpec, *, traffic: bool = True,
-                timeout: float = 60.0, rate: float = RATE, **rig_args: object
+                timeout: float = 60.0, rate: float = RATE,
+                inspect: Callable[[CanaryRig], None] | None = None, **rig_args: object
                 ) -> tuple[CanaryRig, TrafficGenerator | None, list[RolloutReport]]:
+    """Start the rig, send traffic, drive the rollout until it ends; ``inspect`` sees the
+    rig (its Prometheus still up) before everything stops."""
     reports: list[RolloutReport] = []
     rig = CanaryRig(state_dir, on_report=reports.append, **rig_args)  # type: ignore[arg-type]
     generator: TrafficGenerator | None = None
@@ -65,6 +69,8 @@ def run_rollout(state_dir: Path, spec: MeshSpec, *, traffic: bool = True,
         rig.drive()
         rig.wait(lambda: done(rig), timeout, what="the rollout finishing")
         time.sleep(1.0)  # one more second of traffic on the final routes
+        if inspect is not None:
+            inspect(rig)
     finally:
         if generator is not None:
             generator.stop()

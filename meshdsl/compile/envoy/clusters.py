@@ -227,9 +227,10 @@ def unknown_host(name: str) -> Resource:
     return static_cluster(name, [], [])
 
 
-def inbound(svc: ServiceSpec, version: str, port: ServicePort, app: Address) -> Resource:
+def inbound(svc: ServiceSpec, version: str, port: ServicePort, app: Address, *,
+            name: str | None = None) -> Resource:
     """The sidecar's own app: where its inbound listener forwards accepted requests."""
-    name = names.inbound_cluster(port.number, version, svc.fqdn)
+    name = name or names.inbound_cluster(port.number, version, svc.fqdn)
     out = static_cluster(name, [_lb_endpoint(app, None)], [app])
     out |= _pool(TrafficPolicy(), port)
     return out

@@ -8,6 +8,8 @@ the same strings as on a real mesh:
 ``outbound|9080|v2|reviews.bookinfo.svc.cluster.local``  one subset (a DestinationRule subset)
 ``inbound|9080|v2|reviews.bookinfo.svc.cluster.local``   a sidecar's own app (server side)
 ``inbound-vip|9080|v2|reviews.shop.svc.cluster.local``   a waypoint to one subset it serves
+``inbound-l4|9080|v2|reviews.shop.svc.cluster.local``    an ambient workload's L4 proxy to
+                                                         its app (TCP: no request stats)
 =====================================================  ======================================
 
 Istio's inbound clusters are ``inbound|9080||``; ours carry the version and host too, so the
@@ -82,6 +84,13 @@ def waypoint_cluster(port: int, subset: str | None, host: str) -> str:
     """A waypoint's cluster toward the workloads of a subset (or service) it serves; its
     listener for callers of that subset has the same name."""
     return f"inbound-vip|{port}|{subset or ''}|{host}"
+
+
+def l4_inbound_cluster(port: int, version: str, host: str) -> str:
+    """An ambient workload's L4 proxy toward its app. Named apart from ``inbound|`` so
+    the metrics bridge, which reads request stats, never mistakes its TCP connection
+    counts for a destination's requests (ztunnel reports no ``istio_requests_total``)."""
+    return f"inbound-l4|{port}|{version}|{host}"
 
 
 def stat_name(name: str) -> str:

@@ -75,7 +75,7 @@ def build(topo: Topology, me: PlacedWorkload) -> ProxyConfig:
                 for key, port in sorted(me.placement.outbound.items())]
     svc, version = me.service, me.key.version
     ports = service_ports(svc)
-    name = names.inbound_cluster(ports[0].number, version, svc.fqdn)
+    name = names.l4_inbound_cluster(ports[0].number, version, svc.fqdn)
     own_ports = sorted({p.number for p in ports} | {p.target_port for p in ports
                                                     if p.target_port})
     mode = tls.peer_mode(topo.spec, svc.namespace, me.labels, own_ports)
@@ -90,6 +90,6 @@ def build(topo: Topology, me: PlacedWorkload) -> ProxyConfig:
     return ProxyConfig(id=me.key.proxy_id, kind=ProxyKind.ZTUNNEL,
                        listeners=finish([*outbound, inbound]),
                        clusters=finish([*whole, clusters.inbound(svc, version, ports[0],
-                                                                 me.placement.app)]),
+                                                                 me.placement.app, name=name)]),
                        routes=[], notes=dedupe_notes(notes), workload=me.key,
                        principal=me.principal)

@@ -29,6 +29,7 @@ from reconciler.metrics.recording_rules import (
     ("inbound-vip|9080|v2|reviews_shop_svc_cluster_local",
      ("waypoint", 9080, "v2", "reviews", "shop")),
     ("inbound-vip|9080||reviews_shop_svc_cluster_local", None),
+    ("inbound-l4|9080|v2|reviews_shop_svc_cluster_local", None),  # TCP, no requests
     ("outbound|9080||reviews_bookinfo_svc_cluster_local", None),
     ("outbound|443||api.example.com", None),
     ("prometheus_stats", None),

@@ -163,7 +163,7 @@ def test_policies_attach_as_targetrefs_say() -> None:
 
 
 def test_workloads_admit_only_the_waypoint_when_the_namespace_has_authorization() -> None:
-    inbound = f"inbound|9080|v1|{REVIEWS}"
+    inbound = f"inbound-l4|9080|v1|{REVIEWS}"
     guarded = proxies(shop())["reviews-v1.shop"].listener(inbound)
     # PERMISSIVE (no PeerAuthentication): an mTLS and a plaintext chain, both guarded
     assert [c["name"] for c in guarded["filter_chains"]] == ["mtls", "plaintext"]
