@@ -366,8 +366,8 @@ Targets: < {TARGET_P50_MS:g} ms p50 and < {TARGET_P99_MS:g} ms p99 added, judged
 {chr(10).join(tables)}
 The sidecar and gateway paths are two Envoy hops, so twice the *bare hop* is what any two
 proxies cost here; the waypoint path is three (L4 proxy, waypoint, L4 proxy), where Istio's
-ambient path has two ztunnels (not Envoy) around the waypoint. At a lower rate every process sleeps between requests, so each hop also pays an idle
-CPU's wake-up.
+ambient path has two ztunnels (not Envoy) around the waypoint. At a lower rate every process
+sleeps between requests, so each hop also pays an idle CPU's wake-up.
 
 **Config propagation**, from starting a route change to the first request the new route
 serves, over {args.changes} flips of the gateway route between v1 and v2
