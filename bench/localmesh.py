@@ -9,6 +9,9 @@
    - *sidecars*: the caller's sidecar (outbound) → the service's sidecar (inbound, mTLS
      between them) → app — Istio's "client + server proxy" path;
    - *gateway*: the ingress gateway → the service's sidecar (mTLS) → app;
+   - *waypoint*: in an ambient namespace, the caller's L4 proxy → the namespace's waypoint
+     → the service's L4 proxy → app, mTLS on both hops — Istio's ambient path with a
+     waypoint (its service runs on the same app process, so every path ends in one app);
    - *bare hop* (reference): one Envoy with a minimal static config in front of the app —
      what a single proxy hop costs on this machine, whatever the mesh config.
 
@@ -74,10 +77,21 @@ gateway.http("*")
 gateway.routes("front", hosts=["*"]).route(to=echo.{version})
 '''
 
+AMBIENT = '''
+ambient = mesh.namespace("ambient", mode="ambient")
+waypointed = ambient.service("echo", port=8080, versions=["v1"])
+waypointed.run_locally("v1", address={app!r})  # the same app process as bench/echo v1
+waypointed.route(to=waypointed.v1)
+ambient.service("client", port=8080).deploy("v1", image="none")
+'''
 
-def spec(version: str) -> MeshSpec:
+
+def spec(version: str, app: str | None = None) -> MeshSpec:
+    """The bench mesh routing the gateway to ``version``; with ``app`` (echo v1's address)
+    also the ambient namespace whose echo is that app."""
     namespace: dict[str, object] = {}
-    exec(PROGRAM.format(demo=str(DEMO_APP), version=version), namespace)
+    program = PROGRAM.format(demo=str(DEMO_APP), version=version)
+    exec(program + (AMBIENT.format(app=app) if app else ""), namespace)
     mesh = namespace["mesh"]
     assert isinstance(mesh, Mesh)
     return mesh.build()
@@ -128,18 +142,21 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / tick
 
 
-HOPS = {"direct": 0, "sidecars": 2, "gateway": 2, "bare hop": 1}
+HOPS = {"direct": 0, "sidecars": 2, "gateway": 2, "waypoint": 3, "bare hop": 1}
+MESH_PATHS = ("sidecars", "gateway", "waypoint")
 
 
 def latency(mesh: LocalMesh, bare: int, reference: int, rate: float, seconds: float,
             order: int) -> tuple[list[Target], dict[str, float]]:
     """Each path alone at ``rate`` req/s for ``seconds`` (the paths take turns, starting
     at ``order``), and the Envoy CPU microseconds per request per hop on each path."""
-    app = mesh.app_address("echo-v1")
-    sidecar = int(mesh.outbound_url("client", "echo").rsplit(":", 1)[1])
+    app = mesh.app_address("echo-v1.bench")
+    sidecar = int(mesh.outbound_url("client-v1.bench", "echo").rsplit(":", 1)[1])
     gateway = int(mesh.gateway_url().rsplit(":", 1)[1])
+    waypoint = int(mesh.outbound_url("client-v1.ambient", "echo").rsplit(":", 1)[1])
     targets = [Target("direct", app.host, app.port), Target("sidecars", "127.0.0.1", sidecar),
-               Target("gateway", "127.0.0.1", gateway), Target("bare hop", "127.0.0.1", bare)]
+               Target("gateway", "127.0.0.1", gateway),
+               Target("waypoint", "127.0.0.1", waypoint), Target("bare hop", "127.0.0.1", bare)]
     envoys = [mesh.envoy(proxy).pid for proxy in mesh.proxies()] + [reference]
     for _ in range(300):  # warm up: connections, TLS sessions, Python and Envoy caches
         for target in targets:
@@ -147,7 +164,8 @@ def latency(mesh: LocalMesh, bare: int, reference: int, rate: float, seconds: fl
     interval = 1.0 / rate
     count = int(rate * seconds)
     cpu: dict[str, float] = {}
-    for target in targets[order % 4:] + targets[:order % 4]:
+    turn = order % len(targets)
+    for target in targets[turn:] + targets[:turn]:
         used = cpu_seconds(envoys)
         start = time.perf_counter()
         for i in range(count):
@@ -265,13 +283,13 @@ def runs_table(runs: list[tuple[list[Target], dict[str, float]]]
     cpu = "; ".join(
         f"{n} {statistics.median(c[n] for _, c in runs):.0f} µs "
         f"({min(c[n] for _, c in runs):.0f}-{max(c[n] for _, c in runs):.0f})"
-        for n in ("sidecars", "gateway", "bare hop"))
+        for n in (*MESH_PATHS, "bare hop"))
     return "\n".join(rows), added, cpu
 
 
 def verdicts(added: dict[str, dict[int, float]]) -> str:
     out = []
-    for name in ("sidecars", "gateway"):
+    for name in MESH_PATHS:
         ok50 = added[name][50] < TARGET_P50_MS
         ok99 = added[name][99] < TARGET_P99_MS
         out.append(f"{name}: p50 {'met' if ok50 else 'MISSED'}, p99 {'met' if ok99 else 'MISSED'}")
@@ -293,7 +311,9 @@ def main() -> None:
 
     load_before = os.getloadavg()[0]
     with LocalMesh(spec("v1")) as mesh, EnvoyProcess(log_level="warn") as reference:
-        bare = bare_hop(reference, mesh.app_address("echo-v1").port)
+        app = str(mesh.app_address("echo-v1.bench"))
+        mesh.apply(spec("v1", app))
+        bare = bare_hop(reference, mesh.app_address("echo-v1.bench").port)
         measured = [(rate, [latency(mesh, bare, reference.pid, rate, args.seconds, run)
                             for run in range(args.runs)]) for rate in rates]
         gateway_port = int(mesh.gateway_url().rsplit(":", 1)[1])
@@ -301,7 +321,7 @@ def main() -> None:
 
         def apply(version: str) -> None:
             began = time.perf_counter()
-            mesh.apply(spec(version))
+            mesh.apply(spec(version, app))
             applied.append((time.perf_counter() - began) * 1000)
 
         api = propagation(apply, gateway_port, args.changes)
@@ -314,8 +334,8 @@ def main() -> None:
         rows, added, cpu = runs_table(runs)
         if number == 0:
             judged = added
-        beyond = {name: added[name][50] - 2 * added["bare hop"][50]
-                  for name in ("sidecars", "gateway")}
+        beyond = {name: added[name][50] - HOPS[name] * added["bare hop"][50]
+                  for name in MESH_PATHS}
         tables.append(f"""At **{rate:.0f} req/s through each path** ({args.runs} runs of
 {args.seconds:.0f} s per path; the paths take turns, each run starting with the next one).
 Milliseconds, the median over the runs of each run's percentile, with the spread (min-max)
@@ -327,7 +347,10 @@ and every run's p50/p99:
 
 {"Targets (judged at this rate)" if number == 0 else "At this rate"}: {verdicts(added)}.
 The mesh configuration (mTLS, RBAC, routing, stats) adds {beyond["sidecars"]:+.2f} ms
-(sidecars) and {beyond["gateway"]:+.2f} ms (gateway) at p50 beyond two bare hops.
+(sidecars) and {beyond["gateway"]:+.2f} ms (gateway) at p50 beyond two bare hops, and
+{beyond["waypoint"]:+.2f} ms (waypoint) beyond three. The waypoint path adds
+{added["waypoint"][50]:+.2f} ms p50 and {added["waypoint"][99]:+.2f} ms p99 over direct, against
+{added["sidecars"][50]:+.2f} / {added["sidecars"][99]:+.2f} ms for the sidecars, in the same runs.
 Envoy CPU per proxied request and hop (from /proc, every Envoy of the run while that path
 alone was loaded, median of the runs): {cpu}.
 """)
@@ -341,9 +364,10 @@ Targets: < {TARGET_P50_MS:g} ms p50 and < {TARGET_P99_MS:g} ms p99 added, judged
 {rates[0]:g} req/s, the load of Istio's published ~2.8 ms p99 for client + server proxies.
 
 {chr(10).join(tables)}
-Both mesh paths are two Envoy hops, so twice the *bare hop* is what any two proxies cost
-here. At a lower rate every process sleeps between requests, so each hop also pays an idle
-CPU's wake-up.
+The sidecar and gateway paths are two Envoy hops, so twice the *bare hop* is what any two
+proxies cost here; the waypoint path is three (L4 proxy, waypoint, L4 proxy), where Istio's
+ambient path has two ztunnels (not Envoy) around the waypoint. At a lower rate every process
+sleeps between requests, so each hop also pays an idle CPU's wake-up.
 
 **Config propagation**, from starting a route change to the first request the new route
 serves, over {args.changes} flips of the gateway route between v1 and v2

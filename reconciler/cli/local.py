@@ -123,8 +123,8 @@ def _print_table(mesh: LocalMesh, rows: list[Row]) -> None:
     proxies = table("service", "version", "app", "sidecar / listens", "admin", "stats",
                     "config", title=f"mesh {mesh.spec.name} — local")
     for row in rows:
-        if row.kind == "gateway":
-            add_row(proxies, Text.assemble((row.service, "bold"), " (gateway)"), "-", "-",
+        if row.kind in ("gateway", "waypoint"):
+            add_row(proxies, Text.assemble((row.service, "bold"), f" ({row.kind})"), "-", "-",
                     "\n".join(row.listen), row.admin, row.stats, row.config)
         else:
             app_text = Text(row.app) if row.app_state.startswith("pid") else (

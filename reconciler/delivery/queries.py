@@ -160,6 +160,9 @@ class MetricQuery:
     service: str
     version: str
     interval: str
+    reporter: str = "destination"
+    """Whose view the plan is judged on: ``destination`` or, in an ambient namespace,
+    ``waypoint`` (what the PromQL says, for sources that read proxies themselves)."""
 
     @property
     def workload(self) -> str:
@@ -188,7 +191,8 @@ def _query(plan: CanaryPlan, check: MetricCheck, role: Role, builtin: str | None
     return MetricQuery(key=check.name if role == "canary" else stable_key(check.name),
                        check=check.name, role=role, builtin=builtin, promql=promql,
                        namespace=plan.namespace, service=plan.service,
-                       version=variables["version"], interval=interval)
+                       version=variables["version"], interval=interval,
+                       reporter=plan.reporter)
 
 
 def metric_queries(plan: CanaryPlan) -> tuple[MetricQuery, ...]:

@@ -4,7 +4,8 @@ For the local mesh on a laptop, the builtin checks are computed here from two sc
 the proxies' counters, ``interval`` apart: the difference is what happened in the window,
 exactly (no ``rate()`` extrapolation). Per Istio-style cluster of the canary
 (``inbound|<port>|<version>|<service>...`` for the destination's view — what the builtin
-queries use — or ``outbound|...`` for the callers' view):
+queries use — or ``outbound|...`` for the callers' view; a plan judged on its waypoint,
+in an ambient namespace, reads the waypoint's ``inbound-vip|...``):
 
 - ``request-count``: responses in the window (``envoy_cluster_upstream_rq_xx``, all classes);
 - ``request-success-rate``: percent of those not 5xx;
@@ -223,8 +224,9 @@ class EnvoyStatsSource:
         full = [s for s in earlier if s.at <= current.at - query.interval_seconds]
         baseline = full[-1] if full else earlier[0]
         assert query.builtin is not None
+        reporter = "waypoint" if query.reporter == "waypoint" else self.reporter
         return _value(window(baseline.samples, current.samples, query,
-                             reporter=self.reporter), query.builtin)
+                             reporter=reporter), query.builtin)
 
     def close(self) -> None:
         if self._client is not None:

@@ -8,8 +8,12 @@ Istio's proxies export ``istio_requests_total`` and
 like Istio does (``meshdsl.compile.envoy.names``), and the name says everything the Istio
 labels need::
 
-    outbound|9080|v2|reviews_bookinfo_svc_cluster_local   caller's view   reporter="source"
-    inbound|9080|v2|reviews_bookinfo_svc_cluster_local    callee's view   reporter="destination"
+    outbound|9080|v2|reviews_bookinfo_svc_cluster_local     caller's view    reporter="source"
+    inbound|9080|v2|reviews_bookinfo_svc_cluster_local      callee's view    reporter="destination"
+    inbound-vip|9080|v2|reviews_shop_svc_cluster_local      waypoint's view  reporter="waypoint"
+
+(In an ambient namespace the workloads have no sidecar; the waypoint in front of them
+reports, as Istio's waypoints do with ``reporter="waypoint"``.)
 
 (``.`` appears as ``_`` because the local mesh's ``alt_stat_name`` keeps Envoy's tag
 extraction from cutting the name at the first dot; both spellings are accepted.)
@@ -69,13 +73,15 @@ ZERO_CODES: tuple[str, ...] = ("200", "500", "502", "503", "504")
 and the 5xx codes servers and Envoy itself answer with (500, 502, 503 no healthy upstream
 or overflow, 504 upstream timeout)."""
 
-ENVOY_STATS_FILTER = r"^cluster\.(inbound|outbound)\|.*\.upstream_rq(_total|_[0-9]{3}|_time)$"
+ENVOY_STATS_FILTER = (r"^cluster\.(inbound|outbound|inbound-vip)\|.*"
+                      r"\.upstream_rq(_total|_[0-9]{3}|_time)$")
 """The Envoy stats the bridge reads, as Envoy's ``/stats/prometheus?filter=`` regex: per
 cluster the request counters by code, their eager total, and the latency histogram. A
 scrape with it carries a few dozen series instead of a few thousand."""
 
 _SEP = "[._]"
-_DIRECTION = {"source": "outbound", "destination": "inbound"}
+_DIRECTION = {"source": "outbound", "destination": "inbound", "waypoint": "inbound-vip"}
+_REPORTER = {direction: reporter for reporter, direction in _DIRECTION.items()}
 
 
 def _pattern(direction: str) -> str:
@@ -84,7 +90,7 @@ def _pattern(direction: str) -> str:
             rf"cluster{_SEP}local")
 
 
-CLUSTER_PATTERN = rf"(outbound|inbound)\|([0-9]+)\|([^|]*)\|([^._|]+){_SEP}([^._|]+){_SEP}" \
+CLUSTER_PATTERN = rf"(outbound|inbound|inbound-vip)\|([0-9]+)\|([^|]*)\|([^._|]+){_SEP}([^._|]+){_SEP}" \
                   rf"svc{_SEP}cluster{_SEP}local"
 """Any Istio-style cluster name (groups: direction, port, subset, service, namespace)."""
 
@@ -109,8 +115,8 @@ def parse_cluster(name: str) -> tuple[str, int, str, str, str] | None:
     match = re.fullmatch(CLUSTER_PATTERN, name)
     if match is None or not match.group(3):
         return None
-    reporter = "source" if match.group(1) == "outbound" else "destination"
-    return reporter, int(match.group(2)), match.group(3), match.group(4), match.group(5)
+    return (_REPORTER[match.group(1)], int(match.group(2)), match.group(3), match.group(4),
+            match.group(5))
 
 
 def istio_bridge_relabel_configs() -> list[dict[str, Any]]:
@@ -122,7 +128,7 @@ def istio_bridge_relabel_configs() -> list[dict[str, Any]]:
          "target_label": "reporter", "replacement": reporter}
         for reporter, direction in _DIRECTION.items()
     ]
-    subset = _pattern("(?:outbound|inbound)")
+    subset = _pattern("(?:outbound|inbound|inbound-vip)")
     configs += [{"source_labels": ["envoy_cluster_name"], "regex": subset,
                  "target_label": label, "replacement": replacement}
                 for label, replacement in _LABELS.items()]

@@ -30,11 +30,13 @@ def demo(*args: str) -> list[str]:
 def canary_mesh(*, v2: Sequence[str] = (), v3: Sequence[str] = (), target: str = "v2",
                 stable: str = "v1", steps: Sequence[int] = (20, 50, 100),
                 webhooks: Sequence[Webhook] = (), no_data_limit: int = 5,
-                max_failed_checks: int = 2, analysis: str = "interval") -> MeshSpec:
+                max_failed_checks: int = 2, analysis: str = "interval",
+                mode: str = "sidecar") -> MeshSpec:
     """``reviews`` v1 (healthy), v2 and v3 (demo apps with these flags) behind sidecars, a
     ``client`` sidecar to send traffic through, and a canary plan with 2 s intervals.
-    The checks read 10 s windows: Envoy flushes histograms every 5 s."""
-    mesh = Mesh("canary-e2e", namespace=NS)
+    The checks read 10 s windows: Envoy flushes histograms every 5 s. ``mode="ambient"``
+    runs the namespace on L4 proxies and a waypoint instead, judged on the waypoint."""
+    mesh = Mesh("canary-e2e", namespace=NS, mode=mode)
     reviews = mesh.service(SERVICE, port=9080, versions=["v1", "v2", "v3"])
     reviews.route(to={reviews.v1: 100})
     reviews.run_locally("v1", command=demo())

@@ -1,6 +1,8 @@
 """Issue #6 end to end: canary rollouts on the local mesh with real Envoys, a real
 Prometheus scraping them through the Envoy -> Istio recording rules, real demo apps and
-real traffic — decided by the pure machine, driven by :class:`RolloutDriver`.
+real traffic — decided by the pure machine, driven by :class:`RolloutDriver`. Promotion and
+rollback also run in an ambient namespace (issue #15): L4 proxies, the routes on the
+waypoint, judged on the waypoint's metrics (``reporter="waypoint"``).
 
 Each test runs a 2 s analysis interval and steps 20 -> 50 -> 100, so a rollout takes
 10-20 s after the ~10 s startup of mesh and Prometheus.
@@ -16,14 +18,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from meshdsl.model.canary import Webhook
 from meshdsl.model.spec import MeshSpec
 from reconciler.delivery.phases import Phase, RolloutState
+from reconciler.demo.prometheus import by_label
 from reconciler.demo.traffic import CanaryRig, TrafficGenerator
 from reconciler.runtime.rollout_store import DiskRolloutStore
 from reconciler.runtime.rollouts import RolloutReport
@@ -51,8 +56,11 @@ def first_entry(state: RolloutState, text: str) -> float:
 
 
 def run_rollout(state_dir: Path, spec: MeshSpec, *, traffic: bool = True,
-                timeout: float = 60.0, rate: float = RATE, **rig_args: object
+                timeout: float = 60.0, rate: float = RATE,
+                inspect: Callable[[CanaryRig], None] | None = None, **rig_args: object
                 ) -> tuple[CanaryRig, TrafficGenerator | None, list[RolloutReport]]:
+    """Start the rig, send traffic, drive the rollout until it ends; ``inspect`` sees the
+    rig (its Prometheus still up) before everything stops."""
     reports: list[RolloutReport] = []
     rig = CanaryRig(state_dir, on_report=reports.append, **rig_args)  # type: ignore[arg-type]
     generator: TrafficGenerator | None = None
@@ -65,6 +73,8 @@ def run_rollout(state_dir: Path, spec: MeshSpec, *, traffic: bool = True,
         rig.drive()
         rig.wait(lambda: done(rig), timeout, what="the rollout finishing")
         time.sleep(1.0)  # one more second of traffic on the final routes
+        if inspect is not None:
+            inspect(rig)
     finally:
         if generator is not None:
             generator.stop()
@@ -72,8 +82,37 @@ def run_rollout(state_dir: Path, spec: MeshSpec, *, traffic: bool = True,
     return rig, generator, reports
 
 
-def test_healthy_v2_is_promoted_through_every_step(state_dir: Path) -> None:
-    rig, traffic, _ = run_rollout(state_dir, canary_mesh())
+REQUESTS = (f'sum by (reporter, destination_workload) (istio_requests_total'
+            f'{{destination_workload_namespace="{NS}", destination_service_name="{SERVICE}"}})')
+
+
+def requests_by_reporter(found: dict[str, dict[str, float]]) -> Callable[[CanaryRig], None]:
+    """An inspection recording Prometheus' request counts per reporter and workload."""
+    def inspect(rig: CanaryRig) -> None:
+        assert rig.prometheus is not None
+        for sample in rig.prometheus.query(REQUESTS):
+            labels = sample["metric"]
+            found.setdefault(labels.get("reporter", ""), {})[
+                labels.get("destination_workload", "")] = float(sample["value"][1])
+    return inspect
+
+
+def judged_on(seen: dict[str, dict[str, float]], mode: str) -> None:
+    """The reporter the plan reads counted the canary's requests; in an ambient namespace
+    nothing else reports (there is no sidecar)."""
+    reporter = "waypoint" if mode == "ambient" else "destination"
+    assert seen.get(reporter, {}).get("reviews-v2", 0) > 0, seen
+    if mode == "ambient":
+        assert set(seen) == {"waypoint"}, seen
+
+
+@pytest.mark.parametrize("mode", ["sidecar", "ambient"])
+def test_healthy_v2_is_promoted_through_every_step(state_dir: Path, mode: str) -> None:
+    seen: dict[str, dict[str, float]] = {}
+    spec = canary_mesh(mode=mode)
+    assert spec.canaries[0].reporter == ("waypoint" if mode == "ambient" else "destination")
+    rig, traffic, _ = run_rollout(state_dir, spec, inspect=requests_by_reporter(seen))
+    judged_on(seen, mode)
     state = state_of(rig)
     assert state.phase is Phase.SUCCEEDED, state.reason
     assert state.traffic.weights == {"v1": 0, "v2": 100}
@@ -90,8 +129,19 @@ def test_healthy_v2_is_promoted_through_every_step(state_dir: Path) -> None:
     assert passed and passed[0].value == pytest.approx(100.0)
 
 
-def test_v2_with_20_percent_5xx_is_rolled_back(state_dir: Path) -> None:
-    rig, traffic, _ = run_rollout(state_dir, canary_mesh(v2=["--error-rate", "0.2"]))
+@pytest.mark.parametrize(("mode", "error_rate"), [("sidecar", "0.2"), ("ambient", "0.8")])
+def test_faulty_v2_is_rolled_back(state_dir: Path, mode: str, error_rate: str) -> None:
+    """v2 fails ``error_rate`` of the requests it gets. The destination's sidecar counts
+    every attempt (20% fail); a waypoint, like Istio's, counts each request once with the
+    answer after its own retries (Istio's default: 2 on 503), which hide all but 0.2**3 =
+    0.8% — a pass at 99%. So the ambient v2 fails 80%: 0.8**3 = 51% still show, and the
+    first step's ~16 requests all pass with a chance of 0.49**16, about 1e-5 (at 50%,
+    0.875**16 = 12%: it was caught a step late in one of four runs)."""
+    seen: dict[str, dict[str, float]] = {}
+    rig, traffic, _ = run_rollout(state_dir, canary_mesh(v2=["--error-rate", error_rate],
+                                                         mode=mode),
+                                  inspect=requests_by_reporter(seen))
+    judged_on(seen, mode)
     state = state_of(rig)
     assert state.phase is Phase.FAILED
     assert "request-success-rate" in state.reason
@@ -108,6 +158,30 @@ def test_v2_with_20_percent_5xx_is_rolled_back(state_dir: Path) -> None:
     assert traffic is not None
     after = traffic.since(state.last_transition + 0.3)
     assert after and all(s.served_by == "reviews-v1" and s.status == 200 for s in after)
+
+
+def test_waypoint_series_carry_istios_destination_labels(state_dir: Path) -> None:
+    """A short ambient run without a rollout: the bridge's waypoint series, label by label."""
+    rig = CanaryRig(state_dir)
+    try:
+        rig.start(canary_mesh(mode="ambient"), drive=False)
+        assert rig.mesh is not None and rig.prometheus is not None
+        with httpx.Client(timeout=5, trust_env=False) as client:
+            for _ in range(20):
+                assert client.get(rig.mesh.outbound_url("client", SERVICE)).status_code == 200
+        result = rig.prometheus.wait_for(
+            'istio_requests_total{reporter="waypoint", response_code="200"}',
+            lambda r: sum(by_label(r, "destination_workload").values()) >= 20, 15)
+        (sample,) = [s for s in result if s["metric"]["destination_workload"] == "reviews-v1"]
+        labels = sample["metric"]
+        assert {k: labels[k] for k in ("destination_workload_namespace",
+                                       "destination_service", "destination_version",
+                                       "destination_canonical_service")} == {
+            "destination_workload_namespace": NS,
+            "destination_service": f"{SERVICE}.{NS}.svc.cluster.local",
+            "destination_version": "v1", "destination_canonical_service": SERVICE}
+    finally:
+        rig.stop()
 
 
 def test_sequential_analysis_rolls_a_failing_v2_back_within_half_an_interval(

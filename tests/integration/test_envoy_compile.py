@@ -190,9 +190,9 @@ def kitchen_sink() -> MeshSpec:
     return mesh.build()
 
 
-@pytest.mark.parametrize("example", ["bookinfo", "kitchen-sink"])
+@pytest.mark.parametrize("example", ["bookinfo", "ambient", "kitchen-sink"])
 def test_every_proxy_passes_envoy_validate(example: str, tmp_path: Path) -> None:
-    spec = load_example("bookinfo") if example == "bookinfo" else kitchen_sink()
+    spec = kitchen_sink() if example == "kitchen-sink" else load_example(example)
     placement = _pki_placement(spec, tmp_path / "ca")
     proxies = compile_local(spec, placement)
     with ThreadPoolExecutor(max_workers=4) as pool:

@@ -4,7 +4,9 @@ Where ``meshdsl.compile`` turns a :class:`~meshdsl.model.spec.MeshSpec` into Ist
 manifests for istiod to translate, this package does istiod's translation itself, for
 plain Envoys on one machine: a sidecar per workload (service + version) and a proxy per
 gateway deployment, each with listeners, route tables and clusters carrying Istio's
-semantics (routing, resilience, mTLS, authorization, rate limits). The runtime
+semantics (routing, resilience, mTLS, authorization, rate limits). In an ambient namespace
+a workload gets an L4 proxy instead of a sidecar (:mod:`.ztunnel`) and the namespace a
+waypoint (:mod:`.waypoint`) applying the L7 part for its services. The runtime
 (``reconciler.targets.envoy``) allocates ports and certificates, passes them in as a
 :class:`LocalPlacement`, and feeds each :class:`ProxyConfig` to one Envoy process.
 
@@ -15,13 +17,15 @@ contract with canary analysis — is documented in :mod:`meshdsl.compile.envoy.n
 from __future__ import annotations
 
 from meshdsl.compile import Weights, with_weights
-from meshdsl.compile.envoy import gateway, names, sidecar
+from meshdsl.compile.envoy import gateway, names, sidecar, waypoint, ztunnel
 from meshdsl.compile.envoy.placement import (
     Address,
     CertFiles,
     GatewayPlacement,
     LocalPlacement,
     SidecarPlacement,
+    WaypointKey,
+    WaypointPlacement,
     WorkloadKey,
     allocate,
     credential_names,
@@ -31,6 +35,7 @@ from meshdsl.compile.envoy.placement import (
     outbound_keys,
     ports_needed,
     required_identities,
+    waypoint_targets,
 )
 from meshdsl.compile.envoy.protos import EnvoyCompileError, Resource
 from meshdsl.compile.envoy.proxy import ProxyConfig, ProxyKind
@@ -47,6 +52,8 @@ __all__ = [
     "ProxyKind",
     "Resource",
     "SidecarPlacement",
+    "WaypointKey",
+    "WaypointPlacement",
     "WorkloadKey",
     "allocate",
     "compile_local",
@@ -57,13 +64,14 @@ __all__ = [
     "outbound_keys",
     "ports_needed",
     "required_identities",
+    "waypoint_targets",
 ]
 
 
 def compile_local(spec: MeshSpec, placement: LocalPlacement, weights: Weights | None = None
                   ) -> dict[str, ProxyConfig]:
     """Every proxy's config, keyed by proxy id (``reviews-v2.bookinfo``,
-    ``istio-ingressgateway.istio-system``), in a stable order.
+    ``istio-ingressgateway.istio-system``, ``waypoint.shop``), in a stable order.
 
     ``weights`` is the canary override of ``meshdsl.compile.compile_mesh``: for each
     (namespace, service), the subset weights that replace its catch-all route's split.
@@ -75,7 +83,10 @@ def compile_local(spec: MeshSpec, placement: LocalPlacement, weights: Weights | 
     topo = Topology(spec, placement)
     out: dict[str, ProxyConfig] = {}
     for workload in topo.workloads:
-        out[workload.key.proxy_id] = sidecar.build(topo, workload)
+        build = ztunnel.build if topo.is_ambient(workload.key.namespace) else sidecar.build
+        out[workload.key.proxy_id] = build(topo, workload)
+    for placed in topo.waypoints.values():
+        out[placed.key.proxy_id] = waypoint.build(topo, placed)
     grouped = gateway_workloads(spec)
     for name, where in sorted(placement.gateways.items()):
         gateways = grouped.get(name)

@@ -7,6 +7,11 @@ where Envoy's differ (unlimited circuit breakers instead of 1024, LEAST_REQUEST 
 breakers and HTTP protocol options, load balancer → ``lb_policy`` (consistent hash →
 RING_HASH; its hash key lives on the route, see :func:`hash_policy`), outlier detection,
 and TLS (see :mod:`.tls`).
+
+A service an ambient waypoint serves is reached through that waypoint instead
+(:func:`to_waypoint`): one endpoint, its listener for the subset, over mTLS verifying the
+waypoint's identity; the waypoint applies the DestinationRule, with its own clusters
+(:func:`direct`, named ``inbound-vip|...``) toward the workloads.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass
 from meshdsl.compile.envoy import names, protos, tls
 from meshdsl.compile.envoy.placement import Address, CertFiles
 from meshdsl.compile.envoy.protos import Resource, duration
-from meshdsl.compile.envoy.topology import PlacedWorkload, Topology
+from meshdsl.compile.envoy.topology import PlacedWaypoint, PlacedWorkload, Topology
 from meshdsl.model.policy import ConsistentHash, LoadBalancer, TrafficPolicy
 from meshdsl.model.service import ServicePort, ServiceSpec
 
@@ -157,7 +162,32 @@ def static_cluster(name: str, endpoints: Sequence[Resource],
 def outbound(topo: Topology, svc: ServiceSpec, port: ServicePort, subset: str | None,
              caller: Caller, notes: list[str]) -> Resource:
     """The cluster of one subset (or all endpoints) of one service port."""
+    waypoint = topo.waypoint_of(svc)
+    if waypoint is not None:
+        return to_waypoint(waypoint, svc, port, subset, caller)
+    return direct(topo, svc, port, subset, caller, notes,
+                  name=names.outbound_cluster(port.number, subset, svc.fqdn))
+
+
+def to_waypoint(waypoint: PlacedWaypoint, svc: ServiceSpec, port: ServicePort,
+                subset: str | None, caller: Caller) -> Resource:
+    """A caller's cluster for a subset of a service its waypoint serves: the waypoint's
+    listener for it (none for an undeclared subset: 503, as in Istio)."""
     name = names.outbound_cluster(port.number, subset, svc.fqdn)
+    local = waypoint.placement.listeners.get((svc.name, port.number, subset or ""))
+    addresses = [Address(local)] if local is not None else []
+    out = static_cluster(name, [_lb_endpoint(a, None) for a in addresses], addresses)
+    out |= lb_policy(None, [], name)
+    out |= _pool(TrafficPolicy(), port)
+    if caller.cert is not None and caller.ca_cert is not None:
+        out["transport_socket"] = tls.client_mtls(caller.cert, caller.ca_cert,
+                                                  waypoint.principal, names.sni(name))
+    return out
+
+
+def direct(topo: Topology, svc: ServiceSpec, port: ServicePort, subset: str | None,
+           caller: Caller, notes: list[str], *, name: str) -> Resource:
+    """A cluster named ``name`` holding the workloads of one subset, with its policy."""
     policy = topo.policy(svc, subset)
     members: list[PlacedWorkload] = topo.subset_workloads(svc, subset)
     mode, note = tls.client_mode(policy.tls)
@@ -192,14 +222,15 @@ def _client_socket(topo: Topology, svc: ServiceSpec, cluster: str,
     return tls.client_mtls(caller.cert, caller.ca_cert, server_id, names.sni(cluster))
 
 
-def unknown_host(port: int, subset: str | None, host: str) -> Resource:
+def unknown_host(name: str) -> Resource:
     """A destination outside the mesh: a cluster without endpoints (requests get 503)."""
-    return static_cluster(names.outbound_cluster(port, subset, host), [], [])
+    return static_cluster(name, [], [])
 
 
-def inbound(svc: ServiceSpec, version: str, port: ServicePort, app: Address) -> Resource:
+def inbound(svc: ServiceSpec, version: str, port: ServicePort, app: Address, *,
+            name: str | None = None) -> Resource:
     """The sidecar's own app: where its inbound listener forwards accepted requests."""
-    name = names.inbound_cluster(port.number, version, svc.fqdn)
+    name = name or names.inbound_cluster(port.number, version, svc.fqdn)
     out = static_cluster(name, [_lb_endpoint(app, None)], [app])
     out |= _pool(TrafficPolicy(), port)
     return out

@@ -147,7 +147,7 @@ def build(topo: Topology, workload: str, gateways: list[Gateway],
             by_port.setdefault(server.port.number, []).append(_Bound(gw, server))
     all_listeners: list[Resource] = []
     tables: list[Resource] = []
-    missing: set[tuple[int, str | None, str]] = set()
+    missing: set[str] = set()
     for port, bound in sorted(by_port.items()):
         local = where.ports.get(port)
         protocols = {b.server.port.protocol for b in bound}

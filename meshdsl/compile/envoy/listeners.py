@@ -92,19 +92,21 @@ def listener(name: str, address: Address, chains: Sequence[Resource], *, directi
 
 def inbound_chains(mode: tls.PeerMode, network_filter: Resource,
                    plain_filter: Resource | None, *, own: CertFiles | None,
-                   ca_cert: str | None) -> tuple[list[Resource], bool]:
+                   ca_cert: str | None, before: Sequence[Resource] = ()
+                   ) -> tuple[list[Resource], bool]:
     """Filter chains of an inbound listener for an mTLS mode, and whether to sniff TLS.
 
     ``network_filter`` serves mTLS connections, ``plain_filter`` (default: the same)
-    plaintext ones. Without certificates every mode is plaintext.
+    plaintext ones, both after the network filters ``before`` (an L4 policy). Without
+    certificates every mode is plaintext.
     """
-    plain = plain_filter or network_filter
+    plain = [*before, plain_filter or network_filter]
     if own is None or ca_cert is None or mode == "DISABLE":
-        return [{"name": "plaintext", "filters": [plain]}], False
-    secure = {"name": "mtls", "filters": [network_filter],
+        return [{"name": "plaintext", "filters": plain}], False
+    secure = {"name": "mtls", "filters": [*before, network_filter],
               "transport_socket": tls.server_mtls(own, ca_cert)}
     if mode == "STRICT":
         return [secure], False
     secure["filter_chain_match"] = {"transport_protocol": "tls"}
     return [secure, {"name": "plaintext", "filter_chain_match": {
-        "transport_protocol": "raw_buffer"}, "filters": [plain]}], True
+        "transport_protocol": "raw_buffer"}, "filters": plain}], True

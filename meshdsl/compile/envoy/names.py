@@ -7,6 +7,9 @@ the same strings as on a real mesh:
 ``outbound|9080||reviews.bookinfo.svc.cluster.local``    every endpoint of a service port
 ``outbound|9080|v2|reviews.bookinfo.svc.cluster.local``  one subset (a DestinationRule subset)
 ``inbound|9080|v2|reviews.bookinfo.svc.cluster.local``   a sidecar's own app (server side)
+``inbound-vip|9080|v2|reviews.shop.svc.cluster.local``   a waypoint to one subset it serves
+``inbound-l4|9080|v2|reviews.shop.svc.cluster.local``    an ambient workload's L4 proxy to
+                                                         its app (TCP: no request stats)
 =====================================================  ======================================
 
 Istio's inbound clusters are ``inbound|9080||``; ours carry the version and host too, so the
@@ -44,9 +47,17 @@ Deployment name ``meshdsl.compile.kube`` gives the workload::
 answered (RBAC 403, rate-limit 429) show only in the inbound HTTP manager's
 ``envoy_http_downstream_rq_xx{envoy_http_conn_manager_prefix=<same name>}``.
 
-**Proxies.** A sidecar is ``<service>-<version>.<namespace>`` (``reviews-v2.bookinfo``);
-the gateway proxy for a selector is ``<name>.<root namespace>``
-(``istio-ingressgateway.istio-system``). Route tables are named after their listener.
+**Waypoints.** In an ambient namespace the waypoint, not the destination's proxy, sees
+the requests: its clusters toward the workloads it serves are ``inbound-vip|...`` (Istio's
+waypoints name their service clusters ``inbound-vip|<port>|<protocol>|<host>``; ours keep
+the subset in the third field, as above), and the bridge labels their series
+``reporter="waypoint"`` with the same destination labels.
+
+**Proxies.** A sidecar is ``<service>-<version>.<namespace>`` (``reviews-v2.bookinfo``), and
+so is the L4 proxy of a workload in an ambient namespace; a waypoint is
+``<name>.<namespace>`` (``waypoint.shop``); the gateway proxy for a selector is
+``<name>.<root namespace>`` (``istio-ingressgateway.istio-system``). Route tables are named
+after their listener.
 """
 
 from __future__ import annotations
@@ -69,6 +80,19 @@ def inbound_cluster(port: int, version: str, host: str) -> str:
     return f"inbound|{port}|{version}|{host}"
 
 
+def waypoint_cluster(port: int, subset: str | None, host: str) -> str:
+    """A waypoint's cluster toward the workloads of a subset (or service) it serves; its
+    listener for callers of that subset has the same name."""
+    return f"inbound-vip|{port}|{subset or ''}|{host}"
+
+
+def l4_inbound_cluster(port: int, version: str, host: str) -> str:
+    """An ambient workload's L4 proxy toward its app. Named apart from ``inbound|`` so
+    the metrics bridge, which reads request stats, never mistakes its TCP connection
+    counts for a destination's requests (ztunnel reports no ``istio_requests_total``)."""
+    return f"inbound-l4|{port}|{version}|{host}"
+
+
 def stat_name(name: str) -> str:
     """What Prometheus shows for a cluster or HTTP stat prefix called ``name``."""
     return name.replace(".", "_").replace(":", "_")
@@ -86,6 +110,10 @@ def sni(cluster: str) -> str:
 
 def sidecar_id(namespace: str, service: str, version: str) -> str:
     return f"{service}-{version}.{namespace}"
+
+
+def waypoint_id(name: str, namespace: str) -> str:
+    return f"{name}.{namespace}"
 
 
 def gateway_workload(selector: Mapping[str, str]) -> str:

@@ -7,7 +7,14 @@ listener on another, and each sidecar has *its own* outbound port per service po
 app of ``productpage-v1`` calls ``reviews`` at ``127.0.0.1:<its outbound port for reviews>``
 where Istio would intercept ``reviews:9080`` with iptables. (One port per service shared
 by all sidecars cannot work: only one process may own it, and the caller's identity and
-source-dependent routes belong to the caller's sidecar.)
+source-dependent routes belong to the caller's sidecar.) A workload in an ambient namespace
+is placed the same way: its L4 proxy takes the sidecar's ports.
+
+An ambient namespace with a waypoint also runs the waypoint, with one listener per
+(service, port, subset) it serves — ``""`` for the whole service (:func:`waypoint_targets`):
+a caller's proxy knows which service it calls by the port it connects to, and a listener
+per subset serves callers that pick one (a gateway route to ``reviews`` v2, like an
+HTTPRoute backend ``reviews-v2``). Istio multiplexes them on HBONE's port 15008.
 
 :func:`allocate` builds a complete placement from an iterator of free ports, which is what
 tests and the runtime need; :func:`required_identities` and :func:`credential_names` say
@@ -22,6 +29,7 @@ from dataclasses import dataclass, field
 
 from meshdsl.compile.envoy import names
 from meshdsl.model.gateway import Gateway
+from meshdsl.model.policy import DestinationRule
 from meshdsl.model.service import ServicePort, ServiceSpec
 from meshdsl.model.spec import MeshSpec
 
@@ -31,6 +39,9 @@ IMPLIED_PORT = 80
 
 ServicePortKey = tuple[str, str, int]
 """(namespace, service, service port number)."""
+
+WaypointTarget = tuple[str, int, str]
+"""(service, service port number, subset) a waypoint serves; subset ``""``: all of it."""
 
 
 @dataclass(frozen=True, order=True)
@@ -44,6 +55,18 @@ class WorkloadKey:
     @property
     def proxy_id(self) -> str:
         return names.sidecar_id(self.namespace, self.service, self.version)
+
+
+@dataclass(frozen=True, order=True)
+class WaypointKey:
+    """The waypoint of an ambient namespace: one Envoy applying L7 policy for its services."""
+
+    namespace: str
+    name: str
+
+    @property
+    def proxy_id(self) -> str:
+        return names.waypoint_id(self.name, self.namespace)
 
 
 @dataclass(frozen=True)
@@ -80,6 +103,8 @@ class CertFiles:
 
 @dataclass(frozen=True)
 class SidecarPlacement:
+    """A workload's app and its proxy: a sidecar, or in an ambient namespace its L4 proxy."""
+
     app: Address
     inbound: Address
     outbound: Mapping[ServicePortKey, int] = field(default_factory=dict)
@@ -90,6 +115,12 @@ class SidecarPlacement:
 class GatewayPlacement:
     ports: Mapping[int, int] = field(default_factory=dict)
     """Gateway server port (80, 443, ...) → loopback port of that listener."""
+
+
+@dataclass(frozen=True)
+class WaypointPlacement:
+    listeners: Mapping[WaypointTarget, int] = field(default_factory=dict)
+    """Each (service, port, subset) served → the loopback port of its listener."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +135,7 @@ class LocalPlacement:
 
     sidecars: Mapping[WorkloadKey, SidecarPlacement]
     gateways: Mapping[str, GatewayPlacement] = field(default_factory=dict)
+    waypoints: Mapping[WaypointKey, WaypointPlacement] = field(default_factory=dict)
     ca_cert: str | None = None
     identities: Mapping[str, CertFiles] = field(default_factory=dict)
     credentials: Mapping[str, CertFiles] = field(default_factory=dict)
@@ -135,6 +167,36 @@ def outbound_keys(spec: MeshSpec) -> list[ServicePortKey]:
                   for svc in spec.services for port in service_ports(svc))
 
 
+def destination_rule(spec: MeshSpec, svc: ServiceSpec) -> DestinationRule | None:
+    """The first DestinationRule for the service's host (Istio also picks one)."""
+    for dr in spec.destination_rules:
+        if spec.resolve_host(dr.host, dr.namespace) == (svc.namespace, svc.name):
+            return dr
+    return None
+
+
+def serving_waypoint(spec: MeshSpec, svc: ServiceSpec) -> WaypointKey | None:
+    """The waypoint that serves a service: its ambient namespace's (None: sidecar mode, or
+    an ambient namespace without a waypoint, where traffic stays at L4)."""
+    name = spec.data_plane.waypoint_of(svc.namespace)
+    return WaypointKey(svc.namespace, name) if name is not None else None
+
+
+def waypoint_targets(spec: MeshSpec) -> dict[WaypointKey, list[WaypointTarget]]:
+    """Every waypoint the mesh runs and what each serves: each port of each of its
+    services, whole and per DestinationRule subset."""
+    out: dict[WaypointKey, list[WaypointTarget]] = {}
+    for svc in spec.services:
+        key = serving_waypoint(spec, svc)
+        if key is None:
+            continue
+        dr = destination_rule(spec, svc)
+        subsets = ["", *(s.name for s in dr.subsets)] if dr is not None else [""]
+        out.setdefault(key, []).extend(
+            (svc.name, port.number, subset) for port in service_ports(svc) for subset in subsets)
+    return {key: sorted(set(targets)) for key, targets in sorted(out.items())}
+
+
 def gateway_workloads(spec: MeshSpec) -> dict[str, list[Gateway]]:
     """Gateway resources grouped by the gateway deployment they configure."""
     out: dict[str, list[Gateway]] = {}
@@ -159,7 +221,14 @@ def required_identities(spec: MeshSpec, workloads: Iterable[WorkloadKey]) -> lis
     for name in gateway_workloads(spec):
         ids.add(names.spiffe(spec.trust_domain, spec.root_namespace,
                              names.gateway_account(name)))
+    for waypoint in waypoint_targets(spec):
+        ids.add(waypoint_principal(spec, waypoint))
     return sorted(ids)
+
+
+def waypoint_principal(spec: MeshSpec, waypoint: WaypointKey) -> str:
+    """A waypoint's SPIFFE ID: Istio runs it as the service account named after it."""
+    return names.spiffe(spec.trust_domain, waypoint.namespace, waypoint.name)
 
 
 def credential_names(spec: MeshSpec) -> dict[str, list[str]]:
@@ -177,7 +246,8 @@ def ports_needed(spec: MeshSpec, workloads: Iterable[WorkloadKey] | None = None)
     """How many ports :func:`allocate` takes (apps with a fixed address included)."""
     keys = list(workloads if workloads is not None else local_workloads(spec))
     per_sidecar = 2 + len(outbound_keys(spec))
-    return len(keys) * per_sidecar + sum(len(p) for p in gateway_ports(spec).values())
+    return (len(keys) * per_sidecar + sum(len(p) for p in gateway_ports(spec).values())
+            + sum(len(t) for t in waypoint_targets(spec).values()))
 
 
 def allocate(
@@ -207,12 +277,14 @@ def allocate(
                                          outbound={k: next(ports) for k in outbound})
     gateways = {name: GatewayPlacement({p: next(ports) for p in server_ports})
                 for name, server_ports in gateway_ports(spec).items()}
+    waypoints = {key: WaypointPlacement({t: next(ports) for t in targets})
+                 for key, targets in waypoint_targets(spec).items()}
     with_pki = ca_cert is not None and identity is not None
     identities = ({sid: identity(sid) for sid in required_identities(spec, keys)}
                   if with_pki and identity is not None else {})
     credentials = ({name: credential(name, hosts)
                     for name, hosts in credential_names(spec).items()}
                    if credential is not None else {})
-    return LocalPlacement(sidecars=sidecars, gateways=gateways,
+    return LocalPlacement(sidecars=sidecars, gateways=gateways, waypoints=waypoints,
                           ca_cert=ca_cert if with_pki else None, identities=identities,
                           credentials=credentials)

@@ -1,6 +1,6 @@
 """What one proxy gets (:class:`ProxyConfig`) and the clusters every proxy shares.
 
-Every proxy — each sidecar and the gateway — knows every service of the mesh, as in
+Every proxy — each sidecar, gateway and waypoint — knows every service of the mesh, as in
 Istio without a ``Sidecar`` resource: a cluster per service port and one per subset of it.
 """
 
@@ -13,14 +13,18 @@ from enum import StrEnum
 
 from meshdsl.compile.envoy import clusters
 from meshdsl.compile.envoy.clusters import Caller
-from meshdsl.compile.envoy.placement import WorkloadKey, service_ports
+from meshdsl.compile.envoy.placement import WaypointKey, WorkloadKey, service_ports
 from meshdsl.compile.envoy.protos import Resource
 from meshdsl.compile.envoy.topology import Topology
+from meshdsl.model.service import ServiceSpec
 
 
 class ProxyKind(StrEnum):
     SIDECAR = "sidecar"
     GATEWAY = "gateway"
+    WAYPOINT = "waypoint"
+    ZTUNNEL = "ztunnel"
+    """A workload's L4 proxy in an ambient namespace (ztunnel's part for that workload)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class ProxyConfig:
     workload: WorkloadKey | None = None
     gateway: str | None = None
     principal: str | None = None
+    waypoint: WaypointKey | None = None
 
     def cluster(self, name: str) -> Resource:
         return _named(self.clusters, name, "cluster")
@@ -60,20 +65,21 @@ def _named(resources: Iterable[Resource], name: str, what: str) -> Resource:
     raise KeyError(f"no {what} named {name!r}")
 
 
-def mesh_clusters(topo: Topology, caller: Caller, notes: list[str]) -> list[Resource]:
-    """Every service port's cluster plus one per DestinationRule subset."""
+def mesh_clusters(topo: Topology, caller: Caller, notes: list[str], *,
+                  services: Iterable[ServiceSpec] | None = None) -> list[Resource]:
+    """Every service port's cluster plus one per DestinationRule subset (of ``services``:
+    default all)."""
     out: list[Resource] = []
-    for svc in topo.spec.services:
+    for svc in topo.spec.services if services is None else services:
         for port in service_ports(svc):
             for subset in [None, *(s.name for s in topo.subsets(svc))]:
                 out.append(clusters.outbound(topo, svc, port, subset, caller, notes))
     return out
 
 
-def missing_clusters(missing: Iterable[tuple[int, str | None, str]]) -> list[Resource]:
+def missing_clusters(missing: Iterable[str]) -> list[Resource]:
     """Empty clusters for destinations nothing else defines (see ``RouteContext``)."""
-    return [clusters.unknown_host(port, subset, host)
-            for port, subset, host in sorted(missing, key=lambda m: (m[2], m[0], m[1] or ""))]
+    return [clusters.unknown_host(name) for name in sorted(missing)]
 
 
 def finish(resources: Iterable[Resource]) -> list[Resource]:

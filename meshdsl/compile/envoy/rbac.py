@@ -241,7 +241,24 @@ def filters(spec: MeshSpec, namespace: str, labels: Mapping[str, str], *,
             own_ports: Collection[int], listener_port: int,
             notes: list[str]) -> list[Resource]:
     """The RBAC HTTP filters of one workload's inbound side (empty when no policy applies)."""
-    governing = applicable(spec, namespace, labels)
+    return policy_filters(applicable(spec, namespace, labels), spec, own_ports=own_ports,
+                          listener_port=listener_port, notes=notes)
+
+
+def l4_allow(name: str, principals: Sequence[str]) -> Resource:
+    """A network RBAC filter admitting only these peers (``<trust domain>/ns/../sa/..``),
+    as ztunnel enforces an L4 ALLOW policy: a plaintext connection has no principal."""
+    policy = {"permissions": [dict(_ANY)],
+              "principals": [_either("or_ids", [_principal(p) for p in principals])]}
+    return protos.filter_entry(protos.NETWORK_RBAC_FILTER, protos.NETWORK_RBAC,
+                               stat_prefix=f"{name}.", rules={"action": "ALLOW",
+                                                              "policies": {name: policy}})
+
+
+def policy_filters(governing: Sequence[AuthorizationPolicy], spec: MeshSpec, *,
+                   own_ports: Collection[int], listener_port: int,
+                   notes: list[str]) -> list[Resource]:
+    """The RBAC HTTP filters for the policies that govern one listener."""
     scope = _Scope(own_ports, listener_port)
     custom = [ap for ap in governing if ap.action == "CUSTOM"]
     for ap in custom:

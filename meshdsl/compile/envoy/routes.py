@@ -47,15 +47,18 @@ _OVERWRITE, _APPEND = "OVERWRITE_IF_EXISTS_OR_ADD", "APPEND_IF_EXISTS_OR_ADD"
 class RouteContext:
     """What compiling routes for one proxy and port needs, and what it finds out.
 
-    ``missing`` collects destinations no compiled cluster stands for (hosts outside the
-    mesh, undeclared subsets or ports): the proxy gets an empty cluster for each, so
-    requests fail with 503 like Istio's, instead of Envoy rejecting the whole config.
+    ``missing`` collects the names of destinations no compiled cluster stands for (hosts
+    outside the mesh, undeclared subsets or ports): the proxy gets an empty cluster for
+    each, so requests fail with 503 like Istio's, instead of Envoy rejecting the whole
+    config. ``serves`` holds the (namespace, name) of the services a waypoint compiles
+    routes for: it reaches them through its own ``inbound-vip|...`` clusters.
     """
 
     topo: Topology
     source: Source
     notes: list[str]
-    missing: set[tuple[int, str | None, str]] = field(default_factory=set)
+    missing: set[str] = field(default_factory=set)
+    serves: frozenset[tuple[str, str]] = frozenset()
 
 
 def destination_cluster(ctx: RouteContext, dest: Destination,
@@ -63,20 +66,22 @@ def destination_cluster(ctx: RouteContext, dest: Destination,
     """The cluster a destination names, and the load balancer of that subset."""
     svc = ctx.topo.resolve(dest.host, namespace)
     if svc is None:
-        port = dest.port or IMPLIED_PORT
-        ctx.missing.add((port, dest.subset, dest.host))
+        name = names.outbound_cluster(dest.port or IMPLIED_PORT, dest.subset, dest.host)
+        ctx.missing.add(name)
         ctx.notes.append(f"destination {dest.host!r} is not a service of the mesh: "
                          "requests to it fail with 503 locally")
-        return names.outbound_cluster(port, dest.subset, dest.host), None
+        return name, None
     numbers = [p.number for p in service_ports(svc)]
     port = dest.port or (ctx.source.port if ctx.source.port in numbers else numbers[0])
+    cluster = (names.waypoint_cluster if (svc.namespace, svc.name) in ctx.serves
+               else names.outbound_cluster)
+    name = cluster(port, dest.subset, svc.fqdn)
     defined = {s.name for s in ctx.topo.subsets(svc)}
     if port not in numbers or (dest.subset is not None and dest.subset not in defined):
-        ctx.missing.add((port, dest.subset, svc.fqdn))
+        ctx.missing.add(name)
         ctx.notes.append(f"{svc.name} has no port {port} or subset {dest.subset!r}: requests "
                          "routed there fail with 503 locally")
-    return (names.outbound_cluster(port, dest.subset, svc.fqdn),
-            ctx.topo.policy(svc, dest.subset).load_balancer)
+    return name, ctx.topo.policy(svc, dest.subset).load_balancer
 
 
 def _split(ctx: RouteContext, to: Sequence[Destination], namespace: str) -> Resource:

@@ -3,7 +3,8 @@ listener in front of its app.
 
 Outbound, each service port the placement gives this sidecar a loopback port for gets a
 listener whose route table is the service's VirtualService as this workload sees it (or a
-plain route to every endpoint when there is none). Inbound, one listener carries mTLS per
+plain route to every endpoint when there is none; and for a service an ambient waypoint
+serves, a plain route to that waypoint, which applies the routes). Inbound, one listener carries mTLS per
 the effective PeerAuthentication, the RBAC filters of the AuthorizationPolicies that
 select the workload, its local rate limits, and forwards to the app through
 ``inbound|<port>|<version>|<fqdn>``.
@@ -30,7 +31,7 @@ from meshdsl.model.service import ServicePort
 
 def _outbound(topo: Topology, me: PlacedWorkload, ns: str, name: str, number: int,
               local_port: int, ctx_notes: list[str],
-              missing: set[tuple[int, str | None, str]]) -> tuple[Resource, Resource | None]:
+              missing: set[str]) -> tuple[Resource, Resource | None]:
     svc = topo.spec.service(ns, name)
     port = next((p for p in service_ports(svc) if p.number == number), None) if svc else None
     if svc is None or port is None:
@@ -42,6 +43,8 @@ def _outbound(topo: Topology, me: PlacedWorkload, ns: str, name: str, number: in
     ctx = routes.RouteContext(topo, Source(me.key.namespace, me.labels, frozenset({MESH}),
                                            port.number), ctx_notes)
     vs, notes = topo.mesh_routes(svc)
+    if topo.waypoint_of(svc) is not None:
+        vs, notes = None, []  # its waypoint routes; the sidecar sends it every request
     ctx_notes += notes
     default = names.outbound_cluster(port.number, None, svc.fqdn)
     address = Address(local_port, topo.placement.listen_host)
@@ -98,7 +101,7 @@ def build(topo: Topology, me: PlacedWorkload) -> ProxyConfig:
     notes: list[str] = []
     cert = topo.identity(me.principal, f"sidecar {me.key.proxy_id}") if topo.pki else None
     caller = Caller(me.key.proxy_id, cert, topo.placement.ca_cert)
-    missing: set[tuple[int, str | None, str]] = set()
+    missing: set[str] = set()
     all_listeners: list[Resource] = []
     tables: list[Resource] = []
     for (ns, name, number), local_port in sorted(me.placement.outbound.items()):

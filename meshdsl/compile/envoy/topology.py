@@ -5,6 +5,9 @@ Istio learns this from the Kubernetes API (pods, labels, endpoints); here it com
 model plus the placement. Workload labels are what ``meshdsl.compile.kube`` puts on pods
 (``app``/``version``) plus any labels declared on the version, so subset selectors,
 PeerAuthentication and AuthorizationPolicy selectors match exactly as on a cluster.
+
+In an ambient namespace the placed waypoint serves every service of the namespace
+(:meth:`Topology.waypoint_of`); every other proxy reaches those services through it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ from meshdsl.compile.envoy.placement import (
     CertFiles,
     LocalPlacement,
     SidecarPlacement,
+    WaypointKey,
+    WaypointPlacement,
     WorkloadKey,
+    destination_rule,
+    serving_waypoint,
+    waypoint_principal,
 )
 from meshdsl.compile.envoy.protos import EnvoyCompileError
 from meshdsl.model.policy import DestinationRule, Subset, TrafficPolicy
@@ -34,6 +42,13 @@ class PlacedWorkload:
     service: ServiceSpec
     labels: Mapping[str, str]
     placement: SidecarPlacement
+    principal: str
+
+
+@dataclass(frozen=True)
+class PlacedWaypoint:
+    key: WaypointKey
+    placement: WaypointPlacement
     principal: str
 
 
@@ -69,6 +84,16 @@ class Topology:
                                          principal=names.spiffe(spec.trust_domain,
                                                                 svc.namespace, svc.account)))
         self.workloads = placed
+        self.waypoints = {key: PlacedWaypoint(key, where, waypoint_principal(spec, key))
+                          for key, where in sorted(placement.waypoints.items())}
+        for needed in sorted({k for s in spec.services if (k := serving_waypoint(spec, s))}):
+            if needed not in self.waypoints and any(w.key.namespace == needed.namespace
+                                                    for w in placed):
+                raise EnvoyCompileError(
+                    f"namespace {needed.namespace} is ambient with waypoint {needed.name!r}, but "
+                    "the placement runs no such waypoint; place every waypoint of "
+                    "placement.waypoint_targets(spec) (without one, its L7 policy would "
+                    "not be enforced)")
 
     # --- services and workloads -----------------------------------------------------------
 
@@ -90,14 +115,18 @@ class Topology:
                  f"route {svc.fqdn}; sidecars use the first"] if len(found) > 1 else []
         return (found[0] if found else None), notes
 
+    def is_ambient(self, namespace: str) -> bool:
+        return self.spec.data_plane.is_ambient(namespace)
+
+    def waypoint_of(self, svc: ServiceSpec) -> PlacedWaypoint | None:
+        """The placed waypoint that serves ``svc`` (None: its callers reach it directly)."""
+        key = serving_waypoint(self.spec, svc)
+        return self.waypoints.get(key) if key is not None else None
+
     # --- destination rules ----------------------------------------------------------------
 
     def destination_rule(self, svc: ServiceSpec) -> DestinationRule | None:
-        """The first DestinationRule for the service's host (Istio also picks one)."""
-        for dr in self.spec.destination_rules:
-            if self.spec.resolve_host(dr.host, dr.namespace) == (svc.namespace, svc.name):
-                return dr
-        return None
+        return destination_rule(self.spec, svc)
 
     def subset(self, svc: ServiceSpec, name: str) -> Subset | None:
         dr = self.destination_rule(svc)

@@ -20,7 +20,7 @@ from meshdsl.compile.envoy import protos
 from meshdsl.compile.envoy.clusters import static_cluster
 from meshdsl.compile.envoy.placement import Address
 from meshdsl.compile.envoy.protos import Resource
-from meshdsl.compile.envoy.proxy import ProxyConfig
+from meshdsl.compile.envoy.proxy import ProxyConfig, ProxyKind
 from meshdsl.model.spec import MeshSpec
 from meshdsl.model.telemetry import Telemetry, Tracing
 
@@ -29,6 +29,7 @@ __all__ = ["ZIPKIN_CLUSTER", "effective_tracing", "with_tracing"]
 ZIPKIN_CLUSTER = "zipkin"
 _ZIPKIN = "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig"
 _GATEWAY_LABELS = {"istio": "ingressgateway"}
+_GATEWAY_NAME = "gateway.networking.k8s.io/gateway-name"  # a waypoint pod's label
 
 
 def effective_tracing(spec: MeshSpec, namespace: str, labels: Mapping[str, str]
@@ -77,10 +78,15 @@ def with_tracing(configs: Mapping[str, ProxyConfig], spec: MeshSpec, collector: 
     """``configs`` with tracing where a Telemetry asks for it (others unchanged)."""
     out: dict[str, ProxyConfig] = {}
     for pid, config in configs.items():
-        if config.workload is not None:
+        if config.kind is ProxyKind.ZTUNNEL:  # L4 only: no spans, as ztunnel
+            tracing = None
+        elif config.workload is not None:
             key = config.workload
             tracing = effective_tracing(spec, key.namespace,
                                         {"app": key.service, "version": key.version})
+        elif config.waypoint is not None:
+            tracing = effective_tracing(spec, config.waypoint.namespace,
+                                        {_GATEWAY_NAME: config.waypoint.name})
         else:
             tracing = effective_tracing(spec, spec.root_namespace, _GATEWAY_LABELS)
         if tracing is None or tracing.disable_span_reporting:

@@ -85,7 +85,7 @@ def compile_ambient(mesh: MeshSpec, owned: dict[str, str], *,
             if dp.is_ambient(pa.namespace)]
     policies = [ap for ap in mesh.authorization_policies if dp.is_ambient(ap.namespace)]
     out += [security.authorization_policy(mesh, ap, owned) for ap in policies]
-    guarded = sorted({ap.namespace for ap in policies})
-    out += [security.waypoint_only(mesh, ns, wp, owned) for ns in guarded
-            if (wp := dp.waypoint_of(ns)) is not None]
+    out += [security.waypoint_only(mesh, ns, wp, owned)
+            for ns in sorted({ap.namespace for ap in policies})
+            if security.guarded(mesh, ns) and (wp := dp.waypoint_of(ns)) is not None]
     return out

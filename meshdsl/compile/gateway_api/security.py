@@ -59,6 +59,13 @@ def authorization_policy(mesh: MeshSpec, ap: AuthorizationPolicy,
     return manifest
 
 
+def guarded(mesh: MeshSpec, namespace: str) -> bool:
+    """Whether a namespace's workloads admit only its waypoint (``<waypoint>-only``): it
+    has a waypoint and some authorization, which callers must not skip."""
+    return mesh.data_plane.waypoint_of(namespace) is not None and any(
+        ap.namespace == namespace for ap in mesh.authorization_policies)
+
+
 def waypoint_only(mesh: MeshSpec, namespace: str, waypoint: str,
                   owned: dict[str, str]) -> Manifest:
     principal = f"{mesh.trust_domain}/ns/{namespace}/sa/{waypoint}"

@@ -26,12 +26,14 @@ from meshdsl.compile.envoy import (
     GatewayPlacement,
     LocalPlacement,
     SidecarPlacement,
+    WaypointPlacement,
     WorkloadKey,
     credential_names,
     gateway_ports,
     local_workloads,
     outbound_keys,
     required_identities,
+    waypoint_targets,
 )
 from meshdsl.model.service import LocalRun
 from meshdsl.model.spec import MeshSpec
@@ -117,7 +119,8 @@ def extend(spec: MeshSpec, previous: LocalPlacement | None = None, *,
            previous_spec: MeshSpec | None = None, credentials: Credentials | None = None,
            gateway_port: int | None = None, ports: PortSource = listener_ports) -> LocalPlacement:
     """The placement of ``spec``: what ``previous`` (of ``previous_spec``) placed keeps its
-    ports, and only new apps, sidecars, outbound listeners and gateway ports get fresh ones.
+    ports, and only new apps, sidecars, outbound listeners, gateway ports and waypoint
+    listeners get fresh ones.
 
     Apps with ``run_locally(address=...)`` get that address. ``gateway_port`` fixes the
     lowest server port of the ingress gateway (``meshctl up --gateway-port``). Without
@@ -125,6 +128,7 @@ def extend(spec: MeshSpec, previous: LocalPlacement | None = None, *,
     """
     old_sidecars = previous.sidecars if previous is not None else {}
     old_gateways = previous.gateways if previous is not None else {}
+    old_waypoints = previous.waypoints if previous is not None else {}
     slots: list[int | None] = []
 
     def slot(port: int | None = None) -> int:
@@ -155,6 +159,9 @@ def extend(spec: MeshSpec, previous: LocalPlacement | None = None, *,
         have = old_gateways.get(name, GatewayPlacement()).ports
         gateways[name] = {p: slot(fixed[2] if (name, p) == fixed[:2] else have.get(p))
                           for p in server_ports}
+    waypoints = {key: {t: slot(old_waypoints.get(key, WaypointPlacement()).listeners.get(t))
+                       for t in targets}
+                 for key, targets in waypoint_targets(spec).items()}
 
     missing = [i for i, port in enumerate(slots) if port is None]
     for index, port in zip(missing, ports(len(missing)) if missing else [], strict=True):
@@ -181,6 +188,8 @@ def extend(spec: MeshSpec, previous: LocalPlacement | None = None, *,
         sidecars=placed,
         gateways={name: GatewayPlacement({p: port_of(i) for p, i in by_port.items()})
                   for name, by_port in gateways.items()},
+        waypoints={key: WaypointPlacement({t: port_of(i) for t, i in by_target.items()})
+                   for key, by_target in waypoints.items()},
         ca_cert=credentials.ca_cert if credentials is not None else None,
         identities=identities, credentials=creds)
 

@@ -1,12 +1,13 @@
-"""The whole local mesh: apps, a sidecar Envoy per workload and a gateway Envoy, live-updated.
+"""The whole local mesh: apps, an Envoy per workload, gateway and waypoint, live-updated.
 
 :class:`LocalMesh` is what ``meshctl up`` runs. Given a :class:`MeshSpec` it
 
 1. places everything on loopback (:mod:`.allocation`: free ports, stable across updates)
    and issues a SPIFFE certificate per service account from a local CA (:mod:`.pki`);
 2. starts each workload's app (:mod:`.apps`) and one :class:`EnvoyProcess` per proxy that
-   ``meshdsl.compile.envoy.compile_local`` emits — a sidecar per (service, version) and one
-   per gateway deployment;
+   ``meshdsl.compile.envoy.compile_local`` emits — a sidecar per (service, version) (in an
+   ambient namespace an L4 proxy, plus the namespace's waypoint) and one per gateway
+   deployment;
 3. pushes every proxy's listeners, route tables and clusters with a version string
    ``<generation>-<config digest>``, and on :meth:`LocalMesh.apply` pushes again to the
    proxies whose config changed — nothing restarts, no request fails.
@@ -251,7 +252,8 @@ class LocalMesh:
             old.envoy.stop()
         workdir = self.workdir / "proxies" / proxy_id
         shutil.rmtree(workdir, ignore_errors=True)
-        cluster = config.workload.service if config.workload else (config.gateway or proxy_id)
+        cluster = (config.workload.service if config.workload else config.waypoint.name
+                   if config.waypoint else config.gateway or proxy_id)
         envoy = EnvoyProcess(workdir, node_id=proxy_id, node_cluster=cluster,
                              log_level=self._log_level, drain_time_s=self._drain_time_s,
                              envoy=self._envoy_binary)
@@ -382,7 +384,8 @@ class LocalMesh:
         return self.placement.sidecars[self._key(proxy)].app
 
     def table(self, *, live: bool = True) -> list[Row]:
-        """A row per proxy, gateways first; ``live`` asks every Envoy for its version."""
+        """A row per proxy, gateways and waypoints first; ``live`` asks every Envoy for its
+        version."""
         with self._lock:
             return self._table(self.versions() if live else self.pushed_versions())
 

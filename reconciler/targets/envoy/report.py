@@ -66,7 +66,8 @@ class Applied:
 def table_rows(spec: MeshSpec, placement: LocalPlacement,
                proxies: Mapping[str, tuple[ProxyConfig | None, str]],
                apps: Mapping[WorkloadKey, LocalApp], versions: Mapping[str, str]) -> list[Row]:
-    """A row per running proxy (``proxies``: its config and admin URL), gateways first."""
+    """A row per running proxy (``proxies``: its config and admin URL): gateways, then
+    waypoints, then each workload's sidecar (or L4 proxy in an ambient namespace)."""
     rows: list[Row] = []
     for name, gateway in sorted(placement.gateways.items()):
         pid = next((p for p, (config, _) in proxies.items()
@@ -79,6 +80,15 @@ def table_rows(spec: MeshSpec, placement: LocalPlacement,
         rows.append(Row(pid, ProxyKind.GATEWAY.value, spec.root_namespace, name, "",
                         "", "", listen, admin, f"{admin}/stats/prometheus",
                         versions.get(pid, "")))
+    for waypoint, placed in sorted(placement.waypoints.items()):
+        if waypoint.proxy_id not in proxies:
+            continue
+        admin = proxies[waypoint.proxy_id][1]
+        listen = tuple(f"127.0.0.1:{port} ({service}{f' {subset}' if subset else ''}:{number})"
+                       for (service, number, subset), port in sorted(placed.listeners.items()))
+        rows.append(Row(waypoint.proxy_id, ProxyKind.WAYPOINT.value, waypoint.namespace,
+                        waypoint.name, "", "", "", listen, admin, f"{admin}/stats/prometheus",
+                        versions.get(waypoint.proxy_id, "")))
     for key, where in sorted(placement.sidecars.items()):
         if key.proxy_id not in proxies:
             continue
@@ -87,8 +97,9 @@ def table_rows(spec: MeshSpec, placement: LocalPlacement,
         state = (f"pid {app.pid}" if app is not None and app.running()
                  else "external" if run is not None and run.address
                  else "exited" if app is not None else "no local run")
-        admin = proxies[key.proxy_id][1]
-        rows.append(Row(key.proxy_id, ProxyKind.SIDECAR.value, key.namespace, key.service,
+        config, admin = proxies[key.proxy_id]
+        kind = config.kind if config is not None else ProxyKind.SIDECAR
+        rows.append(Row(key.proxy_id, kind.value, key.namespace, key.service,
                         key.version, str(where.app), state, (str(where.inbound),), admin,
                         f"{admin}/stats/prometheus", versions.get(key.proxy_id, "")))
     return rows

@@ -115,6 +115,25 @@ def test_source_answers_from_a_window_of_scrapes() -> None:
     assert p99 == pytest.approx(250 + 250 * (99 - 90) / 10)
 
 
+def test_a_plan_judged_on_its_waypoint_reads_the_waypoints_clusters() -> None:
+    """In an ambient namespace the workloads have no sidecar: the plan (reporter
+    ``waypoint``) is judged on the waypoint's ``inbound-vip`` clusters, whatever view the
+    source reads for the other plans."""
+    clock = Clock()
+    waypoint = "inbound-vip|9080|v2|reviews_shop_svc_cluster_local"
+    pages = iter([exposition({waypoint: (10, 0), V2_IN: (10, 0)}, {}),
+                  exposition({waypoint: (70, 40), V2_IN: (10, 0)}, {})])
+    source = EnvoyStatsSource(["http://a"], clock=clock, fetch=lambda url: next(pages))
+    plan = make_plan(checks=[MetricCheck(name="x", builtin="request-success-rate")])
+    (ambient,) = [q for q in metric_queries(plan.model_copy(update={"reporter": "waypoint"}))
+                  if q.builtin == "request-success-rate"]
+    assert 'reporter="waypoint"' in ambient.promql and ambient.reporter == "waypoint"
+    source.sample()
+    clock.now = 61.0
+    assert source.measure(ambient) == 60.0
+    assert source.measure(query("request-success-rate")) is None  # the sidecar saw nothing
+
+
 def test_source_without_traffic_has_no_success_rate() -> None:
     clock = Clock()
     page = exposition({V2_IN: (7, 1)}, {})

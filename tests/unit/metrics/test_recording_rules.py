@@ -26,6 +26,10 @@ from reconciler.metrics.recording_rules import (
      ("source", 9080, "v2", "reviews", "bookinfo")),
     ("inbound|8080|canary-1|my-svc_my-ns_svc_cluster_local",
      ("destination", 8080, "canary-1", "my-svc", "my-ns")),
+    ("inbound-vip|9080|v2|reviews_shop_svc_cluster_local",
+     ("waypoint", 9080, "v2", "reviews", "shop")),
+    ("inbound-vip|9080||reviews_shop_svc_cluster_local", None),
+    ("inbound-l4|9080|v2|reviews_shop_svc_cluster_local", None),  # TCP, no requests
     ("outbound|9080||reviews_bookinfo_svc_cluster_local", None),
     ("outbound|443||api.example.com", None),
     ("prometheus_stats", None),
@@ -69,6 +73,21 @@ def test_relabelling_gives_a_subset_cluster_istios_labels() -> None:
     assert "response_code" not in caller
 
 
+def test_a_waypoints_series_report_as_the_waypoint_with_the_destination_labels() -> None:
+    cluster = "inbound-vip|9080|v2|reviews_shop_svc_cluster_local"
+    series = relabel({"__name__": "envoy_cluster_upstream_rq", "envoy_response_code": "503",
+                      "envoy_cluster_name": cluster})
+    sidecar = relabel({"__name__": "envoy_cluster_upstream_rq", "envoy_response_code": "503",
+                       "envoy_cluster_name": "inbound|9080|v2|reviews_shop_svc_cluster_local"})
+    assert series["reporter"] == "waypoint"
+    assert {k: v for k, v in series.items() if k not in ("reporter", "envoy_cluster_name")} \
+        == {k: v for k, v in sidecar.items() if k not in ("reporter", "envoy_cluster_name")}
+    latency = relabel({"__name__": "envoy_cluster_upstream_rq_time_bucket", "le": "5",
+                       "envoy_cluster_name": cluster})
+    assert (latency["__name__"], latency["reporter"], latency["destination_workload"]) == (
+        "istio_request_duration_milliseconds_bucket", "waypoint", "reviews-v2")
+
+
 @pytest.mark.parametrize("labels", [
     {"__name__": "envoy_cluster_upstream_rq_time_bucket",
      "envoy_cluster_name": "outbound|9080||reviews_shop_svc_cluster_local"},
@@ -100,13 +119,15 @@ def test_the_patterns_in_the_relabelling_are_the_python_ones() -> None:
                 if c["source_labels"] == ["envoy_cluster_name"]}
     name = "outbound|9080|v2|reviews_bookinfo_svc_cluster_local"
     assert sum(1 for p in patterns if re.fullmatch(p, name)) == 2  # its reporter + the rest
-    assert CLUSTER_PATTERN.startswith("(outbound|inbound)")
+    assert CLUSTER_PATTERN.startswith("(outbound|inbound|inbound-vip)")
 
 
 @pytest.mark.parametrize(("stat", "read"), [
     ("cluster.inbound|9080|v2|reviews_shop_svc_cluster_local.upstream_rq_503", True),
     ("cluster.outbound|9080|v2|reviews_shop_svc_cluster_local.upstream_rq_total", True),
     ("cluster.inbound|9080|v2|reviews_shop_svc_cluster_local.upstream_rq_time", True),
+    ("cluster.inbound-vip|9080|v2|reviews_shop_svc_cluster_local.upstream_rq_503", True),
+    ("cluster.inbound-vip|9080|v2|reviews_shop_svc_cluster_local.upstream_rq_time", True),
     ("cluster.inbound|9080|v2|reviews_shop_svc_cluster_local.upstream_rq_timeout", False),
     ("cluster.inbound|9080|v2|reviews_shop_svc_cluster_local.upstream_cx_total", False),
     ("http.inbound|9080|v2|reviews_shop_svc_cluster_local.downstream_rq_5xx", False),

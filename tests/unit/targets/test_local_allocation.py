@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
-from meshdsl.compile.envoy import Address, WorkloadKey
+from meshdsl.compile.envoy import Address, WaypointKey, WorkloadKey
 from meshdsl.model import Mesh
 from meshdsl.model.spec import MeshSpec
 from reconciler.targets.envoy.allocation import ephemeral_range, extend, listener_ports
@@ -52,6 +52,29 @@ def test_existing_workloads_keep_their_ports_and_new_ones_get_fresh_ports() -> N
              for p in (w.app.port, w.inbound.port, *w.outbound.values())]
     every += [p for g in second.gateways.values() for p in g.ports.values()]
     assert len(every) == len(set(every))  # no port used twice
+
+
+def test_waypoint_listeners_keep_their_ports_and_a_new_subset_gets_one() -> None:
+    def ambient(versions: list[str]) -> MeshSpec:
+        mesh = Mesh("t", namespace="shop")
+        mesh.namespace("shop", mode="ambient")
+        mesh.service("reviews", port=9080, versions=versions).run_locally(command=["app"])
+        return mesh.build()
+
+    source = counter()
+    first = extend(ambient(["v1"]), ports=ports_from(source))
+    second = extend(ambient(["v1", "v2"]), first, previous_spec=ambient(["v1"]),
+                    ports=ports_from(source))
+    key = WaypointKey("shop", "waypoint")
+    assert set(first.waypoints) == {key}
+    before, after = first.waypoints[key].listeners, second.waypoints[key].listeners
+    assert set(before) == {("reviews", 9080, ""), ("reviews", 9080, "v1")}
+    assert {t: p for t, p in after.items() if t in before} == before
+    assert set(after) - set(before) == {("reviews", 9080, "v2")}
+    every = [p for w in second.sidecars.values()
+             for p in (w.app.port, w.inbound.port, *w.outbound.values())]
+    every += list(after.values())
+    assert len(every) == len(set(every))
 
 
 def test_a_fixed_app_address_is_used_and_a_dropped_one_is_replaced() -> None:
