@@ -23,12 +23,11 @@ from reconciler.cli.app import app, fail
 from reconciler.cli.dashboard import serve_reconciler
 from reconciler.cli.fence import AdoptOpt, AllowNsOpt, fence_options
 from reconciler.cli.options import (
-    AsOpt,
-    ContextOpt,
-    KubeconfigOpt,
     NameOpt,
     NamespaceOpt,
     StateDirOpt,
+    kube_connection,
+    option_groups,
     parse_duration,
     state_location,
 )
@@ -79,6 +78,7 @@ def _listen(value: str) -> tuple[str, int] | None:
 
 
 @app.command("reconcile")
+@option_groups(connection=kube_connection)
 def reconcile_cmd(
     repo: Annotated[str | None, typer.Option(
         "--repo", help="Git URL or path of the repository to track.")] = None,
@@ -92,9 +92,8 @@ def reconcile_cmd(
         = "mesh.py",
     target: Annotated[TargetKind, typer.Option(
         "--target", help="kube (an API server) or local (the Envoy mesh).")] = TargetKind.kube,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    as_user: AsOpt = None,
+    *,
+    connection: KubeConnection,
     name: NameOpt = "default",
     state: Annotated[StateKind, typer.Option(
         "--state", help="Where status/history persist: cluster (ConfigMaps; default for "
@@ -178,7 +177,6 @@ def reconcile_cmd(
             fail("--allowed-signers needs a Git source (--repo)", 2)
     if allowed_signers is not None and not allowed_signers.is_file():
         fail(f"--allowed-signers {allowed_signers}: no such file", 2)
-    connection = KubeConnection(kubeconfig, context, as_user)
     fence_options({}, adopt, allow_namespace, system_namespace)  # exits 2 on a bad --adopt
     if state is StateKind.auto:
         state = StateKind.cluster if target is TargetKind.kube and state_dir is None else (
