@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import ComponentsMissingError, LocalApiServer
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses (they share the session's API server)."""
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +33,10 @@ def apiserver() -> Iterator[LocalApiServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def target(apiserver: LocalApiServer) -> Iterator[KubeTarget]:
+    """A connection to the session's API server, closed after the test."""
+    with KubeTarget.from_kubeconfig(str(apiserver.kubeconfig)) as opened:
+        yield opened

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +32,12 @@ from reconciler.runtime.apply import Options, RejectedError, apply, diff
 from reconciler.targets.kube import Forbidden, KubeError, KubeTarget, Unreachable
 from reconciler.testing.apiserver import LocalApiServer
 from tests.conftest import load_example
+from tests.integration.conftest import unique
 
 pytestmark = pytest.mark.integration
 
 MESHCTL = [sys.executable, "-c", "from reconciler.cli import main; main()"]
 NET = "networking.istio.io"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-@pytest.fixture
-def target(apiserver: LocalApiServer) -> Iterator[KubeTarget]:
-    with KubeTarget.from_kubeconfig(str(apiserver.kubeconfig)) as t:
-        yield t
 
 
 def kubectl(apiserver: LocalApiServer, *args: str, stdin: str | None = None) -> str:

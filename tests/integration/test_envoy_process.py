@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -53,6 +54,26 @@ def envoy(tmp_path: Path) -> Iterator[EnvoyProcess]:
         yield proc
 
 
+@dataclass(frozen=True)
+class Ingress:
+    """A listener on a free port routing by the RDS table ``ROUTES``."""
+
+    port: int
+
+    @property
+    def listeners(self) -> list[dict[str, object]]:
+        return [http_listener("ingress", self.port, route_config_name=ROUTES)]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/reviews/1"
+
+
+@pytest.fixture
+def ingress() -> Ingress:
+    return Ingress(free_port())
+
+
 def _client() -> httpx.Client:
     return httpx.Client(timeout=5.0, trust_env=False)
 
@@ -67,13 +88,11 @@ def _served_by(client: httpx.Client, url: str, count: int) -> Counter[str]:
 
 
 def test_weighted_split_and_hot_update_without_restart(
-    envoy: EnvoyProcess, reviews: tuple[DemoApp, DemoApp]
+    envoy: EnvoyProcess, reviews: tuple[DemoApp, DemoApp], ingress: Ingress
 ) -> None:
     v1, v2 = reviews
-    port = free_port()
-    listeners = [http_listener("ingress", port, route_config_name=ROUTES)]
+    listeners, url = ingress.listeners, ingress.url
     clusters = [static_cluster("v1", v1.port), static_cluster("v2", v2.port)]
-    url = f"http://127.0.0.1:{port}/reviews/1"
 
     envoy.update(
         listeners,
@@ -101,12 +120,10 @@ def test_weighted_split_and_hot_update_without_restart(
 
 
 def test_zero_failed_requests_while_config_changes_under_load(
-    envoy: EnvoyProcess, reviews: tuple[DemoApp, DemoApp]
+    envoy: EnvoyProcess, reviews: tuple[DemoApp, DemoApp], ingress: Ingress
 ) -> None:
     v1, v2 = reviews
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/reviews/1"
-    rds_listener = [http_listener("ingress", port, route_config_name=ROUTES)]
+    url, rds_listener = ingress.url, ingress.listeners
 
     def rds(weights: dict[str, int]) -> list[dict[str, object]]:
         return [route_table(ROUTES, [weighted_route(weights)])]
@@ -147,7 +164,7 @@ def test_zero_failed_requests_while_config_changes_under_load(
             [
                 http_listener(
                     "ingress",
-                    port,
+                    ingress.port,
                     route_config=route_table("inline", [weighted_route({"v2": 100})]),
                 )
             ],
@@ -172,11 +189,10 @@ def test_zero_failed_requests_while_config_changes_under_load(
 
 
 def test_rejected_update_keeps_serving_previous_config(
-    envoy: EnvoyProcess, reviews: tuple[DemoApp, DemoApp]
+    envoy: EnvoyProcess, reviews: tuple[DemoApp, DemoApp], ingress: Ingress
 ) -> None:
     v1, _ = reviews
-    port = free_port()
-    listeners = [http_listener("ingress", port, route_config_name=ROUTES)]
+    port, listeners = ingress.port, ingress.listeners
     clusters = [static_cluster("v1", v1.port)]
     routes = [route_table(ROUTES, [weighted_route({"v1": 1})])]
     envoy.update(listeners, clusters, "good", routes=routes)

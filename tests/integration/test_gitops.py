@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from reconciler.testing.gitops import BROKEN, GitServer, mesh_program
 from reconciler.testing.local_gitops import LocalGitOps, local_program
 from reconciler.testing.tcpproxy import TcpProxy
 from reconciler.testing.wait import wait_for
+from tests.integration.conftest import unique
 
 pytestmark = pytest.mark.integration
 
@@ -50,10 +50,6 @@ SECRET = b"integration-secret"
 VS = "networking.istio.io/v1"
 MESHCTL = str(Path(sys.executable).parent / "meshctl")
 
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 class Harness:
