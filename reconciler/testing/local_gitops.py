@@ -52,12 +52,12 @@ class LocalGitOps(Component):
 
     def __init__(self, root: Path, *, name: str, program_timeout: float = 10.0) -> None:
         self.root, self.name = Path(root), name
-        self.local = LocalMesh(workdir=self.root / "mesh")
-        self.store = DiskStore(self.root / "state")
-        self.sandbox = Sandbox(Limits(timeout=program_timeout))
         self._server: WebhookServer | None = None
         self._git: GitServer | None = None
         self._reconciler: Reconciler | None = None
+        self.local = LocalMesh(workdir=self.root / "mesh")
+        self.store = DiskStore(self.root / "state")
+        self.sandbox = Sandbox(Limits(timeout=program_timeout))
 
     @property
     def git(self) -> GitServer:
