@@ -28,6 +28,7 @@ from reconciler.metrics.recording_rules import (
     istio_bridge_rule_groups,
 )
 from reconciler.ports import MetricsSource, WebhookCaller
+from reconciler.processes.lifecycle import Component
 from reconciler.runtime.rollout_store import DiskRolloutStore
 from reconciler.runtime.rollouts import RolloutDriver, RolloutReport
 from reconciler.targets.envoy.mesh import LocalMesh
@@ -58,7 +59,7 @@ class Sample:
 
 
 @dataclass
-class TrafficGenerator:
+class TrafficGenerator(Component):
     """GETs ``url`` about ``rate`` times a second from a thread, until stopped or
     ``max_seconds`` passed. ``classify`` turns a response into (status, served_by) —
     e.g. to read a downstream call's result out of a frontend's JSON."""
@@ -106,12 +107,6 @@ class TrafficGenerator:
     def share(self, served_by: str, *, since: float, until: float | None = None) -> float:
         window = [s for s in self.since(since) if until is None or s.at < until]
         return sum(1 for s in window if s.served_by == served_by) / max(1, len(window))
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def envoy_scrape_job(mesh: LocalMesh, name: str = "envoy") -> ScrapeJob:
@@ -225,4 +220,3 @@ class CanaryRig:
 def outcome(rig: CanaryRig, namespace: str, service: str) -> str:
     stored = rig.store.load(namespace, service)
     return "none" if stored is None else stored.state.phase.value
-

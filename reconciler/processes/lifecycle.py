@@ -19,8 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["ChildExited", "Component", "NotReady", "in_parallel", "log_tail", "terminate",
-           "wait_ready"]
+__all__ = ["ChildExited", "Closeable", "Component", "NotReady", "in_parallel", "log_tail",
+           "terminate", "wait_ready"]
 
 
 class NotReady(TimeoutError):
@@ -129,3 +129,19 @@ class Component:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+class Closeable:
+    """A thing with a ``close()`` (a client, a cache of connections): used as a context
+    manager, entering gives it as it is and leaving closes it. Unlike a
+    :class:`Component`, it is ready when built."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
