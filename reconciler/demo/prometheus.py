@@ -35,6 +35,7 @@ from reconciler.processes.lifecycle import (
 )
 from reconciler.processes.ports import free_port
 from reconciler.processes.spawn import spawn
+from reconciler.processes.workfiles import WorkFile
 
 __all__ = ["LocalPrometheus", "PrometheusError", "ScrapeJob", "by_label", "find_prometheus"]
 
@@ -106,17 +107,9 @@ class LocalPrometheus(Component):
         self._client: httpx.Client | None = None
         self.port = 0
 
-    @property
-    def config_path(self) -> Path:
-        return self.workdir / "prometheus.yml"
-
-    @property
-    def rules_path(self) -> Path:
-        return self.workdir / "rules.yml"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "prometheus.log"
+    config_path = WorkFile("prometheus.yml")
+    rules_path = WorkFile("rules.yml")
+    log_path = WorkFile("prometheus.log")
 
     @property
     def url(self) -> str:

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from reconciler.errors import ReconcilerError
+from reconciler.processes.workfiles import WorkFile
 
 __all__ = ["CertPair", "LocalCA", "PKIError", "workload_secrets"]
 
@@ -57,13 +58,8 @@ class LocalCA:
         self._key = key
         self._cert = cert
 
-    @property
-    def cert_path(self) -> Path:
-        return self.directory / "ca.crt"
-
-    @property
-    def key_path(self) -> Path:
-        return self.directory / "ca.key"
+    cert_path = WorkFile("ca.crt", under="directory")
+    key_path = WorkFile("ca.key", under="directory")
 
     @property
     def certificate(self) -> x509.Certificate:

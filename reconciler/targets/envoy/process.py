@@ -33,6 +33,7 @@ from typing import Any, Self
 
 from reconciler.processes.lifecycle import ChildExited, Component, NotReady, terminate, wait_ready
 from reconciler.processes.spawn import spawn
+from reconciler.processes.workfiles import WorkFile
 from reconciler.targets.envoy.admin import EnvoyAdmin
 from reconciler.targets.envoy.binary import find_envoy, strip_banner
 from reconciler.targets.envoy.errors import (
@@ -125,33 +126,17 @@ class EnvoyProcess(Component):
 
     # --- paths ----------------------------------------------------------------------------
 
-    @property
-    def bootstrap_path(self) -> Path:
-        return self.workdir / "bootstrap.yaml"
-
-    @property
-    def lds_path(self) -> Path:
-        return self.workdir / "lds.yaml"
-
-    @property
-    def cds_path(self) -> Path:
-        return self.workdir / "cds.yaml"
-
-    @property
-    def rds_dir(self) -> Path:
-        return self.workdir / "rds"
+    bootstrap_path = WorkFile("bootstrap.yaml")
+    lds_path = WorkFile("lds.yaml")
+    cds_path = WorkFile("cds.yaml")
+    rds_dir = WorkFile("rds")
 
     def rds_path(self, route_config_name: str) -> Path:
         """Where the route table ``route_config_name`` lives (see :func:`files.bind_rds`)."""
         return self.rds_dir / rds_file_name(route_config_name)
 
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "envoy.log"
-
-    @property
-    def admin_address_path(self) -> Path:
-        return self.workdir / "admin-address"
+    log_path = WorkFile("envoy.log")
+    admin_address_path = WorkFile("admin-address")
 
     # --- lifecycle ----------------------------------------------------------------------
 
