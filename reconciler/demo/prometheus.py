@@ -25,14 +25,7 @@ from typing import Any, Self
 import httpx
 import yaml
 
-from reconciler.processes.lifecycle import (
-    ChildExited,
-    Component,
-    NotReady,
-    log_tail,
-    terminate,
-    wait_ready,
-)
+from reconciler.processes.lifecycle import Component, NeverReady, log_tail, terminate, wait_ready
 from reconciler.processes.ports import free_port
 from reconciler.processes.spawn import spawn
 from reconciler.processes.workfiles import WorkFile
@@ -156,7 +149,7 @@ class LocalPrometheus(Component):
         try:
             wait_ready(ready, timeout=self._startup_timeout, what="Prometheus",
                        process=self._process, interval=0.1)
-        except (ChildExited, NotReady) as exc:
+        except NeverReady as exc:
             raise PrometheusError(f"{exc}\n{self.log_tail()}") from exc
 
     def stop(self, timeout: float = 10.0) -> None:

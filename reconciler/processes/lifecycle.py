@@ -19,15 +19,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["ChildExited", "Closeable", "Component", "NotReady", "in_parallel", "log_tail",
-           "terminate", "wait_ready"]
+__all__ = ["ChildExited", "Closeable", "Component", "NeverReady", "NotReady", "in_parallel",
+           "log_tail", "terminate", "wait_ready"]
 
 
-class NotReady(TimeoutError):
+class NeverReady(Exception):
+    """The child did not become ready: it exited (:class:`ChildExited`) or the deadline
+    passed (:class:`NotReady`)."""
+
+
+class NotReady(NeverReady, TimeoutError):
     """The readiness check did not pass within the deadline."""
 
 
-class ChildExited(RuntimeError):
+class ChildExited(NeverReady, RuntimeError):
     """The child exited while we waited for it to become ready."""
 
     def __init__(self, message: str, code: int) -> None:

@@ -4,11 +4,20 @@ closes on exit."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Self
 
 import pytest
 
-from reconciler.processes.lifecycle import Closeable, Component
+from reconciler.processes.lifecycle import (
+    ChildExited,
+    Closeable,
+    Component,
+    NeverReady,
+    NotReady,
+    wait_ready,
+)
 
 
 class Parts(Component):
@@ -56,3 +65,14 @@ def test_a_closeable_is_given_as_it_is_and_closed_once_on_exit() -> None:
         assert entered is client and client.closed == 0
         raise ValueError("in the block")
     assert client.closed == 1
+
+
+def test_an_exit_and_a_timeout_are_both_never_ready() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    child.wait(timeout=30)
+    with pytest.raises(NeverReady) as exited:
+        wait_ready(lambda: False, timeout=5, what="the child", process=child)
+    assert isinstance(exited.value, ChildExited) and exited.value.code == 3
+    with pytest.raises(NeverReady) as late:
+        wait_ready(lambda: False, timeout=0.05, what="the check")
+    assert isinstance(late.value, NotReady) and isinstance(late.value, TimeoutError)
