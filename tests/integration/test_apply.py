@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from meshdsl import Mesh
 from meshdsl.compile import compile_mesh
@@ -532,15 +531,12 @@ def test_cli_diff_and_apply_exit_codes_and_output(apiserver: LocalApiServer,
     assert meshctl("diff", str(changed), "--kubeconfig", kc).returncode == 1
 
 
-def test_cli_errors_are_one_line(apiserver: LocalApiServer, tmp_path: Path) -> None:
+def test_cli_errors_are_one_line(apiserver: LocalApiServer, tmp_path: Path,
+                                 unreachable_kubeconfig: Path) -> None:
     mesh, ns = unique("shop"), unique("shop")
     kc = str(apiserver.kubeconfig)
     program = shop_program(tmp_path, mesh, ns, {"v1": 100})
-
-    config = yaml.safe_load(apiserver.kubeconfig.read_text())
-    config["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
-    unreachable = tmp_path / "unreachable.kubeconfig"
-    unreachable.write_text(yaml.safe_dump(config))
+    unreachable = unreachable_kubeconfig
 
     invalid = shop_program(tmp_path, mesh, ns, {"v1": 100}, extra=f"""
         mesh.raw({json.dumps(invalid_vs(ns))})

@@ -11,8 +11,6 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -36,43 +34,9 @@ from reconciler.testing.envoy_config import (
     static_cluster,
     weighted_route,
 )
+from tests.integration.conftest import ROUTES, Ingress
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
-
-ROUTES = "reviews:9080"
-
-
-@pytest.fixture(scope="module")
-def reviews() -> Iterator[tuple[DemoApp, DemoApp]]:
-    with DemoApp("reviews", "v1") as v1, DemoApp("reviews", "v2") as v2:
-        yield v1, v2
-
-
-@pytest.fixture
-def envoy(tmp_path: Path) -> Iterator[EnvoyProcess]:
-    with EnvoyProcess(tmp_path / "envoy", node_id="reviews-gateway", drain_time_s=2) as proc:
-        yield proc
-
-
-@dataclass(frozen=True)
-class Ingress:
-    """A listener on a free port routing by the RDS table ``ROUTES``."""
-
-    port: int
-
-    @property
-    def listeners(self) -> list[dict[str, object]]:
-        return [http_listener("ingress", self.port, route_config_name=ROUTES)]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/reviews/1"
-
-
-@pytest.fixture
-def ingress() -> Ingress:
-    return Ingress(free_port())
-
 
 def _client() -> httpx.Client:
     return httpx.Client(timeout=5.0, trust_env=False)
