@@ -20,8 +20,9 @@ from typing import Annotated
 import typer
 
 from reconciler.cli.app import app, fail
-from reconciler.cli.dashboard import serve_reconciler
+from reconciler.cli.dashboard import DashboardListenOpt, serve_reconciler
 from reconciler.cli.fence import AdoptOpt, AllowNsOpt, fence_options
+from reconciler.cli.mesh import MemoryOpt
 from reconciler.cli.options import (
     NameOpt,
     NamespaceOpt,
@@ -128,9 +129,7 @@ def reconcile_cmd(
         "SSH allowed-signers file (git verify-commit).")] = None,
     program_timeout: Annotated[str, typer.Option(
         "--program-timeout", help="Wall-clock limit for running the program.")] = "10s",
-    program_memory: Annotated[int, typer.Option(
-        "--program-memory-mb", help="Address-space limit of the program's process.")]
-        = 1024,
+    program_memory: MemoryOpt = 1024,
     leader_elect: Annotated[bool | None, typer.Option(
         "--leader-elect/--no-leader-elect", help="Hold a Lease so only one replica "
         "reconciles (default: on for the kube target).")] = None,
@@ -161,9 +160,7 @@ def reconcile_cmd(
     dashboard: Annotated[bool, typer.Option(
         "--dashboard/--no-dashboard", help="Serve the read-only live graph, canaries and "
         "revisions (a token is required when not on loopback; the URL carries it).")] = False,
-    dashboard_listen: Annotated[str, typer.Option(
-        "--dashboard-listen", help="HOST:PORT of the dashboard (port 0: a free one).")]
-        = "127.0.0.1:0",
+    dashboard_listen: DashboardListenOpt = "127.0.0.1:0",
 ) -> None:
     """Keep the mesh matching a Git branch (or a local directory): the GitOps reconciler."""
     if (repo is None) == (directory is None):
