@@ -21,6 +21,7 @@ import functools
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -181,9 +182,18 @@ def run_kubectl(api: LocalApiServer, desired: list[Manifest], changed: list[Mani
     return out
 
 
-def best(runs: list[Runs]) -> Runs:
-    """Per run label, the fastest repetition (the least disturbed by other load)."""
-    return {label: min((r[label] for r in runs), key=lambda x: x[0]) for label in runs[0]}
+def spread(values: list[float], unit: str = "") -> str:
+    """Median (min-max) of ``values``."""
+    med = statistics.median(values)
+    if len(values) == 1:
+        return f"{med:.2f}{unit}"
+    return f"{med:.2f}{unit} ({min(values):.2f}-{max(values):.2f})"
+
+
+def median_run(runs: list[Runs], label: str) -> tuple[float, Counter[str]]:
+    """The repetition with the median time for ``label`` (its request counts go with it)."""
+    ordered = sorted((r[label] for r in runs), key=lambda x: x[0])
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def main() -> None:
@@ -191,8 +201,9 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--no-kubectl", action="store_true")
-    parser.add_argument("--repeat", type=int, default=2,
-                        help="repetitions per tool, alternating; the fastest is reported")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="repetitions per tool, alternating; the median and spread "
+                        "of all of them are reported")
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = parser.parse_args()
 
@@ -227,9 +238,7 @@ def main() -> None:
                     ours_runs.append(run_ours(api, desired, changed, f"m{rep}", args.workers))
                 elif not args.no_kubectl:
                     kubectl_runs.append(run_kubectl(api, desired, changed, f"k{rep}"))
-    ours = best(ours_runs)
-    theirs = best(kubectl_runs) if kubectl_runs else {}
-
+    labels = list(ours_runs[0])
     rows = ["| run | meshdsl | server writes | CPU s (server + client) | kubectl 1.20.2 "
             "`apply --server-side` | server writes | CPU s (server + client) | "
             "kubectl / meshdsl |",
@@ -238,17 +247,26 @@ def main() -> None:
     def cpu(requests: Counter[str]) -> str:
         return f"{requests['cpu-server'] / 1000:.1f} + {requests['cpu-client'] / 1000:.1f}"
 
-    for label, (seconds, requests) in ours.items():
-        if label in theirs:
-            k_seconds, k_requests = theirs[label]
-            rows.append(f"| {label} | {seconds:.2f} s | {requests['write']:,} | "
-                        f"{cpu(requests)} | {k_seconds:.2f} s | {k_requests['write']:,} | "
-                        f"{cpu(k_requests)} | **{k_seconds / seconds:.1f}x** |")
+    for label in labels:
+        seconds = [r[label][0] for r in ours_runs]
+        _, requests = median_run(ours_runs, label)
+        if kubectl_runs:
+            k_seconds = [r[label][0] for r in kubectl_runs]
+            _, k_requests = median_run(kubectl_runs, label)
+            # the ratio within each repetition (same server, same minute), then its median
+            ratios = [k[label][0] / o[label][0] for o, k in zip(ours_runs, kubectl_runs,
+                                                                strict=False)]
+            rows.append(f"| {label} | {spread(seconds, ' s')} | {requests['write']:,} | "
+                        f"{cpu(requests)} | {spread(k_seconds, ' s')} | "
+                        f"{k_requests['write']:,} | {cpu(k_requests)} | "
+                        f"**{spread(ratios, 'x')}** |")
         else:
-            rows.append(f"| {label} | {seconds:.2f} s | {requests['write']:,} | "
+            rows.append(f"| {label} | {spread(seconds, ' s')} | {requests['write']:,} | "
                         f"{cpu(requests)} | n/a | n/a | n/a | n/a |")
-    reads = ", ".join(f"{label}: {r['read']} reads, {r['dry-run']} dry-run"
-                      for label, (_, r) in ours.items())
+    reads = "; ".join(f"{label}: " + ", ".join(f"{r[label][1]['read']} reads / "
+                                                f"{r[label][1]['dry-run']} dry-run / "
+                                                f"{r[label][1]['write']} writes"
+                                                for r in ours_runs) for label in labels)
     every = "; ".join(
         f"{tool} {label}: " + ", ".join(f"{r[label][0]:.2f}" for r in runs)
         for tool, runs in (("meshdsl", ours_runs), ("kubectl", kubectl_runs)) if runs
@@ -260,8 +278,9 @@ def main() -> None:
         + ", ".join(f"{n:,} {k}" for k, n in sorted(kinds.items()))
         + f"), on one local kube-apiserver 1.20.2 + etcd 3.4, warmed up by an unmeasured "
         "20-service apply with each tool; each repetition applies the same objects in "
-        "namespaces of its own, meshdsl and kubectl alternating who goes first; best of "
-        f"{args.repeat} per tool. meshdsl with {args.workers} workers, timed "
+        "namespaces of its own, meshdsl and kubectl alternating who goes first; median "
+        f"(min-max) of {args.repeat} repetitions per tool, and the median of the ratios "
+        f"taken within each repetition. meshdsl with {args.workers} workers, timed "
         "end to end (kubeconfig, discovery, reads, plan, server dry run of every write, "
         f"writes), compile excluded ({compile_s:.2f} s to build + compile the mesh); "
         "kubectl gets the rendered YAML. Writes are counted by the API server "
@@ -269,7 +288,7 @@ def main() -> None:
         "",
         *rows,
         "",
-        f"meshdsl requests (server-counted, best run): {reads}.",
+        f"meshdsl requests per repetition (server-counted): {reads}.",
         "",
         f"Every repetition, seconds: {every}.",
         "",

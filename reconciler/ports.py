@@ -265,7 +265,8 @@ class StateStore(Protocol):
 
 # --- Progressive delivery: metrics, webhooks, rollout state (issue #6) ---------------------
 # Implementations: reconciler.metrics.prometheus.PrometheusSource,
-# reconciler.metrics.envoy_stats.EnvoyStatsSource, reconciler.targets.webhooks.WebhookCaller,
+# reconciler.metrics.envoy_stats.EnvoyStatsSource,
+# reconciler.targets.webhooks.HttpWebhookCaller,
 # reconciler.runtime.rollout_store.DiskRolloutStore and .ClusterRolloutStore. The pure side is
 # reconciler.delivery.
 

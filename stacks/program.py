@@ -16,7 +16,8 @@ from pathlib import Path
 import pulumi
 
 from meshdsl.model.spec import MeshSpec
-from reconciler.runtime.loader import ProgramError, load
+from reconciler.runtime.loader import load
+from reconciler.runtime.records import ProgramError
 from reconciler.runtime.status import STATE_NAMESPACE
 from stacks.component import MeshStack
 from stacks.errors import StackError
@@ -80,7 +81,9 @@ def deploy(program: str | Path, *, name: str | None = None,
                                           kube=kube_access_from_pulumi())
         spec, plan = desired(loaded.spec, settings, reader)
         stack = MeshStack(name or spec.name, spec, weights=plan.weights or None)
-    except (StackError, ProgramError) as exc:
+    except ProgramError as exc:
+        raise pulumi.RunError(exc.report()) from exc
+    except StackError as exc:
         raise pulumi.RunError(str(exc)) from exc
     for note in plan.notes:
         log = pulumi.log.warn if note.level is Level.WARNING else pulumi.log.info

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from meshdsl.model.spec import MeshSpec
+from reconciler.delivery.routes import ServiceKey
 from reconciler.ports import RolloutStore, RolloutStoreError, TargetError
 from reconciler.runtime.rollout_store import (
     CONFIG_MAP_PREFIX,
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
     from reconciler.targets.kube import KubeTarget
 
 Split = dict[str, int]
-ServiceKey = tuple[str, str]
 
 
 class RolloutStateReader(Protocol):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from meshdsl.analyzers import virtualservices, workloads
+from meshdsl.analyzers import destinationrules, gateways, matches, services, virtualservices
 from meshdsl.analyzers.registry import build
 from meshdsl.crdcheck import Placed
 from meshdsl.validate.findings import Finding
@@ -22,11 +22,12 @@ from meshdsl.validate.findings import Finding
 __all__ = ["REPLACED", "Placed", "analyze"]
 
 # The model validator's codes these analyzers answer for on input YAML.
-REPLACED = frozenset({"MD101", "MD102", "MD104", "MD106", "MD107", "MD108"})
+REPLACED = frozenset({"MD101", "MD102", "MD104", "MD105", "MD106", "MD107", "MD108"})
 
 
 def analyze(documents: Iterable[Placed], *, namespace: str = "default") -> list[Finding]:
     """istioctl's findings (as meshdsl codes) for the input objects, at their lines."""
     registry = build(documents, namespace)
-    found = {*virtualservices.check(registry), *workloads.check(registry)}
+    found = {finding for module in (virtualservices, matches, gateways, destinationrules,
+                                    services) for finding in module.check(registry)}
     return sorted(found, key=Finding.sort_key)

@@ -4,8 +4,11 @@ Istio's registry semantics, not meshdsl's: a short host is FQDN-qualified with t
 referring object's namespace, but a host with any dot (``reviews.default``) is taken as
 written; Services and ServiceEntries are visible to the namespaces their ``exportTo``
 (the ``networking.istio.io/exportTo`` annotation for a Service) names, ``*`` or ``.``;
-wildcard ServiceEntry hosts cover every host with their suffix. One deliberate
-difference: see ``Registry.judges``.
+wildcard ServiceEntry hosts cover every host with their suffix. Kinds are told apart by
+API group as istioctl's collections are (an Istio ``Gateway`` is not a Gateway API
+``Gateway``, a Knative ``Service`` is not a Service), and objects in the namespaces
+istioctl never reads (``kube-system``, ``kube-public``, ``kube-node-lease``,
+``local-path-storage``) are left out. One deliberate difference: see ``Registry.judges``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,14 @@ ALL = "*"
 LOCAL = "."
 DOMAIN = "svc.cluster.local"
 _FQDN = re.compile(r"^(.+)\.(.+)\.svc\.cluster\.local$")
+ISTIO = "networking.istio.io"
+GATEWAY_API = "gateway.networking.k8s.io"
+# The API group each kind the analyzers read is taken from ("" is the core group).
+GROUPS = {"Service": "", "Pod": "", "Deployment": "apps", "StatefulSet": "apps",
+          "DaemonSet": "apps", "ReplicaSet": "apps", "Job": "batch", "Gateway": ISTIO,
+          "VirtualService": ISTIO, "DestinationRule": ISTIO, "ServiceEntry": ISTIO}
+IGNORED_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease",
+                                "local-path-storage"})
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,11 @@ class Obj:
     def metadata(self) -> dict[str, Any]:
         meta = self.doc.manifest.get("metadata")
         return meta if isinstance(meta, dict) else {}
+
+    @property
+    def group(self) -> str:
+        api_version = str(self.doc.manifest.get("apiVersion", ""))
+        return api_version.rpartition("/")[0]
 
     @property
     def full_name(self) -> str:
@@ -96,8 +112,11 @@ class Registry:
     hosts: dict[tuple[str, str], Entry] = field(default_factory=dict)
     subsets: set[tuple[str, str, str]] = field(default_factory=set)
 
-    def of(self, *kinds: str) -> list[Obj]:
-        return [o for o in self.objects if o.kind in kinds]
+    def of(self, *kinds: str, group: str | None = None) -> list[Obj]:
+        """The objects of these kinds, each of its own API group (``GROUPS``) unless
+        ``group`` names another."""
+        return [o for o in self.objects if o.kind in kinds and
+                o.group == (GROUPS.get(o.kind, o.group) if group is None else group)]
 
     def judges(self, namespace: str, host: str) -> bool:
         """Whether a missing host is a finding. Input that has no Service in a namespace
@@ -145,8 +164,10 @@ def build(documents: Iterable[Placed], default_namespace: str) -> Registry:
         meta = doc.manifest.get("metadata") or {}
         kind = doc.manifest.get("kind")
         if isinstance(kind, str) and isinstance(meta, dict):
-            objects.append(Obj(doc, kind, str(meta.get("namespace") or default_namespace),
-                               str(meta.get("name", ""))))
+            obj = Obj(doc, kind, str(meta.get("namespace") or default_namespace),
+                      str(meta.get("name", "")))
+            if (obj.name if kind == "Namespace" else obj.namespace) not in IGNORED_NAMESPACES:
+                objects.append(obj)
     registry = Registry(objects)
     for entry in registry.of("ServiceEntry"):
         ports = _ports(entry.spec.get("ports"))

@@ -29,7 +29,7 @@ CODES: dict[str, tuple[str, str]] = {
     "MD107": ("host-not-in-gateway", "IST0132"),
     "MD108": ("conflicting-gateways", "IST0145"),
     "MD109": ("bad-duration", ""),
-    "MD110": ("mtls-conflict", "IST0113"),
+    "MD110": ("mtls-conflict", ""),  # istioctl's IST0113 was retired in Istio 1.6
     "MD111": ("http-rule-on-tcp-port", ""),
     "MD112": ("canary-version-missing", ""),
     "MD113": ("duplicate-name", ""),
@@ -46,11 +46,12 @@ CODES: dict[str, tuple[str, str]] = {
     "MD137": ("gateway-api-route-precedence", ""),
     "MD140": ("crd-schema", ""),
     "MD141": ("crd-rule", ""),
-    "MD143": ("gateway-port-not-on-service", "IST0104"),
+    "MD143": ("gateway-port-not-on-service", "IST0162"),  # IST0104 until Istio 1.19
     "MD144": ("destination-rule-tls-without-ca", "IST0128"),
     "MD145": ("destination-rule-port-tls-without-ca", "IST0129"),
     "MD146": ("port-name-without-protocol", "IST0118"),
     "MD147": ("destination-port-required", "IST0112"),
+    "MD148": ("unreachable-rule", "IST0130"),
     "MD601": ("namespace-outside-tenancy", ""),
     "MD602": ("cluster-kind-not-allowed", ""),
     "MD603": ("reserved-namespace", ""),

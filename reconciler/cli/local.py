@@ -37,7 +37,8 @@ from reconciler.cli.app import (
 )
 from reconciler.cli.dashboard import DashboardListenOpt, serve_local
 from reconciler.cli.mesh import ProgramArg, load_or_exit, print_findings
-from reconciler.runtime.loader import ProgramError, load
+from reconciler.runtime.loader import load
+from reconciler.runtime.records import ProgramError
 from reconciler.sources.program import ProgramWatcher
 from reconciler.targets.envoy.errors import EnvoyError, EnvoyNotFoundError
 from reconciler.targets.envoy.mesh import Applied, LocalMesh, Row
@@ -80,7 +81,7 @@ def _spec_or_none(program: str, *, json_out: bool) -> MeshSpec | None:
     try:
         loaded = load(program)
     except ProgramError as exc:
-        _event(json_out, "error", f"{exc}\nkeeping the last good config")
+        _event(json_out, "error", f"{exc.report()}\nkeeping the last good config")
         return None
     errors = [f for f in validate(loaded.spec) if f.severity is Severity.ERROR]
     if errors:

@@ -24,8 +24,9 @@ from meshdsl.validate import Finding, Severity, has_errors, validate
 from reconciler.cli.app import Output, app, console, emit, err_console, fail
 from reconciler.cli.crdcheck import CrdCheck, crd_check, mesh_findings
 from reconciler.cli.options import OutputOpt, option_groups
-from reconciler.runtime.loader import Loaded, ProgramError, load
-from reconciler.runtime.sandbox import Limits, ProgramFailed, Sandbox
+from reconciler.runtime.loader import Loaded, load
+from reconciler.runtime.records import ProgramError
+from reconciler.runtime.sandbox import Limits, Sandbox
 
 ProgramArg = Annotated[str, typer.Argument(
     help="The mesh program: a file (mesh.py), file:attribute or module:attribute.")]
@@ -44,7 +45,7 @@ def load_or_exit(program: str) -> Loaded:
     try:
         return load(program)
     except ProgramError as exc:
-        fail(str(exc), 2)
+        fail(exc.report(), 2)
 
 
 def evaluate_or_exit(program: str, *, timeout: float, memory_mb: int
@@ -66,8 +67,8 @@ def evaluate_or_exit(program: str, *, timeout: float, memory_mb: int
     with Sandbox(Limits(timeout=timeout, memory_mb=memory_mb), warm=False) as box:
         try:
             judged, _ = box.evaluate(file.resolve().parent, file.name + colon + attr)
-        except ProgramFailed as exc:
-            fail(typed(str(exc)) + "".join(f"\n  {typed(d)}" for d in exc.details), 2)
+        except ProgramError as exc:
+            fail(exc.report(typed), 2)
     return judged.spec, as_typed(judged.findings, program), program
 
 

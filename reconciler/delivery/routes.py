@@ -28,10 +28,10 @@ from meshdsl.model.routing import Destination, HttpRoute, VirtualService
 from meshdsl.model.spec import MeshSpec
 from reconciler.delivery.phases import Phase, RolloutState
 
-__all__ = ["apply_stages", "compile_with_rollouts", "rollout_view", "target_digest",
-           "traffic_weights"]
+__all__ = ["ServiceKey", "apply_stages", "compile_with_rollouts", "rollout_view",
+           "target_digest", "traffic_weights"]
 
-ServiceKey = tuple[str, str]
+ServiceKey = tuple[str, str]   # (namespace, service): whose route a rollout owns
 
 
 def _plans(spec: MeshSpec) -> dict[ServiceKey, CanaryPlan]:

@@ -60,31 +60,36 @@ class Sample:
 
 @dataclass
 class TrafficGenerator(Component):
-    """GETs ``url`` about ``rate`` times a second from a thread, until stopped or
-    ``max_seconds`` passed. ``classify`` turns a response into (status, served_by) —
-    e.g. to read a downstream call's result out of a frontend's JSON."""
+    """GETs ``url`` about ``rate`` times a second, until stopped or ``max_seconds``
+    passed, from ``workers`` threads (each paced at ``rate / workers``: one thread waits
+    for each answer, so a slow answer would otherwise lower the rate). ``classify`` turns a
+    response into (status, served_by) — e.g. to read a downstream call's result out of a
+    frontend's JSON."""
 
     url: str
     rate: float = 30.0
     max_seconds: float = 300.0
     timeout: float = 2.0
     classify: Callable[[httpx.Response], tuple[int, str]] | None = None
+    workers: int = 1
     samples: list[Sample] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> Self:
-        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
-        self._thread.start()
+        for i in range(max(1, self.workers)):
+            thread = threading.Thread(target=self._run, name=f"traffic-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.timeout + 5)
+        for thread in self._threads:
+            thread.join(timeout=self.timeout + 5)
 
     def _run(self) -> None:
-        period = 1.0 / self.rate
+        period = max(1, self.workers) / self.rate
         deadline = time.monotonic() + self.max_seconds
         with httpx.Client(timeout=self.timeout, trust_env=False) as client:
             next_at = time.monotonic()
@@ -102,7 +107,7 @@ class TrafficGenerator(Component):
                 self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def since(self, at: float) -> list[Sample]:
-        return [s for s in list(self.samples) if s.at >= at]
+        return sorted((s for s in list(self.samples) if s.at >= at), key=lambda s: s.at)
 
     def share(self, served_by: str, *, since: float, until: float | None = None) -> float:
         window = [s for s in self.since(since) if until is None or s.at < until]

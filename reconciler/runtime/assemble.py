@@ -35,7 +35,7 @@ from reconciler.runtime.telemetry import Telemetry, configure_logging, event
 from reconciler.sources.directory import DirectorySource
 from reconciler.sources.git import GitSource
 from reconciler.sources.watch import DirectoryWatcher
-from reconciler.sources.webhook import Verdict, WebhookServer
+from reconciler.sources.webhook import DeliveryCheck, WebhookServer
 from reconciler.targets.envoy import LocalMesh, find_envoy
 from reconciler.targets.envoy.errors import EnvoyNotFoundError
 from reconciler.targets.kube import KubeConfigError, KubeTarget
@@ -307,10 +307,10 @@ class Assembly:
             event("webhook-refusing", level=30, reason="no webhook secret: set "
                   "MESHDSL_WEBHOOK_SECRET or --webhook-secret-file; pushes get 401")
 
-        def rejected(verdict: Verdict) -> None:
+        def rejected(check: DeliveryCheck) -> None:
             telemetry.webhooks.labels(name, "unauthorized").inc()
-            event("webhook-rejected", level=30, reason=verdict.reason,
-                  provider=verdict.provider.value)
+            event("webhook-rejected", level=30, reason=check.reason,
+                  provider=check.provider.value)
 
         server = WebhookServer(
             host=address[0], port=address[1], secret=secret, on_push=self.reconciler.on_push,

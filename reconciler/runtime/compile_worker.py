@@ -9,11 +9,13 @@ announces ``ready`` and runs the one job read from stdin in a forked child; then
 The channel to the parent (this process's stdout) is closed in the child before the
 program runs, so the program never holds it. What the child returns on its own pipe is
 bounded (:data:`MAX_RESULT`) and is only a *claim*: ``{"ok": true, "spec", "sources"}``
-or ``{"ok": false, "kind", "message", "location", "details"}``. The parent parses the spec
+or ``{"ok": false, "kind", "message", "location", "details"}`` (a
+:class:`~reconciler.runtime.records.ProgramError` as data). The parent parses the spec
 again, validates and compiles it itself (:mod:`.verdict`); ``sources`` only says where
 each finding is in the user's files. Paths are relative to the checkout, so ``mesh.py:12``
-reads the same everywhere. ``kind`` is one of ``syntax``, ``exception``, ``timeout``,
-``memory``, ``validation``, ``invalid``.
+reads the same everywhere. ``kind`` is a
+:class:`~reconciler.runtime.records.FailureKind`: ``syntax``, ``exception``, ``timeout``,
+``memory`` or ``invalid``.
 
 The worker waits for the child to *exit*, not for its pipes to close: a process the
 program left running cannot hold the run open (the sandbox's PID namespace ends it).
@@ -35,7 +37,12 @@ import sys
 import traceback
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from reconciler.runtime.records import FailureKind, ProgramError
+
+if TYPE_CHECKING:
+    from reconciler.runtime.loader import Loaded
 
 __all__ = ["main", "run"]
 
@@ -71,11 +78,11 @@ def _user_location(tb: TracebackType | None, roots: list[str]) -> str | None:
     return found
 
 
-def _failure(kind: str, message: str, roots: list[str], *, location: str | None = None,
-             details: list[str] | None = None) -> dict[str, Any]:
-    return {"ok": False, "kind": kind, "message": _rel(message, roots),
-            "location": _rel(location, roots) if location else None,
-            "details": [_rel(d, roots) for d in (details or [])][:30]}
+def _failure(error: ProgramError, roots: list[str]) -> dict[str, Any]:
+    """The claim of a failed run: the error as data, its paths relative to the checkout."""
+    return {"ok": False, "kind": error.kind.value, "message": _rel(error.message, roots),
+            "location": _rel(error.location, roots) if error.location else None,
+            "details": [_rel(d, roots) for d in error.details][:30]}
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:
@@ -86,46 +93,53 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         return _run(job)
 
 
-def _run(job: dict[str, Any]) -> dict[str, Any]:
-    from meshdsl.validate import validate
-    from reconciler.runtime.loader import ProgramError, load
+def _load(job: dict[str, Any], roots: list[str]) -> Loaded:
+    """The job's program loaded, or a :class:`ProgramError` saying how it failed."""
+    from reconciler.runtime.loader import load
 
     checkout = Path(job["checkout"])
-    roots = sorted({str(checkout), os.path.realpath(checkout)}, key=len, reverse=True)
     program, _, attr = str(job["program"]).partition(":")
     path = (checkout / program).resolve()
     if not any(str(path).startswith(root + os.sep) for root in roots):
-        return _failure("invalid", f"{program} is outside the repository", roots)
+        raise ProgramError(f"{program} is outside the repository", kind=FailureKind.INVALID)
     if not path.is_file():
-        return _failure("invalid", f"{program} does not exist in this revision", roots)
+        raise ProgramError(f"{program} does not exist in this revision",
+                           kind=FailureKind.INVALID)
     os.chdir(checkout)
     timeout = float(job.get("timeout") or 0)
+    stuck = (f"{program} did not finish within {timeout:g} s (an endless loop?); it was "
+             "interrupted here")
     if timeout > 0:
         signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         try:
-            loaded = load(f"{path}:{attr}" if attr else str(path))
+            return load(f"{path}:{attr}" if attr else str(path))
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
     except ProgramError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, ProgramTimeout):
-            return _failure("timeout", f"{program} did not finish within {timeout:g} s "
-                            "(an endless loop?); it was interrupted here", roots,
-                            location=exc.location, details=exc.frames)
-        kind = ("syntax" if isinstance(cause, SyntaxError) else
-                "memory" if isinstance(cause, MemoryError) else
-                "exception" if cause is not None else "invalid")
-        return _failure(kind, exc.message, roots, location=exc.location, details=exc.frames)
+        if isinstance(exc.__cause__, ProgramTimeout):
+            raise ProgramError(stuck, kind=FailureKind.TIMEOUT, location=exc.location,
+                               details=exc.details) from exc
+        raise
     except ProgramTimeout as exc:
-        return _failure("timeout", f"{program} did not finish within {timeout:g} s (an "
-                        "endless loop?); it was interrupted here", roots,
-                        location=_user_location(exc.__traceback__, roots))
+        raise ProgramError(stuck, kind=FailureKind.TIMEOUT,
+                           location=_user_location(exc.__traceback__, roots)) from exc
     except MemoryError as exc:
-        return _failure("memory", f"{program} ran out of memory (limit "
-                        f"{job.get('memory_mb', '?')} MiB)", roots,
-                        location=_user_location(exc.__traceback__, roots))
+        raise ProgramError(f"{program} ran out of memory (limit "
+                           f"{job.get('memory_mb', '?')} MiB)", kind=FailureKind.MEMORY,
+                           location=_user_location(exc.__traceback__, roots)) from exc
+
+
+def _run(job: dict[str, Any]) -> dict[str, Any]:
+    from meshdsl.validate import validate
+
+    checkout = Path(job["checkout"])
+    roots = sorted({str(checkout), os.path.realpath(checkout)}, key=len, reverse=True)
+    try:
+        loaded = _load(job, roots)
+    except ProgramError as exc:
+        return _failure(exc, roots)
     findings = validate(loaded.spec)
     # Errors included: the parent validates again and decides. The spec is all the parent reads: it parses, validates and compiles it again itself.
     # The findings carry only where each one is in the user's files (for display).

@@ -53,7 +53,8 @@ from reconciler.runtime.loop_base import (
     target_lock,
 )
 from reconciler.runtime.loop_delivery import DeliveryLoop
-from reconciler.runtime.sandbox import Compiled, ProgramFailed
+from reconciler.runtime.records import ProgramError
+from reconciler.runtime.sandbox import Compiled
 from reconciler.runtime.status import (
     Attempt,
     Control,
@@ -436,7 +437,6 @@ class Reconciler(DeliveryLoop):
         try:
             with self._phase("program"):
                 return self.sandbox.run(checkout, self.settings.program, spec=self._needs_spec)
-        except ProgramFailed as exc:
-            raise _Failed(Failure(exc.kind, exc.message, location=exc.location,
-                                  details=exc.details)) from exc
+        except ProgramError as exc:
+            raise _Failed(exc.failure) from exc
 

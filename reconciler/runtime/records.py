@@ -9,6 +9,10 @@ Two records, each with one writer, so they never overwrite each other's changes:
   generation counter and the request. The reconciler acts on a generation it has not
   seen yet and records it in ``Status.observed_control``.
 
+An attempt's :class:`Failure` has a :class:`FailureKind`; a program that gives no mesh
+raises :class:`ProgramError` (the loader and the sandbox alike), which says it in one line
+(what and where) and reports it to a user with its details.
+
 The stores that keep them (disk, ConfigMaps) are in :mod:`reconciler.runtime.status`; this
 module does no I/O, so the ports and the pure reconcile decisions can name the records
 without importing a store.
@@ -18,9 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
+
+from reconciler.errors import ReconcilerError
 
 __all__ = [
     "HISTORY_LIMIT",
@@ -30,6 +37,7 @@ __all__ = [
     "DriftReport",
     "Failure",
     "FailureKind",
+    "ProgramError",
     "Result",
     "Status",
     "clean",
@@ -59,6 +67,7 @@ class FailureKind(StrEnum):
     COMPILE = "compile"
     INVALID = "invalid"
     CRASH = "crash"
+    SANDBOX = "sandbox"            # no sandbox where one is required
     SOURCE = "source"              # fetching or checking out the revision
     VERIFICATION = "verification"  # its signature
     REJECTED = "rejected"          # the target: refused by the dry run …
@@ -94,6 +103,34 @@ class Failure:
 
     def describe(self) -> str:
         return f"{self.location}: {self.message}" if self.location else self.message
+
+
+class ProgramError(ReconcilerError):
+    """The mesh program did not give a valid mesh: the user's to fix, wherever it ran (the
+    loader in this process, or the sandbox). ``kind`` says how it failed; ``location`` is
+    file:line in the user's files when known; ``details`` the traceback frames or the
+    findings, one line each. ``str()`` is the one line of what and where;
+    :meth:`report` is what a user reads."""
+
+    def __init__(self, message: str, *, kind: FailureKind, location: str | None = None,
+                 details: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.message, self.kind, self.location = message, kind, location
+        self.details = tuple(details)
+
+    @property
+    def failure(self) -> Failure:
+        """The failure as an attempt records it."""
+        return Failure(self.kind, self.message, location=self.location, details=self.details)
+
+    def __str__(self) -> str:
+        return self.failure.describe()
+
+    def report(self, paths: Callable[[str], str] = str) -> str:
+        """The user-facing text: the line of what and where, then the details indented
+        beneath it. ``paths`` rewrites each line (the CLI makes file:line read as the
+        user typed the program's path)."""
+        return "\n  ".join(paths(line) for line in (str(self), *self.details))
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from meshdsl.model.spec import MeshSpec
 from reconciler.core.changes import ObjectChange, WeightShift, compare_outputs
 from reconciler.delivery.changes import CanaryChange, canary_changes
 from reconciler.ports import Revision, SourceError
-from reconciler.runtime.sandbox import Compiled, Limits, ProgramFailed, Sandbox
+from reconciler.runtime.records import ProgramError
+from reconciler.runtime.sandbox import Compiled, Limits, Sandbox
 from reconciler.sources.git import GitSource, remove_tree
 
 __all__ = ["OfflineCheck", "Review", "ReviewError", "review"]
@@ -116,13 +117,13 @@ def review(repo_dir: Path, base: str, head: str, *, program: str = "mesh.py",
                 Sandbox(Limits(timeout=timeout), warm=True) as sandbox:
             try:
                 head_rev, head_out = _compile(source, sandbox, head_sha, program)
-            except ProgramFailed as exc:
+            except ProgramError as exc:
                 raise ReviewError(f"head {head_sha[:12]}: {exc}", details=exc.details) from exc
             try:
                 base_rev, base_out = _compile(source, sandbox, base_sha, program)
                 base_spec = _spec(base_out)
                 base_manifests, base_warnings = base_out.manifests, base_out.warnings
-            except ProgramFailed as exc:
+            except ProgramError as exc:
                 base_rev = source.ensure(base_sha)
                 base_spec, base_manifests, base_warnings = None, [], ()
                 notes.append(f"base {base_sha[:12]} does not compile ({exc}); compared "

@@ -38,7 +38,6 @@ from typing import IO, Any
 
 from meshdsl.compile.tenancy import declaration
 from meshdsl.validate import Severity
-from reconciler.errors import ReconcilerError
 from reconciler.runtime.cgroup import PidsCgroup
 from reconciler.runtime.compile_worker import MAX_RESULT, NPROC
 from reconciler.runtime.isolation import (
@@ -50,16 +49,19 @@ from reconciler.runtime.isolation import (
     probe,
     stage_checkout,
 )
+from reconciler.runtime.records import FailureKind, ProgramError
 from reconciler.runtime.verdict import Judged, Rejected, judge
 
-__all__ = ["Compiled", "Limits", "Mode", "ProgramFailed", "Sandbox"]
+__all__ = ["Compiled", "Limits", "Mode", "Sandbox"]
 
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 _STDERR_TAIL = 4000
 _STARTUP_TIMEOUT = 60.0
 _REPLY_TIMEOUT = 10.0
 _HEADER_MAX = 64 << 10
-_KINDS = {"syntax", "exception", "timeout", "memory", "validation", "invalid"}
+_KINDS = frozenset({          # what a worker may say its program failed of (else EXCEPTION)
+    FailureKind.SYNTAX, FailureKind.EXCEPTION, FailureKind.TIMEOUT, FailureKind.MEMORY,
+    FailureKind.VALIDATION, FailureKind.INVALID})
 _warned = False
 
 
@@ -68,20 +70,6 @@ class Limits:
     timeout: float = 10.0          # wall clock, seconds, for load + validate
     memory_mb: int = 1024          # address space of the program's process
     cpu_seconds: float | None = None   # default: the timeout, rounded up, plus 2
-
-
-class ProgramFailed(ReconcilerError):
-    """The program did not produce a valid mesh. ``kind``: syntax, exception, timeout,
-    memory, validation, compile, invalid, crash or sandbox; ``location``: file:line in the
-    repository when known; ``details``: the traceback or findings, one line each."""
-
-    def __init__(self, kind: str, message: str, *, location: str | None = None,
-                 details: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.kind, self.message, self.location, self.details = kind, message, location, details
-
-    def __str__(self) -> str:
-        return f"{self.location}: {self.message}" if self.location else self.message
 
 
 @dataclass(frozen=True)
@@ -282,8 +270,9 @@ class Sandbox:
     def _start(self, checkout: Path | None = None) -> _Worker:
         self._probe()
         if self.mode is Mode.REQUIRE and self._isolation is None:
-            raise ProgramFailed("sandbox", "bubblewrap is required (MESHDSL_SANDBOX=require) "
-                                "but it is not installed or cannot create namespaces here")
+            raise ProgramError("bubblewrap is required (MESHDSL_SANDBOX=require) but it is "
+                               "not installed or cannot create namespaces here",
+                               kind=FailureKind.SANDBOX)
         return _Worker(self._argv(), home=self._home, isolation=self._isolation,
                        checkout=checkout)
 
@@ -291,24 +280,24 @@ class Sandbox:
         """Start the next sandbox now (otherwise the first run starts it)."""
         with self._lock:
             if not self._closed and self._worker is None:
-                with contextlib.suppress(ProgramFailed):
+                with contextlib.suppress(ProgramError):
                     self._worker = self._start()
 
     def run(self, checkout: Path, program: str, *, spec: bool = False) -> Compiled:
         """Run ``program`` (a path inside ``checkout``, optionally ``:attribute``); return
-        its compiled output or raise :class:`ProgramFailed`."""
+        its compiled output or raise :class:`~reconciler.runtime.records.ProgramError`."""
         judged, stderr = self.evaluate(checkout, program)
         if judged.errors:
             first = judged.errors[0]
-            raise ProgramFailed("validation", f"{len(judged.errors)} validation error(s); "
-                                "nothing applied",
-                                location=str(first.source) if first.source else None,
-                                details=tuple(str(f) for f in judged.errors))
+            raise ProgramError(f"{len(judged.errors)} validation error(s); nothing applied",
+                               kind=FailureKind.VALIDATION,
+                               location=str(first.source) if first.source else None,
+                               details=(str(f) for f in judged.errors))
         try:
             manifests = judged.manifests()
         except Exception as exc:  # a compiler bug, reported as such
-            raise ProgramFailed("compile", f"compiling {program} failed: "
-                                f"{type(exc).__name__}: {exc}") from exc
+            raise ProgramError(f"compiling {program} failed: {type(exc).__name__}: {exc}",
+                               kind=FailureKind.COMPILE) from exc
         return Compiled(
             mesh=judged.spec.name, manifests=manifests,
             warnings=tuple(str(f) for f in judged.findings
@@ -318,23 +307,24 @@ class Sandbox:
 
     def evaluate(self, checkout: Path, program: str) -> tuple[Judged, str]:
         """Run ``program`` and judge the spec it returns (:func:`.verdict.judge`): the
-        spec and every finding, errors included. Raises :class:`ProgramFailed` when there
-        is no spec (the program failed, or returned something that is not one)."""
+        spec and every finding, errors included. Raises
+        :class:`~reconciler.runtime.records.ProgramError` when there is no spec (the
+        program failed, or returned something that is not one)."""
         with self._lock:
             if self._closed:
-                raise ProgramFailed("crash", "the sandbox is closed")
+                raise ProgramError("the sandbox is closed", kind=FailureKind.CRASH)
             worker, self._worker = self._worker, None
             try:
                 claim, stderr = self._run(worker or self._start(checkout.resolve()),
                                           checkout, program)
             finally:
                 if self.warm and not self._closed:
-                    with contextlib.suppress(ProgramFailed):
+                    with contextlib.suppress(ProgramError):
                         self._worker = self._start()
         try:
             return judge(claim), stderr
         except Rejected as exc:
-            raise ProgramFailed("invalid", f"{program}: {exc}") from None
+            raise ProgramError(f"{program}: {exc}", kind=FailureKind.INVALID) from None
 
     def _job(self, worker: _Worker, checkout: Path, program: str) -> dict[str, Any]:
         root = str(checkout)
@@ -344,10 +334,10 @@ class Sandbox:
             try:
                 root = stage_checkout(checkout, self._staging).path
             except CheckoutTooLarge as exc:
-                raise ProgramFailed("invalid", str(exc)) from None
+                raise ProgramError(str(exc), kind=FailureKind.INVALID) from None
             except OSError as exc:
-                raise ProgramFailed("crash", f"cannot copy the checkout into the sandbox: "
-                                    f"{exc}") from None
+                raise ProgramError(f"cannot copy the checkout into the sandbox: {exc}",
+                                   kind=FailureKind.CRASH) from None
         return {"checkout": root, "program": program, "timeout": self.limits.timeout,
                 "memory_mb": self.limits.memory_mb}
 
@@ -356,34 +346,34 @@ class Sandbox:
         try:
             if not worker.wait_ready(_STARTUP_TIMEOUT):
                 tail = worker.log_tail().splitlines()
-                raise ProgramFailed("crash", "the sandbox did not start within "
-                                    f"{_STARTUP_TIMEOUT:g} s"
-                                    + (f": {tail[-1]}" if tail else ""),
-                                    details=tuple(tail[-10:]))
+                raise ProgramError(f"the sandbox did not start within {_STARTUP_TIMEOUT:g} s"
+                                   + (f": {tail[-1]}" if tail else ""),
+                                   kind=FailureKind.CRASH, details=tail[-10:])
             if not worker.send(self._job(worker, checkout, program)):
-                raise ProgramFailed("crash", "the sandbox stopped before the program ran")
+                raise ProgramError("the sandbox stopped before the program ran",
+                                   kind=FailureKind.CRASH)
             return self._reply(worker, program)
         finally:
             worker.kill()
 
     def _reply(self, worker: _Worker, program: str) -> tuple[dict[str, Any], str]:
         if worker.readline(_REPLY_TIMEOUT) is None:
-            raise ProgramFailed("crash", "the sandbox did not start the program")
+            raise ProgramError("the sandbox did not start the program", kind=FailureKind.CRASH)
         header = worker.readline(self.limits.timeout + 2.0)
         if header is None:
-            raise ProgramFailed(
-                "timeout", f"{program} did not finish within {self.limits.timeout:g} s and "
-                "was killed with everything it started")
+            raise ProgramError(f"{program} did not finish within {self.limits.timeout:g} s "
+                               "and was killed with everything it started",
+                               kind=FailureKind.TIMEOUT)
         try:
             head = json.loads(header)
             code, size = int(head["done"]), int(head["size"])
             stderr = _text(head.get("stderr") or "", _STDERR_TAIL * 2)[-_STDERR_TAIL:]
             flooded = bool(head.get("flooded"))
         except (ValueError, KeyError, TypeError):
-            raise ProgramFailed("crash", "the sandbox answered garbage") from None
+            raise ProgramError("the sandbox answered garbage", kind=FailureKind.CRASH) from None
         if flooded or not 0 <= size <= MAX_RESULT:
-            raise ProgramFailed("invalid", f"{program} returned more than "
-                                f"{MAX_RESULT >> 20} MiB; refused")
+            raise ProgramError(f"{program} returned more than {MAX_RESULT >> 20} MiB; refused",
+                               kind=FailureKind.INVALID)
         body = worker.read_exactly(size, _REPLY_TIMEOUT)
         try:
             data = json.loads(body) if body and body.strip() else None
@@ -398,17 +388,17 @@ class Sandbox:
                 name = signal.Signals(-code).name
                 hint = (" (CPU time limit)" if -code in (signal.SIGXCPU, signal.SIGKILL)
                         else "")
-                raise ProgramFailed("crash", f"{program} was killed by {name}{hint}",
-                                    details=lines)
-            raise ProgramFailed("crash", f"{program} exited (status {code}) without a result",
-                                details=lines)
+                raise ProgramError(f"{program} was killed by {name}{hint}",
+                                   kind=FailureKind.CRASH, details=lines)
+            raise ProgramError(f"{program} exited (status {code}) without a result",
+                               kind=FailureKind.CRASH, details=lines)
         if data.get("ok") is not True:
             kind = str(data.get("kind"))
             location = data.get("location")
             details = data.get("details")
-            raise ProgramFailed(
-                kind if kind in _KINDS else "exception",
+            raise ProgramError(
                 _text(data.get("message") or "failed", 2000),
+                kind=FailureKind(kind) if kind in _KINDS else FailureKind.EXCEPTION,
                 location=_text(location, 300) if isinstance(location, str) else None,
                 details=tuple(_text(d, 500) for d in details[:30])
                 if isinstance(details, list) else ())

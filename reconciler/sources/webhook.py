@@ -8,16 +8,15 @@ Three ways to prove a request comes from the Git server, each checked in constan
   t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`` — the timestamp is signed
   too, so a captured request cannot be replayed after ``tolerance`` seconds.
 
-The verification functions are pure (bytes in, verdict out) and table-tested; the server
-only moves bytes. A request with a missing or wrong signature gets 401 and triggers
-nothing; bodies are bounded (413) and must declare their length (411; a malformed one is
-400). A delivery is accepted once (:mod:`.replay`), and a GitHub/GitLab signature only
-over a body that is not a generic-signed string, so a generic delivery re-signed as
-GitHub's is refused. Connections are capped and each has an overall deadline (slow
-headers). The server
-answers ``GET /healthz`` (liveness), ``GET /readyz`` (readiness: the leader, loop running)
-and ``GET /metrics`` (Prometheus text format), so one port serves a Deployment's probes,
-its Service and Prometheus.
+The verification functions are pure (bytes in, a :class:`DeliveryCheck` out) and
+table-tested; the server only moves bytes. A request with a missing or wrong signature
+gets 401 and triggers nothing; bodies are bounded (413) and must declare their length
+(411; a malformed one is 400). A delivery is accepted once (:mod:`.replay`), and a
+GitHub/GitLab signature only over a body that is not a generic-signed string, so a
+generic delivery re-signed as GitHub's is refused. Connections are capped and each has an
+overall deadline (slow headers). The server answers ``GET /healthz`` (liveness),
+``GET /readyz`` (readiness: the leader, loop running) and ``GET /metrics`` (Prometheus
+text format), so one port serves a Deployment's probes, its Service and Prometheus.
 """
 
 from __future__ import annotations
@@ -42,9 +41,9 @@ from reconciler.sources.replay import ReplayCache, delivery_key
 __all__ = [
     "GENERIC_HEADER",
     "MAX_BODY",
+    "DeliveryCheck",
     "Provider",
     "PushEvent",
-    "Verdict",
     "WebhookServer",
     "parse_push",
     "sign_generic",
@@ -71,7 +70,10 @@ class Provider(StrEnum):
 
 
 @dataclass(frozen=True)
-class Verdict:
+class DeliveryCheck:
+    """Whether a push request proved it comes from the Git server, by which provider's
+    signature, and why not (``reason``)."""
+
     ok: bool
     provider: Provider
     reason: str = ""
@@ -105,38 +107,38 @@ def _generic_signed(body: bytes) -> bool:
     return _GENERIC_SIGNED.match(body) is not None
 
 
-def _verify_github(secret: bytes, body: bytes, header: str) -> Verdict:
+def _verify_github(secret: bytes, body: bytes, header: str) -> DeliveryCheck:
     scheme, _, given = header.strip().partition("=")
     if scheme != "sha256" or not given:
-        return Verdict(False, Provider.GITHUB, f"malformed {GITHUB_HEADER}")
+        return DeliveryCheck(False, Provider.GITHUB, f"malformed {GITHUB_HEADER}")
     ok = hmac.compare_digest(given.lower().encode(), _hmac(secret, body).encode())
     if ok and _generic_signed(body):
-        return Verdict(False, Provider.GITHUB, "the body is a generic-format signed string, "
-                       "not a GitHub payload")
-    return Verdict(ok, Provider.GITHUB, "" if ok else "signature does not match")
+        return DeliveryCheck(False, Provider.GITHUB, "the body is a generic-format signed "
+                             "string, not a GitHub payload")
+    return DeliveryCheck(ok, Provider.GITHUB, "" if ok else "signature does not match")
 
 
-def _verify_gitlab(secret: bytes, header: str) -> Verdict:
+def _verify_gitlab(secret: bytes, header: str) -> DeliveryCheck:
     ok = hmac.compare_digest(header.encode(), secret)
-    return Verdict(ok, Provider.GITLAB, "" if ok else "token does not match")
+    return DeliveryCheck(ok, Provider.GITLAB, "" if ok else "token does not match")
 
 
 def _verify_generic(secret: bytes, body: bytes, header: str, *, now: float,
-                    tolerance: float) -> Verdict:
+                    tolerance: float) -> DeliveryCheck:
     fields: dict[str, str] = {}
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
         fields.setdefault(key, value)
     stamp, given = fields.get("t", ""), fields.get("v1", "")
     if not stamp.isdigit() or not given:
-        return Verdict(False, Provider.GENERIC, f"malformed {GENERIC_HEADER}")
+        return DeliveryCheck(False, Provider.GENERIC, f"malformed {GENERIC_HEADER}")
     expected = _hmac(secret, stamp.encode() + b"." + body)
     if not hmac.compare_digest(given.lower().encode(), expected.encode()):
-        return Verdict(False, Provider.GENERIC, "signature does not match")
+        return DeliveryCheck(False, Provider.GENERIC, "signature does not match")
     if abs(now - int(stamp)) > tolerance:
-        return Verdict(False, Provider.GENERIC,
-                       f"timestamp is more than {tolerance:.0f} s away (replayed?)")
-    return Verdict(True, Provider.GENERIC)
+        return DeliveryCheck(False, Provider.GENERIC,
+                             f"timestamp is more than {tolerance:.0f} s away (replayed?)")
+    return DeliveryCheck(True, Provider.GENERIC)
 
 
 def signature_of(headers: Mapping[str, str], provider: Provider) -> str:
@@ -147,16 +149,16 @@ def signature_of(headers: Mapping[str, str], provider: Provider) -> str:
 
 
 def verify_request(headers: Mapping[str, str], body: bytes, secret: bytes | None, *,
-                   now: float, tolerance: float = TOLERANCE) -> Verdict:
+                   now: float, tolerance: float = TOLERANCE) -> DeliveryCheck:
     """Check a push request. ``secret=None`` means verification was explicitly disabled.
 
     The provider is recognised by its header; with several present, the strongest
     (generic, then GitHub, then GitLab) decides.
     """
     if secret is None:
-        return Verdict(True, Provider.NONE)
+        return DeliveryCheck(True, Provider.NONE)
     if not secret:
-        return Verdict(False, Provider.NONE, "the configured secret is empty")
+        return DeliveryCheck(False, Provider.NONE, "the configured secret is empty")
     generic = _header(headers, GENERIC_HEADER)
     if generic is not None:
         return _verify_generic(secret, body, generic, now=now, tolerance=tolerance)
@@ -166,8 +168,8 @@ def verify_request(headers: Mapping[str, str], body: bytes, secret: bytes | None
     gitlab = _header(headers, GITLAB_HEADER)
     if gitlab is not None:
         return _verify_gitlab(secret, gitlab)
-    return Verdict(False, Provider.NONE, f"no signature ({GENERIC_HEADER}, {GITHUB_HEADER} "
-                                         f"or {GITLAB_HEADER})")
+    return DeliveryCheck(False, Provider.NONE, f"no signature ({GENERIC_HEADER}, "
+                         f"{GITHUB_HEADER} or {GITLAB_HEADER})")
 
 
 @dataclass(frozen=True)
@@ -275,17 +277,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length)
         headers = {k: v for k, v in self.headers.items()}
-        verdict = verify_request(headers, body, hooks.secret, now=time.time())
-        if verdict.ok and verdict.provider is not Provider.NONE:
-            key = delivery_key(verdict.provider.value,
-                               signature_of(headers, verdict.provider), body)
+        check = verify_request(headers, body, hooks.secret, now=time.time())
+        if check.ok and check.provider is not Provider.NONE:
+            key = delivery_key(check.provider.value,
+                               signature_of(headers, check.provider), body)
             with hooks.replay_lock:
                 fresh = hooks.replays.first_time(key, time.monotonic())
             if not fresh:
-                verdict = Verdict(False, verdict.provider, "replayed delivery")
-        if not verdict.ok:
-            hooks.on_rejected(verdict)
-            self._send(401, {"error": f"unauthorized: {verdict.reason}"})
+                check = DeliveryCheck(False, check.provider, "replayed delivery")
+        if not check.ok:
+            hooks.on_rejected(check)
+            self._send(401, {"error": f"unauthorized: {check.reason}"})
             return
         event = parse_push(headers, body)
         if event.event == "ping":
@@ -351,7 +353,7 @@ class WebhookServer:
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, secret: bytes | None,
                  on_push: Callable[[PushEvent], tuple[bool, str]],
-                 on_rejected: Callable[[Verdict], None] = lambda _: None,
+                 on_rejected: Callable[[DeliveryCheck], None] = lambda _: None,
                  health: Health = lambda: (True, ""), ready: Health | None = None,
                  metrics: Callable[[], tuple[bytes, str]] | None = None,
                  path: str = "/webhook", max_body: int = MAX_BODY,

@@ -85,7 +85,7 @@ class Reconciler:
         self.rollouts = DiskRolloutStore.in_state_dir(self.state)
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
         env = {**os.environ, "MESHDSL_WEBHOOK_SECRET": SECRET}
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
@@ -93,7 +93,8 @@ class Reconciler:
                  "--name", "e2e", "--state-dir", str(self.state),
                  "--cache-dir", str(self.root / "cache"),
                  "--listen", f"127.0.0.1:{self.port}", "--gateway-port", str(self.gateway),
-                 "--interval", "0", "--drift-interval", "0", "--rollout-tick", "0.5s"],
+                 "--interval", "0", "--drift-interval", "0", "--rollout-tick", "0.5s",
+                 *extra],
                 stdout=out, stderr=out, env=env)
         wait_for(lambda: b'"event": "started"' in self.log.read_bytes()
                  or b'"event":"started"' in self.log.read_bytes(), 30, "the reconciler starting")

@@ -20,7 +20,8 @@ import pytest
 
 from reconciler.ports import Deployed, DeployError, Revision, SourceError
 from reconciler.runtime.loop import Reconciler, Settings
-from reconciler.runtime.sandbox import Compiled, ProgramFailed
+from reconciler.runtime.records import FailureKind, ProgramError
+from reconciler.runtime.sandbox import Compiled
 from reconciler.runtime.status import (
     Control,
     DiskStore,
@@ -75,7 +76,7 @@ class Runner:
     """Revision → output (or failure); counts runs."""
 
     def __init__(self) -> None:
-        self.broken: dict[str, ProgramFailed] = {}
+        self.broken: dict[str, ProgramError] = {}
         self.runs: list[str] = []
 
     def run(self, checkout: Path, program: str, *, spec: bool = False) -> Compiled:
@@ -140,12 +141,15 @@ def test_broken_program_keeps_the_last_good_state(parts: Any) -> None:
     rec = make(parts)
     rec.reconcile({"start"})
     source.head = B
-    runner.broken[B] = ProgramFailed("syntax", "invalid syntax", location="mesh.py:3")
+    runner.broken[B] = ProgramError("invalid syntax", kind=FailureKind.SYNTAX,
+                                    location="mesh.py:3", details=("mesh = Mesh('m'",))
     status = rec.reconcile({"webhook"})
     assert status.applied_revision == A
     assert status.last is not None and status.last.result is Result.FAILED
     assert status.last.failure is not None
     assert status.last.failure.describe() == "mesh.py:3: invalid syntax"
+    assert status.last.failure.kind == FailureKind.SYNTAX
+    assert status.last.failure.details == ("mesh = Mesh('m'",)
     assert deployer.deployed == [(A, True, False)]
     rec.reconcile({"poll"})
     rec.reconcile({"webhook"})

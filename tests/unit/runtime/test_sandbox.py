@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runtime.sandbox import Limits, ProgramFailed, Sandbox
+from reconciler.runtime.records import FailureKind, ProgramError
+from reconciler.runtime.sandbox import Limits, Sandbox
 
 GOOD = '''from meshdsl import Mesh
 print("stdout noise must not corrupt the result")
@@ -63,8 +64,8 @@ def sandbox() -> Iterator[Sandbox]:
     box.close()
 
 
-def fail(sandbox: Sandbox, checkout: Path, program: str) -> ProgramFailed:
-    with pytest.raises(ProgramFailed) as info:
+def fail(sandbox: Sandbox, checkout: Path, program: str) -> ProgramError:
+    with pytest.raises(ProgramError) as info:
         sandbox.run(checkout, program)
     return info.value
 
@@ -80,19 +81,20 @@ def test_good_program_returns_manifests(sandbox: Sandbox, checkout: Path) -> Non
 
 
 @pytest.mark.parametrize(("program", "kind", "location", "text"), [
-    ("syntax.py", "syntax", "syntax.py:2", "was never closed"),
-    ("raises.py", "exception", "raises.py:5", "ValueError: no"),
-    ("loops.py", "timeout", "loops.py:3|loops.py:4", "did not finish within 3 s"),
-    ("invalid.py", "validation", "invalid.py:4", "1 validation error"),
-    ("hog.py", "memory", "hog.py:1", "MemoryError"),
-    ("nomesh.py", "invalid", None, "defines no Mesh"),
-    ("missing.py", "invalid", None, "does not exist"),
-    ("../outside.py", "invalid", None, "outside the repository"),
+    ("syntax.py", FailureKind.SYNTAX, "syntax.py:2", "was never closed"),
+    ("raises.py", FailureKind.EXCEPTION, "raises.py:5", "ValueError: no"),
+    ("loops.py", FailureKind.TIMEOUT, "loops.py:3|loops.py:4", "did not finish within 3 s"),
+    ("invalid.py", FailureKind.VALIDATION, "invalid.py:4", "1 validation error"),
+    ("hog.py", FailureKind.MEMORY, "hog.py:1", "MemoryError"),
+    ("nomesh.py", FailureKind.INVALID, None, "defines no Mesh"),
+    ("missing.py", FailureKind.INVALID, None, "does not exist"),
+    ("../outside.py", FailureKind.INVALID, None, "outside the repository"),
 ])
 def test_failures_name_the_users_line(sandbox: Sandbox, checkout: Path, program: str,
-                                      kind: str, location: str | None, text: str) -> None:
+                                      kind: FailureKind, location: str | None, text: str
+                                      ) -> None:
     error = fail(sandbox, checkout, program)
-    assert error.kind == kind
+    assert error.kind is kind
     assert error.location in (location.split("|") if location else [None])
     assert text in error.message
     assert str(checkout) not in str(error) + "".join(error.details)
@@ -102,7 +104,7 @@ def test_a_loop_that_swallows_exceptions_is_still_interrupted(
         sandbox: Sandbox, checkout: Path) -> None:
     # SIGALRM's exception is a BaseException, so `except Exception` does not stop it
     error = fail(sandbox, checkout, "swallows.py")
-    assert error.kind == "timeout"
+    assert error.kind is FailureKind.TIMEOUT
     assert error.location in ("swallows.py:3", "swallows.py:4", "swallows.py:5",
                               "swallows.py:6")   # somewhere in the loop
 
@@ -110,12 +112,12 @@ def test_a_loop_that_swallows_exceptions_is_still_interrupted(
 def test_a_program_deaf_to_the_alarm_is_killed_by_the_wall_clock(
         sandbox: Sandbox, checkout: Path) -> None:
     error = fail(sandbox, checkout, "deaf.py")
-    assert error.kind == "timeout" and "was killed" in error.message
+    assert error.kind is FailureKind.TIMEOUT and "was killed" in error.message
 
 
 def test_os_exit_is_a_crash(sandbox: Sandbox, checkout: Path) -> None:
     error = fail(sandbox, checkout, "exits.py")
-    assert error.kind == "crash" and "status 3" in error.message
+    assert error.kind is FailureKind.CRASH and "status 3" in error.message
 
 
 def test_environment_is_scrubbed(sandbox: Sandbox, checkout: Path,
@@ -162,7 +164,8 @@ def test_without_bubblewrap_it_still_runs_and_warns_loudly(
     refusing = Sandbox(Limits(timeout=10), warm=False, mode="require")
     monkeypatch.setattr(module, "probe", lambda: None)
     try:
-        with pytest.raises(ProgramFailed, match="bubblewrap is required"):
+        with pytest.raises(ProgramError, match="bubblewrap is required") as info:
             refusing.run(checkout, "good.py")
+        assert info.value.kind is FailureKind.SANDBOX
     finally:
         refusing.close()

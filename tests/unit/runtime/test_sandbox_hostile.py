@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.runtime.sandbox import Limits, ProgramFailed, Sandbox
+from reconciler.runtime.records import FailureKind, ProgramError
+from reconciler.runtime.sandbox import Limits, Sandbox
 from tests.hostile_corpus import evidence, render
 
 SECRET = "s3cr3t-hostile-corpus"
@@ -39,11 +40,11 @@ def listener() -> Iterator[socket.socket]:
     server.close()
 
 
-def attack(sandbox: Sandbox, tmp_path: Path, name: str, **values: object) -> ProgramFailed:
+def attack(sandbox: Sandbox, tmp_path: Path, name: str, **values: object) -> ProgramError:
     checkout = tmp_path / "repo"
     checkout.mkdir(exist_ok=True)
     (checkout / "mesh.py").write_text(render(name, **values))
-    with pytest.raises(ProgramFailed) as info:
+    with pytest.raises(ProgramError) as info:
         sandbox.run(checkout, "mesh.py")
     return info.value
 
@@ -123,20 +124,20 @@ def test_a_fork_bomb_is_bounded(sandbox: Sandbox, tmp_path: Path) -> None:
 def test_a_memory_bomb_is_a_memory_error(sandbox: Sandbox, tmp_path: Path) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     error = attack(sandbox, tmp_path, "memory_bomb")
-    assert error.kind == "memory"
+    assert error.kind is FailureKind.MEMORY
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000   # KiB
 
 
 def test_a_result_flood_is_refused_and_bounded(sandbox: Sandbox, tmp_path: Path) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     error = attack(sandbox, tmp_path, "result_flood")
-    assert error.kind == "invalid" and "more than 16 MiB" in error.message
+    assert error.kind is FailureKind.INVALID and "more than 16 MiB" in error.message
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000   # KiB
 
 
 def test_a_forged_result_is_not_a_verdict(sandbox: Sandbox, tmp_path: Path) -> None:
     error = attack(sandbox, tmp_path, "forged_result")
-    assert error.kind in ("invalid", "crash")
+    assert error.kind in (FailureKind.INVALID, FailureKind.CRASH)
     assert "pwned" not in str(error) and "ClusterRoleBinding" not in str(error)
 
 
@@ -151,7 +152,7 @@ def test_an_output_flood_is_cut_to_its_tail(sandbox: Sandbox, tmp_path: Path) ->
 def test_a_program_deaf_to_signals_is_killed(sandbox: Sandbox, tmp_path: Path) -> None:
     started = time.monotonic()
     error = attack(sandbox, tmp_path, "deaf_to_signals")
-    assert error.kind == "timeout" and "was killed" in error.message
+    assert error.kind is FailureKind.TIMEOUT and "was killed" in error.message
     assert time.monotonic() - started < 4.0 + 8
 
 

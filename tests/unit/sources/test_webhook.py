@@ -82,10 +82,10 @@ CASES = [
                          [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_verify_request(headers: dict[str, str], body: bytes, secret: bytes | None, ok: bool,
                         provider: Provider) -> None:
-    verdict = verify_request(headers, body, secret, now=NOW)
-    assert verdict.ok is ok
-    assert verdict.provider is provider
-    assert bool(verdict.reason) is (not ok)
+    check = verify_request(headers, body, secret, now=NOW)
+    assert check.ok is ok
+    assert check.provider is provider
+    assert bool(check.reason) is (not ok)
 
 
 @pytest.mark.parametrize(("headers", "payload", "expected"), [

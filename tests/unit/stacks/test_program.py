@@ -109,6 +109,7 @@ def test_a_broken_program_stops_the_update_at_its_line(tmp_path: Path) -> None:
     message = run_error(CANARY_ON, program)
     assert f"{program}:3" in message
     assert "ValueError: nope" in message
+    assert f"\n  {program}:3 in <module>: raise ValueError('nope')" in message   # the frames
 
 
 def test_the_project_main_runs_the_bookinfo_program() -> None:

@@ -1,0 +1,256 @@
+"""Sequential canary analysis on the real local stack, beside the interval analysis.
+
+Two questions, each on the local mesh (real Envoys, demo apps, a real Prometheus through
+the Envoy -> Istio bridge, the rollout driver ticking), in the same invocation:
+
+1. **A bad v2** (20% of its requests fail with 503) rolled out with steps 20 -> 50 -> 100,
+   a 2 s interval and 100 req/s of traffic through the caller's sidecar with Istio's
+   default retries (2 on 503): how long v2 serves (first to last request it answered, in
+   intervals; target < 0.5) and what share of the requests of that first interval fail at
+   the client (target < 0.25%). The same plan with ``analysis="interval"`` runs in the same
+   invocation: Flagger and Argo Rollouts also wait for the interval, and need
+   ``threshold`` failed analyses before they roll back.
+2. **A healthy v2** (0.5% of requests fail, within the plan's 99% success rate): how many
+   rollouts the sequential test aborts by mistake (target: at most 1 of 50). Several
+   canaried services share one mesh, so 50 rollouts take a few rigs.
+
+    .venv/bin/python bench/sequential.py [--bad-runs 5] [--healthy 50] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.machine import describe, write_section
+from meshdsl.model import Mesh
+from meshdsl.model.canary import LatencyP99, SuccessRate
+from meshdsl.model.spec import MeshSpec
+from reconciler.delivery.phases import Phase
+from reconciler.demo.apps import DEMO_APP
+from reconciler.demo.traffic import CanaryRig, TrafficGenerator
+
+NS = "shop"
+INTERVAL = 2.0
+STEPS = [20, 50, 100]
+THRESHOLD = 2          # max_failed_checks of the interval analysis
+BAD_RATE = 0.2
+HEALTHY_RATE = 0.005
+PER_RIG = 5            # canaried services per rig in the healthy runs
+
+
+def _demo(*args: str) -> list[str]:
+    return [sys.executable, str(DEMO_APP), "--name", "{service}", "--version", "{version}",
+            "--port", "{port}", *args]
+
+
+def mesh_of(services: list[str], *, v1_errors: float, v2_errors: float,
+            analysis: str) -> MeshSpec:
+    """``services``, each v1 and v2 (demo apps failing at those rates) with the same canary
+    plan, and a ``client`` sidecar to call them through."""
+    mesh = Mesh("sequential-bench", namespace=NS)
+    for name in services:
+        svc = mesh.service(name, port=9080, versions=["v1", "v2"])
+        svc.route(to={svc.v1: 100})                     # Istio's default retries
+        svc.run_locally("v1", command=_demo("--error-rate", f"{v1_errors:g}"))
+        svc.run_locally("v2", command=_demo("--error-rate", f"{v2_errors:g}"))
+        svc.canary(target="v2", stable="v1", steps=STEPS, interval=f"{INTERVAL:g}s",
+                   checks=[SuccessRate(99, interval="10s"), LatencyP99(400, interval="10s")],
+                   min_requests=5, no_data_limit=5, max_failed_checks=THRESHOLD,
+                   analysis=analysis)  # type: ignore[arg-type]
+    mesh.service("client", port=8080).deploy("v1", image="none")
+    return mesh.build()
+
+
+@dataclass(frozen=True)
+class BadRun:
+    analysis: str
+    outcome: str
+    exposed: float      # seconds from v2's first answer to its last
+    served: int         # requests v2 answered (first attempts and retries seen by the client)
+    failed: int         # failures the client saw in the interval after v2's first answer
+    window: int         # requests the client sent in that interval
+
+
+def bad_run(analysis: str, rate: float) -> BadRun:
+    with tempfile.TemporaryDirectory(prefix="bench-sequential-") as tmp:
+        rig = CanaryRig(Path(tmp))
+        traffic: TrafficGenerator | None = None
+        try:
+            rig.start(mesh_of(["reviews"], v1_errors=0.0, v2_errors=BAD_RATE,
+                              analysis=analysis), drive=False)
+            assert rig.mesh is not None
+            traffic = TrafficGenerator(rig.mesh.outbound_url("client", "reviews"), rate=rate,
+                                       workers=4, max_seconds=120).start()
+            time.sleep(1.0)
+            rig.drive()
+            rig.wait(lambda: (s := rig.store.load(NS, "reviews")) is not None
+                     and s.state.phase.terminal, 60, what="the rollout finishing")
+            time.sleep(1.0)
+        finally:
+            if traffic is not None:
+                traffic.stop()
+            rig.stop()
+        stored = rig.store.load(NS, "reviews")
+        assert stored is not None and traffic is not None
+        samples = traffic.since(0)
+        by_v2 = [s.at for s in samples if s.served_by == "reviews-v2"]
+        if not by_v2:
+            raise RuntimeError("v2 never served a request; is it running?")
+        window = [s for s in samples if by_v2[0] <= s.at < by_v2[0] + INTERVAL]
+        phase = stored.state.phase
+        return BadRun(analysis, phase.value if phase is Phase.FAILED
+                      else f"UNEXPECTED {phase.value}", by_v2[-1] - by_v2[0], len(by_v2),
+                      sum(1 for s in window if s.status != 200), len(window))
+
+
+@dataclass(frozen=True)
+class HealthyRig:
+    promoted: int
+    sequential_aborts: int
+    other_failures: list[str]
+    requests: int
+
+
+def healthy_rig(count: int, rate: float) -> HealthyRig:
+    names = [f"svc{i}" for i in range(count)]
+    with tempfile.TemporaryDirectory(prefix="bench-sequential-") as tmp:
+        rig = CanaryRig(Path(tmp))
+        generators: list[TrafficGenerator] = []
+        try:
+            rig.start(mesh_of(names, v1_errors=HEALTHY_RATE, v2_errors=HEALTHY_RATE,
+                              analysis="sequential"), drive=False)
+            assert rig.mesh is not None
+            generators = [TrafficGenerator(rig.mesh.outbound_url("client", name), rate=rate,
+                                           workers=2, max_seconds=180).start()
+                          for name in names]
+            time.sleep(1.0)
+            rig.drive()
+            # an unfinished rollout is reported below with its phase and reason
+            with contextlib.suppress(TimeoutError):
+                rig.wait(lambda: all((s := rig.store.load(NS, n)) is not None
+                                     and s.state.phase.terminal for n in names), 120,
+                         what="every rollout finishing")
+        finally:
+            for generator in generators:
+                generator.stop()
+            rig.stop()
+        promoted = aborted = 0
+        others: list[str] = []
+        for name in names:
+            stored = rig.store.load(NS, name)
+            assert stored is not None
+            state = stored.state
+            if state.phase is Phase.SUCCEEDED:
+                promoted += 1
+            elif "sequential test" in state.reason:
+                aborted += 1
+            else:
+                others.append(f"{name}: {state.phase.value}: {state.reason}")
+        return HealthyRig(promoted, aborted, others, sum(len(g.samples) for g in generators))
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    return (f"{format(statistics.median(values), fmt)} "
+            f"({format(min(values), fmt)}-{format(max(values), fmt)})")
+
+
+def bad_table(runs: list[BadRun], rate: float) -> str:
+    rows = ["| run | analysis | outcome | v2 served for (intervals) | requests v2 answered | "
+            "failed in v2's first interval |", "|---|---|---|---|---|---|"]
+    for i, run in enumerate(runs, 1):
+        rows.append(f"| {i} | {run.analysis} | {run.outcome} | {run.exposed / INTERVAL:.2f} | "
+                    f"{run.served} | {run.failed}/{run.window} "
+                    f"({100 * run.failed / max(1, run.window):.2f}%) |")
+    lines = []
+    medians: dict[str, float] = {}
+    for analysis in ("sequential", "interval"):
+        mine = [r for r in runs if r.analysis == analysis]
+        if not mine:
+            continue
+        exposed = [r.exposed / INTERVAL for r in mine]
+        failed, window = sum(r.failed for r in mine), sum(r.window for r in mine)
+        medians[analysis] = statistics.median(exposed)
+        lines.append(f"- **{analysis}** ({len(mine)} runs): v2 served for "
+                     f"{_spread(exposed, '.2f')} intervals (median, min-max); "
+                     f"{_spread([float(r.served) for r in mine], '.0f')} requests answered "
+                     f"by v2; {failed} of {window} requests failed at the client in v2's "
+                     f"first interval, pooled ({100 * failed / max(1, window):.2f}%).")
+    if "sequential" in medians and "interval" in medians and medians["sequential"] > 0:
+        lines.append(f"- Ratio: the interval analysis exposes v2 "
+                     f"{medians['interval'] / medians['sequential']:.1f}x as long "
+                     f"(medians). Targets for sequential: < 0.5 interval, < 0.25% failed.")
+    head = (f"### A bad v2 ({BAD_RATE:.0%} of its requests fail)\n\nSteps {STEPS}, "
+            f"{INTERVAL:g} s interval, 10 s check windows (99% success rate, p99 400 ms), "
+            f"interval threshold {THRESHOLD}, {rate:g} req/s through the client's sidecar "
+            "with Istio's default retries (2 on 503), 100 ms scrape, 50 ms driver tick.")
+    return head + "\n\n" + "\n".join(rows) + "\n\n" + "\n".join(lines) + "\n"
+
+
+def healthy_table(rigs: list[HealthyRig], rate: float) -> str:
+    total = sum(r.promoted + r.sequential_aborts + len(r.other_failures) for r in rigs)
+    aborts = sum(r.sequential_aborts for r in rigs)
+    rows = ["| rig | rollouts | promoted | aborted by the sequential test | other outcomes | "
+            "requests |", "|---|---|---|---|---|---|"]
+    for i, r in enumerate(rigs, 1):
+        n = r.promoted + r.sequential_aborts + len(r.other_failures)
+        rows.append(f"| {i} | {n} | {r.promoted} | {r.sequential_aborts} | "
+                    f"{'; '.join(r.other_failures) or '-'} | {r.requests} |")
+    head = (f"### A healthy v2 ({HEALTHY_RATE:.1%} of requests fail, v1 the same)\n\n"
+            f"{PER_RIG} canaried services per mesh, each {rate:g} req/s, same plan with "
+            "`analysis=\"sequential\"` (false-abort budget 1% per rollout, split across its "
+            "stages).")
+    verdict = (f"False aborts: **{aborts} of {total}** rollouts (target: at most 1 of 50).")
+    return head + "\n\n" + "\n".join(rows) + f"\n\n{verdict}\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bad-runs", type=int, default=5,
+                        help="runs of the bad v2 for each analysis mode")
+    parser.add_argument("--healthy", type=int, default=50,
+                        help="healthy rollouts (rounded up to whole rigs; 0: skip)")
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--healthy-rate", type=float, default=30.0)
+    parser.add_argument("--no-write", action="store_true",
+                        help="print the results without updating bench/RESULTS.md")
+    args = parser.parse_args()
+    header = describe()
+    sections = []
+    ok = True
+    if args.bad_runs > 0:
+        runs = []
+        for i in range(args.bad_runs):       # interleaved: both modes see the same load
+            for analysis in ("sequential", "interval"):
+                run = bad_run(analysis, args.rate)
+                print(f"bad {analysis} {i + 1}: {run}", file=sys.stderr, flush=True)
+                runs.append(run)
+        ok = all(r.outcome == "failed" for r in runs)
+        sections.append(bad_table(runs, args.rate))
+    if args.healthy > 0:
+        rigs = []
+        for i in range(-(-args.healthy // PER_RIG)):
+            rig = healthy_rig(PER_RIG, args.healthy_rate)
+            print(f"healthy rig {i + 1}: {rig}", file=sys.stderr, flush=True)
+            rigs.append(rig)
+        sections.append(healthy_table(rigs, args.healthy_rate))
+    body = header + "\n\n" + "\n".join(sections) + (
+        f"\nRun: `.venv/bin/python bench/sequential.py --bad-runs {args.bad_runs} "
+        f"--healthy {args.healthy} --rate {args.rate:g} --healthy-rate "
+        f"{args.healthy_rate:g}`\n")
+    print(body)
+    if not args.no_write:
+        write_section("sequential", body)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
