@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,15 +146,6 @@ class Reconciler:
 
     def url(self) -> str:
         return f"http://127.0.0.1:{self.gateway}/"
-
-
-@pytest.fixture
-def reconciler(tmp_path: Path) -> Iterator[Reconciler]:
-    rec = Reconciler(tmp_path)
-    try:
-        yield rec
-    finally:
-        rec.stop()
 
 
 def served(traffic: TrafficGenerator, seconds: float) -> set[str]:
