@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,18 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 
 from bench.machine import describe, write_section
-from reconciler.demo.apps import DEMO_APP
+from reconciler.processes.lifecycle import terminate
 from reconciler.processes.ports import free_port
-from reconciler.runtime.deploy import LocalDeployer
-from reconciler.runtime.loop import Reconciler, Settings
-from reconciler.runtime.sandbox import Limits, Sandbox
-from reconciler.runtime.status import ClusterStore, DiskStore
-from reconciler.sources.git import GitSource
-from reconciler.sources.webhook import WebhookServer
-from reconciler.targets.envoy import LocalMesh
+from reconciler.runtime.status import ClusterStore
 from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
 from reconciler.testing.gitops import GitServer, mesh_program
+from reconciler.testing.local_gitops import LocalGitOps, local_program
 
 SECRET = b"bench-secret"
 MESHCTL = str(Path(sys.executable).parent / "meshctl")
@@ -139,43 +133,17 @@ def kube_run(api: LocalApiServer, root: Path, *, pushes: int, webhook: bool,
                   f"returned ({(returned - started) * 1000:.0f} ms push)", flush=True)
             time.sleep(0.3)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        terminate(proc, 20)
     return run
 
 
-def local_program(version: str) -> str:
-    command = [sys.executable, str(DEMO_APP), "--name", "{service}", "--version",
-               "{version}", "--port", "{port}"]
-    return ("from meshdsl import Mesh\n\nmesh = Mesh('benchlocal', namespace='shop')\n"
-            "mesh.service('client', port=8080).deploy('v1', image='none')\n"
-            "reviews = mesh.service('reviews', port=9080, versions=['v1', 'v2'])\n"
-            f"reviews.run_locally(command={command!r})\n"
-            f"reviews.route(to=reviews.{version})\n")
-
-
 def local_run(root: Path, *, pushes: int) -> Run:
-    local = LocalMesh(workdir=root / "local-mesh")
-    store = DiskStore(root / "local-state")
-    holder: dict[str, Reconciler] = {}
-    server = WebhookServer(secret=SECRET, on_push=lambda e: holder["r"].on_push(e)).start()
-    git = GitServer(root / "local-git", webhook_url=f"{server.url}/webhook", secret=SECRET)
-    sandbox = Sandbox(Limits(timeout=10))
-    rec = Reconciler(Settings(name="bench-local", poll_interval=None, drift_interval=None),
-                     source=GitSource(str(git.origin), cache_dir=root / "local-cache"),
-                     deployer=LocalDeployer(local), store=store, sandbox=sandbox)
-    holder["r"] = rec
-    sandbox.prepare()
-    rec.start()
+    rig = LocalGitOps(root / "local", name="bench-local", program_timeout=10).start()
     run = Run("local-webhook")
     try:
-        first = git.push({"mesh.py": local_program("v1")}, "start")
-        wait_until(lambda: (s := store.load_status()) is not None
-                   and s.applied_revision == first, 120, "the local mesh", 0.1)
-        url = local.outbound_url("client", "reviews")
+        first = rig.git.push({"mesh.py": local_program("benchlocal", "v1")}, "start")
+        wait_until(lambda: rig.applied(first), 120, "the local mesh", 0.1)
+        url = rig.local.outbound_url("client", "reviews")
         with httpx.Client(timeout=5, trust_env=False) as client:
             for i in range(1, pushes + 1):
                 version = "v2" if i % 2 else "v1"
@@ -189,7 +157,7 @@ def local_run(root: Path, *, pushes: int) -> Run:
 
                 time.sleep(1.5)   # let the sandbox's next warm worker finish starting
                 started = time.monotonic()
-                git.push({"mesh.py": local_program(version)}, f"push {i}")
+                rig.git.push({"mesh.py": local_program("benchlocal", version)}, f"push {i}")
                 returned = time.monotonic()
                 done = wait_until(serving, 60, f"push {i} served")
                 run.after_push.append(max(0.0, done - returned))
@@ -198,10 +166,7 @@ def local_run(root: Path, *, pushes: int) -> Run:
                 print(f"  local push {i}: {run.after_push[-1] * 1000:.0f} ms after the push "
                       "returned", flush=True)
     finally:
-        rec.stop()
-        server.stop()
-        sandbox.close()
-        local.stop()
+        rig.stop()
     return run
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,11 +34,13 @@ import httpx
 
 from bench.machine import describe, write_section
 from bench.reconcile import wait_until
+from reconciler.processes.lifecycle import terminate
 from reconciler.processes.ports import free_port
 from reconciler.runtime.status import ClusterStore, Result
 from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
 from reconciler.testing.gitops import GitServer
+from reconciler.testing.observe import descriptors, metric_total
 
 SECRET = b"bench-secret"
 MESHCTL = str(Path(sys.executable).parent / "meshctl")
@@ -76,15 +77,8 @@ class Sampler(threading.Thread):
         self._done = threading.Event()
 
     def sample(self) -> None:
-        fds = sockets = 0
         try:
-            for entry in os.scandir(f"/proc/{self.pid}/fd"):
-                fds += 1
-                try:
-                    if os.readlink(entry.path).startswith("socket:"):
-                        sockets += 1
-                except OSError:
-                    continue
+            fds, sockets = descriptors(self.pid)
             status = Path(f"/proc/{self.pid}/status").read_text()
         except OSError:
             return
@@ -100,16 +94,6 @@ class Sampler(threading.Thread):
         self._done.set()
         self.join(5)
         self.sample()
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 @dataclass
@@ -170,20 +154,16 @@ def soak(api: LocalApiServer, root: Path, *, pushes: int, services: int,
         status = reader.load_status()
         sampler.stop()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        terminate(proc, 30)
         log.close()
     assert status is not None
     return Soak(
         push_seconds=pushed - started, converged=converged, started=started,
-        applied=metric(exposition, "meshdsl_reconciles_total", result="applied"),
-        unchanged=metric(exposition, "meshdsl_reconciles_total", result="unchanged"),
-        failed=metric(exposition, "meshdsl_reconciles_total", result="failed"),
-        internal=metric(exposition, "meshdsl_reconcile_errors_total", kind="internal"),
-        webhooks=metric(exposition, "meshdsl_webhook_requests_total", outcome="accepted"),
+        applied=metric_total(exposition, "meshdsl_reconciles_total", result="applied"),
+        unchanged=metric_total(exposition, "meshdsl_reconciles_total", result="unchanged"),
+        failed=metric_total(exposition, "meshdsl_reconciles_total", result="failed"),
+        internal=metric_total(exposition, "meshdsl_reconcile_errors_total", kind="internal"),
+        webhooks=metric_total(exposition, "meshdsl_webhook_requests_total", outcome="accepted"),
         skipped=sum(1 for a in status.history if a.result is Result.SKIPPED),
         ready=ready, samples=sampler.samples, peak_rss=sampler.peak_rss)
 

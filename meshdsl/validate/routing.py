@@ -118,48 +118,48 @@ def _durations(model: BaseModel, path: str, src: SourceLocation | None
         elif isinstance(value, list):
             for i, item in enumerate(value):
                 if isinstance(item, BaseModel):
-                    inner = getattr(item, "source", None)
-                    yield from _durations(item, f"{path}.{name}[{i}]",
-                                          inner if isinstance(inner, SourceLocation) else src)
+                    yield from _durations(item, f"{path}.{name}[{i}]", _source(item, src))
+
+
+def _source(obj: object, default: SourceLocation | None = None) -> SourceLocation | None:
+    src = getattr(obj, "source", None)
+    return src if isinstance(src, SourceLocation) else default
+
+
+# The spec's lists by the kind their objects are reported as.
+_LISTS = {"Service": "services", "VirtualService": "virtual_services",
+          "DestinationRule": "destination_rules", "Gateway": "gateways",
+          "PeerAuthentication": "peer_authentications",
+          "AuthorizationPolicy": "authorization_policies", "RateLimit": "rate_limits",
+          "EnvoyFilter": "rate_limits", "Canary": "canaries", "ServiceEntry": "service_entries",
+          "WorkloadEntry": "workload_entries"}
+
+
+def _objects(mesh: MeshSpec, *kinds: str) -> Iterator[tuple[str, list[BaseModel]]]:
+    for kind in kinds:
+        yield kind, list(getattr(mesh, _LISTS[kind]))
 
 
 def _all_durations(mesh: MeshSpec) -> Iterator[Finding]:
-    groups: list[tuple[str, list[BaseModel]]] = [
-        ("VirtualService", list(mesh.virtual_services)),
-        ("DestinationRule", list(mesh.destination_rules)),
-        ("RateLimit", list(mesh.rate_limits)),
-        ("Canary", list(mesh.canaries)),
-    ]
-    for kind, objects in groups:
+    for kind, objects in _objects(mesh, "VirtualService", "DestinationRule", "RateLimit",
+                                  "Canary"):
         for obj in objects:
             name = getattr(obj, "name", None) or getattr(obj, "service", "")
-            src = getattr(obj, "source", None)
             yield from _durations(obj, f"{kind} {getattr(obj, 'namespace', '')}/{name}",
-                                  src if isinstance(src, SourceLocation) else None)
+                                  _source(obj))
 
 
 def _duplicates(mesh: MeshSpec) -> Iterator[Finding]:
-    groups: list[tuple[str, list[BaseModel]]] = [
-        ("Service", list(mesh.services)),
-        ("VirtualService", list(mesh.virtual_services)),
-        ("DestinationRule", list(mesh.destination_rules)),
-        ("Gateway", list(mesh.gateways)),
-        ("PeerAuthentication", list(mesh.peer_authentications)),
-        ("AuthorizationPolicy", list(mesh.authorization_policies)),
-        ("EnvoyFilter", list(mesh.rate_limits)),
-        ("ServiceEntry", list(mesh.service_entries)),
-        ("WorkloadEntry", list(mesh.workload_entries)),
-    ]
-    for kind, objects in groups:
+    for kind, objects in _objects(mesh, "Service", "VirtualService", "DestinationRule",
+                                  "Gateway", "PeerAuthentication", "AuthorizationPolicy",
+                                  "EnvoyFilter", "ServiceEntry", "WorkloadEntry"):
         seen: set[tuple[str, str]] = set()
         for obj in objects:
             key = (str(getattr(obj, "namespace", "")), str(getattr(obj, "name", "")))
             if key in seen:
-                src = getattr(obj, "source", None)
                 yield error("MD113", f"{kind} {key[0]}/{key[1]}",
                             f"two {kind} objects named {key[1]!r} in namespace {key[0]!r}; "
-                            "names must be unique", src if isinstance(src, SourceLocation)
-                            else None)
+                            "names must be unique", _source(obj))
             seen.add(key)
 
 

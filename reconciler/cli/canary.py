@@ -44,13 +44,12 @@ from reconciler.cli.app import (
 )
 from reconciler.cli.mesh import ProgramArg, load_or_exit
 from reconciler.cli.options import (
-    AsOpt,
-    ContextOpt,
-    KubeconfigOpt,
     OutputOpt,
     StateDirOpt,
     StateKind,
     StateOpt,
+    kube_connection,
+    option_groups,
     rollout_store,
 )
 from reconciler.delivery import machine
@@ -188,12 +187,12 @@ def simulate_cmd(
 # --- status and manual commands -------------------------------------------------------
 
 
-def _store(state: StateKind, state_dir: Path | None, *, kubeconfig: str | None,
-           context: str | None, as_user: str | None, name: str,
-           system_namespace: str | None) -> RolloutStore:
-    """The reconciler's rollout store, as the options select it (exit 2 on a mix)."""
-    return rollout_store(name, state=state, state_dir=state_dir,
-                         connection=KubeConnection(kubeconfig, context, as_user),
+@option_groups(connection=kube_connection)
+def _store(state: StateOpt = StateKind.auto, state_dir: StateDirOpt = None, *,
+           connection: KubeConnection, name: NameOpt = "default",
+           system_namespace: SystemNamespaceOpt = None) -> RolloutStore:
+    """The group of options that find the reconciler's rollout store (exit 2 on a mix)."""
+    return rollout_store(name, state=state, state_dir=state_dir, connection=connection,
                          namespace=system_namespace)
 
 
@@ -240,21 +239,15 @@ def _print_status(state: RolloutState, now: float) -> None:
 
 
 @canary_app.command("status")
+@option_groups(store=_store)
 def status_cmd(
     service: Annotated[str | None, typer.Argument(help="NAMESPACE/NAME or NAME; all "
                                                   "rollouts when omitted.")] = None,
-    state: StateOpt = StateKind.auto,
-    state_dir: StateDirOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    as_user: AsOpt = None,
-    name: NameOpt = "default",
-    system_namespace: SystemNamespaceOpt = None,
+    *,
+    store: RolloutStore,
     output: OutputOpt = Output.text,
 ) -> None:
     """Where each rollout stands: stage, weights, checks against thresholds, timeline."""
-    store = _store(state, state_dir, kubeconfig=kubeconfig, context=context,
-                   as_user=as_user, name=name, system_namespace=system_namespace)
     try:
         if service is None:
             states = [s.state for s in store.list_rollouts()]
@@ -303,13 +296,9 @@ def _manual(command: Command, verb: str, service: str, store: RolloutStore) -> N
 def _manual_command(verb: str, command: Command, summary: str) -> None:
     """Register ``meshctl canary VERB SERVICE`` with the store options of ``status``."""
 
-    def run(service: ServiceArg, state: StateOpt = StateKind.auto,
-            state_dir: StateDirOpt = None, kubeconfig: KubeconfigOpt = None,
-            context: ContextOpt = None, as_user: AsOpt = None, name: NameOpt = "default",
-            system_namespace: SystemNamespaceOpt = None) -> None:
-        _manual(command, verb, service, _store(
-            state, state_dir, kubeconfig=kubeconfig, context=context, as_user=as_user,
-            name=name, system_namespace=system_namespace))
+    @option_groups(store=_store)
+    def run(service: ServiceArg, store: RolloutStore) -> None:
+        _manual(command, verb, service, store)
 
     run.__doc__ = summary
     canary_app.command(verb)(run)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -24,7 +25,7 @@ from meshdsl.validate import Severity, has_errors, validate
 from reconciler.cli.app import Output, app, console, emit, err_console, fail
 from reconciler.cli.fence import AdoptOpt, AllowNsOpt, fence_options
 from reconciler.cli.mesh import ProgramArg, load_or_exit, print_findings
-from reconciler.cli.options import AsOpt, ContextOpt, KubeconfigOpt, kube_target
+from reconciler.cli.options import kube_connection, kube_target, option_groups
 from reconciler.core.diff import MISSING, Mismatch, dotted
 from reconciler.core.errors import CoreError
 from reconciler.core.inventory import INVENTORY_NAMESPACE
@@ -56,6 +57,26 @@ InventoryNsOpt = Annotated[str, typer.Option(
     "(meshdsl-inventory-<mesh>).")]
 WorkersOpt = Annotated[int, typer.Option(
     "--workers", min=1, max=64, help="Parallel requests within one step of the plan.")]
+OutputOpt = Annotated[Output, typer.Option("-o", "--output", help="text or json.")]
+
+
+@dataclass(frozen=True)
+class Planning:
+    """The option group ``diff`` and ``apply`` plan with
+    (:func:`~reconciler.cli.options.option_groups`)."""
+
+    prune: PruneOpt = False
+    inventory_namespace: InventoryNsOpt = INVENTORY_NAMESPACE
+    workers: WorkersOpt = 8
+    adopt: AdoptOpt = None
+    allow_namespace: AllowNsOpt = None
+
+    def options(self, declared: dict[str, Any], **apply_only: Any) -> Options:
+        """The plan's options for a program that declared ``declared`` (its fence)."""
+        return Options(prune=self.prune, workers=self.workers,
+                       inventory_namespace=self.inventory_namespace, **apply_only,
+                       **fence_options(declared, self.adopt, self.allow_namespace,
+                                       self.inventory_namespace))
 
 
 _STYLE = {"created": "green", "updated": "yellow", "pruned": "red", "bridged": "yellow",
@@ -157,25 +178,14 @@ def _action_json(action: Action, result: str) -> dict[str, Any]:
 
 
 @app.command("diff")
-def diff_cmd(
-    program: ProgramArg,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    as_user: AsOpt = None,
-    prune: PruneOpt = False,
-    inventory_namespace: InventoryNsOpt = INVENTORY_NAMESPACE,
-    workers: WorkersOpt = 8,
-    adopt: AdoptOpt = None,
-    allow_namespace: AllowNsOpt = None,
-    output: Annotated[Output, typer.Option("-o", "--output", help="text or json.")] =
-        Output.text,
-) -> None:
+@option_groups(connection=kube_connection, planning=Planning)
+def diff_cmd(program: ProgramArg, connection: KubeConnection, planning: Planning,
+             output: OutputOpt = Output.text) -> None:
     """Show what `meshctl apply` would change, object by object, from the API server's own
     dry run. Exit 0: no differences; 1: differences (or drift); 2: error."""
     mesh, desired, declared = _desired(program, error_code=2)
-    target = kube_target(KubeConnection(kubeconfig, context, as_user), workers=workers)
-    options = Options(prune=prune, inventory_namespace=inventory_namespace, workers=workers,
-                      **fence_options(declared, adopt, allow_namespace, inventory_namespace))
+    target = kube_target(connection, workers=planning.workers)
+    options = planning.options(declared)
     with target, _errors(rejected_code=2, failed_code=2, target=target):
         plan, diffs = run_diff(target, desired, mesh=mesh, options=options)
     if output is not Output.text:
@@ -215,12 +225,11 @@ def _print_diffs(diffs: list[ObjectDiff]) -> None:
 
 
 @app.command("apply")
+@option_groups(connection=kube_connection, planning=Planning)
 def apply_cmd(
     program: ProgramArg,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    as_user: AsOpt = None,
-    prune: PruneOpt = False,
+    connection: KubeConnection,
+    planning: Planning,
     allow_empty: Annotated[bool, typer.Option(
         "--allow-empty", help="With --prune, allow deleting every object the mesh owns.")]
         = False,
@@ -230,22 +239,15 @@ def apply_cmd(
     heal: Annotated[bool, typer.Option(
         "--heal/--report-only", help="Write back objects someone else changed (default), or "
         "only report them.")] = True,
-    adopt: AdoptOpt = None,
-    allow_namespace: AllowNsOpt = None,
-    inventory_namespace: InventoryNsOpt = INVENTORY_NAMESPACE,
-    workers: WorkersOpt = 8,
     verbose: Annotated[bool, typer.Option("-v", "--verbose",
                                           help="Also list unchanged objects.")] = False,
-    output: Annotated[Output, typer.Option("-o", "--output", help="text or json.")] =
-        Output.text,
+    output: OutputOpt = Output.text,
 ) -> None:
     """Make the cluster match the program: server-side apply of what differs, in a safe
     order, after the API server validated everything (dry run)."""
     mesh, desired, declared = _desired(program, error_code=1)
-    target = kube_target(KubeConnection(kubeconfig, context, as_user), workers=workers)
-    options = Options(prune=prune, allow_empty=allow_empty, heal=heal, dry_run=dry_run,
-                      workers=workers, inventory_namespace=inventory_namespace,
-                      **fence_options(declared, adopt, allow_namespace, inventory_namespace))
+    target = kube_target(connection, workers=planning.workers)
+    options = planning.options(declared, allow_empty=allow_empty, heal=heal, dry_run=dry_run)
     text = output is Output.text
     started = time.perf_counter()
 

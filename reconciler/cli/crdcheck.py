@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
@@ -25,13 +26,28 @@ NoCrdCheckOpt = Annotated[bool, typer.Option(
     "--no-crd-check", help="Skip the offline CRD schema and CEL rule check.")]
 
 
-def load_catalog(crds: Sequence[str] | None, kubeconfig: str | None,
-                 context: str | None) -> Catalog:
-    """The catalog for the options; unreadable CRDs exit 2 with one line."""
-    try:
-        return catalog(crds or (), kubeconfig=kubeconfig, context=context)
-    except CrdSourceError as exc:
-        fail(str(exc), 2)
+@dataclass(frozen=True)
+class CrdCheck:
+    """The CRDs the options chose; read only when a check runs."""
+
+    crds: tuple[str, ...]
+    kubeconfig: str | None
+    context: str | None
+
+    def catalog(self) -> Catalog:
+        """The catalog for the options; unreadable CRDs exit 2 with one line."""
+        try:
+            return catalog(self.crds, kubeconfig=self.kubeconfig, context=self.context)
+        except CrdSourceError as exc:
+            fail(str(exc), 2)
+
+
+def crd_check(crds: CrdsOpt = None, kubeconfig: CrdKubeconfigOpt = None,
+              context: CrdContextOpt = None, no_crd_check: NoCrdCheckOpt = False
+              ) -> CrdCheck | None:
+    """The option group ``--crds/--kubeconfig/--context/--no-crd-check``
+    (:func:`~reconciler.cli.options.option_groups`); ``None``: no check."""
+    return None if no_crd_check else CrdCheck(tuple(crds or ()), kubeconfig, context)
 
 
 def mesh_findings(spec: MeshSpec, manifests: Sequence[Manifest], chosen: Catalog

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -29,7 +29,11 @@ if TYPE_CHECKING:
     from reconciler.ports import StateStore
     from reconciler.targets.envoy import LocalMesh
 
-__all__ = ["dashboard_cmd", "serve_local", "serve_reconciler"]
+__all__ = ["DashboardListenOpt", "dashboard_cmd", "serve_local", "serve_reconciler"]
+
+# The dashboard beside a running mesh (`local up`, `reconcile`, `demo bookinfo`).
+DashboardListenOpt = Annotated[str, typer.Option(
+    "--dashboard-listen", help="HOST:PORT of the dashboard (port 0: a free one).")]
 
 
 @app.command("dashboard")

@@ -43,7 +43,7 @@ from reconciler.cli.app import (
     print_table,
     table,
 )
-from reconciler.cli.dashboard import serve_local
+from reconciler.cli.dashboard import DashboardListenOpt, serve_local
 from reconciler.dashboard import Dashboard
 from reconciler.delivery.phases import Phase, RolloutState
 from reconciler.demo.prometheus import LocalPrometheus
@@ -217,9 +217,7 @@ def bookinfo_cmd(
     dashboard: Annotated[bool, typer.Option(
         "--dashboard/--no-dashboard", help="Serve the live graph and canaries (URL printed)."
     )] = True,
-    dashboard_listen: Annotated[str, typer.Option(
-        "--dashboard-listen", help="HOST:PORT of the dashboard (port 0: a free one).")]
-        = "127.0.0.1:0",
+    dashboard_listen: DashboardListenOpt = "127.0.0.1:0",
 ) -> None:
     """Canary reviews v2 (promoted) then a faulty v3 (rolled back), live, on this machine."""
     started = time.time()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import getpass
 import socket
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -21,22 +20,17 @@ from rich.markup import escape
 
 from reconciler.cli.app import Output, app, console, emit, err_console, fail
 from reconciler.cli.options import (
-    AsOpt,
-    ContextOpt,
-    KubeconfigOpt,
     NameOpt,
-    NamespaceOpt,
     OutputOpt,
-    StateDirOpt,
-    StateKind,
+    ReconcilerState,
     WaitOpt,
+    option_groups,
     parse_duration,
-    status_store,
+    reconciler_state,
 )
 from reconciler.cli.status_text import history_line, print_status
 from reconciler.delivery.phases import RolloutState
 from reconciler.ports import RolloutStoreError, StateStore
-from reconciler.runtime.assemble import KubeConnection
 from reconciler.runtime.install import InstallOptions, manifests
 from reconciler.runtime.rollout_store import beside
 from reconciler.runtime.status import STATE_NAMESPACE, Control, Result, Status, request_control
@@ -55,7 +49,8 @@ def _who() -> str:
 # --- status / history ----------------------------------------------------------------------
 
 
-def _load_status(store: StateStore, name: str) -> Status:
+def _load_status(reconciler: ReconcilerState) -> Status:
+    store, name = reconciler.store, reconciler.name
     try:
         status = store.load_status()
     except Exception as exc:   # StoreError, or the cluster store's connection errors
@@ -66,23 +61,13 @@ def _load_status(store: StateStore, name: str) -> Status:
 
 
 @app.command("status")
-def status_cmd(
-    name: NameOpt = "default",
-    state_dir: StateDirOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    as_user: AsOpt = None,
-    system_namespace: NamespaceOpt = STATE_NAMESPACE,
-    output: OutputOpt = Output.text,
-) -> None:
+@option_groups(reconciler=reconciler_state)
+def status_cmd(reconciler: ReconcilerState, output: OutputOpt = Output.text) -> None:
     """What the reconciler applied, when, with what result; drift; suspension."""
-    store = status_store(name, state=StateKind.auto, state_dir=state_dir,
-                         connection=KubeConnection(kubeconfig, context, as_user),
-                         namespace=system_namespace)
     try:
-        status = _load_status(store, name)
+        status = _load_status(reconciler)
     except typer.Exit:             # reported; the rollouts are still worth showing
-        rollouts, unreadable = _rollouts(store, name)
+        rollouts, unreadable = _rollouts(reconciler)
         for state in rollouts:
             console.print(f"rollout {state.namespace}/{state.service} {state.phase.value} "
                           f"{state.stage_label}", highlight=False, markup=False)
@@ -90,7 +75,7 @@ def status_cmd(
             err_console.print(f"rollouts unreadable: {unreadable}", highlight=False,
                               markup=False, soft_wrap=True)
         raise
-    rollouts, unreadable = _rollouts(store, name)
+    rollouts, unreadable = _rollouts(reconciler)
     if output is not Output.text:
         data = status.to_dict()
         data["history"] = data["history"][:10]
@@ -120,10 +105,10 @@ def status_cmd(
                           markup=False)
 
 
-def _rollouts(store: StateStore, name: str) -> tuple[list[RolloutState], str]:
+def _rollouts(reconciler: ReconcilerState) -> tuple[list[RolloutState], str]:
     """The canary rollouts kept beside this status (``meshctl canary status`` has the
     detail), by namespace and service; and an error message when they cannot be read."""
-    rollouts = beside(store, name)
+    rollouts = beside(reconciler.store, reconciler.name)
     if rollouts is None:
         return [], ""
     try:
@@ -134,20 +119,10 @@ def _rollouts(store: StateStore, name: str) -> tuple[list[RolloutState], str]:
 
 
 @app.command("history")
-def history_cmd(
-    name: NameOpt = "default",
-    state_dir: StateDirOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    as_user: AsOpt = None,
-    system_namespace: NamespaceOpt = STATE_NAMESPACE,
-    output: OutputOpt = Output.text,
-) -> None:
+@option_groups(reconciler=reconciler_state)
+def history_cmd(reconciler: ReconcilerState, output: OutputOpt = Output.text) -> None:
     """Every recorded reconcile, newest first."""
-    store = status_store(name, state=StateKind.auto, state_dir=state_dir,
-                         connection=KubeConnection(kubeconfig, context, as_user),
-                         namespace=system_namespace)
-    status = _load_status(store, name)
+    status = _load_status(reconciler)
     if output is not Output.text:
         emit(status.to_dict()["history"], output)
         return
@@ -182,22 +157,16 @@ def _await(store: StateStore, generation: int, wait: float) -> Status | None:
 
 
 @app.command("rollback")
+@option_groups(reconciler=reconciler_state)
 def rollback_cmd(
     revision: Annotated[str, typer.Argument(help="A revision from `meshctl history` (a "
                                             "unique prefix is enough).")],
-    name: NameOpt = "default",
-    state_dir: StateDirOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    as_user: AsOpt = None,
-    system_namespace: NamespaceOpt = STATE_NAMESPACE,
+    reconciler: ReconcilerState,
     wait: WaitOpt = "60s",
 ) -> None:
     """Re-apply an earlier revision's output and suspend auto-sync until `meshctl resume`."""
-    store = status_store(name, state=StateKind.auto, state_dir=state_dir,
-                         connection=KubeConnection(kubeconfig, context, as_user),
-                         namespace=system_namespace)
-    status = _load_status(store, name)
+    store = reconciler.store
+    status = _load_status(reconciler)
     if len(revision) < 4:
         fail("give at least 4 characters of the revision", 2)
     matches = {a.revision for a in status.history
@@ -218,7 +187,7 @@ def rollback_cmd(
     done = _await(store, control.generation, seconds)
     if done is None:
         fail(f"no reconciler acted within {wait}; the request stays recorded and a running "
-             f"`meshctl reconcile --name {name}` will carry it out", 1)
+             f"`meshctl reconcile --name {reconciler.name}` will carry it out", 1)
     last = done.last
     if last is not None and last.result is Result.FAILED and last.trigger == "rollback":
         fail(f"rollback failed: {last.failure.describe() if last.failure else '?'}", 1)
@@ -226,12 +195,9 @@ def rollback_cmd(
                   "`meshctl resume` follows the branch again", highlight=False)
 
 
-def _toggle(suspend: bool, *, name: str, reason: str | None, state_dir: Path | None,
-            kubeconfig: str | None, context: str | None, as_user: str | None,
-            namespace: str, wait: str) -> None:
-    store = status_store(name, state=StateKind.auto, state_dir=state_dir,
-                         connection=KubeConnection(kubeconfig, context, as_user),
-                         namespace=namespace)
+def _toggle(suspend: bool, reconciler: ReconcilerState, *, reason: str | None,
+            wait: str) -> None:
+    store = reconciler.store
     why = (reason or f"suspended by {_who()}") if suspend else None
     control = _request(store, suspended=suspend, reason=why, rollback=None)
     verb = "suspend" if suspend else "resume"
@@ -243,34 +209,21 @@ def _toggle(suspend: bool, *, name: str, reason: str | None, state_dir: Path | N
 
 
 @app.command("suspend")
+@option_groups(reconciler=reconciler_state)
 def suspend_cmd(
-    name: NameOpt = "default",
+    reconciler: ReconcilerState,
     reason: Annotated[str | None, typer.Option("--reason", help="Shown in status.")] = None,
-    state_dir: StateDirOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    as_user: AsOpt = None,
-    system_namespace: NamespaceOpt = STATE_NAMESPACE,
     wait: WaitOpt = "0",
 ) -> None:
     """Stop following the branch (drift is still reported, not healed)."""
-    _toggle(True, name=name, reason=reason, state_dir=state_dir, kubeconfig=kubeconfig,
-            context=context, as_user=as_user, namespace=system_namespace, wait=wait)
+    _toggle(True, reconciler, reason=reason, wait=wait)
 
 
 @app.command("resume")
-def resume_cmd(
-    name: NameOpt = "default",
-    state_dir: StateDirOpt = None,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    as_user: AsOpt = None,
-    system_namespace: NamespaceOpt = STATE_NAMESPACE,
-    wait: WaitOpt = "0",
-) -> None:
+@option_groups(reconciler=reconciler_state)
+def resume_cmd(reconciler: ReconcilerState, wait: WaitOpt = "0") -> None:
     """Follow the branch again (after `suspend` or `rollback`)."""
-    _toggle(False, name=name, reason=None, state_dir=state_dir, kubeconfig=kubeconfig,
-            context=context, as_user=as_user, namespace=system_namespace, wait=wait)
+    _toggle(False, reconciler, reason=None, wait=wait)
 
 
 # --- install -------------------------------------------------------------------------------

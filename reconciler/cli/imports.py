@@ -34,15 +34,9 @@ from meshdsl.importer.folder import load_folder
 from meshdsl.importer.yamlsource import load_stream
 from meshdsl.validate import Severity, has_errors, validate
 from reconciler.cli.app import Output, app, emit, err_console, fail
-from reconciler.cli.crdcheck import (
-    CrdContextOpt,
-    CrdKubeconfigOpt,
-    CrdsOpt,
-    NoCrdCheckOpt,
-    document_findings,
-    load_catalog,
-)
+from reconciler.cli.crdcheck import CrdCheck, crd_check, document_findings
 from reconciler.cli.mesh import print_findings
+from reconciler.cli.options import OutputOpt, option_groups
 
 FilesArg = Annotated[list[str], typer.Argument(
     help="Istio and Kubernetes YAML files or folders (multi-document streams and kind: List "
@@ -155,15 +149,13 @@ def import_cmd(
 
 
 @app.command("analyze", short_help="Run meshdsl's validator on existing Istio YAML (istioctl analyze codes).")
+@option_groups(crds=crd_check)
 def analyze_cmd(
     files: FilesArg,
-    output: Annotated[Output, typer.Option("-o", "--output", help="Output format.")] =
-        Output.text,
+    output: OutputOpt = Output.text,
     namespace: NamespaceOpt = "default",
-    crds: CrdsOpt = None,
-    kubeconfig: CrdKubeconfigOpt = None,
-    context: CrdContextOpt = None,
-    no_crd_check: NoCrdCheckOpt = False,
+    *,
+    crds: CrdCheck | None,
 ) -> None:
     """Run meshdsl's validator on existing Istio YAML: the findings of `meshctl validate`
     at the YAML's file:line, each with the nearest `istioctl analyze` code, and every
@@ -174,9 +166,9 @@ def analyze_cmd(
         findings = analyze_documents(documents, namespace=namespace)
     except ImporterError as exc:
         fail(str(exc), 2)
-    if not no_crd_check:
-        findings = sorted([*findings, *document_findings(
-            documents, load_catalog(crds, kubeconfig, context))], key=lambda f: f.sort_key())
+    if crds is not None:
+        findings = sorted([*findings, *document_findings(documents, crds.catalog())],
+                          key=lambda f: f.sort_key())
     if output is Output.text:
         print_findings(findings, istio_codes=True)
         errors = sum(f.severity is Severity.ERROR for f in findings)

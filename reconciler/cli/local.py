@@ -35,7 +35,7 @@ from reconciler.cli.app import (
     print_table,
     table,
 )
-from reconciler.cli.dashboard import serve_local
+from reconciler.cli.dashboard import DashboardListenOpt, serve_local
 from reconciler.cli.mesh import ProgramArg, load_or_exit, print_findings
 from reconciler.runtime.loader import load
 from reconciler.runtime.records import ProgramError
@@ -190,9 +190,7 @@ def up_cmd(
     dashboard: Annotated[bool, typer.Option(
         "--dashboard/--no-dashboard", help="Serve the live graph (its URL is printed).")]
         = True,
-    dashboard_listen: Annotated[str, typer.Option(
-        "--dashboard-listen", help="HOST:PORT of the dashboard (port 0: a free one).")]
-        = "127.0.0.1:0",
+    dashboard_listen: DashboardListenOpt = "127.0.0.1:0",
 ) -> None:
     """Run the mesh locally: every app with a local run, a sidecar Envoy per workload and
     a gateway Envoy. Serves until Ctrl-C; exit 0 after a clean shutdown."""

@@ -22,14 +22,8 @@ from meshdsl.model.base import SourceLocation, bulk_build
 from meshdsl.model.spec import MeshSpec
 from meshdsl.validate import Finding, Severity, has_errors, validate
 from reconciler.cli.app import Output, app, console, emit, err_console, fail
-from reconciler.cli.crdcheck import (
-    CrdContextOpt,
-    CrdKubeconfigOpt,
-    CrdsOpt,
-    NoCrdCheckOpt,
-    load_catalog,
-    mesh_findings,
-)
+from reconciler.cli.crdcheck import CrdCheck, crd_check, mesh_findings
+from reconciler.cli.options import OutputOpt, option_groups
 from reconciler.runtime.loader import Loaded, load
 from reconciler.runtime.records import ProgramError
 from reconciler.runtime.sandbox import Limits, Sandbox
@@ -97,23 +91,20 @@ def print_findings(findings: list[Finding], *, istio_codes: bool = False) -> Non
 
 
 @app.command("validate", short_help="Check a mesh program and its objects against their CRDs' schemas and CEL rules.")
+@option_groups(crds=crd_check)
 def validate_cmd(
     program: ProgramArg,
-    output: Annotated[Output, typer.Option("-o", "--output", help="Output format.")] =
-        Output.text,
-    crds: CrdsOpt = None,
-    kubeconfig: CrdKubeconfigOpt = None,
-    context: CrdContextOpt = None,
-    no_crd_check: NoCrdCheckOpt = False,
+    output: OutputOpt = Output.text,
+    *,
+    crds: CrdCheck | None,
     timeout: TimeoutOpt = 10.0,
     memory_mb: MemoryOpt = 1024,
 ) -> None:
     """Check a mesh program, and its compiled objects against their CRDs' schemas and CEL
     rules; exit 0 clean (warnings allowed), 1 with errors, 2 if it fails to load."""
     spec, findings, source = evaluate_or_exit(program, timeout=timeout, memory_mb=memory_mb)
-    if not no_crd_check and not has_errors(findings):
-        findings += as_typed(mesh_findings(spec, compile_mesh(spec),
-                                           load_catalog(crds, kubeconfig, context)), program)
+    if crds is not None and not has_errors(findings):
+        findings += as_typed(mesh_findings(spec, compile_mesh(spec), crds.catalog()), program)
     if output is Output.text:
         print_findings(findings)
         errors = sum(f.severity is Severity.ERROR for f in findings)
@@ -149,6 +140,7 @@ def _targets(out: Path, manifests: list[dict[str, object]]) -> list[tuple[Path, 
 
 
 @app.command("render")
+@option_groups(crds=crd_check)
 def render_cmd(
     program: ProgramArg,
     out: Annotated[Path | None, typer.Option(
@@ -158,10 +150,8 @@ def render_cmd(
         "--format", help="yaml (default) or json for the stream on stdout.")] = Output.yaml,
     force: Annotated[bool, typer.Option(
         "--force", help="Render even when validation reports errors.")] = False,
-    crds: CrdsOpt = None,
-    kubeconfig: CrdKubeconfigOpt = None,
-    context: CrdContextOpt = None,
-    no_crd_check: NoCrdCheckOpt = False,
+    *,
+    crds: CrdCheck | None,
     timeout: TimeoutOpt = 10.0,
     memory_mb: MemoryOpt = 1024,
 ) -> None:
@@ -173,9 +163,8 @@ def render_cmd(
              "render anyway)", 1)
     with bulk_build():
         manifests = compile_mesh(spec)
-    if not no_crd_check and not force:
-        rejected = as_typed(mesh_findings(spec, manifests,
-                                          load_catalog(crds, kubeconfig, context)), program)
+    if crds is not None and not force:
+        rejected = as_typed(mesh_findings(spec, manifests, crds.catalog()), program)
         if rejected:
             print_findings(rejected)
             fail(f"{source}: {len(rejected)} object field(s) a cluster would reject; "

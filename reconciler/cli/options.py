@@ -5,13 +5,22 @@ through :func:`kube_target`; every command that reads a reconciler's state finds
 :func:`state_location` — so ``--state-dir`` has one default
 (``$XDG_STATE_HOME/meshdsl/<name>``) and ``--state auto`` one meaning everywhere.
 Factories turn a bad option into one line on stderr and exit 2 (:func:`~reconciler.cli.app.fail`).
+
+Options that travel together are declared once, as a *group* (:func:`option_groups`): a
+function whose parameters are the options and whose result is what a command works with
+(:func:`kube_connection`, :func:`reconciler_state`), so a command names one parameter
+instead of repeating six.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -28,8 +37,9 @@ from reconciler.targets.kube import KubeConfigError, KubeTarget
 
 __all__ = [
     "AsOpt", "ContextOpt", "KubeconfigOpt", "NameOpt", "NamespaceOpt", "OutputOpt",
-    "StateDirOpt", "StateKind", "StateOpt", "TargetKind", "WaitOpt", "kube_target",
-    "parse_duration", "rollout_store", "state_location", "status_store",
+    "ReconcilerState", "StateDirOpt", "StateKind", "StateOpt", "TargetKind", "WaitOpt",
+    "kube_connection", "kube_target", "option_groups", "parse_duration", "reconciler_state",
+    "rollout_store", "state_location", "status_store",
 ]
 
 NameOpt = Annotated[str, typer.Option(
@@ -55,6 +65,73 @@ NamespaceOpt = Annotated[str, typer.Option(
 OutputOpt = Annotated[Output, typer.Option("-o", "--output", help="text, json or yaml.")]
 WaitOpt = Annotated[str, typer.Option(
     "--wait", help="Wait this long for the running reconciler to act (0: don't wait).")]
+
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
+
+def option_groups(**groups: Callable[..., Any]) -> Callable[[_Command], _Command]:
+    """Give a command option groups: each keyword names one of its parameters and the group
+    function that builds its value. Typer sees the group's own parameters (its options, with
+    their defaults) in that parameter's place; the command receives what the group built.
+
+    Typer passes every option by name, so all parameters become keyword-only here; a group
+    may itself be decorated with groups (:func:`reconciler_state` holds
+    :func:`kube_connection`).
+    """
+
+    def decorate(command: _Command) -> _Command:
+        own = inspect.signature(command, eval_str=True)
+        params: list[inspect.Parameter] = []
+        takes: dict[str, list[str]] = {}
+        for param in own.parameters.values():
+            group = groups.get(param.name)
+            options = (list(inspect.signature(group, eval_str=True).parameters.values())
+                       if group is not None else [param])
+            takes[param.name] = [o.name for o in options]
+            params += [o.replace(kind=inspect.Parameter.KEYWORD_ONLY) for o in options]
+        names = [p.name for p in params]
+        clash = {n for n in names if names.count(n) > 1}
+        if clash or set(groups) - set(own.parameters):
+            raise TypeError(f"{command.__qualname__}: option groups {sorted(groups)} clash "
+                            f"on {sorted(clash)} or name no parameter")
+
+        @functools.wraps(command)
+        def run(**given: Any) -> Any:
+            for name, group in groups.items():
+                given[name] = group(**{o: given.pop(o) for o in takes[name]})
+            return command(**given)
+
+        run.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        return run  # type: ignore[return-value]
+
+    return decorate
+
+
+def kube_connection(kubeconfig: KubeconfigOpt = None, context: ContextOpt = None,
+                    as_user: AsOpt = None) -> KubeConnection:
+    """The group ``--kubeconfig/--context/--as``: how to reach the API server."""
+    return KubeConnection(kubeconfig, context, as_user)
+
+
+@dataclass(frozen=True)
+class ReconcilerState:
+    """Which reconciler, and where its status and control are kept."""
+
+    name: str
+    store: ClusterStore | DiskStore
+
+
+@option_groups(connection=kube_connection)
+def reconciler_state(name: NameOpt = "default", state_dir: StateDirOpt = None, *,
+                     connection: KubeConnection,
+                     system_namespace: NamespaceOpt = STATE_NAMESPACE) -> ReconcilerState:
+    """The group ``--name/--state-dir/--kubeconfig/--context/--as/--system-namespace`` of
+    the commands that read or steer a running reconciler (``--state auto``)."""
+    return ReconcilerState(name, status_store(name, state=StateKind.auto, state_dir=state_dir,
+                                              connection=connection,
+                                              namespace=system_namespace))
+
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
 

@@ -20,15 +20,15 @@ from typing import Annotated
 import typer
 
 from reconciler.cli.app import app, fail
-from reconciler.cli.dashboard import serve_reconciler
+from reconciler.cli.dashboard import DashboardListenOpt, serve_reconciler
 from reconciler.cli.fence import AdoptOpt, AllowNsOpt, fence_options
+from reconciler.cli.mesh import MemoryOpt
 from reconciler.cli.options import (
-    AsOpt,
-    ContextOpt,
-    KubeconfigOpt,
     NameOpt,
     NamespaceOpt,
     StateDirOpt,
+    kube_connection,
+    option_groups,
     parse_duration,
     state_location,
 )
@@ -79,6 +79,7 @@ def _listen(value: str) -> tuple[str, int] | None:
 
 
 @app.command("reconcile")
+@option_groups(connection=kube_connection)
 def reconcile_cmd(
     repo: Annotated[str | None, typer.Option(
         "--repo", help="Git URL or path of the repository to track.")] = None,
@@ -92,9 +93,8 @@ def reconcile_cmd(
         = "mesh.py",
     target: Annotated[TargetKind, typer.Option(
         "--target", help="kube (an API server) or local (the Envoy mesh).")] = TargetKind.kube,
-    kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
-    as_user: AsOpt = None,
+    *,
+    connection: KubeConnection,
     name: NameOpt = "default",
     state: Annotated[StateKind, typer.Option(
         "--state", help="Where status/history persist: cluster (ConfigMaps; default for "
@@ -129,9 +129,7 @@ def reconcile_cmd(
         "SSH allowed-signers file (git verify-commit).")] = None,
     program_timeout: Annotated[str, typer.Option(
         "--program-timeout", help="Wall-clock limit for running the program.")] = "10s",
-    program_memory: Annotated[int, typer.Option(
-        "--program-memory-mb", help="Address-space limit of the program's process.")]
-        = 1024,
+    program_memory: MemoryOpt = 1024,
     leader_elect: Annotated[bool | None, typer.Option(
         "--leader-elect/--no-leader-elect", help="Hold a Lease so only one replica "
         "reconciles (default: on for the kube target).")] = None,
@@ -162,9 +160,7 @@ def reconcile_cmd(
     dashboard: Annotated[bool, typer.Option(
         "--dashboard/--no-dashboard", help="Serve the read-only live graph, canaries and "
         "revisions (a token is required when not on loopback; the URL carries it).")] = False,
-    dashboard_listen: Annotated[str, typer.Option(
-        "--dashboard-listen", help="HOST:PORT of the dashboard (port 0: a free one).")]
-        = "127.0.0.1:0",
+    dashboard_listen: DashboardListenOpt = "127.0.0.1:0",
 ) -> None:
     """Keep the mesh matching a Git branch (or a local directory): the GitOps reconciler."""
     if (repo is None) == (directory is None):
@@ -178,7 +174,6 @@ def reconcile_cmd(
             fail("--allowed-signers needs a Git source (--repo)", 2)
     if allowed_signers is not None and not allowed_signers.is_file():
         fail(f"--allowed-signers {allowed_signers}: no such file", 2)
-    connection = KubeConnection(kubeconfig, context, as_user)
     fence_options({}, adopt, allow_namespace, system_namespace)  # exits 2 on a bad --adopt
     if state is StateKind.auto:
         state = StateKind.cluster if target is TargetKind.kube and state_dir is None else (

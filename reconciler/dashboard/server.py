@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -35,6 +35,7 @@ from reconciler.dashboard.traces import TraceStore
 from reconciler.dashboard.traffic import TrafficSource
 from reconciler.delivery.phases import RolloutState
 from reconciler.delivery.view import canary_view
+from reconciler.processes.lifecycle import Component
 
 __all__ = ["Dashboard", "DashboardError", "Feeds", "is_loopback"]
 
@@ -68,7 +69,7 @@ class Feeds:
     tracing_url: str | None = None   # the user's Jaeger/Zipkin UI, linked from the page
 
 
-class Dashboard:
+class Dashboard(Component):
     def __init__(self, feeds: Feeds, *, host: str = "127.0.0.1", port: int = 0,
                  token: str | None = None, refresh: float = 2.0) -> None:
         if not (STATIC / "vendor" / "cytoscape.min.js").is_file():
@@ -232,7 +233,7 @@ class Dashboard:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return Address(self._port, host)
 
-    def start(self) -> Dashboard:
+    def start(self) -> Self:
         started = threading.Event()
         failure: list[BaseException] = []
 
@@ -278,9 +279,3 @@ class Dashboard:
             self._loop.call_soon_threadsafe(self._loop.stop)
         for thread in self._threads:
             thread.join(timeout=5)
-
-    def __enter__(self) -> Dashboard:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -25,16 +25,10 @@ from typing import Any, Self
 import httpx
 import yaml
 
-from reconciler.processes.lifecycle import (
-    ChildExited,
-    Component,
-    NotReady,
-    log_tail,
-    terminate,
-    wait_ready,
-)
+from reconciler.processes.lifecycle import Component, NeverReady, log_tail, terminate, wait_ready
 from reconciler.processes.ports import free_port
 from reconciler.processes.spawn import spawn
+from reconciler.processes.workfiles import WorkFile
 
 __all__ = ["LocalPrometheus", "PrometheusError", "ScrapeJob", "by_label", "find_prometheus"]
 
@@ -106,17 +100,9 @@ class LocalPrometheus(Component):
         self._client: httpx.Client | None = None
         self.port = 0
 
-    @property
-    def config_path(self) -> Path:
-        return self.workdir / "prometheus.yml"
-
-    @property
-    def rules_path(self) -> Path:
-        return self.workdir / "rules.yml"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "prometheus.log"
+    config_path = WorkFile("prometheus.yml")
+    rules_path = WorkFile("rules.yml")
+    log_path = WorkFile("prometheus.log")
 
     @property
     def url(self) -> str:
@@ -163,7 +149,7 @@ class LocalPrometheus(Component):
         try:
             wait_ready(ready, timeout=self._startup_timeout, what="Prometheus",
                        process=self._process, interval=0.1)
-        except (ChildExited, NotReady) as exc:
+        except NeverReady as exc:
             raise PrometheusError(f"{exc}\n{self.log_tail()}") from exc
 
     def stop(self, timeout: float = 10.0) -> None:

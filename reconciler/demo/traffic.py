@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -28,6 +28,7 @@ from reconciler.metrics.recording_rules import (
     istio_bridge_rule_groups,
 )
 from reconciler.ports import MetricsSource, WebhookCaller
+from reconciler.processes.lifecycle import Component
 from reconciler.runtime.rollout_store import DiskRolloutStore
 from reconciler.runtime.rollouts import RolloutDriver, RolloutReport
 from reconciler.targets.envoy.mesh import LocalMesh
@@ -58,7 +59,7 @@ class Sample:
 
 
 @dataclass
-class TrafficGenerator:
+class TrafficGenerator(Component):
     """GETs ``url`` about ``rate`` times a second, until stopped or ``max_seconds``
     passed, from ``workers`` threads (each paced at ``rate / workers``: one thread waits
     for each answer, so a slow answer would otherwise lower the rate). ``classify`` turns a
@@ -112,12 +113,6 @@ class TrafficGenerator:
         window = [s for s in self.since(since) if until is None or s.at < until]
         return sum(1 for s in window if s.served_by == served_by) / max(1, len(window))
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
 
 def envoy_scrape_job(mesh: LocalMesh, name: str = "envoy") -> ScrapeJob:
     """Every proxy's ``/stats/prometheus`` as one Prometheus scrape job: the stats the
@@ -129,32 +124,33 @@ def envoy_scrape_job(mesh: LocalMesh, name: str = "envoy") -> ScrapeJob:
                      metric_relabel_configs=istio_bridge_relabel_configs())
 
 
+@dataclass(eq=False)
 class CanaryRig:
     """LocalMesh + Prometheus (bridge rules) + RolloutDriver ticking in a thread.
 
     ``start(spec)`` runs the program's *rollout view* from the first moment (so a plan's
     rollout starts at 100% stable, never at the program's raw weights); ``commit(spec,
-    revision)`` is a new Git revision; ``apply`` is the driver's only route writer."""
+    revision)`` is a new Git revision; ``apply`` is the driver's only route writer.
+    ``metrics``: the driver's source (default: the rig's own Prometheus)."""
 
-    def __init__(self, state_dir: Path, *, period: float = TICK_PERIOD,
-                 webhooks: WebhookCaller | None = None,
-                 on_report: Callable[[RolloutReport], None] | None = None,
-                 metrics: MetricsSource | None = None, gateway_port: int | None = None,
-                 scrape_interval: str = SCRAPE_INTERVAL) -> None:
-        self.state_dir = Path(state_dir)
+    state_dir: Path
+    _: KW_ONLY
+    period: float = TICK_PERIOD
+    webhooks: WebhookCaller | None = None
+    on_report: Callable[[RolloutReport], None] | None = None
+    metrics: MetricsSource | None = None
+    gateway_port: int | None = None
+    scrape_interval: str = SCRAPE_INTERVAL
+    mesh: LocalMesh | None = field(default=None, init=False)
+    prometheus: LocalPrometheus | None = field(default=None, init=False)
+    driver: RolloutDriver | None = field(default=None, init=False)
+    pushes: list[tuple[float, Weights]] = field(default_factory=list, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.state_dir = Path(self.state_dir)
         self.store = DiskRolloutStore.in_state_dir(self.state_dir)
-        self.mesh: LocalMesh | None = None
-        self.prometheus: LocalPrometheus | None = None
-        self._period = period
-        self._webhooks = webhooks
-        self._on_report = on_report
-        self._metrics = metrics
-        self._gateway_port = gateway_port
-        self._scrape_interval = scrape_interval
-        self.driver: RolloutDriver | None = None
-        self.pushes: list[tuple[float, Weights]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def _apply(self, spec: MeshSpec, weights: Weights) -> None:
         assert self.mesh is not None
@@ -164,15 +160,15 @@ class CanaryRig:
     def start(self, spec: MeshSpec, revision: str = "r1", *, drive: bool = True) -> Self:
         try:
             self.mesh = LocalMesh(workdir=self.state_dir / "mesh",
-                                  gateway_port=self._gateway_port)
+                                  gateway_port=self.gateway_port)
             self.mesh.start(spec, {})
             self.prometheus = LocalPrometheus(
-                [envoy_scrape_job(self.mesh)], scrape_interval=self._scrape_interval,
-                rule_groups=istio_bridge_rule_groups(interval=self._scrape_interval),
+                [envoy_scrape_job(self.mesh)], scrape_interval=self.scrape_interval,
+                rule_groups=istio_bridge_rule_groups(interval=self.scrape_interval),
                 workdir=self.state_dir / "prometheus").start()
-            metrics = self._metrics or PrometheusSource(self.prometheus.url)
+            metrics = self.metrics or PrometheusSource(self.prometheus.url)
             self.driver = RolloutDriver(self.store, metrics, self._apply,
-                                        webhooks=self._webhooks, on_report=self._on_report)
+                                        webhooks=self.webhooks, on_report=self.on_report)
             self.driver.set_program(spec, revision)
             self.driver.sync()
             if drive:
@@ -187,7 +183,7 @@ class CanaryRig:
         assert self.driver is not None
         self._stop.clear()
         self._thread = threading.Thread(target=self.driver.run, args=(self._stop,),
-                                        kwargs={"period": self._period}, name="rollouts",
+                                        kwargs={"period": self.period}, name="rollouts",
                                         daemon=True)
         self._thread.start()
 
@@ -230,4 +226,3 @@ class CanaryRig:
 def outcome(rig: CanaryRig, namespace: str, service: str) -> str:
     stored = rig.store.load(namespace, service)
     return "none" if stored is None else stored.state.phase.value
-

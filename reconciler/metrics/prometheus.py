@@ -9,13 +9,13 @@ are an error, not a guess — a check query must aggregate (``sum(...)``) to one
 from __future__ import annotations
 
 import math
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
 from reconciler.delivery.queries import MetricQuery
 from reconciler.ports import MetricsError
+from reconciler.processes.lifecycle import Closeable
 
 __all__ = ["PrometheusSource", "value_of"]
 
@@ -43,7 +43,7 @@ def value_of(data: Any, promql: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-class PrometheusSource:
+class PrometheusSource(Closeable):
     """A :class:`~reconciler.ports.MetricsSource` backed by one Prometheus server."""
 
     def __init__(self, url: str, *, timeout: float = 10.0,
@@ -83,10 +83,3 @@ class PrometheusSource:
     def close(self) -> None:
         if self._owns_client:
             self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

@@ -19,15 +19,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["ChildExited", "Component", "NotReady", "in_parallel", "log_tail", "terminate",
-           "wait_ready"]
+__all__ = ["ChildExited", "Closeable", "Component", "NeverReady", "NotReady", "in_parallel",
+           "log_tail", "terminate", "wait_ready"]
 
 
-class NotReady(TimeoutError):
+class NeverReady(Exception):
+    """The child did not become ready: it exited (:class:`ChildExited`) or the deadline
+    passed (:class:`NotReady`)."""
+
+
+class NotReady(NeverReady, TimeoutError):
     """The readiness check did not pass within the deadline."""
 
 
-class ChildExited(RuntimeError):
+class ChildExited(NeverReady, RuntimeError):
     """The child exited while we waited for it to become ready."""
 
     def __init__(self, message: str, code: int) -> None:
@@ -129,3 +134,19 @@ class Component:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+class Closeable:
+    """A thing with a ``close()`` (a client, a cache of connections): used as a context
+    manager, entering gives it as it is and leaving closes it. Unlike a
+    :class:`Component`, it is ready when built."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -38,19 +38,23 @@ from typing import Any
 from meshdsl.compile import Weights, compile_mesh
 from meshdsl.model.canary import CanaryPlan
 from meshdsl.model.spec import MeshSpec
-from reconciler.delivery import machine
-from reconciler.delivery.actions import (
+from reconciler.delivery import (
     Action,
     CallWebhook,
+    DeliveryError,
     Needs,
     Observations,
     Persist,
+    Phase,
     RecordEvent,
+    RolloutState,
     SetTraffic,
+    Traffic,
+    machine,
+    rollout_view,
+    target_digest,
 )
-from reconciler.delivery.errors import DeliveryError
-from reconciler.delivery.phases import Phase, RolloutState, Traffic
-from reconciler.delivery.routes import ServiceKey, rollout_view, target_digest
+from reconciler.delivery.routes import ServiceKey
 from reconciler.ports import (
     MetricsError,
     MetricsSource,

@@ -23,12 +23,12 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import git
 
 from reconciler.ports import Revision, SourceError
+from reconciler.processes.lifecycle import Closeable
 
 __all__ = ["GitSource", "VerificationError", "make_read_only", "redact", "remove_tree"]
 
@@ -120,7 +120,7 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-class GitSource:
+class GitSource(Closeable):
     """Track one branch (or tag) of a Git repository.
 
     ``url`` is anything ``git fetch`` accepts (a local path works too). ``cache_dir`` holds
@@ -311,9 +311,3 @@ class GitSource:
         if self._repo is not None:
             self._repo.close()
             self._repo = None
-
-    def __enter__(self) -> GitSource:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()

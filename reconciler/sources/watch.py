@@ -15,6 +15,7 @@ from typing import Self
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from reconciler.processes.lifecycle import Component
 from reconciler.sources.directory import IGNORED_DIRS
 
 __all__ = ["DebouncedWatcher", "DirectoryWatcher"]
@@ -29,7 +30,7 @@ class _Handler(FileSystemEventHandler):
             self._watcher.poke()
 
 
-class DebouncedWatcher:
+class DebouncedWatcher(Component):
     """A watchdog observer on ``path`` whose ``on_change()`` runs on a timer thread once
     events that :meth:`wants` accepts have stopped for ``debounce`` seconds. Subclasses
     say which events matter and whether to watch recursively."""
@@ -78,12 +79,6 @@ class DebouncedWatcher:
             self._observer.stop()
             self._observer.join(timeout=5)
             self._observer = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
 
 class DirectoryWatcher(DebouncedWatcher):

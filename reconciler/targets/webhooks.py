@@ -26,12 +26,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 import httpx
 
 from reconciler.delivery.actions import WebhookCall
+from reconciler.processes.lifecycle import Closeable
 
 __all__ = ["HttpWebhookCaller", "WebhookResult"]
 
@@ -61,7 +60,7 @@ class WebhookResult:
                f"{self.attempts} attempt(s))"
 
 
-class HttpWebhookCaller:
+class HttpWebhookCaller(Closeable):
     """Delivers :class:`WebhookCall` s; implements :class:`reconciler.ports.WebhookCaller`."""
 
     def __init__(self, *, client: httpx.Client | None = None,
@@ -146,10 +145,3 @@ class HttpWebhookCaller:
         self._runner.shutdown(wait=False, cancel_futures=True)
         if self._owns_client:
             self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

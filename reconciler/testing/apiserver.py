@@ -50,6 +50,7 @@ from reconciler.processes.lifecycle import (
 )
 from reconciler.processes.ports import free_ports
 from reconciler.processes.spawn import spawn
+from reconciler.processes.workfiles import WorkFile
 from reconciler.targets.envoy.pki import CertPair, LocalCA
 from reconciler.testing.components import (
     K8S_VERSION,
@@ -161,14 +162,9 @@ class LocalApiServer(Component):
             raise LocalApiServerError("the local API server is not started")
         return self._workdir
 
-    @property
-    def kubeconfig(self) -> Path:
-        """Path of a kubeconfig (admin token, generated CA) for kubectl and clients."""
-        return self.workdir / "kubeconfig"
-
-    @property
-    def ca_file(self) -> Path:
-        return self.workdir / "pki" / "ca.crt"
+    # A kubeconfig (admin token, generated CA) for kubectl and clients.
+    kubeconfig = WorkFile("kubeconfig")
+    ca_file = WorkFile("pki", "ca.crt")
 
     @property
     def url(self) -> str:
@@ -199,13 +195,8 @@ class LocalApiServer(Component):
             if proc is not None
         }
 
-    @property
-    def apiserver_log(self) -> Path:
-        return self.workdir / "kube-apiserver.log"
-
-    @property
-    def etcd_log(self) -> Path:
-        return self.workdir / "etcd.log"
+    apiserver_log = WorkFile("kube-apiserver.log")
+    etcd_log = WorkFile("etcd.log")
 
     # -- lifecycle --
 

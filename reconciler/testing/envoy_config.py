@@ -129,25 +129,23 @@ def _common_tls_context(peer_san: Mapping[str, str]) -> Resource:
     }
 
 
-def mtls_upstream(server_spiffe_id: str, *, sni: str) -> Resource:
-    """Cluster transport socket: present our cert, require the server's SPIFFE identity."""
+def _tls_socket(context: str, peer_san: Mapping[str, str], **settings: Any) -> Resource:
     return {
         "name": _TLS_SOCKET,
         "typed_config": {
-            "@type": _TLS + "UpstreamTlsContext",
-            "sni": sni,
-            "common_tls_context": _common_tls_context({"exact": server_spiffe_id}),
+            "@type": _TLS + context,
+            **settings,
+            "common_tls_context": _common_tls_context(peer_san),
         },
     }
+
+
+def mtls_upstream(server_spiffe_id: str, *, sni: str) -> Resource:
+    """Cluster transport socket: present our cert, require the server's SPIFFE identity."""
+    return _tls_socket("UpstreamTlsContext", {"exact": server_spiffe_id}, sni=sni)
 
 
 def mtls_downstream(*, client_spiffe_prefix: str = "spiffe://cluster.local/") -> Resource:
     """Listener transport socket: require a client cert from the mesh's trust domain."""
-    return {
-        "name": _TLS_SOCKET,
-        "typed_config": {
-            "@type": _TLS + "DownstreamTlsContext",
-            "require_client_certificate": True,
-            "common_tls_context": _common_tls_context({"prefix": client_spiffe_prefix}),
-        },
-    }
+    return _tls_socket("DownstreamTlsContext", {"prefix": client_spiffe_prefix},
+                       require_client_certificate=True)

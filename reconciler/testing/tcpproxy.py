@@ -13,15 +13,15 @@ import contextlib
 import socket
 import struct
 import threading
-from types import TracebackType
 from typing import Self
 
+from reconciler.processes.lifecycle import Component
 from reconciler.processes.ports import LOOPBACK
 
 __all__ = ["TcpProxy"]
 
 
-class TcpProxy:
+class TcpProxy(Component):
     """Forward ``127.0.0.1:<port>`` to ``upstream``; :meth:`cut` and :meth:`restore`."""
 
     def __init__(self, upstream: tuple[str, int], port: int = 0) -> None:
@@ -114,10 +114,3 @@ class TcpProxy:
 
     def stop(self) -> None:
         self.cut()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()

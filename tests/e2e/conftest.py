@@ -17,6 +17,7 @@ from reconciler.demo.apps import DEMO_APP
 from reconciler.demo.prometheus import PrometheusError, find_prometheus
 from reconciler.targets.envoy.binary import find_envoy
 from reconciler.targets.envoy.errors import EnvoyNotFoundError
+from tests.e2e.test_reconcile_canary import Reconciler
 
 NS, SERVICE = "shop", "reviews"
 INTERVAL = 2.0
@@ -66,3 +67,14 @@ def state_dir(tmp_path: Path) -> Iterator[Path]:
     path.mkdir()
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def reconciler(tmp_path: Path) -> Iterator[Reconciler]:
+    """``meshctl reconcile --target local`` tracking a Git server of its own (start it with
+    the flags the test needs); stopped after the test."""
+    rec = Reconciler(tmp_path)
+    try:
+        yield rec
+    finally:
+        rec.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -98,13 +99,14 @@ def test_bookinfo_graph_live_and_a_faulty_v3_turns_red(browser: Any, tmp_path: P
     out.mkdir()
     healthy = load(str(program(tmp_path, v3_errors=0))).spec
     mesh = LocalMesh(healthy, workdir=tmp_path / "mesh")
-    board = traffic = None
-    try:
+    with ExitStack() as running:   # stopped in reverse: traffic, board, mesh
+        running.callback(mesh.stop)
         mesh.start()
         board = serve_local(mesh, title="meshdsl bookinfo")
         assert board is not None
-        traffic = TrafficGenerator(f"{mesh.gateway_url()}/productpage", rate=20,
-                                   max_seconds=240).start()
+        running.callback(board.stop)
+        running.enter_context(TrafficGenerator(f"{mesh.gateway_url()}/productpage", rate=20,
+                                               max_seconds=240))
         browser.get(board.url)
 
         def all_flowing(seen: dict[str, dict[str, Any]]) -> bool:
@@ -136,12 +138,6 @@ def test_bookinfo_graph_live_and_a_faulty_v3_turns_red(browser: Any, tmp_path: P
         keep.mkdir(parents=True, exist_ok=True)
         for shot in out.iterdir():
             shutil.copy(shot, keep / shot.name)
-    finally:
-        if traffic is not None:
-            traffic.stop()
-        if board is not None:
-            board.stop()
-        mesh.stop()
 
 
 def page_canary(driver: Any) -> dict[str, Any] | None:
@@ -157,16 +153,17 @@ def test_canary_stage_and_weights_follow_the_rollout(browser: Any, tmp_path: Pat
     from tests.e2e.conftest import NS, SERVICE, canary_mesh
 
     rig = CanaryRig(tmp_path / "state")
-    generator = board = None
     seen: list[tuple[str, str, tuple[tuple[str, int], ...]]] = []
-    try:
+    with ExitStack() as running:   # stopped in reverse: traffic, board, rig
+        running.callback(rig.stop)
         rig.start(canary_mesh(), drive=False)
         assert rig.mesh is not None
         board = serve_local(rig.mesh, store=rig.store, title="canary")
         assert board is not None
+        running.callback(board.stop)
         browser.get(board.url)
-        generator = TrafficGenerator(rig.mesh.outbound_url("client", SERVICE), rate=30,
-                                     max_seconds=120).start()
+        running.enter_context(TrafficGenerator(rig.mesh.outbound_url("client", SERVICE),
+                                               rate=30, max_seconds=120))
         rig.drive()
         deadline = time.monotonic() + 90
         shot = False
@@ -185,12 +182,6 @@ def test_canary_stage_and_weights_follow_the_rollout(browser: Any, tmp_path: Pat
             time.sleep(0.3)
         stored = rig.store.load(NS, SERVICE)
         assert stored is not None
-    finally:
-        if generator is not None:
-            generator.stop()
-        if board is not None:
-            board.stop()
-        rig.stop()
     print("page showed:", seen)
     weights = [dict(w) for _, _, w in seen]
     assert seen and seen[-1][0] == "succeeded", seen

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,12 @@ import pytest
 from reconciler.delivery.phases import Phase, RolloutState
 from reconciler.demo.apps import DEMO_APP
 from reconciler.demo.traffic import TrafficGenerator
+from reconciler.processes.lifecycle import terminate
 from reconciler.processes.ports import free_port
 from reconciler.runtime.rollout_store import DiskRolloutStore
 from reconciler.testing.gitops import GitServer
 from reconciler.testing.wait import wait_for
+from tests.rollouts import assert_resumed, past_first_step
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -103,13 +104,7 @@ class Reconciler:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        terminate(self.process, 60)
 
     def log_size(self) -> int:
         """Where the log ends now: events past it were written by a later process."""
@@ -143,17 +138,14 @@ class Reconciler:
         return state if state is not None and state.target == target and \
             state.phase.terminal else None
 
+    def roll_out(self, program: str, subject: str, target: str) -> RolloutState:
+        """Push ``program``; the rollout of ``target`` it starts, once finished."""
+        sha = self.git.push({"mesh.py": program}, subject)
+        wait_for(lambda: self.applied(sha), 60, f"{subject!r} applied")
+        return wait_for(lambda: self.finished(target), 90, f"the {target} rollout finishing")
+
     def url(self) -> str:
         return f"http://127.0.0.1:{self.gateway}/"
-
-
-@pytest.fixture
-def reconciler(tmp_path: Path) -> Iterator[Reconciler]:
-    rec = Reconciler(tmp_path)
-    try:
-        yield rec
-    finally:
-        rec.stop()
 
 
 def served(traffic: TrafficGenerator, seconds: float) -> set[str]:
@@ -176,9 +168,7 @@ def test_pushes_promote_a_healthy_canary_and_roll_back_a_bad_one(
     with TrafficGenerator(reconciler.url(), rate=40, max_seconds=200) as traffic:
         wait_for(lambda: served(traffic, 1.0) == {"reviews-v1"}, 30, "v1 serving")
 
-        second = reconciler.git.push({"mesh.py": V2}, "canary reviews v2")
-        wait_for(lambda: reconciler.applied(second), 60, "the canary revision applied")
-        state = wait_for(lambda: reconciler.finished("v2"), 90, "the v2 rollout finishing")
+        state = reconciler.roll_out(V2, "canary reviews v2", "v2")
         assert state.phase is Phase.SUCCEEDED, state.reason
         time.sleep(1.5)
         assert served(traffic, 1.0) == {"reviews-v2"}
@@ -187,9 +177,7 @@ def test_pushes_promote_a_healthy_canary_and_roll_back_a_bad_one(
         assert {"v1": 80, "v2": 20} in steps and {"v1": 50, "v2": 50} in steps
         assert "succeeded" in canary_cli(reconciler.state)
 
-        third = reconciler.git.push({"mesh.py": V3_BAD}, "canary reviews v3 (broken)")
-        wait_for(lambda: reconciler.applied(third), 60, "the v3 revision applied")
-        state = wait_for(lambda: reconciler.finished("v3"), 90, "the v3 rollout finishing")
+        state = reconciler.roll_out(V3_BAD, "canary reviews v3 (broken)", "v3")
         assert state.phase is Phase.FAILED, state.reason
         time.sleep(1.5)
         assert served(traffic, 1.0) == {"reviews-v2"}
@@ -209,12 +197,8 @@ def test_sigkill_mid_rollout_resumes_at_the_same_step(reconciler: Reconciler) ->
     with TrafficGenerator(reconciler.url(), rate=40, max_seconds=200) as traffic:
         reconciler.git.push({"mesh.py": V2}, "canary reviews v2")
 
-        def at_second_step() -> RolloutState | None:
-            state = reconciler.rollout()
-            return state if state is not None and state.target == "v2" and \
-                state.stage_index >= 1 and not state.phase.terminal else None
-
-        before = wait_for(at_second_step, 90, "the rollout at its second step")
+        before = wait_for(lambda: past_first_step(reconciler.rollout(), "v2"), 90,
+                          "the rollout at its second step")
         reconciler.kill()
         killed_at = reconciler.log_size()
         # the state the new process must resume from: read after the old one is gone
@@ -225,12 +209,8 @@ def test_sigkill_mid_rollout_resumes_at_the_same_step(reconciler: Reconciler) ->
         assert weights_at_kill["v2"] in (50, 100), weights_at_kill  # 2nd step or promoting
 
         reconciler.start()
-        state = wait_for(lambda: reconciler.finished("v2"), 120, "the rollout finishing")
-        assert state.phase is Phase.SUCCEEDED, state.reason
-        assert state.started_at == after_kill.started_at, "resumed, not started again"
-        assert state.timeline[:len(after_kill.timeline)] == after_kill.timeline
-        assert not any("restarted" in e.message or "rollout of v2 started" in e.message
-                       for e in state.timeline[len(after_kill.timeline):]), state.timeline
+        assert_resumed(wait_for(lambda: reconciler.finished("v2"), 120,
+                                "the rollout finishing"), after_kill)
         # every deploy of the restarted process, in order: the first serves the stored
         # step (never 100% v1, never the program's raw 100% v2), then only forward
         deploys = [e["weights"].get(f"{NS}/{SERVICE}") for e in

@@ -9,8 +9,6 @@ revisions in the history — and the page stays read-only.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,15 +20,6 @@ from reconciler.testing.wait import wait_for
 from tests.e2e.test_reconcile_canary import NS, SERVICE, V1, V2, Reconciler
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
-
-
-@pytest.fixture
-def reconciler(tmp_path: Path) -> Iterator[Reconciler]:
-    rec = Reconciler(tmp_path)
-    try:
-        yield rec
-    finally:
-        rec.stop()
 
 
 def graph(base: str) -> dict[str, Any]:

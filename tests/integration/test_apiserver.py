@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import copy
 import subprocess
-import uuid
 from typing import Any
 
 import pytest
 from kubernetes.dynamic.exceptions import DynamicApiError
 
 from reconciler.testing.apiserver import FIELD_MANAGER, LocalApiServer
+from tests.integration.conftest import unique
 
 pytestmark = pytest.mark.integration
 
@@ -37,10 +37,6 @@ def _virtual_service(name: str, weight: Any = 90) -> dict[str, Any]:
     }
 
 
-def _unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
 def test_istio_crds_are_established(apiserver: LocalApiServer) -> None:
     crds = apiserver.get_json("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
     names = {item["metadata"]["name"] for item in crds["items"]}
@@ -62,7 +58,7 @@ def test_weight_of_wrong_type_is_rejected_with_422(apiserver: LocalApiServer) ->
     dyn = apiserver.dynamic_client()
     resource = dyn.resources.get(api_version=VS_API, kind="VirtualService")
     with pytest.raises(DynamicApiError) as excinfo:
-        dyn.create(resource, body=_virtual_service(_unique("bad-weight"), weight="ten"))
+        dyn.create(resource, body=_virtual_service(unique("bad-weight"), weight="ten"))
     assert excinfo.value.status == 422
     assert "must be of type integer" in str(excinfo.value.body)
 
@@ -70,7 +66,7 @@ def test_weight_of_wrong_type_is_rejected_with_422(apiserver: LocalApiServer) ->
 def test_server_side_apply_reads_back_equal(apiserver: LocalApiServer) -> None:
     dyn = apiserver.dynamic_client()
     resource = dyn.resources.get(api_version=VS_API, kind="VirtualService")
-    desired = _virtual_service(_unique("reviews"))
+    desired = _virtual_service(unique("reviews"))
 
     dyn.server_side_apply(
         resource, body=copy.deepcopy(desired), field_manager=FIELD_MANAGER, force_conflicts=True

@@ -8,29 +8,25 @@ on an unpatched binary. The server also serves Gateway API's CRDs beside Istio's
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
+from tests.integration.conftest import unique
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def target(apiserver: LocalApiServer) -> Iterator[KubeTarget]:
-    with KubeTarget.from_kubeconfig(str(apiserver.kubeconfig)) as t:
-        yield t
-
-
-def _namespace(target: KubeTarget) -> str:
-    name = f"fidelity-{uuid.uuid4().hex[:6]}"
-    target.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+def _in_new_namespace(target: KubeTarget, api_version: str, kind: str, name: str,
+                      spec: dict[str, Any]) -> dict[str, Any]:
+    """A ``kind`` named ``name`` with ``spec``, in a namespace of its own (created here)."""
+    namespace = unique("fidelity")
+    target.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
                  force=True)
-    return name
+    return {"apiVersion": api_version, "kind": kind,
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
 def _stored(target: KubeTarget, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -42,41 +38,29 @@ def _stored(target: KubeTarget, manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_virtualservice_with_empty_strings_is_stored(target: KubeTarget) -> None:
-    ns = _namespace(target)
-    vs = {
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "VirtualService",
-        "metadata": {"name": "reviews", "namespace": ns},
-        "spec": {
-            "hosts": ["reviews"],
-            "http": [{
-                "headers": {"request": {"set": {"x-debug": ""}}},
-                "route": [{"destination": {"host": "reviews", "subset": ""}}],
-            }],
-        },
-    }
+    vs = _in_new_namespace(target, "networking.istio.io/v1", "VirtualService", "reviews", {
+        "hosts": ["reviews"],
+        "http": [{
+            "headers": {"request": {"set": {"x-debug": ""}}},
+            "route": [{"destination": {"host": "reviews", "subset": ""}}],
+        }],
+    })
     got = _stored(target, vs)
     assert got["spec"] == vs["spec"]
 
 
 def test_httproute_with_service_parent_and_empty_group_is_stored(target: KubeTarget) -> None:
-    ns = _namespace(target)
-    route = {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": "reviews", "namespace": ns},
-        "spec": {
-            "parentRefs": [{"group": "", "kind": "Service", "name": "reviews", "port": 9080}],
-            "rules": [{
-                "backendRefs": [
-                    {"group": "", "kind": "Service", "name": "reviews-v1", "port": 9080,
-                     "weight": 90},
-                    {"group": "", "kind": "Service", "name": "reviews-v2", "port": 9080,
-                     "weight": 10},
-                ],
-            }],
-        },
-    }
+    route = _in_new_namespace(target, "gateway.networking.k8s.io/v1", "HTTPRoute", "reviews", {
+        "parentRefs": [{"group": "", "kind": "Service", "name": "reviews", "port": 9080}],
+        "rules": [{
+            "backendRefs": [
+                {"group": "", "kind": "Service", "name": "reviews-v1", "port": 9080,
+                 "weight": 90},
+                {"group": "", "kind": "Service", "name": "reviews-v2", "port": 9080,
+                 "weight": 10},
+            ],
+        }],
+    })
     got = _stored(target, route)
     assert got["spec"]["parentRefs"] == route["spec"]["parentRefs"]
     assert [ref["group"] for ref in got["spec"]["rules"][0]["backendRefs"]] == ["", ""]
@@ -96,13 +80,7 @@ def test_a_wrong_type_is_still_rejected(target: KubeTarget) -> None:
     """The patch only stops "" being taken for null: type checking itself still works."""
     from reconciler.targets.kube import KubeError
 
-    ns = _namespace(target)
-    bad = {
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "VirtualService",
-        "metadata": {"name": "bad", "namespace": ns},
-        "spec": {"hosts": ["r"], "http": [{"route": [{"destination": {"host": "r"},
-                                                     "weight": "ten"}]}]},
-    }
+    bad = _in_new_namespace(target, "networking.istio.io/v1", "VirtualService", "bad", {
+        "hosts": ["r"], "http": [{"route": [{"destination": {"host": "r"}, "weight": "ten"}]}]})
     with pytest.raises(KubeError, match="integer"):
         target.apply(bad, force=True)

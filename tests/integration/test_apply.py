@@ -14,12 +14,10 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from meshdsl import Mesh
 from meshdsl.compile import compile_mesh
@@ -33,21 +31,12 @@ from reconciler.runtime.apply import Options, RejectedError, apply, diff
 from reconciler.targets.kube import Forbidden, KubeError, KubeTarget, Unreachable
 from reconciler.testing.apiserver import LocalApiServer
 from tests.conftest import load_example
+from tests.integration.conftest import unique
 
 pytestmark = pytest.mark.integration
 
 MESHCTL = [sys.executable, "-c", "from reconciler.cli import main; main()"]
 NET = "networking.istio.io"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-@pytest.fixture
-def target(apiserver: LocalApiServer) -> Iterator[KubeTarget]:
-    with KubeTarget.from_kubeconfig(str(apiserver.kubeconfig)) as t:
-        yield t
 
 
 def kubectl(apiserver: LocalApiServer, *args: str, stdin: str | None = None) -> str:
@@ -542,15 +531,12 @@ def test_cli_diff_and_apply_exit_codes_and_output(apiserver: LocalApiServer,
     assert meshctl("diff", str(changed), "--kubeconfig", kc).returncode == 1
 
 
-def test_cli_errors_are_one_line(apiserver: LocalApiServer, tmp_path: Path) -> None:
+def test_cli_errors_are_one_line(apiserver: LocalApiServer, tmp_path: Path,
+                                 unreachable_kubeconfig: Path) -> None:
     mesh, ns = unique("shop"), unique("shop")
     kc = str(apiserver.kubeconfig)
     program = shop_program(tmp_path, mesh, ns, {"v1": 100})
-
-    config = yaml.safe_load(apiserver.kubeconfig.read_text())
-    config["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
-    unreachable = tmp_path / "unreachable.kubeconfig"
-    unreachable.write_text(yaml.safe_dump(config))
+    unreachable = unreachable_kubeconfig
 
     invalid = shop_program(tmp_path, mesh, ns, {"v1": 100}, extra=f"""
         mesh.raw({json.dumps(invalid_vs(ns))})

@@ -8,6 +8,7 @@ object) while a schema problem still is; against the bundled CRDs both are.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,11 +40,6 @@ def test_the_clusters_crds_are_the_schemas_checked(apiserver: LocalApiServer) ->
     assert [v.path for v in check([wrong_type], cluster)] == [("spec", "http", 0, "timeout")]
 
 
-def test_an_unreachable_cluster_is_one_clear_error(tmp_path: Any) -> None:
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
-                          "    server: https://127.0.0.1:1\ncontexts:\n- name: c\n  context:\n"
-                          "    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n"
-                          "  user: {token: x}\n")
+def test_an_unreachable_cluster_is_one_clear_error(unreachable_kubeconfig: Path) -> None:
     with pytest.raises(CrdSourceError, match="cannot read the cluster's CRDs"):
-        read_cluster(str(kubeconfig), None)
+        read_cluster(str(unreachable_kubeconfig), None)

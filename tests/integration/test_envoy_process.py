@@ -11,7 +11,6 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -35,23 +34,9 @@ from reconciler.testing.envoy_config import (
     static_cluster,
     weighted_route,
 )
+from tests.integration.conftest import ROUTES, Ingress
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
-
-ROUTES = "reviews:9080"
-
-
-@pytest.fixture(scope="module")
-def reviews() -> Iterator[tuple[DemoApp, DemoApp]]:
-    with DemoApp("reviews", "v1") as v1, DemoApp("reviews", "v2") as v2:
-        yield v1, v2
-
-
-@pytest.fixture
-def envoy(tmp_path: Path) -> Iterator[EnvoyProcess]:
-    with EnvoyProcess(tmp_path / "envoy", node_id="reviews-gateway", drain_time_s=2) as proc:
-        yield proc
-
 
 def _client() -> httpx.Client:
     return httpx.Client(timeout=5.0, trust_env=False)
@@ -67,13 +52,11 @@ def _served_by(client: httpx.Client, url: str, count: int) -> Counter[str]:
 
 
 def test_weighted_split_and_hot_update_without_restart(
-    envoy: EnvoyProcess, reviews: tuple[DemoApp, DemoApp]
+    envoy: EnvoyProcess, reviews: tuple[DemoApp, DemoApp], ingress: Ingress
 ) -> None:
     v1, v2 = reviews
-    port = free_port()
-    listeners = [http_listener("ingress", port, route_config_name=ROUTES)]
+    listeners, url = ingress.listeners, ingress.url
     clusters = [static_cluster("v1", v1.port), static_cluster("v2", v2.port)]
-    url = f"http://127.0.0.1:{port}/reviews/1"
 
     envoy.update(
         listeners,
@@ -101,12 +84,10 @@ def test_weighted_split_and_hot_update_without_restart(
 
 
 def test_zero_failed_requests_while_config_changes_under_load(
-    envoy: EnvoyProcess, reviews: tuple[DemoApp, DemoApp]
+    envoy: EnvoyProcess, reviews: tuple[DemoApp, DemoApp], ingress: Ingress
 ) -> None:
     v1, v2 = reviews
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/reviews/1"
-    rds_listener = [http_listener("ingress", port, route_config_name=ROUTES)]
+    url, rds_listener = ingress.url, ingress.listeners
 
     def rds(weights: dict[str, int]) -> list[dict[str, object]]:
         return [route_table(ROUTES, [weighted_route(weights)])]
@@ -147,7 +128,7 @@ def test_zero_failed_requests_while_config_changes_under_load(
             [
                 http_listener(
                     "ingress",
-                    port,
+                    ingress.port,
                     route_config=route_table("inline", [weighted_route({"v2": 100})]),
                 )
             ],
@@ -172,11 +153,10 @@ def test_zero_failed_requests_while_config_changes_under_load(
 
 
 def test_rejected_update_keeps_serving_previous_config(
-    envoy: EnvoyProcess, reviews: tuple[DemoApp, DemoApp]
+    envoy: EnvoyProcess, reviews: tuple[DemoApp, DemoApp], ingress: Ingress
 ) -> None:
     v1, _ = reviews
-    port = free_port()
-    listeners = [http_listener("ingress", port, route_config_name=ROUTES)]
+    port, listeners = ingress.port, ingress.listeners
     clusters = [static_cluster("v1", v1.port)]
     routes = [route_table(ROUTES, [weighted_route({"v1": 1})])]
     envoy.update(listeners, clusters, "good", routes=routes)

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ import yaml
 from typer.testing import CliRunner
 
 from reconciler.cli import _register, app
-from reconciler.demo.apps import DEMO_APP
 from reconciler.ports import Source
 from reconciler.processes.ports import free_port
 from reconciler.runtime.deploy import KubeDeployer, LocalDeployer
@@ -33,17 +31,18 @@ from reconciler.runtime.install import InstallOptions, manifests
 from reconciler.runtime.leader import LeaderElector, api_client
 from reconciler.runtime.loop import Reconciler, Settings
 from reconciler.runtime.sandbox import Limits, Sandbox
-from reconciler.runtime.status import ClusterStore, DiskStore, Result, Status
+from reconciler.runtime.status import ClusterStore, Result, Status
 from reconciler.sources.directory import DirectorySource
 from reconciler.sources.git import GitSource
 from reconciler.sources.watch import DirectoryWatcher
 from reconciler.sources.webhook import GENERIC_HEADER, WebhookServer, sign_generic, sign_github
-from reconciler.targets.envoy import LocalMesh
 from reconciler.targets.kube import Forbidden, KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
 from reconciler.testing.gitops import BROKEN, GitServer, mesh_program
+from reconciler.testing.local_gitops import LocalGitOps, local_program
 from reconciler.testing.tcpproxy import TcpProxy
 from reconciler.testing.wait import wait_for
+from tests.integration.conftest import unique
 
 pytestmark = pytest.mark.integration
 
@@ -51,10 +50,6 @@ SECRET = b"integration-secret"
 VS = "networking.istio.io/v1"
 MESHCTL = str(Path(sys.executable).parent / "meshctl")
 
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 class Harness:
@@ -629,62 +624,31 @@ def _can_list_virtualservices(apiserver: LocalApiServer, user: str, namespace: s
 # --- the local target: real Envoys ----------------------------------------------------------
 
 
-def local_program(version: str) -> str:
-    """A client sidecar and a two-version ``reviews`` served by the demo app; all traffic
-    to ``version``."""
-    command = [sys.executable, str(DEMO_APP), "--name", "{service}", "--version",
-               "{version}", "--port", "{port}"]
-    return (
-        "from meshdsl import Mesh\n\n"
-        "mesh = Mesh('localgitops', namespace='shop')\n"
-        "mesh.service('client', port=8080).deploy('v1', image='none')\n"
-        "reviews = mesh.service('reviews', port=9080, versions=['v1', 'v2'])\n"
-        f"reviews.run_locally(command={command!r})\n"
-        f"reviews.route(to=reviews.{version})\n")
-
-
 def test_local_target_serves_each_push(tmp_path: Path) -> None:
-    local = LocalMesh(workdir=tmp_path / "mesh")
-    store = DiskStore(tmp_path / "state")
-    box: dict[str, Reconciler] = {}
-    server = WebhookServer(secret=SECRET, on_push=lambda e: box["rec"].on_push(e)).start()
-    git = GitServer(tmp_path / "git", webhook_url=f"{server.url}/webhook", secret=SECRET)
-    sandbox = Sandbox(Limits(timeout=5))
-    rec = Reconciler(Settings(name="local", poll_interval=None, drift_interval=None),
-                     source=GitSource(str(git.origin), cache_dir=tmp_path / "cache"),
-                     deployer=LocalDeployer(local), store=store, sandbox=sandbox)
-    box["rec"] = rec
-    sandbox.prepare()
-    rec.start()
-    try:
-        first = git.push({"mesh.py": local_program("v1")}, "all to v1")
-        wait_for(lambda: (s := store.load_status()) is not None
-                 and s.applied_revision == first, 60, "the local mesh started")
+    with LocalGitOps(tmp_path, name="local", program_timeout=5) as rig:
+        first = rig.git.push({"mesh.py": local_program("localgitops", "v1")}, "all to v1")
+        wait_for(lambda: rig.applied(first), 60, "the local mesh started")
         with httpx.Client(timeout=5, trust_env=False) as client:
-            url = local.outbound_url("client", "reviews")
+            url = rig.local.outbound_url("client", "reviews")
             assert client.get(url).headers["x-served-by"] == "reviews-v1"
             started = time.monotonic()
-            second = git.push({"mesh.py": local_program("v2")}, "all to v2")
+            second = rig.git.push({"mesh.py": local_program("localgitops", "v2")},
+                                  "all to v2")
             wait_for(lambda: client.get(url).headers.get("x-served-by") == "reviews-v2", 30,
                      "Envoy to serve v2", interval=0.02)
             elapsed = time.monotonic() - started
         assert elapsed < 5, f"push → Envoy serving took {elapsed:.2f} s"
-        status = wait_for(lambda: (s := store.load_status()) is not None
+        status = wait_for(lambda: (s := rig.store.load_status()) is not None
                           and s.applied_revision == second and s, 10, "the status")
         assert status.applied.summary == "all to v2"
         # report-only drift check: every Envoy runs what was pushed
-        assert LocalDeployer(local).deploy({}, mesh="localgitops", heal=False).drift == ()
+        assert LocalDeployer(rig.local).deploy({}, mesh="localgitops", heal=False).drift == ()
         # a broken push keeps Envoy serving the last good config
-        broken = git.push({"mesh.py": BROKEN["exception"][2]}, "broken")
-        wait_for(lambda: (s := store.load_status()) is not None and s.last is not None
+        broken = rig.git.push({"mesh.py": BROKEN["exception"][2]}, "broken")
+        wait_for(lambda: (s := rig.store.load_status()) is not None and s.last is not None
                  and s.last.revision == broken, 30, "the broken push recorded")
         with httpx.Client(timeout=5, trust_env=False) as client:
             assert client.get(url).headers["x-served-by"] == "reviews-v2"
-    finally:
-        rec.stop()
-        server.stop()
-        sandbox.close()
-        local.stop()
 
 
 def test_once_prints_user_text_literally_and_completely_through_a_pipe(

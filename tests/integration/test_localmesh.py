@@ -47,6 +47,7 @@ from reconciler.ports import Deployer, DeployError
 from reconciler.targets.envoy.allocation import listener_ports
 from reconciler.targets.envoy.errors import LocalAppError
 from reconciler.targets.envoy.mesh import LocalMesh
+from reconciler.testing.observe import metric_total
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
@@ -92,17 +93,6 @@ def served(client: httpx.Client, url: str, count: int, **kwargs: Any) -> Counter
     return seen
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    """The sum of one Prometheus metric's samples whose labels include ``labels``."""
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def cluster_stat(mesh: LocalMesh, proxy: str, cluster: str, stat: str) -> int:
     """One counter or gauge of a cluster, by its Istio-style name (stats use the
     ``alt_stat_name``, see ``meshdsl.compile.envoy.names``)."""
@@ -131,7 +121,7 @@ def test_weighted_split_within_tolerance_versions_and_stats(client: httpx.Client
         text = client.get(local.stats_urls()["client-v1.shop"]).text
         for version in ("v1", "v2"):
             name = names.subset_stat_name(NS, "reviews", 9080, version)
-            assert metric(text, "envoy_cluster_upstream_rq_total",
+            assert metric_total(text, "envoy_cluster_upstream_rq_total",
                           envoy_cluster_name=name) == seen[f"reviews-{version}"]
 
 

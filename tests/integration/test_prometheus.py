@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -10,14 +9,9 @@ import pytest
 
 from reconciler.demo.apps import DemoApp
 from reconciler.demo.prometheus import LocalPrometheus, ScrapeJob, by_label
-from reconciler.processes.ports import free_port
 from reconciler.targets.envoy import EnvoyProcess
-from reconciler.testing.envoy_config import (
-    http_listener,
-    route_table,
-    static_cluster,
-    weighted_route,
-)
+from reconciler.testing.envoy_config import route_table, static_cluster, weighted_route
+from tests.integration.conftest import ROUTES, Ingress
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -25,21 +19,17 @@ SPLIT = 'sum by (envoy_cluster_name) (envoy_cluster_upstream_rq_total{envoy_clus
 
 
 @pytest.fixture
-def envoy_90_10(tmp_path: Path) -> Iterator[tuple[EnvoyProcess, str]]:
-    """An Envoy routing 90/10 between reviews v1 and v2; yields it and its listener URL."""
-    port = free_port()
-    with (
-        DemoApp("reviews", "v1") as v1,
-        DemoApp("reviews", "v2") as v2,
-        EnvoyProcess(tmp_path / "envoy") as envoy,
-    ):
-        envoy.update(
-            [http_listener("ingress", port, route_config_name="reviews")],
-            [static_cluster("v1", v1.port), static_cluster("v2", v2.port)],
-            "1",
-            routes=[route_table("reviews", [weighted_route({"v1": 90, "v2": 10})])],
-        )
-        yield envoy, f"http://127.0.0.1:{port}/reviews/1"
+def envoy_90_10(envoy: EnvoyProcess, reviews: tuple[DemoApp, DemoApp], ingress: Ingress
+                ) -> tuple[EnvoyProcess, str]:
+    """An Envoy routing 90/10 between reviews v1 and v2; it and its listener URL."""
+    v1, v2 = reviews
+    envoy.update(
+        ingress.listeners,
+        [static_cluster("v1", v1.port), static_cluster("v2", v2.port)],
+        "1",
+        routes=[route_table(ROUTES, [weighted_route({"v1": 90, "v2": 10})])],
+    )
+    return envoy, ingress.url
 
 
 def _admin_target(envoy: EnvoyProcess) -> str:

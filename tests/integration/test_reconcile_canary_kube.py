@@ -29,12 +29,14 @@ import pytest
 
 from reconciler.delivery.phases import Phase, RolloutState
 from reconciler.demo.prometheus import LocalPrometheus, ScrapeJob
+from reconciler.processes.lifecycle import terminate
 from reconciler.processes.ports import free_port
 from reconciler.runtime.rollout_store import ClusterRolloutStore
 from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
 from reconciler.testing.gitops import GitServer
 from reconciler.testing.wait import wait_for
+from tests.rollouts import assert_resumed, past_first_step
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -149,12 +151,7 @@ class Rig:
 
     def stop(self) -> None:
         self._watching.set()
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        terminate(self.process, 30)
         self.prometheus.stop()
         self.exporter.stop()
 
@@ -277,9 +274,7 @@ def test_sigkill_mid_rollout_resumes_at_the_same_step_on_the_cluster(rig: Rig) -
 
     def at_second_step() -> RolloutState | None:
         stored = rig.rollouts.load(rig.namespace, "reviews")
-        state = stored.state if stored is not None else None
-        return state if state is not None and state.target == "v2" and \
-            state.stage_index >= 1 and not state.phase.terminal else None
+        return past_first_step(stored.state if stored is not None else None, "v2")
 
     before = wait_for(at_second_step, 90, "the rollout at its second step")
     rig.kill()
@@ -297,12 +292,8 @@ def test_sigkill_mid_rollout_resumes_at_the_same_step_on_the_cluster(rig: Rig) -
     assert dict(served_at_kill).get("v2", 0) in (20, 50, at_kill), served_at_kill
 
     rig.start()
-    state = wait_for(lambda: rig.finished("v2"), 90, "the resumed rollout finishing")
-    assert state.phase is Phase.SUCCEEDED, state.reason
-    assert state.started_at == after_kill.started_at, "resumed, not started again"
-    assert state.timeline[:len(after_kill.timeline)] == after_kill.timeline
-    assert not any("restarted" in e.message or "rollout of v2 started" in e.message
-                   for e in state.timeline[len(after_kill.timeline):]), state.timeline
+    assert_resumed(wait_for(lambda: rig.finished("v2"), 90, "the resumed rollout finishing"),
+                   after_kill)
     wait_for(lambda: rig.weights() == (("v2", 100),), 10, "100% v2 in the API server")
     writes = rig.writes_since(killed_rv)
     canary = [dict(split).get("v2", 0) for split in writes]

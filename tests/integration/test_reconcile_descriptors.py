@@ -33,19 +33,6 @@ FD_LIMIT = 256
 VS = "networking.istio.io/v1"
 
 
-def _descriptors() -> tuple[int, int]:
-    """(open descriptors, of which sockets) of this process."""
-    fds = sockets = 0
-    for entry in os.scandir("/proc/self/fd"):
-        fds += 1
-        try:
-            if os.readlink(entry.path).startswith("socket:"):
-                sockets += 1
-        except OSError:
-            continue
-    return fds, sockets
-
-
 def _soak(kubeconfig: str, root: Path) -> dict[str, object]:
     """The reconciler side: runs in the subprocess with the lowered limit."""
     from reconciler.runtime.deploy import KubeDeployer
@@ -55,6 +42,7 @@ def _soak(kubeconfig: str, root: Path) -> dict[str, object]:
     from reconciler.sources.git import GitSource
     from reconciler.targets.kube import KubeTarget
     from reconciler.testing.gitops import GitServer, mesh_program
+    from reconciler.testing.observe import descriptors
 
     name = f"fds-{os.getpid()}"
     git = GitServer(root / "git")
@@ -82,7 +70,7 @@ def _soak(kubeconfig: str, root: Path) -> dict[str, object]:
             if status.last is not None and status.last.failure is not None:
                 failures.append(f"pass {i}: {status.last.failure.describe()}")
             if i % 25 == 0 or i == PASSES - 1:
-                fds, sockets = _descriptors()
+                fds, sockets = descriptors()
                 samples.append((i, fds, sockets))
         vs = kube.get(VS, "VirtualService", name, "web") or {}
         route = vs.get("spec", {}).get("http", [{}])[-1].get("route", [])

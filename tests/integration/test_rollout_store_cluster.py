@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,23 +21,20 @@ from typer.testing import CliRunner
 
 from reconciler.cli import _register, app
 from reconciler.delivery import machine
-from reconciler.delivery.phases import Phase
+from reconciler.delivery.phases import Phase, RolloutState
 from reconciler.ports import RolloutStoreError, StaleRolloutError
 from reconciler.processes.ports import free_port
 from reconciler.runtime.rollout_store import ClusterRolloutStore, DiskRolloutStore
 from reconciler.runtime.status import ClusterStore, Status
 from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
+from tests.integration.conftest import unique
 from tests.unit.runtime import test_rollouts
 from tests.unit.runtime.rollout_store_contract import OpenStore, RolloutStoreContract, a_state
 
 pytestmark = pytest.mark.integration
 
 SYSTEM = "meshdsl-system"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture
@@ -135,6 +131,19 @@ def meddle_after_read(monkeypatch: pytest.MonkeyPatch, target: KubeTarget,
     monkeypatch.setattr(target, "get", get)
 
 
+def kept(store: ClusterRolloutStore) -> tuple[RolloutState, int] | None:
+    """The stored rollout of shop/reviews and its generation (None: none stored)."""
+    stored = store.load("shop", "reviews")
+    return None if stored is None else (stored.state, stored.generation)
+
+
+def racing_stores(targets: Callable[..., KubeTarget], prefix: str
+                  ) -> tuple[KubeTarget, ClusterRolloutStore, ClusterRolloutStore]:
+    """Our target and store, and another writer's store, for one new reconciler name."""
+    name, ours = unique(prefix), targets()
+    return ours, ClusterRolloutStore(ours, name=name), ClusterRolloutStore(targets(), name=name)
+
+
 def test_a_write_between_our_read_and_our_write_is_not_overwritten(
         targets: Callable[..., KubeTarget], monkeypatch: pytest.MonkeyPatch) -> None:
     ours = targets()
@@ -154,30 +163,24 @@ def test_a_write_between_our_read_and_our_write_is_not_overwritten(
     aborted, _ = machine.abort(state, 99.0)
     with pytest.raises(StaleRolloutError, match=f"changed in ConfigMap {SYSTEM}/{cm_name}"):
         store.save(aborted, expected_generation=1)
-    stored = store.load("shop", "reviews")
-    assert stored is not None and (stored.state, stored.generation) == (paused, 2)
+    assert kept(store) == (paused, 2)
 
 
 def test_a_creation_between_our_read_and_our_write_is_not_overwritten(
         targets: Callable[..., KubeTarget], monkeypatch: pytest.MonkeyPatch) -> None:
-    name = unique("create-race")
-    ours, theirs = targets(), ClusterRolloutStore(targets(), name=name)
-    store = ClusterRolloutStore(ours, name=name)
+    ours, store, theirs = racing_stores(targets, "create-race")
     state = a_state()
     paused, _ = machine.pause(state, 99.0)
     meddle_after_read(monkeypatch, ours,
                       lambda: theirs.save(paused, expected_generation=None))
     with pytest.raises(StaleRolloutError):
         store.save(state, expected_generation=None)
-    stored = store.load("shop", "reviews")
-    assert stored is not None and (stored.state, stored.generation) == (paused, 1)
+    assert kept(store) == (paused, 1)
 
 
 def test_a_deletion_between_our_read_and_our_write_is_not_undone(
         targets: Callable[..., KubeTarget], monkeypatch: pytest.MonkeyPatch) -> None:
-    name = unique("delete-race")
-    ours, theirs = targets(), ClusterRolloutStore(targets(), name=name)
-    store = ClusterRolloutStore(ours, name=name)
+    ours, store, theirs = racing_stores(targets, "delete-race")
     state = a_state()
     store.save(state, expected_generation=None)
     meddle_after_read(monkeypatch, ours, lambda: theirs.delete("shop", "reviews"))

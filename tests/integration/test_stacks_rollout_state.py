@@ -7,9 +7,6 @@ Every test uses a reconciler name of its own (the server is shared by the sessio
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pytest
 
 from meshdsl.model.spec import MeshSpec
@@ -18,22 +15,13 @@ from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
 from stacks.program import deploy
 from stacks.testing import Run, run_program
+from tests.integration.conftest import unique
 from tests.unit.stacks.projects import BOOKINFO_PROGRAM
 from tests.unit.stacks.rollouts import in_progress, store_rollout, succeeded
 
 pytestmark = pytest.mark.integration
 
 CANARY_ON = {"meshdsl:canary": "true"}
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-@pytest.fixture
-def target(apiserver: LocalApiServer) -> Iterator[KubeTarget]:
-    with KubeTarget.from_kubeconfig(str(apiserver.kubeconfig)) as opened:
-        yield opened
 
 
 def up(config: dict[str, str], stack: str = "prod") -> Run:

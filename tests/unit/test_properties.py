@@ -96,6 +96,25 @@ def policies(draw: st.DrawFn, durations: st.SearchStrategy[str] = any_durations
 
 
 @st.composite
+def route_options(draw: st.DrawFn, durations: st.SearchStrategy[str]) -> dict[str, Any]:
+    """The optional parts of a route: matches, timeout, retries, fault, header edits."""
+    out: dict[str, Any] = {}
+    if draw(st.booleans()):
+        out["match"] = draw(st.lists(matches(), min_size=1, max_size=2))
+    if draw(st.booleans()):
+        out["timeout"] = draw(durations)
+    if draw(st.booleans()):
+        out["retries"] = Retries(attempts=draw(st.integers(0, 5)),
+                                 per_try_timeout=draw(durations))
+    if draw(st.booleans()):
+        out["fault"] = Fault(abort=Abort(status=503, percent=draw(st.floats(0, 100))),
+                             delay=Delay(fixed=draw(durations)))
+    if draw(st.booleans()):
+        out["headers"] = Headers(request=HeaderOps(set={"x-a": "b"}, remove=["x-c"]))
+    return out
+
+
+@st.composite
 def split(draw: st.DrawFn, parts: int) -> list[int]:
     """``parts`` non-negative weights that add up to 100."""
     cuts = sorted(draw(st.lists(st.integers(0, 100), min_size=parts - 1,
@@ -129,19 +148,7 @@ def meshes(draw: st.DrawFn, *, clean: bool) -> Mesh:
                 to: Any = {target.subset(s): w for s, w in zip(chosen, weights, strict=True)}
             else:
                 to = target
-            kwargs: dict[str, Any] = {"to": to}
-            if draw(st.booleans()):
-                kwargs["match"] = draw(st.lists(matches(), min_size=1, max_size=2))
-            if draw(st.booleans()):
-                kwargs["timeout"] = draw(durations)
-            if draw(st.booleans()):
-                kwargs["retries"] = Retries(attempts=draw(st.integers(0, 5)),
-                                            per_try_timeout=draw(durations))
-            if draw(st.booleans()):
-                kwargs["fault"] = Fault(abort=Abort(status=503, percent=draw(
-                    st.floats(0, 100))), delay=Delay(fixed=draw(durations)))
-            if draw(st.booleans()):
-                kwargs["headers"] = Headers(request=HeaderOps(set={"x-a": "b"}, remove=["x-c"]))
+            kwargs: dict[str, Any] = {"to": to, **draw(route_options(durations))}
             svc.route(**kwargs)
     if draw(st.booleans()):
         served = draw(st.sampled_from(["*", "shop.example.com"]))

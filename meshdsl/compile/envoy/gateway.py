@@ -22,14 +22,7 @@ from meshdsl.compile.envoy.clusters import Caller
 from meshdsl.compile.envoy.matching import Source, bound_gateways
 from meshdsl.compile.envoy.placement import Address, GatewayPlacement
 from meshdsl.compile.envoy.protos import Resource
-from meshdsl.compile.envoy.proxy import (
-    ProxyConfig,
-    ProxyKind,
-    dedupe_notes,
-    finish,
-    mesh_clusters,
-    missing_clusters,
-)
+from meshdsl.compile.envoy.proxy import ProxyConfig, ProxyKind, assemble
 from meshdsl.compile.envoy.topology import Topology, selects
 from meshdsl.model.gateway import Gateway, Server
 
@@ -182,7 +175,6 @@ def build(topo: Topology, workload: str, gateways: list[Gateway],
             notes.append(f"gateway port {port} serves {', '.join(sorted(protocols))}; only "
                          "HTTP and HTTPS servers are supported locally; left out")
         missing |= ctx.missing
-    cluster_list = [*mesh_clusters(topo, caller, notes), *missing_clusters(missing)]
-    return ProxyConfig(id=proxy_id, kind=ProxyKind.GATEWAY, listeners=finish(all_listeners),
-                       clusters=finish(cluster_list), routes=finish(tables),
-                       notes=dedupe_notes(notes), gateway=workload, principal=principal)
+    return assemble(topo, caller, proxy_id=proxy_id, kind=ProxyKind.GATEWAY,
+                    listeners=all_listeners, tables=tables, missing=missing, notes=notes,
+                    gateway=workload, principal=principal)

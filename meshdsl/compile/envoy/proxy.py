@@ -93,3 +93,20 @@ def finish(resources: Iterable[Resource]) -> list[Resource]:
 
 def dedupe_notes(notes: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(notes))
+
+
+def assemble(topo: Topology, caller: Caller, *, proxy_id: str, kind: ProxyKind,
+             listeners: Iterable[Resource], tables: Iterable[Resource],
+             own_clusters: Iterable[Resource] = (),
+             missing: Iterable[tuple[int, str | None, str]] = (), notes: list[str],
+             workload: WorkloadKey | None = None, gateway: str | None = None,
+             principal: str | None = None) -> ProxyConfig:
+    """One proxy's config from its own listeners, route tables and clusters: every mesh
+    cluster (:func:`mesh_clusters`) and the empty ones for ``missing`` destinations are added,
+    and every list is finished (:func:`finish`)."""
+    cluster_list = [*mesh_clusters(topo, caller, notes), *own_clusters,
+                    *missing_clusters(missing)]
+    return ProxyConfig(id=proxy_id, kind=kind, listeners=finish(listeners),
+                       clusters=finish(cluster_list), routes=finish(tables),
+                       notes=dedupe_notes(notes), workload=workload, gateway=gateway,
+                       principal=principal)

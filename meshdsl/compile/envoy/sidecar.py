@@ -17,14 +17,7 @@ from meshdsl.compile.envoy.clusters import Caller
 from meshdsl.compile.envoy.matching import MESH, Source
 from meshdsl.compile.envoy.placement import Address, service_ports
 from meshdsl.compile.envoy.protos import EnvoyCompileError, Resource
-from meshdsl.compile.envoy.proxy import (
-    ProxyConfig,
-    ProxyKind,
-    dedupe_notes,
-    finish,
-    mesh_clusters,
-    missing_clusters,
-)
+from meshdsl.compile.envoy.proxy import ProxyConfig, ProxyKind, assemble
 from meshdsl.compile.envoy.topology import PlacedWorkload, Topology, selects
 from meshdsl.model.service import ServicePort
 
@@ -113,9 +106,6 @@ def build(topo: Topology, me: PlacedWorkload) -> ProxyConfig:
     all_listeners.append(inbound_listener)
     if inbound_table is not None:
         tables.append(inbound_table)
-    cluster_list = [*mesh_clusters(topo, caller, notes), inbound_cluster,
-                    *missing_clusters(missing)]
-    return ProxyConfig(id=me.key.proxy_id, kind=ProxyKind.SIDECAR,
-                       listeners=finish(all_listeners), clusters=finish(cluster_list),
-                       routes=finish(tables), notes=dedupe_notes(notes), workload=me.key,
-                       principal=me.principal)
+    return assemble(topo, caller, proxy_id=me.key.proxy_id, kind=ProxyKind.SIDECAR,
+                    listeners=all_listeners, tables=tables, own_clusters=[inbound_cluster],
+                    missing=missing, notes=notes, workload=me.key, principal=me.principal)

@@ -8,16 +8,17 @@ was it rejected, are listeners still warming — is read here. The Prometheus ex
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
+from reconciler.processes.lifecycle import Closeable
 from reconciler.targets.envoy.errors import EnvoyError
 
 __all__ = ["EnvoyAdmin"]
 
 
-class EnvoyAdmin:
+class EnvoyAdmin(Closeable):
     """Synchronous admin API client bound to one Envoy (``http://127.0.0.1:PORT``)."""
 
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:
@@ -80,12 +81,6 @@ class EnvoyAdmin:
 
     def close(self) -> None:
         self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
 
 def _raise_for_status(response: httpx.Response) -> None:

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from reconciler.errors import ReconcilerError
+from reconciler.processes.workfiles import WorkFile
 
 __all__ = ["CertPair", "LocalCA", "PKIError", "workload_secrets"]
 
@@ -49,6 +50,15 @@ class CertPair:
     ca_path: Path
 
 
+def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    """Both sign (TLS handshakes); the CA also signs certificates and CRLs, a leaf (EC)
+    agrees keys."""
+    return x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=not ca, key_cert_sign=ca, crl_sign=ca,
+        encipher_only=False, decipher_only=False)
+
+
 class LocalCA:
     """An EC P-256 root CA persisted as ``ca.crt``/``ca.key`` in one directory."""
 
@@ -57,13 +67,8 @@ class LocalCA:
         self._key = key
         self._cert = cert
 
-    @property
-    def cert_path(self) -> Path:
-        return self.directory / "ca.crt"
-
-    @property
-    def key_path(self) -> Path:
-        return self.directory / "ca.key"
+    cert_path = WorkFile("ca.crt", under="directory")
+    key_path = WorkFile("ca.key", under="directory")
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -89,14 +94,7 @@ class LocalCA:
             .not_valid_before(now - _BACKDATE)
             .not_valid_after(now + _ROOT_VALIDITY)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(_key_usage(ca=True), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
             .sign(key, hashes.SHA256())
         )  # fmt: skip
@@ -171,14 +169,7 @@ class LocalCA:
             # An empty subject (SPIFFE leaves) requires the SAN extension to be critical.
             .add_extension(x509.SubjectAlternativeName(sans), critical=common_name is None)
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=True, key_cert_sign=False,
-                    crl_sign=False, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(_key_usage(ca=False), critical=True)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), False
             )

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from reconciler.processes.lifecycle import ChildExited, Component, NotReady, terminate, wait_ready
+from reconciler.processes.lifecycle import Component, NeverReady, terminate, wait_ready
 from reconciler.processes.spawn import spawn
+from reconciler.processes.workfiles import WorkFile
 from reconciler.targets.envoy.admin import EnvoyAdmin
 from reconciler.targets.envoy.binary import find_envoy, strip_banner
 from reconciler.targets.envoy.errors import (
@@ -65,6 +66,12 @@ _INITIAL_VERSION = "0"
 _LDS_STATS = r"listener_manager\.lds"
 _CDS_STATS = r"cluster_manager\.cds"
 _RDS_STATS = r"http\..+\.rds\..+"
+# CDS and LDS files: (update stats, XdsVersions field, gauge of those still warming, wait text)
+_FILES = {
+    CLUSTER_TYPE: (_CDS_STATS, "clusters", "cluster_manager.warming_clusters", ""),
+    LISTENER_TYPE: (_LDS_STATS, "listeners", "listener_manager.total_listeners_warming",
+                    " and warmed"),
+}
 
 
 @dataclass(frozen=True)
@@ -125,33 +132,17 @@ class EnvoyProcess(Component):
 
     # --- paths ----------------------------------------------------------------------------
 
-    @property
-    def bootstrap_path(self) -> Path:
-        return self.workdir / "bootstrap.yaml"
-
-    @property
-    def lds_path(self) -> Path:
-        return self.workdir / "lds.yaml"
-
-    @property
-    def cds_path(self) -> Path:
-        return self.workdir / "cds.yaml"
-
-    @property
-    def rds_dir(self) -> Path:
-        return self.workdir / "rds"
+    bootstrap_path = WorkFile("bootstrap.yaml")
+    lds_path = WorkFile("lds.yaml")
+    cds_path = WorkFile("cds.yaml")
+    rds_dir = WorkFile("rds")
 
     def rds_path(self, route_config_name: str) -> Path:
         """Where the route table ``route_config_name`` lives (see :func:`files.bind_rds`)."""
         return self.rds_dir / rds_file_name(route_config_name)
 
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "envoy.log"
-
-    @property
-    def admin_address_path(self) -> Path:
-        return self.workdir / "admin-address"
+    log_path = WorkFile("envoy.log")
+    admin_address_path = WorkFile("admin-address")
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -212,7 +203,7 @@ class EnvoyProcess(Component):
         try:
             wait_ready(ready, timeout=self._startup_timeout, what=f"Envoy in {self.workdir}",
                        process=self._running(), interval=_POLL_INTERVAL)
-        except (ChildExited, NotReady) as exc:
+        except NeverReady as exc:
             raise EnvoyStartError(f"{exc}\n{self.log_tail()}") from exc
 
     def stop(self, timeout: float = 10.0) -> int | None:
@@ -323,7 +314,7 @@ class EnvoyProcess(Component):
         self._write_routes(new_routes, version, timeout)
         rendered = {str(listener["name"]): render(listener) for listener in bound}
         drains = any(rendered.get(name) != text for name, text in self._listeners.items())
-        self._write_listeners(bound, version, timeout)
+        self._write_file(self.lds_path, LISTENER_TYPE, bound, version, timeout)
         self._listeners = rendered
         if removed:
             if drains:
@@ -354,18 +345,22 @@ class EnvoyProcess(Component):
     def _write_clusters(
         self, clusters: Sequence[Mapping[str, Any]], version: str, timeout: float
     ) -> None:
-        before = self._counters(_CDS_STATS)
-        write_atomic(self.cds_path, render(discovery_response(CLUSTER_TYPE, clusters, version)))
-        self._await_update(_CDS_STATS, "clusters", before, timeout)
+        self._write_file(self.cds_path, CLUSTER_TYPE, clusters, version, timeout)
+        self._clusters = {str(c["name"]): c for c in clusters}
+
+    def _write_file(self, path: Path, type_url: str, resources: Sequence[Mapping[str, Any]],
+                    version: str, timeout: float) -> None:
+        """Write the clusters (CDS) or listeners (LDS) file; wait until Envoy took it and
+        every one of them warmed."""
+        stats, what, warming, warmed = _FILES[type_url]
+        before = self._counters(stats)
+        write_atomic(path, render(discovery_response(type_url, resources, version)))
+        self._await_update(stats, what, before, timeout)
         self._await(
-            lambda: (
-                self.versions().clusters == version
-                and self._gauge("cluster_manager.warming_clusters") == 0
-            ),
-            f"clusters at version {version!r}",
+            lambda: getattr(self.versions(), what) == version and self._gauge(warming) == 0,
+            f"{what} at version {version!r}{warmed}",
             timeout,
         )
-        self._clusters = {str(c["name"]): c for c in clusters}
 
     def _write_routes(
         self, routes: Mapping[str, Mapping[str, Any]], version: str, timeout: float
@@ -391,21 +386,6 @@ class EnvoyProcess(Component):
                 f"route tables {sorted(subscribed)} at version {version!r}",
                 timeout,
             )
-
-    def _write_listeners(
-        self, listeners: Sequence[Mapping[str, Any]], version: str, timeout: float
-    ) -> None:
-        before = self._counters(_LDS_STATS)
-        write_atomic(self.lds_path, render(discovery_response(LISTENER_TYPE, listeners, version)))
-        self._await_update(_LDS_STATS, "listeners", before, timeout)
-        self._await(
-            lambda: (
-                self.versions().listeners == version
-                and self._gauge("listener_manager.total_listeners_warming") == 0
-            ),
-            f"listeners at version {version!r} and warmed",
-            timeout,
-        )
 
     # --- internals ----------------------------------------------------------------------
 

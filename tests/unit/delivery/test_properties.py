@@ -84,14 +84,11 @@ def test_weights_are_always_a_valid_split(plan: CanaryPlan, script: list[Observa
     assert RolloutState.from_json(json.loads(json.dumps(state.to_json()))) == state
 
 
-@settings(max_examples=300, deadline=None)
-@given(plan=plans(), script=st.lists(observation(True), min_size=20, max_size=20))
-def test_definitive_observations_finish_within_a_bound(plan: CanaryPlan,
-                                                       script: list[Observations]) -> None:
-    """Each analysis with data either advances a stage or uses up one allowed failure, so
-    the rollout ends after at most stages + max_failed_checks analyses (+ start, finish)."""
+def run_until_terminal(plan: CanaryPlan, script: list[Observations]
+                       ) -> tuple[RolloutState, int]:
+    """Start a rollout and step it through ``script`` (each step when the next one is due)
+    until it ends or the script does: the last state and how many steps it took."""
     state, _ = machine.start(plan, "r", 0.0)
-    bound = state.stage_count + plan.max_failed_checks + 2
     now, steps = 0.0, 0
     for observation in script:
         if state.phase.terminal:
@@ -99,8 +96,18 @@ def test_definitive_observations_finish_within_a_bound(plan: CanaryPlan,
         now = advance(state, now)
         state, _ = machine.step(state, plan, observation, now)
         steps += 1
+    return state, steps
+
+
+@settings(max_examples=300, deadline=None)
+@given(plan=plans(), script=st.lists(observation(True), min_size=20, max_size=20))
+def test_definitive_observations_finish_within_a_bound(plan: CanaryPlan,
+                                                       script: list[Observations]) -> None:
+    """Each analysis with data either advances a stage or uses up one allowed failure, so
+    the rollout ends after at most stages + max_failed_checks analyses (+ start, finish)."""
+    state, steps = run_until_terminal(plan, script)
     assert state.phase in (Phase.SUCCEEDED, Phase.FAILED)
-    assert steps <= bound
+    assert steps <= state.stage_count + plan.max_failed_checks + 2
 
 
 @settings(max_examples=200, deadline=None)
@@ -111,14 +118,6 @@ def test_any_observations_with_open_gates_finish_within_a_bound(
     analyses that advance or fail."""
     opened = [Observations(metrics=o.metrics, gates={"release": True, "load": True})
               for o in script]
-    state, _ = machine.start(plan, "r", 0.0)
-    bound = (state.stage_count + plan.max_failed_checks) * plan.no_data_limit + 2
-    now, steps = 0.0, 0
-    for observation in opened:
-        if state.phase.terminal:
-            break
-        now = advance(state, now)
-        state, _ = machine.step(state, plan, observation, now)
-        steps += 1
+    state, steps = run_until_terminal(plan, opened)
     assert state.phase.terminal
-    assert steps <= bound
+    assert steps <= (state.stage_count + plan.max_failed_checks) * plan.no_data_limit + 2

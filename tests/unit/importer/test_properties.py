@@ -9,18 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meshdsl import (
-    Abort,
-    Delay,
-    Fault,
-    HeaderOps,
-    Headers,
-    Mesh,
-    Retries,
-    ServicePort,
-    Uri,
-    Version,
-)
+from meshdsl import Mesh, ServicePort, Uri, Version
 from meshdsl.compile import compile_mesh, render
 from meshdsl.compile.compare import differences
 from meshdsl.importer import (
@@ -34,7 +23,7 @@ from meshdsl.importer import (
 )
 from meshdsl.importer.yamlsource import Document
 from tests.unit.importer.support import canonical
-from tests.unit.test_properties import matches, names, policies
+from tests.unit.test_properties import names, policies, route_options
 
 durations = st.sampled_from(["1s", "250ms", "10s", "1m", "1h30m", "soon"])
 
@@ -83,19 +72,7 @@ def meshes(draw: st.DrawFn) -> Mesh:
                 to: Any = {target.subset(s): draw(st.integers(0, 100)) for s in chosen}
             else:
                 to = target
-            kwargs: dict[str, Any] = {"to": to}
-            if draw(st.booleans()):
-                kwargs["match"] = draw(st.lists(matches(), min_size=1, max_size=2))
-            if draw(st.booleans()):
-                kwargs["timeout"] = draw(durations)
-            if draw(st.booleans()):
-                kwargs["retries"] = Retries(attempts=draw(st.integers(0, 5)),
-                                            per_try_timeout=draw(durations))
-            if draw(st.booleans()):
-                kwargs["fault"] = Fault(abort=Abort(status=503, percent=draw(
-                    st.floats(0, 100))), delay=Delay(fixed=draw(durations)))
-            if draw(st.booleans()):
-                kwargs["headers"] = Headers(request=HeaderOps(set={"x-a": "b"}, remove=["x-c"]))
+            kwargs: dict[str, Any] = {"to": to, **draw(route_options(durations))}
             if draw(st.booleans()):
                 kwargs["mirror"] = draw(st.sampled_from(all_services))
             svc.route(**kwargs)

@@ -32,6 +32,7 @@ from reconciler.runtime.status import (
 )
 from reconciler.sources.git import VerificationError
 from reconciler.sources.webhook import PushEvent, WebhookServer
+from tests.unit.runtime.fakes import ManifestTarget
 
 A, B, C = "a" * 40, "b" * 40, "c" * 40
 
@@ -86,14 +87,9 @@ class Runner:
                                                  "revision": checkout.name}])
 
 
-class Deployer:
-    identity = "fake-target"
-    needs_spec = False
-
-    def stop(self) -> None:
-        pass
-
+class Deployer(ManifestTarget):
     def __init__(self) -> None:
+        super().__init__("fake-target")
         self.deployed: list[tuple[str, bool, bool]] = []   # (revision, heal, dry_run)
         self.errors: list[DeployError] = []
         self.drift: tuple[str, ...] = ()

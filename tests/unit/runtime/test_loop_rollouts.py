@@ -26,6 +26,7 @@ from reconciler.runtime.rollout_store import DiskRolloutStore
 from reconciler.runtime.rollouts import RolloutDriver
 from reconciler.runtime.sandbox import Compiled
 from reconciler.runtime.status import Control, DiskStore, Result
+from tests.unit.runtime.fakes import ManifestTarget
 
 HEALTHY = {"request-count": 100.0, "request-success-rate": 100.0}
 FAILING = {**HEALTHY, "request-success-rate": 70.0}
@@ -97,14 +98,9 @@ def weights_of(manifests: list[dict[str, Any]]) -> dict[str, int]:
     return {subset: weight for subset, weight in split.items() if weight}
 
 
-class Deployer:
-    identity = "scripted-target"
-    needs_spec = False
-
-    def stop(self) -> None:
-        pass
-
+class Deployer(ManifestTarget):
     def __init__(self) -> None:
+        super().__init__("scripted-target")
         self.seen: list[tuple[dict[str, int], bool]] = []   # (reviews weights, dry_run)
         self.reject: set[str] = set()
 
@@ -165,6 +161,12 @@ class Rig:
         self.source.head = revision
         self.rec.reconcile({"webhook"})
 
+    def start_canary(self, analyses: int = 0) -> None:
+        """Apply A, then B (whose plan rolls v2 out from v1); then ``analyses`` analyses."""
+        self.push(A)
+        self.push(B)
+        self.analyse(analyses)
+
     def analyse(self, times: int = 1) -> None:
         for _ in range(times):
             self.clock.now += 10.5
@@ -191,8 +193,7 @@ def test_a_new_canary_starts_at_full_stable_not_at_the_programs_routes(rig: Rig)
 
 
 def test_ticks_walk_the_steps_and_each_view_is_deployed(rig: Rig) -> None:
-    rig.push(A)
-    rig.push(B)
+    rig.start_canary()
     history = []
     for _ in range(8):
         rig.analyse()
@@ -206,9 +207,7 @@ def test_ticks_walk_the_steps_and_each_view_is_deployed(rig: Rig) -> None:
 
 
 def test_failing_analysis_rolls_back_to_stable(rig: Rig) -> None:
-    rig.push(A)
-    rig.push(B)
-    rig.analyse()
+    rig.start_canary(analyses=1)
     assert rig.deployer.live == {"v1": 90, "v2": 10}
     rig.metrics.values = FAILING
     rig.analyse(4)
@@ -217,9 +216,7 @@ def test_failing_analysis_rolls_back_to_stable(rig: Rig) -> None:
 
 
 def test_drift_checks_and_resyncs_deploy_the_current_step(rig: Rig) -> None:
-    rig.push(A)
-    rig.push(B)
-    rig.analyse()
+    rig.start_canary(analyses=1)
     assert rig.deployer.live == {"v1": 90, "v2": 10}
     rig.rec.reconcile({"drift"})
     rig.rec.reconcile({"webhook"})   # a re-sync of the same revision
@@ -228,9 +225,7 @@ def test_drift_checks_and_resyncs_deploy_the_current_step(rig: Rig) -> None:
 
 
 def test_a_restarted_reconciler_resumes_at_the_same_step(rig: Rig) -> None:
-    rig.push(A)
-    rig.push(B)
-    rig.analyse(2)
+    rig.start_canary(analyses=2)
     assert rig.deployer.live == {"v1": 50, "v2": 50}
     rig.rec.stop()
     rig.restart().reconcile({"start"})
@@ -240,9 +235,7 @@ def test_a_restarted_reconciler_resumes_at_the_same_step(rig: Rig) -> None:
 
 
 def test_a_new_revision_mid_rollout_restarts_with_the_new_target(rig: Rig) -> None:
-    rig.push(A)
-    rig.push(B)
-    rig.analyse(2)
+    rig.start_canary(analyses=2)
     rig.push(C)
     assert rig.deployer.live == {"v1": 100}
     stored = rig.rollouts.load(*KEY)
@@ -252,9 +245,7 @@ def test_a_new_revision_mid_rollout_restarts_with_the_new_target(rig: Rig) -> No
 
 
 def test_a_rejected_revision_leaves_the_applied_rollout_alone(rig: Rig) -> None:
-    rig.push(A)
-    rig.push(B)
-    rig.analyse()
+    rig.start_canary(analyses=1)
     rig.deployer.reject = {"v3"}
     rig.source.head = C
     rig.rec.reconcile({"webhook"})
@@ -269,9 +260,7 @@ def test_a_rejected_revision_leaves_the_applied_rollout_alone(rig: Rig) -> None:
 
 
 def test_suspended_reconciler_does_not_move_traffic(rig: Rig) -> None:
-    rig.push(A)
-    rig.push(B)
-    rig.analyse()
+    rig.start_canary(analyses=1)
     rig.rec.store.save_control(Control(generation=1, suspended=True, reason="freeze"))
     rig.rec.reconcile({"manual"})
     assert rig.rec.status.suspended
@@ -309,8 +298,7 @@ def test_the_loop_ticks_when_an_analysis_is_due_not_a_period_later(rig: Rig) -> 
 def test_analyses_wait_without_the_target_lock(rig: Rig) -> None:
     """Metric queries and gate webhooks may take their whole deadline: a tick must not
     hold the target lock meanwhile (a pass or a rollback would stall behind it)."""
-    rig.push(A)
-    rig.push(B)
+    rig.start_canary()
     held: list[bool] = []
     measure = rig.metrics.measure
 
