@@ -98,7 +98,7 @@ def dedupe_notes(notes: Iterable[str]) -> tuple[str, ...]:
 def assemble(topo: Topology, caller: Caller, *, proxy_id: str, kind: ProxyKind,
              listeners: Iterable[Resource], tables: Iterable[Resource],
              own_clusters: Iterable[Resource] = (),
-             missing: Iterable[tuple[int, str | None, str]] = (), notes: list[str],
+             missing: Iterable[str] = (), notes: list[str],
              workload: WorkloadKey | None = None, gateway: str | None = None,
              principal: str | None = None) -> ProxyConfig:
     """One proxy's config from its own listeners, route tables and clusters: every mesh
