@@ -35,6 +35,7 @@ import httpx
 
 from bench.machine import describe, write_section
 from bench.reconcile import wait_until
+from meshdsl.compile.manifest import ResourceKey
 from reconciler.processes.ports import free_port
 from reconciler.runtime.status import ClusterStore, Result
 from reconciler.targets.kube import KubeTarget
@@ -43,7 +44,7 @@ from reconciler.testing.gitops import GitServer
 
 SECRET = b"bench-secret"
 MESHCTL = str(Path(sys.executable).parent / "meshctl")
-VS = "networking.istio.io/v1"
+NET = "networking.istio.io"
 NAME = "soak"
 
 
@@ -158,7 +159,7 @@ def soak(api: LocalApiServer, root: Path, *, pushes: int, services: int,
         expected = weights_for(pushes)
 
         def live() -> bool:
-            vs = admin.get(VS, "VirtualService", NAME, "web") or {}
+            vs = admin.get(ResourceKey(NET, "VirtualService", NAME, "web")) or {}
             route = vs.get("spec", {}).get("http", [{}])[-1].get("route", [])
             status = reader.load_status()
             return (tuple(r.get("weight") for r in route) == expected

@@ -296,14 +296,18 @@ class Comparison:
 def compare(desired: Mapping[str, Any], live: Mapping[str, Any] | None, *,
             manager: str) -> Comparison:
     """Classify one object, field by field; ``desired`` is :func:`stamped`. (When
-    :func:`reconciler.core.proof.settled` holds, this is not needed: it is the same.)"""
+    :func:`reconciler.core.proof.settled` holds, this is not needed: it is the same.)
+
+    ``apiVersion`` is not compared: the two were paired by group and kind, and a target
+    reads an object in the version it prefers, which need not be the one applied (a
+    ``ReferenceGrant`` written as ``v1beta1`` reads back as ``v1``) — the same object."""
     if live is None:
         return Comparison(ObjectState.NEW)
     want = applied_hash(desired)
     foreign = foreign_fields(live, desired, manager=manager)
     if want is None or applied_hash(live) != want:
         return Comparison(ObjectState.CHANGED, foreign=foreign)
-    found = tuple(mismatches(desired, live))
+    found = tuple(mismatches({k: v for k, v in desired.items() if k != "apiVersion"}, live))
     if found or foreign:
         return Comparison(ObjectState.DRIFTED, found, foreign)
     return Comparison(ObjectState.SAME)

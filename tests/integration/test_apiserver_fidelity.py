@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from meshdsl.compile.manifest import ResourceKey
 from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
 
@@ -36,7 +37,7 @@ def _namespace(target: KubeTarget) -> str:
 def _stored(target: KubeTarget, manifest: dict[str, Any]) -> dict[str, Any]:
     meta = manifest["metadata"]
     target.apply(manifest, force=True)
-    got = target.get(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+    got = target.get(ResourceKey.of(manifest))
     assert got is not None, f"{manifest['kind']}/{meta['name']} was not stored"
     return got
 
