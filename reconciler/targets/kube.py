@@ -8,8 +8,8 @@ Kinds are resolved by API discovery (one request per group/version, cached), so 
 manifests of any served kind work. Objects are named by ``ResourceKey`` and kinds by
 ``GroupKind``; they are read in the version discovery prefers, as kubectl does: the first
 of the group's versions, in the server's order of preference, that serves the kind
-(``ReferenceGrant`` in ``v1beta1`` while the group prefers ``v1`` before it served one
-there). Manifests are written in the version they say.
+(``EnvoyFilter`` in ``v1alpha3``, although ``networking.istio.io`` prefers ``v1``).
+Manifests are written in the version they say.
 
 Connections and credentials come from the official client's configuration (kubeconfig,
 contexts, tokens, exec plugins, client certificates); requests go through

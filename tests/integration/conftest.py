@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import ComponentsMissingError, LocalApiServer
 
 
@@ -26,3 +27,10 @@ def apiserver() -> Iterator[LocalApiServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def target(apiserver: LocalApiServer) -> Iterator[KubeTarget]:
+    """A kube target on :func:`apiserver`, as its administrator."""
+    with KubeTarget.from_kubeconfig(str(apiserver.kubeconfig)) as opened:
+        yield opened

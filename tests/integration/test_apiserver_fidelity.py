@@ -9,7 +9,6 @@ on an unpatched binary. The server also serves Gateway API's CRDs beside Istio's
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,12 +18,6 @@ from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def target(apiserver: LocalApiServer) -> Iterator[KubeTarget]:
-    with KubeTarget.from_kubeconfig(str(apiserver.kubeconfig)) as t:
-        yield t
 
 
 def _namespace(target: KubeTarget) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,17 +14,10 @@ from reconciler.core.inventory import Inventory
 from reconciler.runtime import configmap_blob
 from reconciler.runtime.status import ClusterStore
 from reconciler.targets.kube import KubeError, KubeTarget
-from reconciler.testing.apiserver import LocalApiServer
 
 pytestmark = pytest.mark.integration
 
 OBJECTS = 5000
-
-
-@pytest.fixture
-def target(apiserver: LocalApiServer) -> Iterator[KubeTarget]:
-    with KubeTarget.from_kubeconfig(str(apiserver.kubeconfig)) as t:
-        yield t
 
 
 def _output(mesh: str, count: int) -> dict[str, object]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,12 +21,6 @@ from reconciler.testing.apiserver import LocalApiServer
 pytestmark = pytest.mark.integration
 
 NET = "networking.istio.io"
-
-
-@pytest.fixture
-def target(apiserver: LocalApiServer) -> Iterator[KubeTarget]:
-    with KubeTarget.from_kubeconfig(str(apiserver.kubeconfig)) as t:
-        yield t
 
 
 def namespace(target: KubeTarget) -> str:

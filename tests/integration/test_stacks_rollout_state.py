@@ -8,7 +8,6 @@ Every test uses a reconciler name of its own (the server is shared by the sessio
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -29,12 +28,6 @@ CANARY_ON = {"meshdsl:canary": "true"}
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-@pytest.fixture
-def target(apiserver: LocalApiServer) -> Iterator[KubeTarget]:
-    with KubeTarget.from_kubeconfig(str(apiserver.kubeconfig)) as opened:
-        yield opened
 
 
 def up(config: dict[str, str], stack: str = "prod") -> Run:

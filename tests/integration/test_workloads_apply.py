@@ -5,7 +5,6 @@ stored as sent; Bookinfo's workloads imported from YAML apply the same way."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,10 @@ from meshdsl.importer import import_files, run_program
 from reconciler.core.diff import mismatches
 from reconciler.runtime.apply import Options, apply
 from reconciler.targets.kube import KubeTarget
-from reconciler.testing.apiserver import LocalApiServer
 
 pytestmark = pytest.mark.integration
 
 CORPUS = Path(__file__).parents[1] / "unit" / "importer" / "workloads"
-
-
-@pytest.fixture
-def target(apiserver: LocalApiServer) -> Iterator[KubeTarget]:
-    with KubeTarget.from_kubeconfig(str(apiserver.kubeconfig)) as t:
-        yield t
 
 
 def stored_as_sent(target: KubeTarget, desired: list[Manifest], mesh: str) -> None:
