@@ -186,8 +186,13 @@ def mismatches(desired: Mapping[str, Any], live: Mapping[str, Any]) -> list[Mism
     """Fields of ``desired`` whose live value differs; extra live fields are ignored.
 
     Lists must have the same length and match element by element (a list we set is ours
-    as a whole); maps only need to contain what we set.
+    as a whole); maps only need to contain what we set. ``apiVersion`` is no field: the
+    two objects are one by group and kind, and a target reads an object in the version it
+    prefers, which need not be the one it was written in (a ``ReferenceGrant`` applied as
+    ``v1beta1`` reads back as ``v1``).
     """
+    if "apiVersion" in desired:
+        desired = {k: v for k, v in desired.items() if k != "apiVersion"}
     if _contains(desired, live):  # the common case, without building paths
         return []
     out: list[Mismatch] = []
@@ -296,18 +301,14 @@ class Comparison:
 def compare(desired: Mapping[str, Any], live: Mapping[str, Any] | None, *,
             manager: str) -> Comparison:
     """Classify one object, field by field; ``desired`` is :func:`stamped`. (When
-    :func:`reconciler.core.proof.settled` holds, this is not needed: it is the same.)
-
-    ``apiVersion`` is not compared: the two were paired by group and kind, and a target
-    reads an object in the version it prefers, which need not be the one applied (a
-    ``ReferenceGrant`` written as ``v1beta1`` reads back as ``v1``) — the same object."""
+    :func:`reconciler.core.proof.settled` holds, this is not needed: it is the same.)"""
     if live is None:
         return Comparison(ObjectState.NEW)
     want = applied_hash(desired)
     foreign = foreign_fields(live, desired, manager=manager)
     if want is None or applied_hash(live) != want:
         return Comparison(ObjectState.CHANGED, foreign=foreign)
-    found = tuple(mismatches({k: v for k, v in desired.items() if k != "apiVersion"}, live))
+    found = tuple(mismatches(desired, live))
     if found or foreign:
         return Comparison(ObjectState.DRIFTED, found, foreign)
     return Comparison(ObjectState.SAME)

@@ -80,6 +80,7 @@ def test_the_version_an_object_is_read_in_is_no_difference() -> None:
     """Paired by group and kind, read in the version the target prefers."""
     want = stamped({**DESIRED, "apiVersion": "example.com/v1beta1"})
     live = live_of(want, apiVersion="example.com/v1")
+    assert mismatches(want, live) == []
     assert compare(want, live, manager="meshdsl").state is ObjectState.SAME
     drifted = compare(want, live_of(want, apiVersion="example.com/v1",
                                     spec__selector={"app": "x"}), manager="meshdsl")
