@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from meshdsl.compile.manifest import NAMESPACE, GroupKind, Manifest, ResourceKey
-from reconciler.runtime.apply import apply
+from reconciler.runtime.apply import apply, diff
 from reconciler.targets.kube import KubeTarget, NotFound
 from reconciler.testing.apiserver import LocalApiServer
 
@@ -125,3 +125,15 @@ def test_reapplying_what_reads_back_in_another_version_writes_nothing(
     result = apply(target, desired, mesh=mesh)
     assert result.write_calls == 0, result.plan.steps
     assert result.summary()["unchanged"] == 2 and result.plan.drift == ()
+
+
+def test_a_diff_shows_the_change_not_the_version_it_was_read_in(target: KubeTarget) -> None:
+    ns = mesh = f"versions-{uuid.uuid4().hex[:6]}"
+    desired = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+               virtual_service(ns)]
+    apply(target, desired, mesh=mesh)
+    desired[1]["spec"]["hosts"] = ["web", "web.example.com"]
+    _, diffs = diff(target, desired, mesh=mesh)
+    changed = [line for d in diffs for line in d.lines
+               if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert changed == ["+  - web.example.com"], changed
