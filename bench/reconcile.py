@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 
 from bench.machine import describe, write_section
+from meshdsl.compile.manifest import ResourceKey
 from reconciler.processes.lifecycle import terminate
 from reconciler.processes.ports import free_port
 from reconciler.runtime.status import ClusterStore
@@ -50,7 +51,7 @@ from reconciler.testing.local_gitops import LocalGitOps, local_program
 
 SECRET = b"bench-secret"
 MESHCTL = str(Path(sys.executable).parent / "meshctl")
-VS = "networking.istio.io/v1"
+NET = "networking.istio.io"
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str,
@@ -118,7 +119,7 @@ def kube_run(api: LocalApiServer, root: Path, *, pushes: int, webhook: bool,
             weights = (100 - i, i)
 
             def live(weights: tuple[int, int] = weights) -> bool:
-                vs = admin.get(VS, "VirtualService", name, "web")
+                vs = admin.get(ResourceKey(NET, "VirtualService", name, "web"))
                 route = (vs or {}).get("spec", {}).get("http", [{}])[-1].get("route", [])
                 return tuple(r.get("weight") for r in route) == weights
 

@@ -34,6 +34,7 @@ import httpx
 
 from bench.machine import describe, write_section
 from bench.reconcile import wait_until
+from meshdsl.compile.manifest import ResourceKey
 from reconciler.processes.lifecycle import terminate
 from reconciler.processes.ports import free_port
 from reconciler.runtime.status import ClusterStore, Result
@@ -44,7 +45,7 @@ from reconciler.testing.observe import descriptors, metric_total
 
 SECRET = b"bench-secret"
 MESHCTL = str(Path(sys.executable).parent / "meshctl")
-VS = "networking.istio.io/v1"
+NET = "networking.istio.io"
 NAME = "soak"
 
 
@@ -142,7 +143,7 @@ def soak(api: LocalApiServer, root: Path, *, pushes: int, services: int,
         expected = weights_for(pushes)
 
         def live() -> bool:
-            vs = admin.get(VS, "VirtualService", NAME, "web") or {}
+            vs = admin.get(ResourceKey(NET, "VirtualService", NAME, "web")) or {}
             route = vs.get("spec", {}).get("http", [{}])[-1].get("route", [])
             status = reader.load_status()
             return (tuple(r.get("weight") for r in route) == expected

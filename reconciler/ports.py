@@ -7,8 +7,11 @@ only ever talks to these Protocols, so a section per concern below is the whole 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from meshdsl.compile.manifest import GroupKind, Manifest, ResourceKey
+from reconciler.core.diff import FieldPath
 from reconciler.errors import ReconcilerError
 
 __all__ = ["ObjectRejected", "Target", "TargetError"]
@@ -37,10 +40,16 @@ class ObjectRejected(TargetError):
 class Target(Protocol):
     """A store of Kubernetes-style objects that supports server-side apply.
 
-    Objects are plain dicts (``apiVersion``/``kind``/``metadata``…). Every method may be
-    called from several threads at once. ``write_calls`` counts the requests that changed
-    (or could have changed) stored state — never reads or dry runs — so "a no-op reconcile
-    makes zero writes" is checkable.
+    Objects are plain dicts (``apiVersion``/``kind``/``metadata``…). One object is named by
+    its :class:`~meshdsl.compile.manifest.ResourceKey`, a kind by its
+    :class:`~meshdsl.compile.manifest.GroupKind`: which version to read them in is the
+    target's business (the kube target: the served, preferred one, as kubectl does), and
+    every object it returns carries its ``apiVersion``. Writes of a whole object
+    (:meth:`apply`, :meth:`create`) go in the version the manifest says.
+
+    Every method may be called from several threads at once. ``write_calls`` counts the
+    requests that changed (or could have changed) stored state — never reads or dry runs —
+    so "a no-op reconcile makes zero writes" is checkable.
     """
 
     @property
@@ -51,41 +60,38 @@ class Target(Protocol):
         """Where the objects live (the API server's URL), for status and logs."""
         ...
 
-    def namespaced(self, api_version: str, kind: str) -> bool:
+    def namespaced(self, kind: GroupKind) -> bool:
         """Is the kind namespaced? (Raises when the target does not serve it.)"""
         ...
 
-    def get(self, api_version: str, kind: str, namespace: str, name: str
-            ) -> dict[str, Any] | None:
+    def get(self, key: ResourceKey) -> Manifest | None:
         """One object, or ``None`` when it does not exist."""
         ...
 
-    def apply(self, manifest: dict[str, Any], *, force: bool, dry_run: bool = False
-              ) -> dict[str, Any]:
+    def apply(self, manifest: Manifest, *, force: bool, dry_run: bool = False) -> Manifest:
         """Server-side apply under the target's one field manager; returns the object as
         stored (or as it would be, with ``dry_run``). ``force`` takes over fields another
         manager owns; without it such a field is a conflict."""
         ...
 
-    def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    def create(self, manifest: Manifest) -> Manifest:
         """Create the object only if it does not exist yet; an existing one is an
         :class:`ObjectRejected` with ``conflict`` set (compare-and-swap from nothing)."""
         ...
 
-    def remove_fields(self, api_version: str, kind: str, namespace: str, name: str,
-                      fields: list[tuple[tuple[str, ...], Any]], *, dry_run: bool = False
-                      ) -> dict[str, Any]:
+    def remove_fields(self, key: ResourceKey, fields: Sequence[tuple[FieldPath, object]], *,
+                      dry_run: bool = False) -> Manifest:
         """Delete fields (path, expected current value) that another manager added —
         atomically, and only while each still has the expected value."""
         ...
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str, *,
-               uid: str | None = None, dry_run: bool = False) -> None:
+    def delete(self, key: ResourceKey, *, uid: str | None = None, dry_run: bool = False
+               ) -> None:
         """Delete one object (only the one with ``uid`` when given); absent is success."""
         ...
 
-    def list(self, api_version: str, kind: str, namespace: str | None = None, *,
-             metadata_only: bool = False, cached: bool = False) -> list[dict[str, Any]]:
+    def list(self, kind: GroupKind, namespace: str | None = None, *,
+             metadata_only: bool = False, cached: bool = False) -> list[Manifest]:
         """Every object of a kind in a namespace (``None``: all namespaces, or the
         cluster-scoped kind). Items carry ``apiVersion`` and ``kind``. ``metadata_only``
         may leave out everything but ``metadata``; ``cached`` may answer from a cache a

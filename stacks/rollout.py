@@ -37,6 +37,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from meshdsl.compile.manifest import CONFIG_MAP
 from meshdsl.model.spec import MeshSpec
 from reconciler.delivery.routes import ServiceKey
 from reconciler.ports import RolloutStore, RolloutStoreError, TargetError
@@ -201,7 +202,7 @@ class ClusterRolloutState:
 
     def _check_reconciler(self, target: KubeTarget) -> None:
         try:
-            items = target.list("v1", "ConfigMap", self.namespace, metadata_only=True)
+            items = target.list(CONFIG_MAP, self.namespace, metadata_only=True)
         except TargetError as exc:
             raise RolloutStateError(f"cannot read {self.describe()} on {target.server}: "
                                     f"{exc}") from exc

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from meshdsl.compile import external, istio, kube
 from meshdsl.compile.manifest import (
+    GroupKind,
     Manifest,
     ResourceKey,
     file_name,
@@ -24,8 +25,8 @@ from meshdsl.model.spec import MeshSpec
 
 Weights = Mapping[tuple[str, str], Mapping[str, int]]
 
-__all__ = ["Manifest", "ResourceKey", "Weights", "canary_route", "compile_mesh", "file_name",
-           "order_key", "render", "sort_manifests", "to_yaml", "with_weights"]
+__all__ = ["GroupKind", "Manifest", "ResourceKey", "Weights", "canary_route", "compile_mesh",
+           "file_name", "order_key", "render", "sort_manifests", "to_yaml", "with_weights"]
 
 
 def canary_route(vs: VirtualService, mesh: MeshSpec) -> tuple[int, tuple[str, str]] | None:

@@ -1,8 +1,9 @@
 """Compiled resources: plain dicts with a stable identity, a stable order and YAML output.
 
-``ResourceKey`` pairs desired and live objects (group, kind, namespace, name), the order
-puts what others depend on first (Namespaces, Services, DestinationRules before the
-VirtualServices that use their subsets), and rendering is byte-for-byte deterministic.
+``ResourceKey`` pairs desired and live objects (group, kind, namespace, name) and names
+one object to a target (``GroupKind``, a kind of them); the order puts what others depend
+on first (Namespaces, Services, DestinationRules before the VirtualServices that use their
+subsets), and rendering is byte-for-byte deterministic.
 """
 
 from __future__ import annotations
@@ -40,11 +41,40 @@ KIND_ORDER = {
 
 
 @dataclass(frozen=True, order=True)
+class GroupKind:
+    """A kind of object by API group (``""``: the core group), whatever version serves it.
+
+    Versions are representations of one stored object; which one to read is the store's
+    business (the kube target asks discovery for the served, preferred one, as kubectl
+    does), so identities name a kind without one."""
+
+    group: str
+    kind: str
+
+    def key(self, namespace: str, name: str) -> ResourceKey:
+        """The object of this kind named ``name`` in ``namespace`` (``""``: cluster-scoped)."""
+        return ResourceKey(self.group, self.kind, namespace, name)
+
+    def __str__(self) -> str:
+        return f"{self.kind}.{self.group}" if self.group else self.kind
+
+
+CONFIG_MAP = GroupKind("", "ConfigMap")
+NAMESPACE = GroupKind("", "Namespace")
+
+
+@dataclass(frozen=True, order=True)
 class ResourceKey:
+    """One object's identity: group, kind, namespace (``""`` when cluster-scoped), name."""
+
     group: str
     kind: str
     namespace: str
     name: str
+
+    @property
+    def group_kind(self) -> GroupKind:
+        return GroupKind(self.group, self.kind)
 
     @classmethod
     def of(cls, manifest: Manifest) -> ResourceKey:

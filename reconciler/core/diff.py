@@ -186,8 +186,13 @@ def mismatches(desired: Mapping[str, Any], live: Mapping[str, Any]) -> list[Mism
     """Fields of ``desired`` whose live value differs; extra live fields are ignored.
 
     Lists must have the same length and match element by element (a list we set is ours
-    as a whole); maps only need to contain what we set.
+    as a whole); maps only need to contain what we set. ``apiVersion`` is no field: the
+    two objects are one by group and kind, and a target reads an object in the version it
+    prefers, which need not be the one it was written in (a ``ReferenceGrant`` applied as
+    ``v1beta1`` reads back as ``v1``).
     """
+    if "apiVersion" in desired:
+        desired = {k: v for k, v in desired.items() if k != "apiVersion"}
     if _contains(desired, live):  # the common case, without building paths
         return []
     out: list[Mismatch] = []

@@ -75,7 +75,6 @@ class Action:
 
     verb: Verb
     key: ResourceKey
-    api_version: str
     manifest: Manifest | None = None
     live: Manifest | None = None
     force: bool = False
@@ -203,7 +202,6 @@ class _Builder:
         if key in self.proven:
             self.unchanged.append(key)
             return
-        api = str(manifest.get("apiVersion", ""))
         want = diff.stamped(manifest)
         live = self.live.get(key)
         if live is not None and settled(want, live, manager=self.manager):
@@ -211,13 +209,13 @@ class _Builder:
             return
         result = diff.compare(want, live, manager=self.manager)
         if live is None:
-            self.applies.append(Action(Verb.CREATE, key, api, want, None, force=False,
+            self.applies.append(Action(Verb.CREATE, key, want, None, force=False,
                                        reason="recreate: deleted by someone else"
                                        if key in self.owned.gone else ""))
             return
         if key not in self.owned.owned:  # not ours by both tests: refused unless adopted
             if adopts(self.adopt, key):
-                self._update(key, api, want, live, force=True,
+                self._update(key, want, live, force=True,
                              reason="adopt: taken over as explicitly asked")
             else:
                 self.refusals.append(Refusal(key, describe_owner(live),
@@ -228,30 +226,30 @@ class _Builder:
         written = False
         if result.state is diff.ObjectState.CHANGED or (self.heal and result.mismatches):
             reason = "" if result.state is diff.ObjectState.CHANGED else "drift"
-            self._update(key, api, want, live, force=True, reason=reason)
+            self._update(key, want, live, force=True, reason=reason)
             written = True
         if self.heal and result.foreign:
             paths = diff.outermost(p for ps in result.foreign.values() for p in ps)
             who = ", ".join(repr(name) for name in result.foreign)
-            self.cleanups.append(Action(Verb.UPDATE, key, api, None, live, remove=tuple(paths),
+            self.cleanups.append(Action(Verb.UPDATE, key, None, live, remove=tuple(paths),
                                         reason=f"drift: remove fields added by {who}"))
             written = True
         if not written:
             self.unchanged.append(key)
 
-    def _update(self, key: ResourceKey, api: str, want: Manifest, live: Manifest, *,
+    def _update(self, key: ResourceKey, want: Manifest, live: Manifest, *,
                 force: bool, reason: str) -> None:
-        final = Action(Verb.UPDATE, key, api, want, live, force=force, reason=reason)
+        final = Action(Verb.UPDATE, key, want, live, force=force, reason=reason)
         if key.kind != _DESTINATION_RULE or not _drops_subsets(want, live):
             self.applies.append(final)
             return
         bridge = _bridge(want, live)
         if bridge is not None:
-            self.applies.append(Action(Verb.UPDATE, key, api, bridge, live, force=force,
+            self.applies.append(Action(Verb.UPDATE, key, bridge, live, force=force,
                                        reason="bridge: old and new subsets", bridge=True))
         self.finals.append(final)
 
-    def prune(self, desired: Mapping[ResourceKey, Manifest], versions: Mapping[ResourceKey, str],
+    def prune(self, desired: Mapping[ResourceKey, Manifest],
               tenancy: Policy | None) -> list[ResourceKey]:
         """Delete owned objects no longer desired (inside the fence); returns the ones kept
         back."""
@@ -270,8 +268,8 @@ class _Builder:
                                   "hand once it is empty")
                 kept.append(key)
                 continue
-            self.deletes.append(Action(Verb.DELETE, key, versions.get(key, ""), None,
-                                       self.live[key], reason="prune"))
+            self.deletes.append(Action(Verb.DELETE, key, None, self.live[key],
+                                       reason="prune"))
         return kept
 
 
@@ -291,10 +289,10 @@ def _inventory_step(record: Inventory, namespace: str, *, namespace_exists: bool
         ns = {"apiVersion": "v1", "kind": _NAMESPACE,
               "metadata": {"name": namespace, "labels": {MANAGED_BY: MANAGER}}}
         steps.append(Step(f"{name}: namespace", (Action(
-            Verb.CREATE, ResourceKey("", _NAMESPACE, "", namespace), "v1", ns, internal=True,
+            Verb.CREATE, ResourceKey("", _NAMESPACE, "", namespace), ns, internal=True,
             reason="holds the inventory"),)))
     steps.append(Step(name, (Action(Verb.UPDATE if exists else Verb.CREATE,
-                                    inventory_key(record.mesh, namespace), "v1",
+                                    inventory_key(record.mesh, namespace),
                                     record.to_manifest(namespace), current, force=True,
                                     internal=True, reason="inventory"),)))
     return steps
@@ -341,12 +339,11 @@ def make_plan(
     if builder.refusals:
         raise NotOwnedError(mesh, builder.refusals)
 
-    versions = recorded.api_versions() if recorded is not None else {}
     leftovers: list[ResourceKey] = []
     if prune:
         if owned.owned and not allow_empty and not owned.owned & wanted.keys():
             raise EmptyDesiredError(mesh, len(owned.owned))
-        leftovers = builder.prune(wanted, versions, tenancy)
+        leftovers = builder.prune(wanted, tenancy)
     else:
         leftovers = sorted(k for k in owned.owned if k not in wanted)
 

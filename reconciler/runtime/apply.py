@@ -34,9 +34,9 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from meshdsl.compile.manifest import Manifest, ResourceKey
+from meshdsl.compile.manifest import NAMESPACE, GroupKind, Manifest, ResourceKey
 from reconciler.core import diff as core_diff
-from reconciler.core.inventory import INVENTORY_NAMESPACE, Inventory, inventory_name
+from reconciler.core.inventory import INVENTORY_NAMESPACE, Inventory, inventory_key
 from reconciler.core.ownership import DEFAULT_OWNER, with_owner
 from reconciler.core.plan import FIELD_MANAGER, Action, Plan, Verb, make_plan
 from reconciler.core.proof import settled
@@ -205,29 +205,24 @@ def observe(target: Target, desired: Sequence[Manifest], *, mesh: str,
     does not prove them unchanged (:func:`reconciler.core.proof.settled`) are then read
     whole from the store — for an unchanged mesh, none. So every write is decided on a
     fresh read, and a stale cache can cost a read, never a write."""
-    record = target.get("v1", "ConfigMap", inventory_namespace, inventory_name(mesh))
+    record = target.get(inventory_key(mesh, inventory_namespace))
     recorded = Inventory.from_manifest(record, mesh) if record is not None else None
 
-    apis: dict[tuple[str, str], str] = {}
-    namespaces: dict[tuple[str, str], set[str]] = {}
-    keyed = [(ResourceKey.of(m), str(m.get("apiVersion", ""))) for m in desired]
-    keyed += [(k, v) for k, v in (recorded.api_versions() if recorded else {}).items()]
-    for key, api in [*keyed, (ResourceKey("", "Namespace", "", ""), "v1")]:
-        apis.setdefault((key.group, key.kind), api)
-        namespaces.setdefault((key.group, key.kind), set()).add(key.namespace)
+    namespaces: dict[GroupKind, set[str]] = {NAMESPACE: {""}}
+    for key in [*map(ResourceKey.of, desired), *(recorded.keys if recorded else ())]:
+        namespaces.setdefault(key.group_kind, set()).add(key.namespace)
 
-    scopes: list[tuple[str, str, str | None]] = []
-    for (group, kind), api in sorted(apis.items()):
-        if not target.namespaced(api, kind):
-            scopes.append((api, kind, None))
+    scopes: list[tuple[GroupKind, str | None]] = []
+    for kind, seen in sorted(namespaces.items()):
+        if not target.namespaced(kind):
+            scopes.append((kind, None))
             continue
-        seen = namespaces[(group, kind)]
         if "" in seen:
-            raise ManifestError(f"a {kind} has no metadata.namespace; {kind} is namespaced, "
-                                "so every one needs a namespace")
-        scopes += [(api, kind, ns) for ns in sorted(seen)]
+            raise ManifestError(f"a {kind.kind} has no metadata.namespace; {kind.kind} is "
+                                "namespaced, so every one needs a namespace")
+        scopes += [(kind, ns) for ns in sorted(seen)]
 
-    def read(scope: tuple[str, str, str | None]) -> list[dict[str, Any]]:
+    def read(scope: tuple[GroupKind, str | None]) -> list[Manifest]:
         return target.list(*scope, metadata_only=True, cached=True)
 
     live: dict[ResourceKey, Manifest] = {}
@@ -238,9 +233,6 @@ def observe(target: Target, desired: Sequence[Manifest], *, mesh: str,
     # The cached metadata proves most objects unchanged. Every object a write may be
     # decided on is read again, whole and fresh: ours that are missing or not proven,
     # existing ones we would adopt, and those we would prune.
-    versions: dict[ResourceKey, str] = {}
-    for key, api in keyed:  # the declared API version first
-        versions.setdefault(key, api)
     wanted = {ResourceKey.of(m): m for m in desired}
     ours = recorded.keys if recorded is not None else frozenset()
     proven = frozenset(k for k, m in wanted.items() if k in live and settled(
@@ -248,19 +240,12 @@ def observe(target: Target, desired: Sequence[Manifest], *, mesh: str,
     suspects = [k for k in wanted if (k in ours or k in live) and k not in proven]
     suspects += [k for k in ours if k in live and k not in wanted]
 
-    def fetch(key: ResourceKey) -> dict[str, Any] | None:
-        return target.get(versions[key], key.kind, key.namespace, key.name)
-
-    for key, obj in zip(suspects, _parallel(pool, fetch, suspects), strict=True):
+    for key, obj in zip(suspects, _parallel(pool, target.get, suspects), strict=True):
         if obj is None:
             live.pop(key, None)  # gone (the cache was behind)
         else:
-            obj.setdefault("apiVersion", versions[key])
-            obj.setdefault("kind", key.kind)
             live[key] = obj
     if record is not None:
-        record.setdefault("apiVersion", "v1")
-        record.setdefault("kind", "ConfigMap")
         live[ResourceKey.of(record)] = record
     return Observed(live, recorded, proven)
 
@@ -310,8 +295,7 @@ def dry_run(target: Target, the_plan: Plan, observed: Observed, *,
         try:
             if action.verb is Verb.DELETE:
                 uid = ((action.live or {}).get("metadata") or {}).get("uid")
-                target.delete(action.api_version, action.key.kind, action.key.namespace,
-                              action.key.name, uid=uid, dry_run=True)
+                target.delete(action.key, uid=uid, dry_run=True)
                 return None
             if action.remove:
                 return _remove(target, action, dry_run=True)
@@ -354,8 +338,7 @@ def _dropped_fields(action: Action, stored: Manifest) -> tuple[str, ...]:
 def _remove(target: Target, action: Action, *, dry_run: bool = False) -> Manifest:
     live = action.live or {}
     fields = [(path, core_diff.value_at(live, path)) for path in action.remove]
-    return target.remove_fields(action.api_version, action.key.kind, action.key.namespace,
-                                action.key.name, fields, dry_run=dry_run)
+    return target.remove_fields(action.key, fields, dry_run=dry_run)
 
 
 def execute(target: Target, the_plan: Plan, *, pool: ThreadPoolExecutor,
@@ -373,8 +356,7 @@ def execute(target: Target, the_plan: Plan, *, pool: ThreadPoolExecutor,
                               "longer allowed to write (leadership lost)")
         if action.verb is Verb.DELETE:
             uid = ((action.live or {}).get("metadata") or {}).get("uid")
-            target.delete(action.api_version, action.key.kind, action.key.namespace,
-                          action.key.name, uid=uid)
+            target.delete(action.key, uid=uid)
             return Outcome(action, _DONE[action.verb])
         if action.remove:
             _remove(target, action)
@@ -438,6 +420,9 @@ def diff(target: Target, desired: Sequence[Manifest], *, mesh: str,
         if action.internal or action.bridge:
             continue
         before = copy.deepcopy(action.live) if action.live is not None else None
+        if before is not None and after is not None:
+            # read in the version the target prefers: the same object, shown as applied
+            before["apiVersion"] = after.get("apiVersion", before.get("apiVersion"))
         lines = core_diff.unified(before, after, name=str(action.key))
         diffs.append(ObjectDiff(action, lines))
     return the_plan, diffs

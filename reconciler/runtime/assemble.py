@@ -20,6 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 
+from meshdsl.compile.manifest import NAMESPACE
 from reconciler.delivery.queries import MetricQuery
 from reconciler.metrics import PrometheusSource
 from reconciler.metrics.envoy_stats import EnvoyStatsSource
@@ -176,7 +177,7 @@ def _metrics(config: ReconcileConfig, mesh: LocalMesh | None) -> MetricsSource:
 def _leader(config: ReconcileConfig, kube: KubeTarget) -> LeaderElector:
     namespace = config.system_namespace
     try:
-        if kube.get("v1", "Namespace", "", namespace) is None:
+        if kube.get(NAMESPACE.key("", namespace)) is None:
             kube.apply({"apiVersion": "v1", "kind": "Namespace",
                         "metadata": {"name": namespace}}, force=True)
         client = api_client(config.kube.kubeconfig, context=config.kube.context,

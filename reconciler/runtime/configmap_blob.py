@@ -22,6 +22,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from meshdsl.compile.manifest import CONFIG_MAP
 from reconciler.ports import Target, TargetError
 
 __all__ = ["CHUNK", "MAX_CHUNKS", "BlobError", "BlobTooLarge", "read", "write"]
@@ -75,7 +76,7 @@ def write(target: Target, *, namespace: str, name: str, labels: Mapping[str, str
         raise BlobTooLarge(f"ConfigMap {namespace}/{name}: {len(payload):,} bytes "
                            f"({len(packed):,} compressed) need {len(parts)} ConfigMaps, more "
                            f"than the {MAX_CHUNKS} allowed")
-    previous = target.get("v1", "ConfigMap", namespace, name)
+    previous = target.get(CONFIG_MAP.key(namespace, name))
     before = int(((previous or {}).get("metadata", {}).get("annotations") or {})
                  .get(_CHUNKS, "1") or 1)
     head = {_CHUNKS: str(len(parts)), _DIGEST: hashlib.sha256(packed).hexdigest()}
@@ -90,13 +91,13 @@ def write(target: Target, *, namespace: str, name: str, labels: Mapping[str, str
                                f"{exc}") from exc
         raise
     for index in range(len(parts), before):
-        target.delete("v1", "ConfigMap", namespace, _chunk_name(name, index))
+        target.delete(CONFIG_MAP.key(namespace, _chunk_name(name, index)))
     return len(parts)
 
 
 def read(target: Target, *, namespace: str, name: str, key: str) -> bytes | None:
     """The payload stored by :func:`write`, or ``None`` when there is none."""
-    head = target.get("v1", "ConfigMap", namespace, name)
+    head = target.get(CONFIG_MAP.key(namespace, name))
     if head is None:
         return None
     annotations = (head.get("metadata") or {}).get("annotations") or {}
@@ -106,7 +107,7 @@ def read(target: Target, *, namespace: str, name: str, key: str) -> bytes | None
         raise BlobError(f"ConfigMap {namespace}/{name}: bad chunk count") from exc
     blobs = [head]
     for index in range(1, count):
-        chunk = target.get("v1", "ConfigMap", namespace, _chunk_name(name, index))
+        chunk = target.get(CONFIG_MAP.key(namespace, _chunk_name(name, index)))
         if chunk is None:
             raise BlobError(f"ConfigMap {namespace}/{name}: chunk {index} of {count} is "
                             "missing")

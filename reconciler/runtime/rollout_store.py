@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from meshdsl.compile.manifest import CONFIG_MAP
 from reconciler.delivery.errors import StateFormatError
 from reconciler.delivery.phases import RolloutState, StoredRollout
 from reconciler.ports import (
@@ -289,7 +290,7 @@ class ClusterRolloutStore(_Exporting):
 
     def _read(self, name: str) -> tuple[dict[str, Any], StoredRollout] | None:
         try:
-            found = self.target.get("v1", "ConfigMap", self.namespace, name)
+            found = self.target.get(CONFIG_MAP.key(self.namespace, name))
         except TargetError as exc:
             raise self._failed("read rollout state", name, exc) from exc
         if found is None:
@@ -309,7 +310,7 @@ class ClusterRolloutStore(_Exporting):
     def list_rollouts(self) -> list[StoredRollout]:
         """This reconciler's rollouts (by label), sorted by namespace and service."""
         try:
-            items = self.target.list("v1", "ConfigMap", self.namespace, metadata_only=True)
+            items = self.target.list(CONFIG_MAP, self.namespace, metadata_only=True)
         except TargetError as exc:
             raise self._failed("list rollout state", f"{CONFIG_MAP_PREFIX}{self.name}.*",
                                exc) from exc
@@ -362,7 +363,7 @@ class ClusterRolloutStore(_Exporting):
     def delete(self, namespace: str, service: str) -> None:
         name = self.config_map_name(namespace, service)
         try:
-            self.target.delete("v1", "ConfigMap", self.namespace, name)
+            self.target.delete(CONFIG_MAP.key(self.namespace, name))
         except TargetError as exc:
             raise self._failed("delete rollout state", name, exc) from exc
 

@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
+from meshdsl.compile.manifest import CONFIG_MAP, NAMESPACE
 from reconciler.errors import ReconcilerError
 from reconciler.ports import ObjectRejected, StateStore, Target
 from reconciler.runtime import configmap_blob
@@ -284,7 +285,7 @@ def state_labels(reconciler: str, role: str) -> dict[str, str]:
 
 def ensure_namespace(target: Target, namespace: str) -> None:
     """Create ``namespace`` unless it exists, so the first write of a state can land."""
-    if target.get("v1", "Namespace", "", namespace) is None:
+    if target.get(NAMESPACE.key("", namespace)) is None:
         target.apply({"apiVersion": "v1", "kind": "Namespace",
                       "metadata": {"name": namespace,
                                    "labels": {"app.kubernetes.io/managed-by": "meshdsl"}}},
@@ -309,7 +310,7 @@ class ClusterStore:
             self._namespace_ready = True
 
     def _get(self, name: str) -> dict[str, Any] | None:
-        return self.target.get("v1", "ConfigMap", self.namespace, name)
+        return self.target.get(CONFIG_MAP.key(self.namespace, name))
 
     def _put(self, name: str, role: str, *, data: dict[str, str] | None = None,
              binary: dict[str, bytes] | None = None, version: str | None = None) -> None:
@@ -417,9 +418,9 @@ class ClusterStore:
 
     def prune_outputs(self, keep: set[str]) -> None:
         names = {self._output_name(r) for r in keep}
-        for obj in self.target.list("v1", "ConfigMap", self.namespace):
+        for obj in self.target.list(CONFIG_MAP, self.namespace):
             meta = obj.get("metadata") or {}
             labels = meta.get("labels") or {}
             if (labels.get(RECONCILER_LABEL) == self.name and labels.get(ROLE_LABEL) == "output"
                     and str(meta.get("name")).partition(".")[0] not in names):
-                self.target.delete("v1", "ConfigMap", self.namespace, str(meta["name"]))
+                self.target.delete(CONFIG_MAP.key(self.namespace, str(meta["name"])))

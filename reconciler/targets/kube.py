@@ -5,7 +5,11 @@ stable field manager, ``meshdsl``; ``force`` is passed only when the caller says
 object's fields are ours. Reads are paginated, consistent LISTs, or one-shot LISTs from the
 API server's watch cache, optionally metadata only.
 Kinds are resolved by API discovery (one request per group/version, cached), so raw
-manifests of any served kind work.
+manifests of any served kind work. Objects are named by ``ResourceKey`` and kinds by
+``GroupKind``; they are read in the version discovery prefers, as kubectl does: the first
+of the group's versions, in the server's order of preference, that serves the kind
+(``EnvoyFilter`` in ``v1alpha3``, although ``networking.istio.io`` prefers ``v1``).
+Manifests are written in the version they say.
 
 Connections and credentials come from the official client's configuration (kubeconfig,
 contexts, tokens, exec plugins, client certificates); requests go through
@@ -24,12 +28,15 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from meshdsl.compile.manifest import GroupKind, Manifest, ResourceKey
+from reconciler.core.diff import FieldPath
 from reconciler.targets.kube_http import (
     Busy,
     Conflict,
@@ -137,10 +144,10 @@ def with_list_keys(manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def _list_items(page: dict[str, Any], api_version: str, kind: str) -> list[dict[str, Any]]:
+def _list_items(page: dict[str, Any], res: ApiResource) -> list[dict[str, Any]]:
     items = page.get("items") or []
     for item in items:  # a list's items do not carry apiVersion/kind; give them back
-        item["apiVersion"], item["kind"] = api_version, kind
+        item["apiVersion"], item["kind"] = res.api_version, res.kind
     return list(items)
 
 
@@ -168,6 +175,9 @@ class KubeTarget:
         self._lock = threading.Lock()
         self._discovery: dict[str, dict[str, ApiResource]] = {}
         self._discovery_locks: dict[str, threading.Lock] = {}
+        self._groups: dict[str, tuple[str, ...]] = {"": ("v1",)}
+        self._groups_lock = threading.Lock()
+        self._resolved: dict[GroupKind, ApiResource] = {}
         self.requests: Counter[str] = Counter()
         self.writes: deque[tuple[str, str]] = deque(maxlen=WRITES_KEPT)
         self._write_calls = 0
@@ -265,8 +275,8 @@ class KubeTarget:
         return found
 
     @staticmethod
-    def _crd_hint(api_version: str) -> str:
-        return "; are Istio's CRDs installed?" if "istio.io" in api_version else ""
+    def _crd_hint(api: str) -> str:
+        return "; are Istio's CRDs installed?" if "istio.io" in api else ""
 
     def _discover(self, api_version: str) -> dict[str, ApiResource]:
         path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
@@ -288,16 +298,49 @@ class KubeTarget:
             )
         return out
 
-    def namespaced(self, api_version: str, kind: str) -> bool:
-        return self.resource(api_version, kind).namespaced
+    def _versions(self, group: str) -> tuple[str, ...]:
+        """The group's served versions, preferred first (``GET /apis``; fetched again
+        when the group is not known yet: a CRD installed since)."""
+        known = self._groups.get(group)
+        if known is not None:
+            return known
+        with self._groups_lock:
+            if group not in self._groups:
+                listing = self._request("GET", "/apis", what="discovery of API groups")
+                for item in (listing or {}).get("groups", []):
+                    preferred = str((item.get("preferredVersion") or {}).get("version", ""))
+                    served = [str(v.get("version", "")) for v in item.get("versions", [])]
+                    ordered = [preferred] if preferred in served else []
+                    self._groups[str(item.get("name", ""))] = tuple(
+                        ordered + [v for v in served if v and v != preferred])
+            return self._groups.get(group, ())
+
+    def resolve(self, kind: GroupKind) -> ApiResource:
+        """The version (and plural and scope) to read a kind in: the first of its group's
+        versions, preferred first, that serves it — kubectl's choice."""
+        found = self._resolved.get(kind)
+        if found is not None:
+            return found
+        for version in self._versions(kind.group):
+            api_version = f"{kind.group}/{version}" if kind.group else version
+            try:
+                found = self.resource(api_version, kind.kind)
+            except NotFound:
+                continue
+            self._resolved[kind] = found
+            return found
+        raise NotFound(f"the API server at {self.server} does not serve kind {kind}"
+                       f"{self._crd_hint(kind.group)}")
+
+    def namespaced(self, kind: GroupKind) -> bool:
+        return self.resolve(kind).namespaced
 
     # -- the Target port --
 
-    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        res = self.resource(api_version, kind)
-        what = f"{kind}/{namespace + '/' if namespace else ''}{name}"
+    def get(self, key: ResourceKey) -> Manifest | None:
+        res = self.resolve(key.group_kind)
         try:
-            obj = self._request("GET", res.path(namespace, name), what=what)
+            obj = self._request("GET", res.path(key.namespace, key.name), what=str(key))
         except NotFound:
             return None
         return dict(obj) if isinstance(obj, dict) else None
@@ -337,13 +380,13 @@ class KubeTarget:
                                content_type="application/json", what=what)
         return dict(result) if isinstance(result, dict) else {}
 
-    def remove_fields(self, api_version: str, kind: str, namespace: str, name: str,
-                      fields: list[tuple[tuple[str, ...], Any]], *, dry_run: bool = False
-                      ) -> dict[str, Any]:
+    def remove_fields(self, key: ResourceKey, fields: Sequence[tuple[FieldPath, object]], *,
+                      dry_run: bool = False) -> Manifest:
         """A JSON patch: ``test`` that each field still has the value we saw, then
-        ``remove`` it — all or nothing, attributed to our field manager (an Update)."""
-        res = self.resource(api_version, kind)
-        what = f"{kind}/{namespace + '/' if namespace else ''}{name}"
+        ``remove`` it — all or nothing, attributed to our field manager (an Update). The
+        paths are those of the object as :meth:`get` returns it (the same version)."""
+        res = self.resolve(key.group_kind)
+        what = str(key)
         ops: list[dict[str, Any]] = []
         for path, value in fields:
             pointer = "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in path)
@@ -354,23 +397,15 @@ class KubeTarget:
             query.append(("dryRun", "All"))
         else:
             self._count_write("patch", what)
-        result = self._request("PATCH", res.path(namespace, name), query=query,
+        result = self._request("PATCH", res.path(key.namespace, key.name), query=query,
                                body=json.dumps(ops).encode(),
                                content_type="application/json-patch+json", what=what)
         return dict(result) if isinstance(result, dict) else {}
 
-    def delete(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str,
-        name: str,
-        *,
-        uid: str | None = None,
-        dry_run: bool = False,
-    ) -> None:
-        res = self.resource(api_version, kind)
-        what = f"{kind}/{namespace + '/' if namespace else ''}{name}"
+    def delete(self, key: ResourceKey, *, uid: str | None = None, dry_run: bool = False
+               ) -> None:
+        res = self.resolve(key.group_kind)
+        what = str(key)
         options: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "DeleteOptions",
@@ -386,7 +421,7 @@ class KubeTarget:
         try:
             self._request(
                 "DELETE",
-                res.path(namespace, name),
+                res.path(key.namespace, key.name),
                 query=query,
                 body=json.dumps(options).encode(),
                 content_type="application/json",
@@ -395,8 +430,8 @@ class KubeTarget:
         except NotFound:
             return
 
-    def list(self, api_version: str, kind: str, namespace: str | None = None, *,
-             metadata_only: bool = False, cached: bool = False) -> list[dict[str, Any]]:
+    def list(self, kind: GroupKind, namespace: str | None = None, *,
+             metadata_only: bool = False, cached: bool = False) -> list[Manifest]:
         """Every object of a kind (in a namespace).
 
         By default a consistent read from etcd, in pages of :data:`PAGE_SIZE`. ``cached``
@@ -404,20 +439,20 @@ class KubeTarget:
         response, several times cheaper, possibly a moment behind). ``metadata_only`` asks
         for ``PartialObjectMetadata`` — no spec, less to encode and to decode.
         """
-        res = self.resource(api_version, kind)
+        res = self.resolve(kind)
         what = f"list {res.plural}{f' in {namespace}' if namespace else ''}"
         accept = _METADATA_LIST if metadata_only else None
         if cached:
             page = self._request("GET", res.path(namespace), query=[("resourceVersion", "0")],
                                  what=what, accept=accept) or {}
-            return _list_items(page, api_version, kind)
+            return _list_items(page, res)
         items: list[dict[str, Any]] = []
         token = ""
         while True:
             query = [("limit", str(PAGE_SIZE))] + ([("continue", token)] if token else [])
             page = self._request("GET", res.path(namespace), query=query, what=what,
                                  accept=accept) or {}
-            items += _list_items(page, api_version, kind)
+            items += _list_items(page, res)
             token = str((page.get("metadata") or {}).get("continue") or "")
             if not token:
                 return items

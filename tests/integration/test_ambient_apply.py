@@ -60,8 +60,7 @@ def ambient_bookinfo(suffix: str, weights: dict[str, int] | None = None
 def live(target: KubeTarget, desired: list[Manifest]) -> dict[ResourceKey, Manifest]:
     out = {}
     for m in desired:
-        meta = m["metadata"]
-        obj = target.get(m["apiVersion"], m["kind"], meta.get("namespace", ""), meta["name"])
+        obj = target.get(ResourceKey.of(m))
         assert obj is not None, ResourceKey.of(m)
         out[ResourceKey.of(m)] = obj
     return out
@@ -114,8 +113,8 @@ def test_a_canary_step_is_one_route_update(apiserver: LocalApiServer) -> None:
         target.writes.clear()
         apply(target, stepped, mesh=mesh)
         assert list(target.writes) == [("apply", f"HTTPRoute/amb-{suffix}/reviews")]
-        route = target.get("gateway.networking.k8s.io/v1", "HTTPRoute", f"amb-{suffix}",
-                            "reviews")
+        route = target.get(ResourceKey("gateway.networking.k8s.io", "HTTPRoute",
+                                       f"amb-{suffix}", "reviews"))
     assert route is not None
     assert [(b["name"], b["weight"]) for b in route["spec"]["rules"][-1]["backendRefs"]] == [
         ("reviews-v1", 50), ("reviews-v2", 50)]

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from meshdsl.compile.manifest import ResourceKey
 from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
 from tests.integration.conftest import unique
@@ -32,7 +33,7 @@ def _in_new_namespace(target: KubeTarget, api_version: str, kind: str, name: str
 def _stored(target: KubeTarget, manifest: dict[str, Any]) -> dict[str, Any]:
     meta = manifest["metadata"]
     target.apply(manifest, force=True)
-    got = target.get(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+    got = target.get(ResourceKey.of(manifest))
     assert got is not None, f"{manifest['kind']}/{meta['name']} was not stored"
     return got
 

@@ -21,7 +21,7 @@ import pytest
 
 from meshdsl import Mesh
 from meshdsl.compile import compile_mesh
-from meshdsl.compile.manifest import MESH_LABEL, Manifest, ResourceKey
+from meshdsl.compile.manifest import CONFIG_MAP, MESH_LABEL, Manifest, ResourceKey
 from reconciler.core.diff import mismatches
 from reconciler.core.errors import EmptyDesiredError
 from reconciler.core.inventory import Inventory, inventory_name
@@ -91,8 +91,7 @@ def key_of(kind: str, ns: str, name: str) -> ResourceKey:
 def live_objects(target: KubeTarget, desired: list[Manifest]) -> dict[ResourceKey, Manifest]:
     out: dict[ResourceKey, Manifest] = {}
     for m in desired:
-        meta = m["metadata"]
-        obj = target.get(m["apiVersion"], m["kind"], meta.get("namespace", ""), meta["name"])
+        obj = target.get(ResourceKey.of(m))
         if obj is not None:
             out[ResourceKey.of(m)] = obj
     return out
@@ -103,12 +102,12 @@ def versions_of(objects: dict[ResourceKey, Manifest]) -> dict[ResourceKey, str]:
 
 
 def recorded(target: KubeTarget, mesh: str) -> Inventory | None:
-    cm = target.get("v1", "ConfigMap", "meshdsl-system", inventory_name(mesh))
+    cm = target.get(CONFIG_MAP.key("meshdsl-system", inventory_name(mesh)))
     return Inventory.from_manifest(cm, mesh) if cm is not None else None
 
 
 def vs_routes(target: KubeTarget, ns: str, name: str = "reviews") -> list[tuple[str, int]]:
-    vs = target.get(f"{NET}/v1", "VirtualService", ns, name)
+    vs = target.get(ResourceKey(NET, "VirtualService", ns, name))
     assert vs is not None
     return [(r["destination"]["subset"], r.get("weight", 100))
             for r in vs["spec"]["http"][-1]["route"]]
@@ -147,7 +146,7 @@ def test_bookinfo_reapply_makes_zero_writes(target: KubeTarget) -> None:
     mesh, desired = bookinfo(uuid.uuid4().hex[:6])
     apply(target, desired, mesh=mesh, options=Options(prune=True))
     before = versions_of(live_objects(target, desired))
-    inventory_rv = target.get("v1", "ConfigMap", "meshdsl-system", inventory_name(mesh))
+    inventory_rv = target.get(CONFIG_MAP.key("meshdsl-system", inventory_name(mesh)))
 
     writes = target.write_calls
     result = apply(target, desired, mesh=mesh, options=Options(prune=True))
@@ -156,7 +155,7 @@ def test_bookinfo_reapply_makes_zero_writes(target: KubeTarget) -> None:
                                 "pruned": 0, "drifted": 0}
     assert result.plan.steps == ()
     assert versions_of(live_objects(target, desired)) == before
-    again = target.get("v1", "ConfigMap", "meshdsl-system", inventory_name(mesh))
+    again = target.get(CONFIG_MAP.key("meshdsl-system", inventory_name(mesh)))
     assert inventory_rv is not None and again is not None
     assert again["metadata"]["resourceVersion"] == inventory_rv["metadata"]["resourceVersion"]
     plan, diffs = diff(target, desired, mesh=mesh, options=Options(prune=True))
@@ -211,9 +210,9 @@ def test_adding_then_removing_a_version_is_make_before_break(target: KubeTarget)
         ("apply", f"ConfigMap/meshdsl-system/{inventory_name(mesh)}"),
     ]
     assert result.summary()["pruned"] == 1 and result.summary()["updated"] == 2
-    dr = target.get(f"{NET}/v1", "DestinationRule", ns, "reviews")
+    dr = target.get(ResourceKey(NET, "DestinationRule", ns, "reviews"))
     assert dr is not None and [s["name"] for s in dr["spec"]["subsets"]] == ["v1"]
-    assert target.get("apps/v1", "Deployment", ns, "reviews-v2") is None
+    assert target.get(ResourceKey("apps", "Deployment", ns, "reviews-v2")) is None
     assert vs_routes(target, ns) == [("v1", 100)]
 
 
@@ -229,7 +228,7 @@ def test_swapping_versions_bridges_the_destination_rule(target: KubeTarget) -> N
         ("apply", f"DestinationRule/{ns}/reviews"),      # final: v2 only
         ("delete", f"Deployment/{ns}/reviews-v1"),
     ]
-    dr = target.get(f"{NET}/v1", "DestinationRule", ns, "reviews")
+    dr = target.get(ResourceKey(NET, "DestinationRule", ns, "reviews"))
     assert dr is not None and [s["name"] for s in dr["spec"]["subsets"]] == ["v2"]
     assert apply(target, shop(mesh, ns, {"v2": 100}), mesh=mesh).write_calls == 0
 
@@ -244,7 +243,7 @@ def test_prune_spares_a_labelled_copy_and_an_unlabelled_object(
     apply(target, desired, mesh=mesh)
 
     # someone hand-copies our live VirtualService, labels and all, under another name
-    live_vs = target.get(f"{NET}/v1", "VirtualService", ns, "reviews")
+    live_vs = target.get(ResourceKey(NET, "VirtualService", ns, "reviews"))
     assert live_vs is not None
     copy_vs = copy.deepcopy(next(m for m in desired if m["kind"] == "VirtualService"))
     copy_vs["metadata"]["name"] = "reviews-copy"
@@ -258,12 +257,12 @@ def test_prune_spares_a_labelled_copy_and_an_unlabelled_object(
                        ("ratings", "ratings-v1")]
     result = apply(target, without_ratings, mesh=mesh, options=Options(prune=True))
 
-    assert target.get(f"{NET}/v1", "VirtualService", ns, "reviews-copy") is not None
+    assert target.get(ResourceKey(NET, "VirtualService", ns, "reviews-copy")) is not None
     assert [str(k) for k in result.plan.strays] == [f"VirtualService/{ns}/reviews-copy"]
     # ours by both tests only: the unlabelled Service is reported and kept
-    assert target.get("v1", "Service", ns, "ratings") is not None
+    assert target.get(ResourceKey("", "Service", ns, "ratings")) is not None
     assert [str(k) for k in result.plan.disowned] == [f"Service/{ns}/ratings"]
-    assert target.get("apps/v1", "Deployment", ns, "ratings-v1") is None
+    assert target.get(ResourceKey("apps", "Deployment", ns, "ratings-v1")) is None
     pruned = {str(o.action.key) for o in result.outcomes if o.result == "pruned"}
     assert pruned == {f"Deployment/{ns}/ratings-v1"}
     inventory = recorded(target, mesh)
@@ -352,7 +351,7 @@ def test_fields_added_by_hand_are_drift_removed_when_healing(target: KubeTarget,
     assert drift.foreign == {"kubectl-patch": [("spec", "exportTo")]}
     assert drift.healed and result.write_calls == 1
     assert target.writes[-1] == ("patch", f"DestinationRule/{ns}/reviews")
-    dr = target.get(f"{NET}/v1", "DestinationRule", ns, "reviews")
+    dr = target.get(ResourceKey(NET, "DestinationRule", ns, "reviews"))
     assert dr is not None and "exportTo" not in dr["spec"]
     again = apply(target, desired, mesh=mesh)
     assert again.write_calls == 0 and again.plan.drift == ()
@@ -384,7 +383,7 @@ def test_invalid_object_is_rejected_by_the_server_and_nothing_is_written(
     assert "must be of type integer" in info.value.lines[0]
     assert target.write_calls == writes
     assert versions_of(live_objects(target, shop(mesh, ns, {"v1": 100}))) == before
-    assert target.get("apps/v1", "Deployment", ns, "reviews-v2") is None
+    assert target.get(ResourceKey("apps", "Deployment", ns, "reviews-v2")) is None
 
     # also when the invalid object's namespace is new: not even the namespace is created
     fresh_mesh, fresh_ns = unique("shop"), unique("fresh")
@@ -392,7 +391,7 @@ def test_invalid_object_is_rejected_by_the_server_and_nothing_is_written(
         apply(target, [*shop(fresh_mesh, fresh_ns, {"v1": 100}), invalid_vs(fresh_ns)],
               mesh=fresh_mesh)
     assert target.write_calls == writes
-    assert target.get("v1", "Namespace", "", fresh_ns) is None
+    assert target.get(ResourceKey("", "Namespace", "", fresh_ns)) is None
     assert recorded(target, fresh_mesh) is None
 
 
@@ -420,7 +419,7 @@ def test_existing_object_of_another_manager_is_refused_until_adopted(
     assert any(o.action.reason.startswith("adopt") for o in adopted.outcomes)
     inventory = recorded(target, mesh)
     assert inventory is not None and key_of("VirtualService", ns, "reviews") in inventory
-    vs = target.get(f"{NET}/v1", "VirtualService", ns, "reviews")
+    vs = target.get(ResourceKey(NET, "VirtualService", ns, "reviews"))
     assert vs is not None and "timeout" not in vs["spec"]["http"][0]
     assert apply(target, desired, mesh=mesh).write_calls == 0
 

@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from meshdsl.compile.manifest import CONFIG_MAP
 from reconciler.core.inventory import Inventory
 from reconciler.runtime import configmap_blob
 from reconciler.runtime.status import ClusterStore
@@ -30,7 +31,7 @@ def _output(mesh: str, count: int) -> dict[str, object]:
 
 
 def _chunks(target: KubeTarget, namespace: str, name: str) -> list[str]:
-    return sorted(o["metadata"]["name"] for o in target.list("v1", "ConfigMap", namespace)
+    return sorted(o["metadata"]["name"] for o in target.list(CONFIG_MAP, namespace)
                   if o["metadata"]["name"].startswith(name))
 
 
@@ -63,7 +64,7 @@ def test_an_inventory_of_5000_objects_fits_its_record(target: KubeTarget) -> Non
     assert isinstance(manifests, list)
     record = Inventory.of(mesh, manifests).to_manifest()
     target.apply(record, force=True)
-    back = target.get("v1", "ConfigMap", "meshdsl-system", f"meshdsl-inventory-{mesh}")
+    back = target.get(CONFIG_MAP.key("meshdsl-system", f"meshdsl-inventory-{mesh}"))
     assert back is not None and len(Inventory.from_manifest(back, mesh)) == OBJECTS
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from meshdsl.compile.manifest import CONFIG_MAP
 from reconciler.runtime.deploy import KubeDeployer
 from reconciler.runtime.loop import Reconciler, Settings
 from reconciler.runtime.sandbox import Limits, Sandbox
@@ -111,7 +112,7 @@ def test_a_corrupt_control_record_does_not_wedge_the_reconciler(
         assert shown.returncode == 0, shown.stderr
         repaired = store.load_control()
         assert not repaired.problem and repaired.generation > status.observed_control
-        raw = admin.get("v1", "ConfigMap", store.namespace, f"meshdsl-control-{name}")
+        raw = admin.get(CONFIG_MAP.key(store.namespace, f"meshdsl-control-{name}"))
         assert raw is not None
         assert json.loads(raw["data"]["control.json"])["suspended"] is False
         assert rec.reconcile({"manual"}, max_attempts=3).observed_control == (

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from meshdsl.compile.manifest import CONFIG_MAP
 from reconciler.core.inventory import Inventory, inventory_name
 from reconciler.core.ownership import is_ours, owner_labels
 from reconciler.targets.kube import KubeTarget
@@ -96,10 +97,10 @@ def test_twenty_sigkills_never_touch_foreign_objects_nor_lose_owned_ones(
             before[obj["metadata"]["name"]] = stored["metadata"]["resourceVersion"]
 
         def live() -> dict[str, dict[str, Any]]:
-            return {o["metadata"]["name"]: o for o in admin.list("v1", "ConfigMap", ns)}
+            return {o["metadata"]["name"]: o for o in admin.list(CONFIG_MAP, ns)}
 
         def recorded() -> frozenset[str]:
-            cm = admin.get("v1", "ConfigMap", "meshdsl-system", inventory_name(mesh))
+            cm = admin.get(CONFIG_MAP.key("meshdsl-system", inventory_name(mesh)))
             if cm is None:
                 return frozenset()
             return frozenset(k.name for k in Inventory.from_manifest(cm, mesh).keys)

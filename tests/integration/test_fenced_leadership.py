@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 from meshdsl.compile import compile_mesh
+from meshdsl.compile.manifest import GroupKind
 from meshdsl.model import Mesh
 from reconciler.ports import DeployError
 from reconciler.runtime.apply import FencedError, Options, Outcome, apply
@@ -22,6 +23,8 @@ from reconciler.runtime.deploy import KubeDeployer
 from reconciler.runtime.leader import LeaderElector, api_client
 from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
+
+NET = "networking.istio.io"
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +74,7 @@ def test_an_apply_stops_at_the_next_write_when_the_lease_is_lost(
     after_cut = target.write_calls - writes_at_cut[0]
     assert after_cut <= WORKERS, after_cut             # only writes already in flight
     assert CUT_AFTER <= target.write_calls < len(desired)   # stopped part-way
-    assert target.list("networking.istio.io/v1", "VirtualService", name) == []
+    assert target.list(GroupKind(NET, "VirtualService"), name) == []
 
     # the deployer reports it as a transient "fenced" failure; the new leader finishes
     with pytest.raises(DeployError) as caught:
@@ -81,7 +84,7 @@ def test_an_apply_stops_at_the_next_write_when_the_lease_is_lost(
     result = KubeDeployer(target, workers=WORKERS).deploy(
         {"manifests": desired}, mesh=name, heal=True, fence=second.fence())
     assert result.write_calls > 0
-    assert len(target.list("networking.istio.io/v1", "VirtualService", name)) == 60
+    assert len(target.list(GroupKind(NET, "VirtualService"), name)) == 60
     second.stop(release=True)
 
 

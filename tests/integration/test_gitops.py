@@ -23,6 +23,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from meshdsl.compile.manifest import CONFIG_MAP, GroupKind, ResourceKey
 from reconciler.cli import _register, app
 from reconciler.ports import Source
 from reconciler.processes.ports import free_port
@@ -48,6 +49,7 @@ pytestmark = pytest.mark.integration
 
 SECRET = b"integration-secret"
 VS = "networking.istio.io/v1"
+NET = "networking.istio.io"
 MESHCTL = str(Path(sys.executable).parent / "meshctl")
 
 
@@ -121,7 +123,7 @@ class Harness:
                                 f"{sha[:12]} applied", timeout)
 
     def virtual_service(self, name: str = "web") -> dict[str, Any] | None:
-        return self.admin.get(VS, "VirtualService", self.namespace, name)
+        return self.admin.get(ResourceKey(NET, "VirtualService", self.namespace, name))
 
     def weights(self, name: str = "web") -> tuple[int, ...]:
         vs = self.virtual_service(name)
@@ -409,11 +411,11 @@ def test_sigkill_mid_apply_then_restart_converges(apiserver: LocalApiServer,
         big = git.push({"mesh.py": mesh_program(name, name, services=services)}, "big")
 
         def mid_apply() -> bool:   # DestinationRules are written before VirtualServices
-            return len(admin.list(VS, "DestinationRule", name)) > 2
+            return len(admin.list(GroupKind(NET, "DestinationRule"), name)) > 2
         wait_for(mid_apply, 60, "the big apply to start", interval=0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        partial = len(admin.list(VS, "VirtualService", name))
+        partial = len(admin.list(GroupKind(NET, "VirtualService"), name))
         assert partial < services, "the apply finished before the kill; nothing was tested"
         status = reader.load_status()
         assert status is not None and status.in_progress == big
@@ -428,12 +430,13 @@ def test_sigkill_mid_apply_then_restart_converges(apiserver: LocalApiServer,
             proc.wait(15)
         if proc.poll() is None:
             proc.kill()
-    vs_names = sorted(v["metadata"]["name"] for v in admin.list(VS, "VirtualService", name))
-    dr_names = sorted(d["metadata"]["name"] for d in admin.list(
-        "networking.istio.io/v1", "DestinationRule", name))
+    vs_names = sorted(v["metadata"]["name"]
+                      for v in admin.list(GroupKind(NET, "VirtualService"), name))
+    dr_names = sorted(d["metadata"]["name"]
+                      for d in admin.list(GroupKind(NET, "DestinationRule"), name))
     expected = sorted(["web"] + [f"web-{i}" for i in range(1, services)])
     assert vs_names == expected and dr_names == expected          # nothing lost
-    inventory = admin.get("v1", "ConfigMap", "meshdsl-system", f"meshdsl-inventory-{name}")
+    inventory = admin.get(CONFIG_MAP.key("meshdsl-system", f"meshdsl-inventory-{name}"))
     assert inventory is not None
     entries = inventory["data"]["entries"].splitlines()
     assert len(entries) == len(set(entries)) == 2 * services + 1   # nothing duplicated
@@ -525,7 +528,7 @@ def test_metrics_and_health_endpoints(harness: Harness) -> None:
 def test_leader_election_with_a_lease(apiserver: LocalApiServer) -> None:
     name = unique("lease")
     admin = KubeTarget.from_kubeconfig(str(apiserver.kubeconfig))
-    if admin.get("v1", "Namespace", "", "meshdsl-system") is None:
+    if admin.get(ResourceKey("", "Namespace", "", "meshdsl-system")) is None:
         admin.apply({"apiVersion": "v1", "kind": "Namespace",
                      "metadata": {"name": "meshdsl-system"}}, force=True)
 
@@ -598,14 +601,14 @@ def test_in_cluster_rbac_allows_the_reconcile_and_nothing_else(
         with pytest.raises(Forbidden):
             as_sa.apply(secret, force=True)
         with pytest.raises(Forbidden):
-            as_sa.list("v1", "Secret", "meshdsl-system")
+            as_sa.list(GroupKind("", "Secret"), "meshdsl-system")
         with pytest.raises(Forbidden):
             as_sa.apply({"apiVersion": "v1", "kind": "ConfigMap",
                          "metadata": {"name": "x", "namespace": "default"}}, force=True)
         with pytest.raises(Forbidden):  # no mesh write outside the mesh's namespaces
-            as_sa.list(VS, "VirtualService", "default")
+            as_sa.list(GroupKind(NET, "VirtualService"), "default")
         with pytest.raises(Forbidden):  # and never a namespace delete
-            as_sa.delete("v1", "Namespace", "", name)
+            as_sa.delete(ResourceKey("", "Namespace", "", name))
     finally:
         h.stop()
         leader.stop()
@@ -615,7 +618,7 @@ def _can_list_virtualservices(apiserver: LocalApiServer, user: str, namespace: s
     target = KubeTarget.from_kubeconfig(str(apiserver.kubeconfig), impersonate=user,
                                         attempts=1)
     try:
-        target.list(VS, "VirtualService", namespace)
+        target.list(GroupKind(NET, "VirtualService"), namespace)
     except Forbidden:
         return False
     return True

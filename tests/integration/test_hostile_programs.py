@@ -15,11 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from meshdsl.compile.manifest import ResourceKey
 from reconciler.runtime.status import DiskStore, Result
 from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
 from reconciler.testing.gitops import GitServer, mesh_program
 from tests.hostile_corpus import ATTACKS, evidence, render
+
+NET = "networking.istio.io"
 
 pytestmark = pytest.mark.integration
 
@@ -105,8 +108,8 @@ def test_hostile_corpus_through_meshctl_reconcile(apiserver: LocalApiServer,
     assert not _alive(nonce), "a detached child outlived its run"
 
     admin = KubeTarget.from_kubeconfig(str(apiserver.kubeconfig))
-    assert admin.get("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", None,
-                     "pwned") is None
+    assert admin.get(ResourceKey("rbac.authorization.k8s.io", "ClusterRoleBinding", "",
+                                 "pwned")) is None
     result, message, _ = reconcile(mesh_program(name, name))
     assert result is not Result.FAILED, message
-    assert admin.get("networking.istio.io/v1", "VirtualService", name, "web") is not None
+    assert admin.get(ResourceKey(NET, "VirtualService", name, "web")) is not None

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
+from meshdsl.compile.manifest import CONFIG_MAP, ResourceKey
 from reconciler.delivery.phases import Phase, RolloutState
 from reconciler.demo.prometheus import LocalPrometheus, ScrapeJob
 from reconciler.processes.lifecycle import terminate
@@ -43,6 +44,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 MESHCTL = str(Path(sys.executable).parent / "meshctl")
 SECRET = "kube-canary-secret"
 VS = "networking.istio.io/v1"
+NET = "networking.istio.io"
 
 
 
@@ -161,7 +163,7 @@ class Rig:
         self.process.wait(timeout=10)
 
     def virtualservice(self) -> dict[str, Any] | None:
-        return self.admin.get(VS, "VirtualService", self.namespace, "reviews")
+        return self.admin.get(ResourceKey(NET, "VirtualService", self.namespace, "reviews"))
 
     def weights(self) -> tuple[tuple[str, int], ...] | None:
         vs = self.virtualservice()
@@ -240,7 +242,7 @@ def test_canary_steps_the_virtualservice_and_rolls_back_from_the_cluster_state(
     # never the program's raw "100% v2" first: the split walked the plan's steps
     assert rig.seen[:4] == [(("v1", 100),), (("v1", 80), ("v2", 20)),
                             (("v1", 50), ("v2", 50)), (("v2", 100),)], rig.seen
-    configmaps = rig.admin.list("v1", "ConfigMap", "meshdsl-system")
+    configmaps = rig.admin.list(CONFIG_MAP, "meshdsl-system")
     assert any(rig.name in cm["metadata"]["name"] and "rollout" in cm["metadata"]["name"]
                for cm in configmaps)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from meshdsl.compile.manifest import ResourceKey
 from reconciler.testing.apiserver import LocalApiServer
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.integration
 PASSES = 500
 COMMIT_EVERY = 10
 FD_LIMIT = 256
-VS = "networking.istio.io/v1"
+NET = "networking.istio.io"
 
 
 def _soak(kubeconfig: str, root: Path) -> dict[str, object]:
@@ -72,7 +73,7 @@ def _soak(kubeconfig: str, root: Path) -> dict[str, object]:
             if i % 25 == 0 or i == PASSES - 1:
                 fds, sockets = descriptors()
                 samples.append((i, fds, sockets))
-        vs = kube.get(VS, "VirtualService", name, "web") or {}
+        vs = kube.get(ResourceKey(NET, "VirtualService", name, "web")) or {}
         route = vs.get("spec", {}).get("http", [{}])[-1].get("route", [])
         return {"samples": samples, "last": last, "applied": rec.status.applied_revision,
                 "weights": [r.get("weight") for r in route],

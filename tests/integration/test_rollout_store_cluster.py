@@ -19,6 +19,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from meshdsl.compile.manifest import CONFIG_MAP, ResourceKey
 from reconciler.cli import _register, app
 from reconciler.delivery import machine
 from reconciler.delivery.phases import Phase, RolloutState
@@ -77,7 +78,7 @@ def test_the_rollout_driver_on_the_cluster_store(
 
 
 def config_map(target: KubeTarget, name: str) -> dict[str, Any]:
-    found = target.get("v1", "ConfigMap", SYSTEM, name)
+    found = target.get(CONFIG_MAP.key(SYSTEM, name))
     assert found is not None, name
     return found
 
@@ -122,8 +123,8 @@ def meddle_after_read(monkeypatch: pytest.MonkeyPatch, target: KubeTarget,
     """Right after the store's next read of a ConfigMap, someone else writes it."""
     real_get = target.get
 
-    def get(api_version: str, kind: str, namespace: str, name: str) -> Any:
-        found = real_get(api_version, kind, namespace, name)
+    def get(key: ResourceKey) -> Any:
+        found = real_get(key)
         monkeypatch.setattr(target, "get", real_get)
         meddle()
         return found

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from meshdsl.compile.manifest import CONFIG_MAP
 from meshdsl.model.spec import MeshSpec
 from reconciler.runtime.rollout_store import ClusterRolloutStore
 from reconciler.targets.kube import KubeTarget
@@ -103,7 +104,7 @@ def test_unreadable_rollout_state_in_the_cluster_stops_the_update(
     store = ClusterRolloutStore(target, name=name)
     store_rollout(store, in_progress(bookinfo))
     cm = store.config_map_name("default", "frontend")
-    found = target.get("v1", "ConfigMap", "meshdsl-system", cm)
+    found = target.get(CONFIG_MAP.key("meshdsl-system", cm))
     assert found is not None
     target.apply({"apiVersion": "v1", "kind": "ConfigMap",  # same labels, broken data
                   "metadata": {"name": cm, "namespace": "meshdsl-system",

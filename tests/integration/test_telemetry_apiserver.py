@@ -9,6 +9,7 @@ import pytest
 
 from meshdsl import Mesh, Tracing
 from meshdsl.compile import compile_mesh
+from meshdsl.compile.manifest import ResourceKey
 from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
 
@@ -29,8 +30,6 @@ def test_telemetry_objects_are_stored(apiserver: LocalApiServer) -> None:
         for manifest in [m for m in manifests if m["kind"] == "Namespace"] + telemetry:
             target.apply(manifest, force=True)
         for manifest in telemetry:
-            meta = manifest["metadata"]
-            got = target.get(manifest["apiVersion"], "Telemetry", meta["namespace"],
-                             meta["name"])
+            got = target.get(ResourceKey.of(manifest))
             assert got is not None
             assert got["spec"] == manifest["spec"]

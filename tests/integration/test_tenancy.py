@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from meshdsl.compile import compile_mesh
+from meshdsl.compile.manifest import CONFIG_MAP, GroupKind, ResourceKey
 from meshdsl.compile.tenancy import declaration
 from reconciler.core.ownership import NotOwnedError
 from reconciler.core.tenancy import Policy, TenancyError
@@ -30,6 +31,8 @@ from reconciler.runtime.install import InstallOptions, manifests
 from reconciler.runtime.loader import load
 from reconciler.targets.kube import Forbidden, KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
+
+NET = "networking.istio.io"
 
 pytestmark = pytest.mark.integration
 
@@ -68,12 +71,12 @@ def _snapshot(target: KubeTarget, namespaces: list[str]) -> dict[str, str]:
     """Every object outside the mesh's namespace this scenario could touch, with its
     resourceVersion."""
     seen: dict[str, str] = {}
-    for item in target.list("v1", "Namespace", None):
+    for item in target.list(GroupKind("", "Namespace"), None):
         seen[f"Namespace/{item['metadata']['name']}"] = item["metadata"]["resourceVersion"]
     for ns in namespaces:
-        for api, kind in (("v1", "Service"), ("v1", "ConfigMap"), ("apps/v1", "Deployment"),
-                          ("v1", "ServiceAccount")):
-            for item in target.list(api, kind, ns):
+        for group, kind in (("", "Service"), ("", "ConfigMap"), ("apps", "Deployment"),
+                            ("", "ServiceAccount")):
+            for item in target.list(GroupKind(group, kind), ns):
                 meta = item["metadata"]
                 seen[f"{kind}/{ns}/{meta['name']}"] = meta["resourceVersion"]
     return seen
@@ -168,7 +171,7 @@ def test_the_issue_scenario_is_refused_as_the_installed_service_account(
     assert run.returncode == 0, run.stderr
     result: dict[str, Any] = json.loads(run.stdout)
     assert {a["object"] for a in result["actions"]} == {f"DestinationRule/{shop}/web"}
-    assert admin.get("networking.istio.io/v1", "DestinationRule", shop, "web") is not None
+    assert admin.get(ResourceKey(NET, "DestinationRule", shop, "web")) is not None
     after = _snapshot(admin, outside)
     changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
     # only the mesh's own inventory record appears outside its namespace
@@ -210,6 +213,6 @@ def test_tenant_impersonation_applies_as_the_tenant_and_nothing_else(
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     with KubeTarget.from_kubeconfig(str(apiserver.kubeconfig)) as admin:
-        assert admin.get("networking.istio.io/v1", "DestinationRule", shop, "web") is not None
-        assert admin.get("v1", "ConfigMap", "meshdsl-system",
-                         f"meshdsl-inventory-{shop}") is not None
+        assert admin.get(ResourceKey(NET, "DestinationRule", shop, "web")) is not None
+        assert admin.get(CONFIG_MAP.key("meshdsl-system",
+                                        f"meshdsl-inventory-{shop}")) is not None

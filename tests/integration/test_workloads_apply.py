@@ -30,8 +30,7 @@ def stored_as_sent(target: KubeTarget, desired: list[Manifest], mesh: str) -> No
     result = apply(target, desired, mesh=mesh)
     assert result.summary()["created"] == len(desired)
     for m in desired:
-        meta = m["metadata"]
-        live = target.get(m["apiVersion"], m["kind"], meta.get("namespace", ""), meta["name"])
+        live = target.get(ResourceKey.of(m))
         assert live is not None, ResourceKey.of(m)
         assert mismatches(m, live) == [], ResourceKey.of(m)
     again = apply(target, desired, mesh=mesh, options=Options(prune=True))

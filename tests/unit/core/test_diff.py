@@ -76,6 +76,17 @@ def test_changes_to_our_fields_are_drift(change: str, value: Any, path: str) -> 
     assert result.mismatches[0].path == path
 
 
+def test_the_version_an_object_is_read_in_is_no_difference() -> None:
+    """Paired by group and kind, read in the version the target prefers."""
+    want = stamped({**DESIRED, "apiVersion": "example.com/v1beta1"})
+    live = live_of(want, apiVersion="example.com/v1")
+    assert mismatches(want, live) == []
+    assert compare(want, live, manager="meshdsl").state is ObjectState.SAME
+    drifted = compare(want, live_of(want, apiVersion="example.com/v1",
+                                    spec__selector={"app": "x"}), manager="meshdsl")
+    assert [m.path for m in drifted.mismatches] == [".spec.selector.app"]
+
+
 def test_a_changed_program_is_a_change_even_when_only_a_field_is_removed() -> None:
     applied = stamped(DESIRED)
     live = live_of(applied)
