@@ -44,7 +44,8 @@ STEPS = [20, 50, 100]
 THRESHOLD = 2          # max_failed_checks of the interval analysis
 BAD_RATE = 0.2
 HEALTHY_RATE = 0.005
-PER_RIG = 5            # canaried services per rig in the healthy runs
+HEALTHY_MIN = 98        # the healthy runs' success-rate threshold: p0 = 2%
+PER_RIG = 3            # canaried services per rig in the healthy runs
 
 
 def _demo(*args: str) -> list[str]:
@@ -53,7 +54,7 @@ def _demo(*args: str) -> list[str]:
 
 
 def mesh_of(services: list[str], *, v1_errors: float, v2_errors: float,
-            analysis: str) -> MeshSpec:
+            analysis: str, success: float = 99) -> MeshSpec:
     """``services``, each v1 and v2 (demo apps failing at those rates) with the same canary
     plan, and a ``client`` sidecar to call them through."""
     mesh = Mesh("sequential-bench", namespace=NS)
@@ -63,7 +64,8 @@ def mesh_of(services: list[str], *, v1_errors: float, v2_errors: float,
         svc.run_locally("v1", command=_demo("--error-rate", f"{v1_errors:g}"))
         svc.run_locally("v2", command=_demo("--error-rate", f"{v2_errors:g}"))
         svc.canary(target="v2", stable="v1", steps=STEPS, interval=f"{INTERVAL:g}s",
-                   checks=[SuccessRate(99, interval="10s"), LatencyP99(400, interval="10s")],
+                   checks=[SuccessRate(success, interval="10s"),
+                           LatencyP99(400, interval="10s")],
                    min_requests=5, no_data_limit=5, max_failed_checks=THRESHOLD,
                    analysis=analysis)  # type: ignore[arg-type]
     mesh.service("client", port=8080).deploy("v1", image="none")
@@ -127,7 +129,7 @@ def healthy_rig(count: int, rate: float) -> HealthyRig:
         generators: list[TrafficGenerator] = []
         try:
             rig.start(mesh_of(names, v1_errors=HEALTHY_RATE, v2_errors=HEALTHY_RATE,
-                              analysis="sequential"), drive=False)
+                              analysis="sequential", success=HEALTHY_MIN), drive=False)
             assert rig.mesh is not None
             generators = [TrafficGenerator(rig.mesh.outbound_url("client", name), rate=rate,
                                            workers=2, max_seconds=180).start()
@@ -137,7 +139,7 @@ def healthy_rig(count: int, rate: float) -> HealthyRig:
             # an unfinished rollout is reported below with its phase and reason
             with contextlib.suppress(TimeoutError):
                 rig.wait(lambda: all((s := rig.store.load(NS, n)) is not None
-                                     and s.state.phase.terminal for n in names), 120,
+                                     and s.state.phase.terminal for n in names), 240,
                          what="every rollout finishing")
         finally:
             for generator in generators:
@@ -205,9 +207,12 @@ def healthy_table(rigs: list[HealthyRig], rate: float) -> str:
         rows.append(f"| {i} | {n} | {r.promoted} | {r.sequential_aborts} | "
                     f"{'; '.join(r.other_failures) or '-'} | {r.requests} |")
     head = (f"### A healthy v2 ({HEALTHY_RATE:.1%} of requests fail, v1 the same)\n\n"
-            f"{PER_RIG} canaried services per mesh, each {rate:g} req/s, same plan with "
-            "`analysis=\"sequential\"` (false-abort budget 1% per rollout, split across its "
-            "stages).")
+            f"{PER_RIG} canaried services per mesh, each {rate:g} req/s, the same plan with a "
+            f"{HEALTHY_MIN:g}% success rate (so the test's acceptable error rate p0 is "
+            f"{100 - HEALTHY_MIN:g}%) and `analysis=\"sequential\"` (false-abort budget 1% per "
+            "rollout, split across its stages). Other outcomes (the interval checks failing on "
+            "a small sample, a rollout not finished in time under load) are listed, not "
+            "counted as false aborts.")
     verdict = (f"False aborts: **{aborts} of {total}** rollouts (target: at most 1 of 50).")
     return head + "\n\n" + "\n".join(rows) + f"\n\n{verdict}\n"
 
