@@ -11,31 +11,20 @@ import uuid
 
 import pytest
 
-from meshdsl import Mesh, To
+from meshdsl import Mesh
 from meshdsl.compile import compile_mesh
 from meshdsl.importer import Document, import_documents, verify
 from reconciler.core.diff import mismatches
 from reconciler.targets.kube import KubeTarget
 from reconciler.testing.apiserver import LocalApiServer
 from tests.integration.test_ambient_apply import live
+from tests.unit.importer.support import ambient_shop
 
 pytestmark = pytest.mark.integration
 
 
 def _mesh(suffix: str) -> Mesh:
-    mesh = Mesh(f"shapes-{suffix}")
-    shop = mesh.namespace(f"shop-{suffix}", mode="ambient")
-    edge = mesh.namespace(f"edge-{suffix}", mode="ambient", waypoint=None)
-    web = shop.service("web", port=80)
-    web.deploy("v1", image="example.org/web:1")
-    api = shop.service("api", port=8080)
-    api.deploy("v1", image="example.org/api:1")
-    web.allow(api, methods=["GET"])
-    gw = edge.gateway("front").http("shop.example.com", "web.example.com",
-                                    https_redirect=True)
-    gw.authorization(action="DENY").rule(to=To(paths=["/internal*"]))
-    shop.routes("web", hosts=["web", "web.example.com"], gateways=["mesh", gw]).route(to=web)
-    return mesh
+    return ambient_shop("shapes", suffix)
 
 
 def test_the_shapes_are_stored_as_sent_and_import_typed(apiserver: LocalApiServer) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from meshdsl.compile.manifest import Manifest
+from meshdsl.model import Mesh, To
 from meshdsl.model.spec import MeshSpec
 from tests.conftest import REPO
 
@@ -65,3 +66,28 @@ spec:
   gatewayClassName: istio-waypoint
   listeners: [{name: mesh, port: 15008, protocol: HBONE}]
 """
+
+
+def ambient_shop(name: str = "shop", suffix: str = "", *, shapes: bool = True) -> Mesh:
+    """An ambient ``shop`` (web and api, with a waypoint) and an ``edge`` namespace without
+    one, holding the ingress Gateway ``front``. With ``shapes`` also what the Gateway API
+    import reads typed: web's policy for api, an https redirect, a DENY policy on the
+    Gateway, and web's routes with a hostname at the Gateway and in the mesh. ``suffix``
+    makes the namespaces and the mesh unique (tests sharing one API server)."""
+    tail = f"-{suffix}" if suffix else ""
+    mesh = Mesh(f"{name}{tail}")
+    shop = mesh.namespace(f"shop{tail}", mode="ambient")
+    edge = mesh.namespace(f"edge{tail}", mode="ambient", waypoint=None)
+    web = shop.service("web", port=80)
+    web.deploy("v1", image="example.org/web:1")
+    api = shop.service("api", port=8080)
+    api.deploy("v1", image="example.org/api:1")
+    if not shapes:
+        edge.gateway("front").http("shop.example.com", "web.example.com")
+        return mesh
+    web.allow(api, methods=["GET"])
+    gw = edge.gateway("front").http("shop.example.com", "web.example.com",
+                                    https_redirect=True)
+    gw.authorization(action="DENY").rule(to=To(paths=["/internal*"]))
+    shop.routes("web", hosts=["web", "web.example.com"], gateways=["mesh", gw]).route(to=web)
+    return mesh

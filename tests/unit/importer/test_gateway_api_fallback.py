@@ -11,12 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from meshdsl import Mesh, To
 from meshdsl.compile import render
 from meshdsl.importer import import_documents, load_text, verify
 from meshdsl.importer.fallback import culprits, mismatches
 from meshdsl.importer.folder import load_folder
-from tests.unit.importer.support import AMBIENT_SHOP
+from tests.unit.importer.support import AMBIENT_SHOP, ambient_shop
 
 FOLDER = Path(__file__).parent / "ambient_folder"
 Manifest = dict[str, Any]
@@ -53,19 +52,7 @@ def test_without_the_odd_object_the_folder_imports_wholly_typed() -> None:
 
 
 def _base() -> list[Manifest]:
-    mesh = Mesh("shop")
-    shop = mesh.namespace("shop", mode="ambient")
-    edge = mesh.namespace("edge", mode="ambient", waypoint=None)
-    web = shop.service("web", port=80)
-    web.deploy("v1", image="example.org/web:1")
-    api = shop.service("api", port=8080)
-    api.deploy("v1", image="example.org/api:1")
-    web.allow(api, methods=["GET"])
-    gw = edge.gateway("front").http("shop.example.com", "web.example.com",
-                                    https_redirect=True)
-    gw.authorization(action="DENY").rule(to=To(paths=["/internal*"]))
-    shop.routes("web", hosts=["web", "web.example.com"], gateways=["mesh", gw]).route(to=web)
-    return list(yaml.safe_load_all(render(mesh.build())))
+    return list(yaml.safe_load_all(render(ambient_shop().build())))
 
 
 def _find(docs: list[Manifest], kind: str, name: str) -> Manifest:

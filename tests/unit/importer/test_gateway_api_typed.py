@@ -14,18 +14,11 @@ import pytest
 from meshdsl import Mesh, To
 from meshdsl.compile import render
 from meshdsl.importer import import_documents, load_text, run_program, verify
-from tests.unit.importer.support import AMBIENT_SHOP, SHOP_WAYPOINT
+from tests.unit.importer.support import AMBIENT_SHOP, SHOP_WAYPOINT, ambient_shop
 
 
 def _mesh(extra: Callable[[Mesh], None]) -> Mesh:
-    mesh = Mesh("shop")
-    shop = mesh.namespace("shop", mode="ambient")
-    edge = mesh.namespace("edge", mode="ambient", waypoint=None)
-    web = shop.service("web", port=80)
-    web.deploy("v1", image="example.org/web:1")
-    api = shop.service("api", port=8080)
-    api.deploy("v1", image="example.org/api:1")
-    edge.gateway("front").http("shop.example.com", "web.example.com")
+    mesh = ambient_shop(shapes=False)
     extra(mesh)
     return mesh
 
