@@ -1,0 +1,56 @@
+"""Frozen values a program repeats are one object: what keeps a 10,000-service mesh small."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+
+from meshdsl import Header, Mesh, Method, Query, Uri, Version
+from meshdsl.model.base import shared
+
+
+def test_equal_conditions_are_one_object_and_different_ones_are_not() -> None:
+    assert Header("X-Canary", exact="true") is Header("x-canary", exact="true")
+    assert Header("x-canary", exact="true") is not Header("x-canary", exact="false")
+    assert Uri(prefix="/a") is Uri(prefix="/a")
+    assert Uri(prefix="/a") is not Uri(prefix="/a", ignore_case=True)
+    assert Query("v", exact="1") is not Header("v", exact="1")
+    assert Method("get") is Method("GET")
+
+
+def test_an_unhashable_argument_is_reported_by_validation() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        Header("x", exact=["not", "a", "string"])  # type: ignore[arg-type]
+    with pytest.raises(pydantic.ValidationError):
+        Uri(prefix="/a", regex="b")  # two kinds at once: still refused, never memoised
+
+
+def test_shared_keeps_types_apart() -> None:
+    made: list[object] = []
+
+    @shared
+    def box(value: object) -> list[object]:
+        made.append(value)
+        return [value]
+
+    assert box(1) is box(1)
+    assert box(1) is not box(True)  # equal and same hash, but not the same argument
+    assert box([1]) is not box([1])  # unhashable: built each time
+    assert made == [1, True, [1], [1]]
+
+
+def test_services_share_versions_ports_and_default_subsets_but_not_routes() -> None:
+    mesh = Mesh("m")
+    a = mesh.service("a", port=8080, versions=["v1", "v2"])
+    b = mesh.service("b", port=8080, versions=["v1", Version("v2", labels={"track": "b"})])
+    assert a.v1 is a.v1 and a.v1 is a.subset("v1") and a.v1 is not b.v1
+    a.route(to=a.v1)
+    b.route(to=b.v1)
+    spec = mesh.build()
+    sa, sb = spec.services
+    assert sa.versions[0] is sb.versions[0] and sa.ports[0] is sb.ports[0]
+    assert sa.versions[1] is not sb.versions[1]
+    dra, drb = spec.destination_rules
+    assert dra.subsets[0] is drb.subsets[0]
+    assert drb.subsets[1].labels == {"track": "b"} and dra.subsets[1].labels == {"version": "v2"}
+    assert spec.virtual_services[0].http[0] is not spec.virtual_services[1].http[0]
