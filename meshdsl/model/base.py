@@ -32,6 +32,10 @@ class SourceLocation(BaseModel):
         return f"{self.file}:{self.line}"
 
 
+_FIELD_SETS: dict[frozenset[str], set[str]] = {}
+_FIELD_SETS_LIMIT = 4096
+
+
 class Frozen(BaseModel):
     """Base of every DSL value: immutable, no unknown fields, camelCase aliases for Istio."""
 
@@ -43,6 +47,21 @@ class Frozen(BaseModel):
         validate_by_name=True,
         validate_by_alias=True,
     )
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Share the record of explicitly set fields between values that set the same ones.
+
+        pydantic keeps a set per instance (216 bytes, 728 past four names); a mesh of
+        10,000 services has about 30 distinct ones among 260,000 models, a third of its
+        memory. A frozen model never changes its set in place (``model_copy`` copies it
+        first), so one set per distinct content is safe to share."""
+        fields = self.__pydantic_fields_set__
+        one = _FIELD_SETS.get(frozenset(fields))
+        if one is None:
+            if len(_FIELD_SETS) < _FIELD_SETS_LIMIT:
+                _FIELD_SETS[frozenset(fields)] = fields
+        elif one is not fields:
+            object.__setattr__(self, "__pydantic_fields_set__", one)
 
 
 class Declared(Frozen):

@@ -54,3 +54,21 @@ def test_services_share_versions_ports_and_default_subsets_but_not_routes() -> N
     assert dra.subsets[0] is drb.subsets[0]
     assert drb.subsets[1].labels == {"track": "b"} and dra.subsets[1].labels == {"version": "v2"}
     assert spec.virtual_services[0].http[0] is not spec.virtual_services[1].http[0]
+
+
+def test_models_that_set_the_same_fields_share_one_record_of_them() -> None:
+    from meshdsl import Retries
+
+    first = Retries(attempts=3, per_try_timeout="2s")
+    second = Retries(attempts=5, per_try_timeout="1s")
+    other = Retries(attempts=1)
+    assert first.model_fields_set is second.model_fields_set
+    assert first.model_fields_set == {"attempts", "per_try_timeout"}
+    assert other.model_fields_set == {"attempts"}
+    copied = first.model_copy(update={"retry_on": "5xx"})  # copies the record first
+    assert copied.model_fields_set == {"attempts", "per_try_timeout", "retry_on"}
+    assert second.model_fields_set == {"attempts", "per_try_timeout"}
+    assert first.model_dump(exclude_unset=True) == {"attempts": 3, "per_try_timeout": "2s"}
+    with pytest.raises(pydantic.ValidationError):
+        first.attempts = 4  # type: ignore[misc]  # frozen: the shared record never grows
+    assert second.model_fields_set == {"attempts", "per_try_timeout"}
