@@ -54,11 +54,26 @@ def _default_routed(mesh: MeshSpec) -> set[tuple[str, str]]:
     return routed
 
 
+def _resolved(mesh: MeshSpec, dest: Destination, vs_ns: str) -> bool:
+    """A destination that names a known service (and a defined subset of it): the
+    common case, answered without formatting a finding's path."""
+    ns, name = mesh.resolve_host(dest.host, vs_ns)
+    return bool(ns) and _known(mesh, ns, name) and (
+        dest.subset is None or dest.subset in mesh.subsets_of(ns, name))
+
+
 def check(mesh: MeshSpec) -> Iterator[Finding]:
+    fine: set[tuple[str, str | None, str]] = set()
     for vs in mesh.virtual_services:
         base = f"VirtualService {vs.namespace}/{vs.name}"
         for i, route in enumerate(vs.http):
             for j, dest in enumerate(route.to):
+                key = (dest.host, dest.subset, vs.namespace)
+                if key in fine:
+                    continue
+                if _resolved(mesh, dest, vs.namespace):
+                    fine.add(key)
+                    continue
                 yield from _check_destination(mesh, dest, vs.namespace,
                                               f"{base} http[{i}].route[{j}]", route.source)
             if route.mirror is not None:

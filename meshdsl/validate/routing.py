@@ -121,26 +121,40 @@ def _text(path: Path) -> str:
     return out
 
 
-def _durations(model: BaseModel, path: Path, src: SourceLocation | None
-               ) -> Iterator[Finding]:
+def _durations(model: BaseModel, path: Path, src: SourceLocation | None,
+               out: list[Finding], clean: set[int]) -> bool:
+    """Append the bad durations of ``model`` to ``out``; True when it has none.
+
+    ``clean`` holds the ids of models already found to have none: a value shared by many
+    objects (one ``Subset`` for every service's ``v1``) is walked once. Every model is
+    alive in the mesh during the walk, so an id is never reused for another."""
+    if id(model) in clean:
+        return True
     durations, nested = _walk_plan(type(model))
     fields = model.__dict__
+    found = len(out)
     for name in durations:
         value = fields[name]
         if isinstance(value, str) and not _DURATION.match(value):
-            yield error("MD109", _text((*path, name)),
-                        f"{value!r} is not a duration; write it like '10s', '250ms' or '1m'",
-                        src)
+            out.append(error("MD109", _text((*path, name)),
+                             f"{value!r} is not a duration; write it like '10s', '250ms' or "
+                             "'1m'", src))
     for name in nested:
         value = fields[name]
+        if value is None:
+            continue
         if isinstance(value, BaseModel):
-            yield from _durations(value, (*path, name), src)
+            _durations(value, (*path, name), src, out, clean)
         elif isinstance(value, list):
             for i, item in enumerate(value):
                 if isinstance(item, BaseModel):
                     inner = item.__dict__.get("source")
-                    yield from _durations(item, (*path, name, i),
-                                          inner if isinstance(inner, SourceLocation) else src)
+                    _durations(item, (*path, name, i),
+                               inner if isinstance(inner, SourceLocation) else src, out, clean)
+    if len(out) == found:
+        clean.add(id(model))
+        return True
+    return False
 
 
 def _all_durations(mesh: MeshSpec) -> Iterator[Finding]:
@@ -150,12 +164,14 @@ def _all_durations(mesh: MeshSpec) -> Iterator[Finding]:
         ("RateLimit", list(mesh.rate_limits)),
         ("Canary", list(mesh.canaries)),
     ]
+    out: list[Finding] = []
+    clean: set[int] = set()
     for kind, objects in groups:
         for obj in objects:
-            fields = obj.__dict__
-            src = fields.get("source")
-            yield from _durations(obj, (_Named(kind, obj),),
-                                  src if isinstance(src, SourceLocation) else None)
+            src = obj.__dict__.get("source")
+            _durations(obj, (_Named(kind, obj),),
+                       src if isinstance(src, SourceLocation) else None, out, clean)
+    yield from out
 
 
 class _Named:
