@@ -169,9 +169,10 @@ def clean(value: Any) -> Any:
     return value
 
 
-def dump(model: BaseModel) -> Any:
-    """Istio-shaped dict of a model: camelCase keys, unset fields left out."""
-    return clean(model.model_dump(by_alias=True, exclude_none=True, mode="json"))
+def dump(model: BaseModel, *, exclude: frozenset[str] = frozenset()) -> Any:
+    """Istio-shaped dict of a model: camelCase keys, unset fields (and ``exclude``) left out."""
+    return clean(model.model_dump(by_alias=True, exclude_none=True, mode="json",
+                                  exclude=set(exclude) if exclude else None))
 
 
 ModelPath = tuple[str | int, ...]
