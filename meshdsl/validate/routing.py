@@ -122,17 +122,10 @@ def _text(path: Path) -> str:
 
 
 def _durations(model: BaseModel, path: Path, src: SourceLocation | None,
-               out: list[Finding], clean: set[int]) -> bool:
-    """Append the bad durations of ``model`` to ``out``; True when it has none.
-
-    ``clean`` holds the ids of models already found to have none: a value shared by many
-    objects (one ``Subset`` for every service's ``v1``) is walked once. Every model is
-    alive in the mesh during the walk, so an id is never reused for another."""
-    if id(model) in clean:
-        return True
+               out: list[Finding]) -> None:
+    """Append the bad durations of ``model`` (and of the models it holds) to ``out``."""
     durations, nested = _walk_plan(type(model))
     fields = model.__dict__
-    found = len(out)
     for name in durations:
         value = fields[name]
         if isinstance(value, str) and not _DURATION.match(value):
@@ -144,17 +137,13 @@ def _durations(model: BaseModel, path: Path, src: SourceLocation | None,
         if value is None:
             continue
         if isinstance(value, BaseModel):
-            _durations(value, (*path, name), src, out, clean)
+            _durations(value, (*path, name), src, out)
         elif isinstance(value, list):
             for i, item in enumerate(value):
                 if isinstance(item, BaseModel):
                     inner = item.__dict__.get("source")
                     _durations(item, (*path, name, i),
-                               inner if isinstance(inner, SourceLocation) else src, out, clean)
-    if len(out) == found:
-        clean.add(id(model))
-        return True
-    return False
+                               inner if isinstance(inner, SourceLocation) else src, out)
 
 
 def _all_durations(mesh: MeshSpec) -> Iterator[Finding]:
@@ -165,12 +154,11 @@ def _all_durations(mesh: MeshSpec) -> Iterator[Finding]:
         ("Canary", list(mesh.canaries)),
     ]
     out: list[Finding] = []
-    clean: set[int] = set()
     for kind, objects in groups:
         for obj in objects:
             src = obj.__dict__.get("source")
             _durations(obj, (_Named(kind, obj),),
-                       src if isinstance(src, SourceLocation) else None, out, clean)
+                       src if isinstance(src, SourceLocation) else None, out)
     yield from out
 
 
