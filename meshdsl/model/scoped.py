@@ -128,9 +128,6 @@ class ServiceRefs(_Scoped):
     def __getattr__(self, item: str) -> SubsetRef:
         if item.startswith("_"):
             raise AttributeError(item)
-        known = self.__dict__.get("_refs")
-        if known is not None and item in known:
-            return known[item]  # type: ignore[no-any-return]
         names = [v.name for v in self.__dict__.get("versions", [])]
         if item in names:
             return self.ref(item)

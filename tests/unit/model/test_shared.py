@@ -72,3 +72,10 @@ def test_models_that_set_the_same_fields_share_one_record_of_them() -> None:
     with pytest.raises(pydantic.ValidationError):
         first.attempts = 4  # type: ignore[misc]  # frozen: the shared record never grows
     assert second.model_fields_set == {"attempts", "per_try_timeout"}
+
+
+def test_a_cached_reference_does_not_declare_a_version() -> None:
+    svc = Mesh("m").service("a", versions=["v1"])
+    assert svc.subset("v4").subset == "v4"  # named anyway: the validator reports it
+    with pytest.raises(AttributeError, match="no version 'v4'"):
+        _ = svc.v4
