@@ -59,11 +59,18 @@ class MeshSpec(Frozen):
             index.setdefault(key, set()).update(s.name for s in dr.subsets)
         return index
 
+    @cached_property
+    def _gateway_index(self) -> dict[tuple[str, str], Gateway]:
+        index: dict[tuple[str, str], Gateway] = {}
+        for gw in self.gateways:
+            index.setdefault((gw.namespace, gw.name), gw)
+        return index
+
     def model_copy(self, *, update: Mapping[str, Any] | None = None,
                    deep: bool = False) -> MeshSpec:
         """A copy whose lookup indexes are rebuilt from its own contents."""
         copy = super().model_copy(update=update, deep=deep)
-        for key in ("_service_index", "_subset_index"):
+        for key in ("_service_index", "_subset_index", "_gateway_index"):
             copy.__dict__.pop(key, None)
         return copy
 
@@ -75,10 +82,7 @@ class MeshSpec(Frozen):
         return self._subset_index.get((namespace, name), set())
 
     def gateway(self, namespace: str, name: str) -> Gateway | None:
-        for gw in self.gateways:
-            if gw.namespace == namespace and gw.name == name:
-                return gw
-        return None
+        return self._gateway_index.get((namespace, name))
 
     def resolve_host(self, host: str, namespace: str) -> tuple[str, str]:
         """(namespace, name) a short, namespaced or FQDN service host refers to."""
