@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pydantic
 import pytest
 
@@ -79,3 +81,30 @@ def test_a_cached_reference_does_not_declare_a_version() -> None:
     assert svc.subset("v4").subset == "v4"  # named anyway: the validator reports it
     with pytest.raises(AttributeError, match="no version 'v4'"):
         _ = svc.v4
+
+
+def test_a_shared_value_is_dumped_once_and_each_caller_owns_its_copy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshdsl.model.base import dump
+    from meshdsl.model.matching import Match
+
+    match = Header("x-shared-dump", exact="yes")
+    dumps = 0
+    original = Match.model_dump
+
+    def counting(self: Match, **kwargs: Any) -> Any:
+        nonlocal dumps
+        dumps += 1
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(Match, "model_dump", counting)
+    first = dump(match)
+    assert first == {"headers": {"x-shared-dump": {"exact": "yes"}}}
+    first["headers"]["x-shared-dump"]["exact"] = "changed by a caller"
+    second = dump(Header("x-shared-dump", exact="yes"))
+    assert second == {"headers": {"x-shared-dump": {"exact": "yes"}}}
+    assert dumps == 1
+    own = Match(headers={"x-own": {"exact": "1"}})  # not shared: dumped each time
+    dump(own)
+    dump(own)
+    assert dumps == 3
