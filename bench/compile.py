@@ -156,7 +156,7 @@ def spread(values: list[float], unit: str = "s", digits: int = 3) -> str:
 def size_rows(sizes: list[int], runs: int) -> tuple[list[str], dict[int, dict[str, float]]]:
     rows = ["| services | objects | YAML characters | program | build | validate | compile | "
             "YAML | **program -> YAML** CPU (median, min-max) | every run | per service | "
-            "**peak RSS** (median; every run) | of which after imports + warm-up |",
+            "**peak RSS** (median; every run) | RSS after imports + warm-up |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     medians: dict[int, dict[str, float]] = {}
     for n in sizes:
