@@ -78,8 +78,9 @@ class Match(Frozen):
         """True when the match constrains nothing (or only the URI prefix '/'): every
         field but ``name`` and ``uri`` at its default, and ``uri`` unset or prefix '/'."""
         fields = self.__dict__
-        if any(fields[key] != default for key, default in _CONSTRAINT_DEFAULTS):
-            return False
+        for key, default in _CONSTRAINT_DEFAULTS:
+            if fields[key] != default:
+                return False
         uri = self.uri
         return uri is None or (uri.prefix == "/" and uri.exact is None and uri.regex is None)
 
