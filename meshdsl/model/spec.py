@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field
 
@@ -20,6 +20,16 @@ from meshdsl.model.security import AuthorizationPolicy, PeerAuthentication
 from meshdsl.model.service import NamespaceSpec, ServiceSpec
 from meshdsl.model.telemetry import Telemetry
 from meshdsl.model.tenancy import Tenancy
+
+Named = TypeVar("Named", ServiceSpec, Gateway)
+
+
+def _first_by_name(objects: list[Named]) -> dict[tuple[str, str], Named]:
+    """The first object of each (namespace, name): what a lookup by name finds."""
+    index: dict[tuple[str, str], Named] = {}
+    for obj in objects:
+        index.setdefault((obj.namespace, obj.name), obj)
+    return index
 
 
 class MeshSpec(Frozen):
@@ -46,10 +56,7 @@ class MeshSpec(Frozen):
 
     @cached_property
     def _service_index(self) -> dict[tuple[str, str], ServiceSpec]:
-        index: dict[tuple[str, str], ServiceSpec] = {}
-        for svc in self.services:
-            index.setdefault((svc.namespace, svc.name), svc)
-        return index
+        return _first_by_name(self.services)
 
     @cached_property
     def _subset_index(self) -> dict[tuple[str, str], set[str]]:
@@ -61,10 +68,7 @@ class MeshSpec(Frozen):
 
     @cached_property
     def _gateway_index(self) -> dict[tuple[str, str], Gateway]:
-        index: dict[tuple[str, str], Gateway] = {}
-        for gw in self.gateways:
-            index.setdefault((gw.namespace, gw.name), gw)
-        return index
+        return _first_by_name(self.gateways)
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None,
                    deep: bool = False) -> MeshSpec:
