@@ -140,10 +140,13 @@ def peer_authentication(pa: PeerAuthentication, labels: dict[str, str]) -> Manif
     return _object(SECURITY, "PeerAuthentication", pa.name, pa.namespace, labels, spec)
 
 
+_SERVICES = frozenset({"services"})  # named callers become principals instead
+
+
 def _rule(rule: Rule, mesh: MeshSpec, namespace: str) -> dict[str, Any]:
     sources = []
     for frm in rule.from_:
-        source = dump(frm.model_copy(update={"services": []}))
+        source = dump(frm, exclude=_SERVICES)
         derived = []
         for ref in frm.services:
             ns = ref.namespace or namespace

@@ -32,21 +32,23 @@ class Placed:
     raw: bool = False
 
 
-def placed(spec: MeshSpec) -> Iterator[Placed]:
-    for ns in spec.namespaces:
-        if ns.create:
-            yield Placed(f"Namespace {ns.name}", "Namespace", "", ns.name, ns.source)
-    for svc in spec.services:
-        yield Placed(f"Service {svc.namespace}/{svc.name}", "Service", svc.namespace,
-                     svc.name, svc.source)
-    dsl: list[tuple[str, Any]] = [
+def _dsl_objects(spec: MeshSpec) -> list[tuple[str, Any]]:
+    """Each kind of namespaced object the DSL declares, with its objects."""
+    return [
+        ("Service", spec.services),
         ("VirtualService", spec.virtual_services), ("DestinationRule", spec.destination_rules),
         ("Gateway", spec.gateways), ("PeerAuthentication", spec.peer_authentications),
         ("AuthorizationPolicy", spec.authorization_policies),
         ("EnvoyFilter", spec.rate_limits), ("ServiceEntry", spec.service_entries),
         ("WorkloadEntry", spec.workload_entries),
     ]
-    for kind, items in dsl:
+
+
+def placed(spec: MeshSpec) -> Iterator[Placed]:
+    for ns in spec.namespaces:
+        if ns.create:
+            yield Placed(f"Namespace {ns.name}", "Namespace", "", ns.name, ns.source)
+    for kind, items in _dsl_objects(spec):
         for item in items:
             yield Placed(f"{kind} {item.namespace}/{item.name}", kind, item.namespace,
                          item.name, item.source)
@@ -63,7 +65,8 @@ def opened_namespaces(spec: MeshSpec) -> list[str]:
     ``mesh.namespace(...)`` and every namespace a DSL object lives in — never one only a
     ``mesh.raw`` manifest names."""
     found = {spec.default_namespace, *(ns.name for ns in spec.namespaces)}
-    found |= {p.namespace for p in placed(spec) if p.namespace and not p.raw}
+    found |= {item.namespace for _, items in _dsl_objects(spec) for item in items
+              if item.namespace}
     return sorted(found)
 
 

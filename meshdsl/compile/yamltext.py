@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from yaml.nodes import ScalarNode
@@ -76,33 +76,63 @@ def _quote(text: str) -> str:
     return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
 
 
+_KEYS: dict[str, str] = {}
+
+
+def _key(key: Any) -> str:
+    """``key:`` as it heads a mapping entry; string keys memoised like string values."""
+    if type(key) is not str:
+        return _scalar(key) + ":"
+    out = _KEYS.get(key)
+    if out is None:
+        if len(_KEYS) >= _STRINGS_LIMIT:
+            _KEYS.clear()
+        out = _KEYS[key] = _string(key) + ":"
+    return out
+
+
 def _mapping(value: dict[Any, Any], indent: str, out: list[str], first: str | None) -> None:
+    """Dispatch on the exact type first: strings, dicts, lists and ints are nearly every
+    value of a manifest, so the common case costs a type check and a dict lookup."""
     prefix = indent if first is None else first
     inner = indent + "  "
     append = out.append
+    keys, strings = _KEYS, _STRINGS
     for key, item in value.items():
-        head = f"{prefix}{_scalar(key)}:"
-        prefix = indent
-        if isinstance(item, dict):
+        head = keys.get(key) if type(key) is str else None
+        if head is None:
+            head = _key(key)
+        kind = type(item)
+        if kind is str:
+            text = strings.get(item)
+            append(f"{prefix}{head} {_string(item) if text is None else text}")
+        elif kind is dict or (kind is not list and isinstance(item, dict)):
             if item:
-                append(head)
+                append(prefix + head)
                 _mapping(item, inner, out, None)
             else:
-                append(head + " {}")
-        elif isinstance(item, list):
+                append(prefix + head + " {}")
+        elif kind is list or isinstance(item, list):
             if item:
-                append(head)
+                append(prefix + head)
                 _sequence(item, indent, out)
             else:
-                append(head + " []")
+                append(prefix + head + " []")
+        elif kind is int:
+            append(f"{prefix}{head} {item}")
         else:
-            append(f"{head} {_scalar(item)}")
+            append(f"{prefix}{head} {_scalar(item)}")
+        prefix = indent
 
 
 def _sequence(value: list[Any], indent: str, out: list[str]) -> None:
     dash, inner = indent + "- ", indent + "  "
     for item in value:
-        if isinstance(item, dict) and item:
+        kind = type(item)
+        if kind is str:
+            text = _STRINGS.get(item)
+            out.append(dash + (_string(item) if text is None else text))
+        elif isinstance(item, dict) and item:
             _mapping(item, inner, out, dash)
         elif isinstance(item, list) and item:
             out.append(f"{indent}-")
@@ -134,3 +164,13 @@ def dump(document: Any) -> str:
 def dump_all(documents: Iterable[Any]) -> str:
     """A stream of documents separated by ``---``."""
     return "---\n".join(dump(d) for d in documents)
+
+
+def write_all(documents: Iterable[Any], write: Callable[[str], object]) -> int:
+    """The stream of :func:`dump_all` handed to ``write`` one document at a time (a file's
+    ``write``), so the text of a large mesh is never held whole; returns the count."""
+    count = 0
+    for document in documents:
+        write(dump(document) if count == 0 else "---\n" + dump(document))
+        count += 1
+    return count

@@ -11,8 +11,8 @@ import functools
 import gc
 import os
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, ParamSpec, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -32,6 +32,10 @@ class SourceLocation(BaseModel):
         return f"{self.file}:{self.line}"
 
 
+_FIELD_SETS: dict[frozenset[str], set[str]] = {}
+_FIELD_SETS_LIMIT = 4096
+
+
 class Frozen(BaseModel):
     """Base of every DSL value: immutable, no unknown fields, camelCase aliases for Istio."""
 
@@ -43,6 +47,21 @@ class Frozen(BaseModel):
         validate_by_name=True,
         validate_by_alias=True,
     )
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Share the record of explicitly set fields between values that set the same ones.
+
+        pydantic keeps a set per instance (216 bytes, 728 past four names); a mesh of
+        10,000 services has about 30 distinct ones among 260,000 models, a third of its
+        memory. A frozen model never changes its set in place (``model_copy`` copies it
+        first), so one set per distinct content is safe to share."""
+        fields = self.__pydantic_fields_set__
+        one = _FIELD_SETS.get(frozenset(fields))
+        if one is None:
+            if len(_FIELD_SETS) < _FIELD_SETS_LIMIT:
+                _FIELD_SETS[frozenset(fields)] = fields
+        elif one is not fields:
+            object.__setattr__(self, "__pydantic_fields_set__", one)
 
 
 class Declared(Frozen):
@@ -81,6 +100,43 @@ def _location(file: str, line: int) -> SourceLocation:
     """One frozen location per (file, line): a loop declaring 10,000 services shares a
     handful instead of allocating one per call."""
     return SourceLocation(file=file, line=line)
+
+
+def given(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields a builder call set (those not None): validating only these is cheaper,
+    and the model's record of explicitly set fields stays small."""
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def shared(build: Callable[P, T]) -> Callable[P, T]:
+    """``build`` memoised on its arguments, for the constructors of frozen values that a
+    program repeats in a loop (a version named ``v1``, ``Header("x-canary", exact="true")``
+    on every service): equal calls return one object instead of one model each. Values
+    are frozen, so sharing them is safe. An unhashable argument skips the memo, and
+    validation says what is wrong with it."""
+    cached = cast(Callable[P, T], functools.lru_cache(maxsize=4096, typed=True)(build))
+
+    @functools.wraps(build)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            value = cached(*args, **kwargs)
+        except TypeError:
+            return build(*args, **kwargs)
+        if id(value) not in _SHARED:
+            if len(_SHARED) >= _SHARED_LIMIT:
+                _SHARED.clear()
+            _SHARED[id(value)] = [value, None]
+        return value
+    return call
+
+
+# id -> [a shared value, its dump once made]; the value is held, so the id stays its own
+_SHARED: dict[int, list[Any]] = {}
+_SHARED_LIMIT = 16384
 
 
 @contextlib.contextmanager
@@ -123,9 +179,29 @@ def clean(value: Any) -> Any:
     return value
 
 
-def dump(model: BaseModel) -> Any:
-    """Istio-shaped dict of a model: camelCase keys, unset fields left out."""
-    return clean(model.model_dump(by_alias=True, exclude_none=True, mode="json"))
+def dump(model: BaseModel, *, exclude: frozenset[str] = frozenset()) -> Any:
+    """Istio-shaped dict of a model: camelCase keys, unset fields (and ``exclude``) left out.
+
+    A :func:`shared` value is dumped once, and each caller gets its own copy of that dump
+    (copying a few small dicts costs a fraction of pydantic's dump and the cleaning)."""
+    memo = None if exclude else _SHARED.get(id(model))
+    if memo is not None and memo[0] is model:
+        if memo[1] is None:
+            memo[1] = clean(model.model_dump(by_alias=True, exclude_none=True, mode="json"))
+        return _copy(memo[1])
+    return clean(model.model_dump(by_alias=True, exclude_none=True, mode="json",
+                                  exclude=set(exclude) if exclude else None))
+
+
+def _copy(value: Any) -> Any:
+    """A copy of a dump (dicts and lists of plain values), shared with no one."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _copy(item) if type(item) in (dict, list) else item
+                for key, item in value.items()}
+    if kind is list:
+        return [_copy(item) if type(item) in (dict, list) else item for item in value]
+    return value
 
 
 ModelPath = tuple[str | int, ...]

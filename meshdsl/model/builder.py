@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from meshdsl.model.base import SourceLocation, caller_location
+from meshdsl.model.base import SourceLocation, caller_location, given, shared
 from meshdsl.model.canary import (
     CanaryPlan,
     HeaderStage,
@@ -57,15 +57,30 @@ from meshdsl.model.tenancy import Tenancy
 from meshdsl.model.workloads import Deployments
 
 
+@shared
+def _port(number: int) -> ServicePort:
+    return ServicePort(number=number)
+
+
+@shared
+def _version(name: str) -> Version:
+    return Version(name=name)
+
+
+@shared
+def _subset(name: str) -> Subset:
+    return Subset(name=name, labels={"version": name})
+
+
 def _ports(port: int | ServicePort | Sequence[int | ServicePort] | None) -> list[ServicePort]:
     if port is None:
         return []
     items = [port] if isinstance(port, (int, ServicePort)) else list(port)
-    return [p if isinstance(p, ServicePort) else ServicePort(number=p) for p in items]
+    return [p if isinstance(p, ServicePort) else _port(p) for p in items]
 
 
 def _versions(versions: Iterable[str | Version]) -> list[Version]:
-    return [v if isinstance(v, Version) else Version(name=v) for v in versions]
+    return [v if isinstance(v, Version) else _version(v) for v in versions]
 
 
 class Service(ServiceRefs, Deployments):
@@ -112,9 +127,9 @@ class Service(ServiceRefs, Deployments):
                outlier_detection: OutlierDetection | None = None,
                tls: ClientTls | None = None) -> Service:
         """How clients connect to every version (the DestinationRule's trafficPolicy)."""
-        self.traffic_policy = TrafficPolicy(connection_pool=connection_pool,
-                                            load_balancer=load_balancer,
-                                            outlier_detection=outlier_detection, tls=tls)
+        self.traffic_policy = TrafficPolicy.model_validate(given({
+            "connection_pool": connection_pool, "load_balancer": load_balancer,
+            "outlier_detection": outlier_detection, "tls": tls}))
         self.policy_source = caller_location()
         return self
 
@@ -197,8 +212,9 @@ class Service(ServiceRefs, Deployments):
     def destination_rule(self) -> DestinationRule | None:
         if not self.versions and self.traffic_policy is None:
             return None
-        subsets = [Subset(name=v.name, labels=v.labels or {"version": v.name},
-                          traffic_policy=v.traffic_policy) for v in self.versions]
+        subsets = [_subset(v.name) if not v.labels and v.traffic_policy is None
+                   else Subset(name=v.name, labels=v.labels or {"version": v.name},
+                               traffic_policy=v.traffic_policy) for v in self.versions]
         return DestinationRule(name=self.name, namespace=self.namespace, host=self.name,
                                traffic_policy=self.traffic_policy, subsets=subsets,
                                source=self.policy_source or self.source)

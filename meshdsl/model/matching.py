@@ -10,7 +10,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from meshdsl.model.base import Frozen
+from meshdsl.model.base import Frozen, shared
 
 
 class StringMatch(Frozen):
@@ -75,48 +75,69 @@ class Match(Frozen):
         return Match.model_validate(merged)
 
     def is_catch_all(self) -> bool:
-        """True when the match constrains nothing (or only the URI prefix '/')."""
-        dumped = self.model_dump(exclude_defaults=True, exclude={"name"})
-        return not dumped or dumped == {"uri": {"prefix": "/"}}
+        """True when the match constrains nothing (or only the URI prefix '/'): every
+        field but ``name`` and ``uri`` at its default, and ``uri`` unset or prefix '/'."""
+        fields = self.__dict__
+        for key, default in _CONSTRAINT_DEFAULTS:
+            if fields[key] != default:
+                return False
+        uri = self.uri
+        return uri is None or (uri.prefix == "/" and uri.exact is None and uri.regex is None)
+
+
+_CONSTRAINT_DEFAULTS = tuple((key, field.get_default(call_default_factory=True))
+                             for key, field in Match.model_fields.items()
+                             if key not in ("name", "uri"))
 
 
 def _sm(exact: str | None, prefix: str | None, regex: str | None) -> StringMatch:
     return StringMatch(exact=exact, prefix=prefix, regex=regex)
 
 
+@shared
+def _condition(field: str, key: str | None, exact: str | None, prefix: str | None,
+               regex: str | None, ignore_case: bool | None) -> Match:
+    """One condition as a Match, the same object for the same arguments: a program
+    declaring its routes in a loop repeats each condition once per service."""
+    string = _sm(exact, prefix, regex)
+    if field == "uri":
+        return Match(uri=string, ignore_uri_case=ignore_case)
+    return Match.model_validate({field: string if key is None else {key: string}})
+
+
 def Uri(*, exact: str | None = None, prefix: str | None = None, regex: str | None = None,
         ignore_case: bool | None = None) -> Match:
     """Match on the request path."""
-    return Match(uri=_sm(exact, prefix, regex), ignore_uri_case=ignore_case)
+    return _condition("uri", None, exact, prefix, regex, ignore_case)
 
 
 def Header(name: str, *, exact: str | None = None, prefix: str | None = None,
            regex: str | None = None) -> Match:
     """Match on a request header (names are lower-cased, as Envoy sees them)."""
-    return Match(headers={name.lower(): _sm(exact, prefix, regex)})
+    return _condition("headers", name.lower(), exact, prefix, regex, None)
 
 
 def WithoutHeader(name: str, *, exact: str | None = None, prefix: str | None = None,
                   regex: str | None = None) -> Match:
     """Match requests whose header does NOT match."""
-    return Match(without_headers={name.lower(): _sm(exact, prefix, regex)})
+    return _condition("without_headers", name.lower(), exact, prefix, regex, None)
 
 
 def Query(name: str, *, exact: str | None = None, prefix: str | None = None,
           regex: str | None = None) -> Match:
     """Match on a query parameter."""
-    return Match(query_params={name: _sm(exact, prefix, regex)})
+    return _condition("query_params", name, exact, prefix, regex, None)
 
 
 def Method(method: str) -> Match:
     """Match on the HTTP method."""
-    return Match(method=StringMatch(exact=method.upper()))
+    return _condition("method", None, method.upper(), None, None, None)
 
 
 def Authority(*, exact: str | None = None, prefix: str | None = None,
               regex: str | None = None) -> Match:
     """Match on the Host/:authority header."""
-    return Match(authority=_sm(exact, prefix, regex))
+    return _condition("authority", None, exact, prefix, regex, None)
 
 
 def Caller(*, labels: dict[str, str] | None = None, namespace: str | None = None) -> Match:

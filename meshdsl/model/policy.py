@@ -96,7 +96,9 @@ class TrafficPolicy(Frozen):
     tls: ClientTls | None = None
 
     def is_empty(self) -> bool:
-        return not self.model_dump(exclude_none=True)
+        """No setting at all: every field None (what a dump without None would say,
+        without making the dump)."""
+        return all(value is None for value in self.__dict__.values())
 
 
 class Subset(Frozen):

@@ -104,7 +104,10 @@ class HttpRoute(Declared):
         return self
 
     def is_catch_all(self) -> bool:
-        return not self.match or any(m.is_catch_all() for m in self.match)
+        for match in self.match:
+            if match.is_catch_all():
+                return True
+        return not self.match
 
 
 class TcpRoute(Declared):

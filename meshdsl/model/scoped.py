@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
 from meshdsl.errors import ModelUsageError
-from meshdsl.model.base import Frozen, SourceLocation, caller_location
+from meshdsl.model.base import Frozen, SourceLocation, caller_location, given, shared
 from meshdsl.model.gateway import GATEWAY_NAME_LABEL, Gateway, Server, ServerPort, ServerTls
 from meshdsl.model.matching import L4Match, Match
 from meshdsl.model.routing import (
@@ -112,8 +112,15 @@ class ServiceRefs(_Scoped):
 
     # -- references -------------------------------------------------------------------
     def ref(self, subset: str | None = None) -> SubsetRef:
-        port = self.ports[0].number if self.explicit_port and self.ports else None
-        return SubsetRef(service=self.name, namespace=self.namespace, subset=subset, port=port)
+        """The same frozen reference each time a version is named (``reviews.v2`` in
+        every route of a service is one object, not one per mention)."""
+        refs: dict[str | None, SubsetRef] = self.__dict__.setdefault("_refs", {})
+        ref = refs.get(subset)
+        if ref is None:
+            port = self.ports[0].number if self.explicit_port and self.ports else None
+            ref = refs[subset] = SubsetRef(service=self.name, namespace=self.namespace,
+                                           subset=subset, port=port)
+        return ref
 
     def subset(self, name: str) -> SubsetRef:
         """A reference to a version, declared or not (the validator reports unknown ones)."""
@@ -169,14 +176,14 @@ class Routes(_Scoped):
         headers: Headers | None = None,
         cors: Cors | None = None,
     ) -> Routes:
-        self.http.append(HttpRoute(
-            name=name, match=_matches(match),
-            to=[] if to is None else self._destinations(to),
-            timeout=timeout, retries=retries, fault=fault,
-            mirror=None if mirror is None else self._destination(mirror),
-            mirror_percent=mirror_percent, rewrite=rewrite, redirect=redirect,
-            headers=headers, cors=cors, source=caller_location(),
-        ))
+        fields = {"name": name, "match": _matches(match),
+                  "to": [] if to is None else self._destinations(to),
+                  "timeout": timeout, "retries": retries, "fault": fault,
+                  "mirror": None if mirror is None else self._destination(mirror),
+                  "mirror_percent": mirror_percent, "rewrite": rewrite,
+                  "redirect": redirect, "headers": headers, "cors": cors,
+                  "source": caller_location()}
+        self.http.append(HttpRoute.model_validate(given(fields)))
         return self
 
     def tcp_route(self, *, to: Any, port: int | None = None,
@@ -222,12 +229,21 @@ class Authorization(_Scoped):
         refs = [ServiceRef(name=c.name, namespace=c.namespace) if isinstance(c, ServiceRefs)
                 else ServiceRef(name=c, namespace=self.namespace) for c in callers]
         frm = From(services=refs, namespaces=list(namespaces))
-        op = To(methods=list(methods), paths=list(paths), ports=list(ports))
-        return self.rule(from_=frm, to=None if op == To() else op)
+        op = _operation(tuple(methods), tuple(paths), tuple(ports)) \
+            if methods or paths or ports else None
+        return self.rule(from_=frm, to=op)
 
     def build(self) -> AuthorizationPolicy:
         return AuthorizationPolicy(name=self.name, namespace=self.namespace, action=self.action,
                                    selector=self.selector, rules=self.rules, source=self.source)
+
+
+@shared
+def _operation(methods: tuple[str, ...], paths: tuple[str, ...],
+               ports: tuple[int | str, ...]) -> To:
+    """One frozen ``To`` per distinct operation: ``allow(methods=["GET"])`` on every
+    service of a large mesh shares it."""
+    return To(methods=list(methods), paths=list(paths), ports=list(ports))
 
 
 class GatewayBuilder(_Scoped):

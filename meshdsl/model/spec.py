@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field
 
@@ -20,6 +20,16 @@ from meshdsl.model.security import AuthorizationPolicy, PeerAuthentication
 from meshdsl.model.service import NamespaceSpec, ServiceSpec
 from meshdsl.model.telemetry import Telemetry
 from meshdsl.model.tenancy import Tenancy
+
+Named = TypeVar("Named", ServiceSpec, Gateway)
+
+
+def _first_by_name(objects: list[Named]) -> dict[tuple[str, str], Named]:
+    """The first object of each (namespace, name): what a lookup by name finds."""
+    index: dict[tuple[str, str], Named] = {}
+    for obj in objects:
+        index.setdefault((obj.namespace, obj.name), obj)
+    return index
 
 
 class MeshSpec(Frozen):
@@ -47,10 +57,7 @@ class MeshSpec(Frozen):
 
     @cached_property
     def _service_index(self) -> dict[tuple[str, str], ServiceSpec]:
-        index: dict[tuple[str, str], ServiceSpec] = {}
-        for svc in self.services:
-            index.setdefault((svc.namespace, svc.name), svc)
-        return index
+        return _first_by_name(self.services)
 
     @cached_property
     def _subset_index(self) -> dict[tuple[str, str], set[str]]:
@@ -60,11 +67,15 @@ class MeshSpec(Frozen):
             index.setdefault(key, set()).update(s.name for s in dr.subsets)
         return index
 
+    @cached_property
+    def _gateway_index(self) -> dict[tuple[str, str], Gateway]:
+        return _first_by_name(self.gateways)
+
     def model_copy(self, *, update: Mapping[str, Any] | None = None,
                    deep: bool = False) -> MeshSpec:
         """A copy whose lookup indexes are rebuilt from its own contents."""
         copy = super().model_copy(update=update, deep=deep)
-        for key in ("_service_index", "_subset_index"):
+        for key in ("_service_index", "_subset_index", "_gateway_index"):
             copy.__dict__.pop(key, None)
         return copy
 
@@ -76,10 +87,7 @@ class MeshSpec(Frozen):
         return self._subset_index.get((namespace, name), set())
 
     def gateway(self, namespace: str, name: str) -> Gateway | None:
-        for gw in self.gateways:
-            if gw.namespace == namespace and gw.name == name:
-                return gw
-        return None
+        return self._gateway_index.get((namespace, name))
 
     def resolve_host(self, host: str, namespace: str) -> tuple[str, str]:
         """(namespace, name) a short, namespaced or FQDN service host refers to."""

@@ -79,9 +79,13 @@ def check(mesh: MeshSpec) -> Iterator[Finding]:
         ("WorkloadEntry", list(mesh.workload_entries), False),
     ]
     for kind, items, label_name in groups:
+        valid = is_label if label_name else is_subdomain
         for item in items:
             name = getattr(item, "name", None)
             namespace = getattr(item, "namespace", None)
+            if (isinstance(name, str) and valid(name) and isinstance(namespace, str)
+                    and is_label(namespace)):
+                continue  # the common case: no path to format
             yield from _check(f"{kind} {namespace}/{name}", name, namespace,
                               label_name=label_name, source=getattr(item, "source", None))
     for i, raw in enumerate(mesh.raw):

@@ -41,11 +41,39 @@ def _check_destination(mesh: MeshSpec, dest: Destination, vs_ns: str, path: str,
                         f"{', '.join(sorted(subsets)) or 'none'})", src)
 
 
+def _default_routed(mesh: MeshSpec) -> set[tuple[str, str]]:
+    """The services some catch-all route sends all its traffic to, indexed once (not
+    once per canary plan)."""
+    routed = set()
+    for vs in mesh.virtual_services:
+        for route in vs.http:
+            if route.to and route.is_catch_all():
+                targets = {mesh.resolve_host(d.host, vs.namespace) for d in route.to}
+                if len(targets) == 1:
+                    routed |= targets
+    return routed
+
+
+def _resolved(mesh: MeshSpec, dest: Destination, vs_ns: str) -> bool:
+    """A destination that names a known service (and a defined subset of it): the
+    common case, answered without formatting a finding's path."""
+    ns, name = mesh.resolve_host(dest.host, vs_ns)
+    return bool(ns) and _known(mesh, ns, name) and (
+        dest.subset is None or dest.subset in mesh.subsets_of(ns, name))
+
+
 def check(mesh: MeshSpec) -> Iterator[Finding]:
+    fine: set[tuple[str, str | None, str]] = set()
     for vs in mesh.virtual_services:
         base = f"VirtualService {vs.namespace}/{vs.name}"
         for i, route in enumerate(vs.http):
             for j, dest in enumerate(route.to):
+                key = (dest.host, dest.subset, vs.namespace)
+                if key in fine:
+                    continue
+                if _resolved(mesh, dest, vs.namespace):
+                    fine.add(key)
+                    continue
                 yield from _check_destination(mesh, dest, vs.namespace,
                                               f"{base} http[{i}].route[{j}]", route.source)
             if route.mirror is not None:
@@ -71,6 +99,7 @@ def check(mesh: MeshSpec) -> Iterator[Finding]:
             yield error("MD102", f"DestinationRule {dr.namespace}/{dr.name} host",
                         f"host {dr.host!r} is not a service of this mesh; declare it with "
                         f"mesh.service({name!r})", dr.source)
+    routed: set[tuple[str, str]] | None = None
     for plan in mesh.canaries:
         path = f"Canary {plan.namespace}/{plan.service}"
         svc = mesh.service(plan.namespace, plan.service)
@@ -88,12 +117,9 @@ def check(mesh: MeshSpec) -> Iterator[Finding]:
         if plan.target == plan.stable:
             yield error("MD112", f"{path} target",
                         "canary target and stable are the same version", plan.source)
-        routed = any(
-            route.is_catch_all() and route.to and all(
-                mesh.resolve_host(d.host, vs.namespace) == (svc.namespace, svc.name)
-                for d in route.to)
-            for vs in mesh.virtual_services for route in vs.http)
-        if not routed:
+        if routed is None:
+            routed = _default_routed(mesh)
+        if (svc.namespace, svc.name) not in routed:
             yield error("MD114", path,
                         f"a canary needs a default route of {plan.service!r} to carry its "
                         f"weights; add {plan.service}.route(to=...) without a match",

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pydantic import BaseModel
 
 from meshdsl.model.base import SourceLocation
+from meshdsl.model.matching import Match
+from meshdsl.model.routing import VirtualService
 from meshdsl.model.spec import MeshSpec
 from meshdsl.validate import hosts
 from meshdsl.validate.findings import Finding, error, warning
@@ -25,10 +27,12 @@ DURATION_FIELDS = {
 
 def _weights(mesh: MeshSpec) -> Iterator[Finding]:
     for vs in mesh.virtual_services:
-        routes = [(f"http[{i}]", r.to, r.source) for i, r in enumerate(vs.http)]
-        routes += [(f"tcp[{i}]", r.to, r.source) for i, r in enumerate(vs.tcp)]
-        for where, dests, src in routes:
-            path = f"VirtualService {vs.namespace}/{vs.name} {where}"
+        routes = [("http", i, r.to, r.source) for i, r in enumerate(vs.http)]
+        routes += [("tcp", i, r.to, r.source) for i, r in enumerate(vs.tcp)]
+        for where, i, dests, src in routes:
+            if not dests or (len(dests) == 1 and dests[0].weight is None):
+                continue  # the common case: one destination, no weight
+            path = f"VirtualService {vs.namespace}/{vs.name} {where}[{i}]"
             weights = [d.weight for d in dests]
             if any(w is not None and w < 0 for w in weights):
                 yield error("MD103", path, f"negative weight in {weights}; weights are "
@@ -44,39 +48,42 @@ def _weights(mesh: MeshSpec) -> Iterator[Finding]:
 
 
 def _conflicts(mesh: MeshSpec) -> Iterator[Finding]:
-    claimed: dict[tuple[str, str], list[str]] = defaultdict(list)
+    claimed: dict[tuple[str, str], VirtualService] = {}
     for vs in mesh.virtual_services:
         scopes = vs.gateways or ["mesh"]
         for scope in scopes:
             gw = scope if scope == "mesh" or "/" in scope else f"{vs.namespace}/{scope}"
             for host in vs.hosts:
                 key = (gw, hosts.fqdn(mesh, host, vs.namespace) if gw == "mesh" else host)
-                if claimed[key]:
+                first = claimed.get(key)
+                if first is None:
+                    claimed[key] = vs
+                else:
                     yield error("MD104", f"VirtualService {vs.namespace}/{vs.name} hosts",
                                 f"host {host!r} is already routed by VirtualService "
-                                f"{claimed[key][0]} ({'the mesh' if gw == 'mesh' else gw}); "
+                                f"{first.namespace}/{first.name} "
+                                f"({'the mesh' if gw == 'mesh' else gw}); "
                                 "Istio would merge them unpredictably — put the routes in "
                                 "one place", vs.source)
-                claimed[key].append(f"{vs.namespace}/{vs.name}")
 
 
 def _shadowed(mesh: MeshSpec) -> Iterator[Finding]:
     for vs in mesh.virtual_services:
-        seen: list[tuple[int, list[object]]] = []
+        seen: list[tuple[int, list[Match]]] = []
         catch_all: int | None = None
         for i, route in enumerate(vs.http):
-            path = f"VirtualService {vs.namespace}/{vs.name} http[{i}]"
-            matches = [m.model_dump() for m in route.match]
             if catch_all is not None:
-                yield warning("MD105", path,
+                yield warning("MD105", f"VirtualService {vs.namespace}/{vs.name} http[{i}]",
                               f"this route is never used: http[{catch_all}] above matches "
                               "every request; move the catch-all route last", route.source)
                 continue
+            matches = route.match  # frozen models compare by value, field by field
             same = [j for j, earlier in seen if matches and earlier == matches]
             if same:
-                yield warning("MD105", path, f"this route is never used: http[{same[0]}] "
-                              "above has the same match", route.source)
-            seen.append((i, list(matches)))
+                yield warning("MD105", f"VirtualService {vs.namespace}/{vs.name} http[{i}]",
+                              f"this route is never used: http[{same[0]}] above has the "
+                              "same match", route.source)
+            seen.append((i, matches))
             if route.is_catch_all():
                 catch_all = i
 
@@ -102,23 +109,41 @@ def _walk_plan(cls: type[BaseModel]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(durations), tuple(nested)
 
 
-def _durations(model: BaseModel, path: str, src: SourceLocation | None
-               ) -> Iterator[Finding]:
+Path = tuple[object, ...]
+
+
+def _text(path: Path) -> str:
+    """``VirtualService ns/name.http[0].retries.per_try_timeout`` from its parts, built only
+    for a finding: walking 10,000 services formats no path for the ones that are fine."""
+    out = str(path[0])
+    for part in path[1:]:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _durations(model: BaseModel, path: Path, src: SourceLocation | None,
+               out: list[Finding]) -> None:
+    """Append the bad durations of ``model`` (and of the models it holds) to ``out``."""
     durations, nested = _walk_plan(type(model))
+    fields = model.__dict__
     for name in durations:
-        value = getattr(model, name)
+        value = fields[name]
         if isinstance(value, str) and not _DURATION.match(value):
-            yield error("MD109", f"{path}.{name}",
-                        f"{value!r} is not a duration; write it like '10s', '250ms' or '1m'",
-                        src)
+            out.append(error("MD109", _text((*path, name)),
+                             f"{value!r} is not a duration; write it like '10s', '250ms' or "
+                             "'1m'", src))
     for name in nested:
-        value = getattr(model, name)
+        value = fields[name]
+        if value is None:
+            continue
         if isinstance(value, BaseModel):
-            yield from _durations(value, f"{path}.{name}", src)
+            _durations(value, (*path, name), src, out)
         elif isinstance(value, list):
             for i, item in enumerate(value):
                 if isinstance(item, BaseModel):
-                    yield from _durations(item, f"{path}.{name}[{i}]", _source(item, src))
+                    inner = item.__dict__.get("source")
+                    _durations(item, (*path, name, i),
+                               inner if isinstance(inner, SourceLocation) else src, out)
 
 
 def _source(obj: object, default: SourceLocation | None = None) -> SourceLocation | None:
@@ -141,12 +166,27 @@ def _objects(mesh: MeshSpec, *kinds: str) -> Iterator[tuple[str, list[BaseModel]
 
 
 def _all_durations(mesh: MeshSpec) -> Iterator[Finding]:
+    out: list[Finding] = []
     for kind, objects in _objects(mesh, "VirtualService", "DestinationRule", "RateLimit",
                                   "Canary"):
         for obj in objects:
-            name = getattr(obj, "name", None) or getattr(obj, "service", "")
-            yield from _durations(obj, f"{kind} {getattr(obj, 'namespace', '')}/{name}",
-                                  _source(obj))
+            src = obj.__dict__.get("source")
+            _durations(obj, (_Named(kind, obj),),
+                       src if isinstance(src, SourceLocation) else None, out)
+    yield from out
+
+
+class _Named:
+    """The head of a finding's path (``VirtualService ns/name``), formatted on demand."""
+
+    __slots__ = ("kind", "obj")
+
+    def __init__(self, kind: str, obj: BaseModel) -> None:
+        self.kind, self.obj = kind, obj
+
+    def __str__(self) -> str:
+        name = getattr(self.obj, "name", None) or getattr(self.obj, "service", "")
+        return f"{self.kind} {getattr(self.obj, 'namespace', '')}/{name}"
 
 
 def _duplicates(mesh: MeshSpec) -> Iterator[Finding]:

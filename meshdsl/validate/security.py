@@ -3,9 +3,10 @@ authorization rules that use HTTP-only fields for workloads that only speak TCP.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 
 from meshdsl.model.policy import TrafficPolicy
+from meshdsl.model.security import PeerAuthentication
 from meshdsl.model.service import ServiceSpec
 from meshdsl.model.spec import MeshSpec
 from meshdsl.validate.findings import Finding, error
@@ -14,11 +15,20 @@ _HTTP_ONLY_TO = ("hosts", "not_hosts", "methods", "not_methods", "paths", "not_p
 _HTTP_ONLY_FROM = ("request_principals", "not_request_principals")
 
 
-def effective_mtls(mesh: MeshSpec, svc: ServiceSpec) -> str | None:
-    """The PeerAuthentication mode that applies to a service's workloads (most specific)."""
+def effective_mtls(mesh: MeshSpec, svc: ServiceSpec,
+                   by_namespace: Mapping[str, Sequence[PeerAuthentication]] | None = None
+                   ) -> str | None:
+    """The PeerAuthentication mode that applies to a service's workloads (most specific).
+
+    ``by_namespace`` (from :func:`peer_auths_by_namespace`) spares a scan of every policy
+    per service; the answer is the same."""
     selector = {svc.app_label: svc.name}
     by_scope: dict[int, str] = {}
-    for pa in mesh.peer_authentications:
+    candidates = mesh.peer_authentications if by_namespace is None else [
+        *by_namespace.get(svc.namespace, ()),
+        *(by_namespace.get(mesh.root_namespace, ()) if svc.namespace != mesh.root_namespace
+          else ())]
+    for pa in candidates:
         if pa.mode is None:
             continue
         if pa.namespace == svc.namespace and pa.selector:
@@ -34,6 +44,14 @@ def effective_mtls(mesh: MeshSpec, svc: ServiceSpec) -> str | None:
     return None
 
 
+def peer_auths_by_namespace(mesh: MeshSpec) -> dict[str, list[PeerAuthentication]]:
+    """The mesh's PeerAuthentications by namespace, in declaration order."""
+    index: dict[str, list[PeerAuthentication]] = {}
+    for pa in mesh.peer_authentications:
+        index.setdefault(pa.namespace, []).append(pa)
+    return index
+
+
 def _tls_disabled(policy: TrafficPolicy | None) -> bool:
     return policy is not None and policy.tls is not None and policy.tls.mode == "DISABLE"
 
@@ -47,10 +65,11 @@ def _selected(mesh: MeshSpec, namespace: str, selector: dict[str, str]) -> list[
 
 
 def check(mesh: MeshSpec) -> Iterator[Finding]:
+    by_namespace = peer_auths_by_namespace(mesh)
     for dr in mesh.destination_rules:
         ns, name = mesh.resolve_host(dr.host, dr.namespace)
         svc = mesh.service(ns, name)
-        if svc is None or effective_mtls(mesh, svc) != "STRICT":
+        if svc is None or effective_mtls(mesh, svc, by_namespace) != "STRICT":
             continue
         policies = [("trafficPolicy", dr.traffic_policy)]
         policies += [(f"subsets[{s.name}]", s.traffic_policy) for s in dr.subsets]
