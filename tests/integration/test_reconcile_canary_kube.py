@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -50,10 +50,12 @@ NET = "networking.istio.io"
 
 class Exporter:
     """``istio_requests_total`` of each workload, growing at ``rate`` requests a second
-    with ``errors[version]`` of them answered 503 (reporter="destination")."""
+    with ``errors[version]`` of them answered 503, as ``reporter`` reports them (the
+    destination's sidecar, or an ambient namespace's waypoint)."""
 
-    def __init__(self, namespace: str, rate: float = 20.0) -> None:
-        self.namespace, self.rate = namespace, rate
+    def __init__(self, namespace: str, rate: float = 20.0, reporter: str = "destination"
+                 ) -> None:
+        self.namespace, self.rate, self.reporter = namespace, rate, reporter
         self.errors: dict[str, float] = {}
         self.totals: dict[tuple[str, str], float] = {}
         self._last = time.monotonic()
@@ -88,7 +90,7 @@ class Exporter:
             lines = ["# TYPE istio_requests_total counter"]
             for (version, code), total in sorted(self.totals.items()):
                 lines.append(
-                    f'istio_requests_total{{reporter="destination",destination_workload_'
+                    f'istio_requests_total{{reporter="{self.reporter}",destination_workload_'
                     f'namespace="{self.namespace}",destination_workload="reviews-{version}",'
                     f'destination_version="{version}",response_code="{code}"}} {total:.0f}')
             return "\n".join(lines) + "\n"
@@ -98,10 +100,11 @@ class Exporter:
         self.server.server_close()
 
 
-def program(namespace: str, *, canary: tuple[str, str] | None, routed: str) -> str:
+def program(namespace: str, *, canary: tuple[str, str] | None, routed: str,
+            mode: str = "sidecar") -> str:
     lines = ["from meshdsl import Mesh", "from meshdsl.model.canary import SuccessRate", "",
              f"mesh = Mesh({namespace!r}, namespace={namespace!r})",
-             f"mesh.namespace({namespace!r})",
+             f"mesh.namespace({namespace!r}, mode={mode!r})",
              "reviews = mesh.service('reviews', port=9080, versions=['v1', 'v2', 'v3'])",
              "for version in ('v1', 'v2', 'v3'):",
              "    reviews.deploy(version, image=f'example/reviews:{version}')",
@@ -121,13 +124,22 @@ def split_of(vs: dict[str, Any]) -> tuple[tuple[str, int], ...]:
                  if int(r.get("weight", 100)))
 
 
+def backends_of(route: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    """The (version, weight) pairs of an HTTPRoute's last rule, zero weights out: a
+    backendRef to ``reviews-v2`` is version ``v2``."""
+    refs = route["spec"]["rules"][-1]["backendRefs"]
+    return tuple((r["name"].rsplit("-", 1)[1], int(r.get("weight", 1))) for r in refs
+                 if int(r.get("weight", 1)))
+
+
 class Rig:
-    def __init__(self, apiserver: LocalApiServer, root: Path) -> None:
+    def __init__(self, apiserver: LocalApiServer, root: Path,
+                 reporter: str = "destination") -> None:
         self.apiserver, self.root = apiserver, root
         self.name = self.namespace = f"kc-{uuid.uuid4().hex[:6]}"
         self.admin = KubeTarget.from_kubeconfig(str(apiserver.kubeconfig))
         self.rollouts = ClusterRolloutStore(self.admin, name=self.name)
-        self.exporter = Exporter(self.namespace)
+        self.exporter = Exporter(self.namespace, reporter=reporter)
         self.prometheus = LocalPrometheus([ScrapeJob("workloads", [self.exporter.address])],
                                           workdir=root / "prometheus").start()
         self.port = free_port()
@@ -139,6 +151,8 @@ class Rig:
         self._watching = threading.Event()
 
     def start(self) -> None:
+        """The reconciler, notified by the webhook; it also polls every 10 s, as a
+        deployment would, so a delivery lost on a loaded machine only delays a revision."""
         env = {**os.environ, "MESHDSL_WEBHOOK_SECRET": SECRET}
         env.pop("KUBECONFIG", None)
         with self.log.open("ab") as out:
@@ -146,7 +160,7 @@ class Rig:
                 [MESHCTL, "reconcile", "--repo", str(self.git.origin), "--name", self.name,
                  "--kubeconfig", str(self.apiserver.kubeconfig),
                  "--listen", f"127.0.0.1:{self.port}", "--cache-dir", str(self.root / "cache"),
-                 "--interval", "0", "--drift-interval", "0", "--lease-duration", "2s",
+                 "--interval", "10s", "--drift-interval", "0", "--lease-duration", "2s",
                  "--prometheus", self.prometheus.url, "--rollout-tick", "0.5s"],
                 stdout=out, stderr=out, env=env)
         wait_for(lambda: b"started" in self.log.read_bytes(), 30, "the reconciler starting")
@@ -169,6 +183,11 @@ class Rig:
         vs = self.virtualservice()
         return None if vs is None else split_of(vs)
 
+    def route_weights(self) -> tuple[tuple[str, int], ...] | None:
+        route = self.admin.get(ResourceKey("gateway.networking.k8s.io", "HTTPRoute",
+                                           self.namespace, "reviews"))
+        return None if route is None else backends_of(route)
+
     def writes_since(self, resource_version: str) -> list[tuple[tuple[str, int], ...]]:
         """Every change to the ``reviews`` VirtualService after ``resource_version``, in
         order, as the API server's watch replays them (none missed, unlike polling); the
@@ -189,11 +208,15 @@ class Rig:
                     splits.append(split_of(change["object"]))
         return splits
 
-    def watch(self) -> None:
-        """Record every distinct weight split the API server holds, in order."""
+    def watch(self, weights: Callable[[], tuple[tuple[str, int], ...] | None] | None = None
+              ) -> None:
+        """Record every distinct weight split the API server holds, in order (of the
+        VirtualService, or what ``weights`` reads)."""
+        read = weights or self.weights
+
         def run() -> None:
             while not self._watching.wait(0.1):
-                current = self.weights()
+                current = read()
                 if current is not None and (not self.seen or self.seen[-1] != current):
                     self.seen.append(current)
         threading.Thread(target=run, daemon=True).start()
@@ -302,3 +325,39 @@ def test_sigkill_mid_rollout_resumes_at_the_same_step_on_the_cluster(rig: Rig) -
     assert writes and canary[-1] == 100, writes
     # never back to 100% v1 (or any step before the stored one), only forward
     assert min(canary) >= at_kill and canary == sorted(canary), writes
+
+
+def test_an_ambient_canary_steps_the_httproute_judged_on_the_waypoint(
+        apiserver: LocalApiServer, tmp_path: Path) -> None:
+    """In an ambient namespace the same plan shifts the HTTPRoute's backend weights, and
+    its checks read what the waypoint reports (``reporter="waypoint"``): the series a
+    destination sidecar would report do not exist there."""
+    rig = Rig(apiserver, tmp_path, reporter="waypoint")
+    try:
+        rig.start()
+        ns = rig.namespace
+        first = rig.git.push({"mesh.py": program(ns, canary=None, routed="v1",
+                                                 mode="ambient")}, "v1")
+        wait_for(lambda: rig.applied(first), 60, "the first revision applied")
+        assert rig.route_weights() == (("v1", 1),)
+        assert rig.virtualservice() is None
+        rig.watch(rig.route_weights)
+        second = rig.git.push({"mesh.py": program(ns, canary=("v2", "v1"), routed="v2",
+                                                  mode="ambient")}, "canary v2")
+        wait_for(lambda: rig.applied(second), 60, "the canary revision applied")
+        state = wait_for(lambda: rig.finished("v2"), 90, "the v2 rollout finishing")
+        assert state.phase is Phase.SUCCEEDED, state.reason
+        wait_for(lambda: rig.route_weights() == (("v2", 100),), 10, "100% v2 on the route")
+        assert (("v1", 80), ("v2", 20)) in rig.seen and (("v1", 50), ("v2", 50)) in rig.seen
+
+        rig.exporter.errors["v3"] = 0.5
+        third = rig.git.push({"mesh.py": program(ns, canary=("v3", "v2"), routed="v3",
+                                                 mode="ambient")}, "canary v3 (broken)")
+        wait_for(lambda: rig.applied(third), 60, "the v3 revision applied")
+        state = wait_for(lambda: rig.finished("v3"), 90, "the v3 rollout finishing")
+        assert state.phase is Phase.FAILED and "request-success-rate" in state.reason, \
+            state.reason
+        wait_for(lambda: rig.route_weights() == (("v2", 100),), 10, "100% v2 again")
+        assert (("v2", 80), ("v3", 20)) in rig.seen
+    finally:
+        rig.stop()
