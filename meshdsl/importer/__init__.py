@@ -24,7 +24,7 @@ from meshdsl.importer.analysis import analyze, analyze_documents
 from meshdsl.importer.errors import ImporterError, ImporterWarning, InputError, NotExpressible
 from meshdsl.importer.fallback import Rounds, carried_raw, describe, mismatches
 from meshdsl.importer.gateway_api import read_ambient
-from meshdsl.importer.manifests import CLUSTER_SCOPED
+from meshdsl.importer.manifests import CLUSTER_SCOPED, applied
 from meshdsl.importer.to_model import ImportResult, to_model
 from meshdsl.importer.to_python import to_python
 from meshdsl.importer.yamlsource import Document, load_files, load_text
@@ -101,7 +101,9 @@ def verify(source: str, manifests: Sequence[Manifest], namespace: str = "default
 def import_documents(documents: Sequence[Document], *, name: str | None = None,
                      namespace: str = "default", default_name: str = "imported",
                      title: str | None = None) -> Program:
-    """The program for some documents, verified to render them back."""
+    """The program for some documents (as written or as a cluster returns them), verified
+    to render them back."""
+    documents = [applied(d) for d in documents]
     ambient = read_ambient(documents, namespace)
     whole: list[ImporterWarning] = []
     if ambient.found:

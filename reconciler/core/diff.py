@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from meshdsl.compile.manifest import Manifest
+from meshdsl.compile.manifest import DESIRED_HASH, Manifest
 
 __all__ = [
     "DESIRED_HASH",
@@ -54,8 +54,6 @@ __all__ = [
     "unified",
     "value_at",
 ]
-
-DESIRED_HASH = "meshdsl.io/desired-hash"
 
 # metadata the server writes; never ours to compare or to show
 SERVER_METADATA = ("managedFields", "resourceVersion", "uid", "creationTimestamp",
