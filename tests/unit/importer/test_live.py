@@ -148,3 +148,29 @@ def test_written_by_hand_an_explicit_default_is_kept() -> None:
                        "spec: {type: ClusterIP, ports: [{port: 80, protocol: TCP}]}\n")
     assert applied(doc).manifest["spec"] == {"type": "ClusterIP",
                                               "ports": [{"port": 80, "protocol": "TCP"}]}
+
+
+API_SERVICE = textwrap.dedent("""\
+    apiVersion: v1
+    kind: Service
+    metadata:
+      name: kubernetes
+      namespace: default
+      uid: 5e2f0c1a-0000-4000-8000-000000000001
+      resourceVersion: "190"
+      labels: {component: apiserver, provider: kubernetes}
+    spec:
+      ports: [{name: https, protocol: TCP, port: 443, targetPort: 6443}]
+      clusterIP: 10.0.0.1
+      type: ClusterIP
+      sessionAffinity: None
+    """)
+
+
+def test_the_api_servers_own_service_is_left_out_with_a_warning() -> None:
+    program = import_documents(load_text(LIVE + "---\n" + API_SERVICE, "live.yaml"))
+    (warning,) = program.warnings
+    assert warning.resource == "Service default/kubernetes"
+    assert "the API server's own Service" in warning.message
+    assert "kubernetes" not in program.source
+    assert program.result.spec.raw == []
