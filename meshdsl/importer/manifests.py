@@ -23,7 +23,15 @@ from typing import Any
 
 from meshdsl.compile.compare import normalize
 from meshdsl.compile.defaults import without_defaults
-from meshdsl.compile.manifest import DESIRED_HASH, MANAGED_BY, MANAGER, MESH_LABEL, OWNER_LABEL
+from meshdsl.compile.manifest import (
+    DESIRED_HASH,
+    LAST_APPLIED,
+    MANAGED_BY,
+    MANAGER,
+    MESH_LABEL,
+    OWNER_LABEL,
+    SERVER_METADATA,
+)
 from meshdsl.importer.errors import ImporterWarning, InputError
 from meshdsl.importer.yamlsource import Document
 from meshdsl.model.base import SourceLocation
@@ -68,12 +76,8 @@ CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "GatewayClas
                   "StorageClass", "PriorityClass", "IngressClass", "PersistentVolume",
                   "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
                   "RuntimeClass", "APIService", "CSIDriver", "Node"}
-_SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp",
-                    "managedFields", "selfLink", "deletionTimestamp",
-                    "deletionGracePeriodSeconds")
 # what kubectl, the Deployment controller and meshdsl's reconciler write beside the user
-_SERVER_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",
-                       "deployment.kubernetes.io/revision", DESIRED_HASH)
+_SERVER_ANNOTATIONS = (LAST_APPLIED, "deployment.kubernetes.io/revision", DESIRED_HASH)
 
 
 API_SERVICE = ("default", "kubernetes")  # the API server's own Service: never a mesh's
@@ -218,9 +222,9 @@ def applied(doc: Document) -> Document:
     manifest = _without_nulls(doc, copy.deepcopy(doc.manifest))
     manifest.pop("status", None)
     meta = manifest.get("metadata")
-    live = isinstance(meta, dict) and any(key in meta for key in _SERVER_METADATA)
+    live = isinstance(meta, dict) and any(key in meta for key in SERVER_METADATA)
     if isinstance(meta, dict):
-        for key in _SERVER_METADATA:
+        for key in SERVER_METADATA:
             meta.pop(key, None)
         annotations = meta.get("annotations")
         if isinstance(annotations, dict):
