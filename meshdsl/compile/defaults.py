@@ -74,6 +74,17 @@ def _allocated(*kept: Any) -> Schema:
     return {"default": default}
 
 
+def _token_secrets(account: Mapping[str, Any], key: str) -> Any:
+    """The token Secrets the cluster (before 1.24) makes for a ServiceAccount and lists in
+    it: ``<account>-token-<random>``; anything else is the user's."""
+    name = str((account.get("metadata") or {}).get("name", ""))
+    secrets = account.get(key)
+    made = isinstance(secrets, list) and all(
+        isinstance(s, Mapping) and set(s) == {"name"}
+        and str(s["name"]).startswith(f"{name}-token-") for s in secrets)
+    return secrets if made else _NEVER
+
+
 class _Never:
     """Equal to nothing: the default of a value the user chose."""
 
@@ -109,6 +120,7 @@ _STRATEGY = {**_is({"type": "RollingUpdate",
 
 CORE: dict[tuple[str, str], Schema] = {
     ("", "Namespace"): _obj(spec=_is({"finalizers": ["kubernetes"]})),
+    ("", "ServiceAccount"): _obj(secrets={"default": _token_secrets}),
     ("", "Service"): _obj(spec=_obj(
         type=_is("ClusterIP"), sessionAffinity=_is("None"), ipFamilyPolicy=_is("SingleStack"),
         ipFamilies=_is(["IPv4"]), clusterIP=_allocated("None"), clusterIPs=_allocated(["None"]),

@@ -24,7 +24,8 @@ from meshdsl.importer.analysis import analyze, analyze_documents
 from meshdsl.importer.errors import ImporterError, ImporterWarning, InputError, NotExpressible
 from meshdsl.importer.fallback import Rounds, carried_raw, describe, mismatches
 from meshdsl.importer.gateway_api import read_ambient
-from meshdsl.importer.manifests import API_SERVICE, CLUSTER_SCOPED, applied, is_api_service
+from meshdsl.importer.live import left_out
+from meshdsl.importer.manifests import CLUSTER_SCOPED, applied
 from meshdsl.importer.to_model import ImportResult, to_model
 from meshdsl.importer.to_python import to_python
 from meshdsl.importer.yamlsource import Document, load_files, load_text
@@ -103,12 +104,7 @@ def import_documents(documents: Sequence[Document], *, name: str | None = None,
                      title: str | None = None) -> Program:
     """The program for some documents (as written or as a cluster returns them), verified
     to render them back."""
-    documents = [applied(d) for d in documents]
-    whole = [ImporterWarning(f"Service {API_SERVICE[0]}/{API_SERVICE[1]}", "", (
-        "the API server's own Service (what `kubectl get` of the default namespace "
-        "returns), no part of a mesh: left out"), d.where())
-        for d in documents if is_api_service(d.manifest)]
-    documents = [d for d in documents if not is_api_service(d.manifest)]
+    documents, whole = left_out([applied(d) for d in documents])
     ambient = read_ambient(documents, namespace)
     if ambient.found:
         try:

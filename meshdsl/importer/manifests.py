@@ -80,22 +80,6 @@ CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "GatewayClas
 _SERVER_ANNOTATIONS = (LAST_APPLIED, "deployment.kubernetes.io/revision", DESIRED_HASH)
 
 
-API_SERVICE = ("default", "kubernetes")  # the API server's own Service: never a mesh's
-
-
-def is_api_service(manifest: dict[str, Any]) -> bool:
-    """Is this the Service the API server keeps for itself (``default/kubernetes``,
-    labelled ``component: apiserver``, ``provider: kubernetes``)?"""
-    meta = manifest.get("metadata")
-    if manifest.get("kind") != "Service" or manifest.get("apiVersion") != "v1" or \
-            not isinstance(meta, dict):
-        return False
-    labels = meta.get("labels") or {}
-    return (meta.get("namespace"), meta.get("name")) == API_SERVICE and isinstance(
-        labels, dict) and labels.get("component") == "apiserver" and \
-        labels.get("provider") == "kubernetes"
-
-
 @dataclass
 class Resource:
     """An input object after cleaning, with its identity and its YAML lines."""

@@ -150,27 +150,69 @@ def test_written_by_hand_an_explicit_default_is_kept() -> None:
                                               "ports": [{"port": 80, "protocol": "TCP"}]}
 
 
-API_SERVICE = textwrap.dedent("""\
+CLUSTER_MADE = textwrap.dedent("""\
     apiVersion: v1
-    kind: Service
-    metadata:
-      name: kubernetes
-      namespace: default
-      uid: 5e2f0c1a-0000-4000-8000-000000000001
-      resourceVersion: "190"
-      labels: {component: apiserver, provider: kubernetes}
-    spec:
-      ports: [{name: https, protocol: TCP, port: 443, targetPort: 6443}]
-      clusterIP: 10.0.0.1
-      type: ClusterIP
-      sessionAffinity: None
+    kind: List
+    items:
+    - apiVersion: v1
+      kind: Service
+      metadata:
+        name: kubernetes
+        namespace: default
+        uid: 5e2f0c1a-0000-4000-8000-000000000001
+        resourceVersion: "190"
+        labels: {component: apiserver, provider: kubernetes}
+      spec:
+        ports: [{name: https, protocol: TCP, port: 443, targetPort: 6443}]
+        clusterIP: 10.0.0.1
+        type: ClusterIP
+        sessionAffinity: None
+    - apiVersion: apps/v1
+      kind: ReplicaSet
+      metadata:
+        name: ratings-v1-7d4b9c8f6
+        namespace: shop
+        uid: 5e2f0c1a-0000-4000-8000-000000000002
+        resourceVersion: "320"
+        ownerReferences: [{apiVersion: apps/v1, kind: Deployment, name: ratings-v1,
+                           uid: 4a8f391f-adf9-4707-a8e9-163a60681c5f, controller: true}]
+      spec:
+        selector: {matchLabels: {app: ratings, version: v1}}
+        template:
+          metadata: {labels: {app: ratings, version: v1}}
+          spec: {containers: [{name: ratings, image: ratings:1}]}
+    - apiVersion: v1
+      kind: ServiceAccount
+      metadata: {name: default, namespace: shop, uid: 5e2f0c1a-0000-4000-8000-000000000003}
+      secrets: [{name: default-token-x7k2p}]
+    - apiVersion: v1
+      kind: ConfigMap
+      metadata: {name: kube-root-ca.crt, namespace: shop,
+                 uid: 5e2f0c1a-0000-4000-8000-000000000004}
+      data: {ca.crt: "-----BEGIN CERTIFICATE-----"}
     """)
 
 
-def test_the_api_servers_own_service_is_left_out_with_a_warning() -> None:
-    program = import_documents(load_text(LIVE + "---\n" + API_SERVICE, "live.yaml"))
-    (warning,) = program.warnings
-    assert warning.resource == "Service default/kubernetes"
-    assert "the API server's own Service" in warning.message
-    assert "kubernetes" not in program.source
+def test_what_the_cluster_made_is_left_out_with_a_warning_each() -> None:
+    program = import_documents(load_text(LIVE + "---\n" + CLUSTER_MADE, "live.yaml"))
+    assert {w.resource: w.message for w in program.warnings} == {
+        "Service default/kubernetes": "the API server's own Service, no part of a mesh: "
+                                      "left out",
+        "ReplicaSet shop/ratings-v1-7d4b9c8f6": "made and kept by its controller, Deployment "
+                                                "ratings-v1: left out",
+        "ServiceAccount shop/default": "the ServiceAccount the cluster makes in every "
+                                       "namespace: left out",
+        "ConfigMap shop/kube-root-ca.crt": "the cluster's CA bundle, published in every "
+                                           "namespace: left out"}
     assert program.result.spec.raw == []
+    assert program.source == import_documents(load_text(LIVE, "live.yaml")).source
+
+
+def test_a_default_service_account_someone_filled_in_is_kept() -> None:
+    """Image pull secrets on ``default`` are a user's: it is carried, not left out."""
+    text = CLUSTER_MADE.replace("secrets: [{name: default-token-x7k2p}]",
+                                "imagePullSecrets: [{name: registry}]")
+    program = import_documents(load_text(LIVE + "---\n" + text, "live.yaml"))
+    assert "ServiceAccount shop/default" not in {w.resource for w in program.warnings
+                                                 if w.message.endswith("left out")}
+    assert [m["metadata"]["name"] for m in program.result.spec.raw] == ["default"]
