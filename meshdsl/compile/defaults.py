@@ -16,7 +16,8 @@ Where the defaults come from:
   ``weight``, the ``PathPrefix /`` match …);
 - Kubernetes' own kinds, which have no schema to read: the table :data:`CORE` below, in
   the same shape (``properties``/``items``/``default``), covering what the API server
-  (1.20 and later) fills in on Namespaces, Services, Deployments and their pod templates.
+  (1.20 and later) fills in on Namespaces, ServiceAccounts, Services, Deployments and their
+  pod templates.
   A ``default`` there may be a function of the enclosing object, for a default that
   depends on a sibling (a container's ``imagePullPolicy`` depends on its image's tag, a
   port's ``targetPort`` is its ``port``) or for a value the server allocates (a
@@ -25,7 +26,8 @@ Where the defaults come from:
 A whole value equal to its default is removed; otherwise its fields are examined, so a
 ``{namespaces: {from: Same}, kinds: [...]}`` keeps only ``kinds``. A mapping left empty
 by that stays (``tls: {}`` is not the same as no ``tls``), except where the table says
-``{}`` is the default. Pure: reads only the data it is given.
+``{}`` is the default. Pure: reads only the data it is given. The CRD defaults are the
+bundled CRDs' (``ServerDefaults`` takes others, but nothing passes a cluster's own yet).
 """
 
 from __future__ import annotations
