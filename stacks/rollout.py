@@ -47,7 +47,7 @@ from reconciler.runtime.rollout_store import (
     ClusterRolloutStore,
     DiskRolloutStore,
 )
-from reconciler.runtime.status import RECONCILER_LABEL, STATE_NAMESPACE
+from reconciler.runtime.status import OWNER_LABEL, STATE_NAMESPACE
 from stacks.errors import RolloutStateError
 
 if TYPE_CHECKING:
@@ -206,12 +206,12 @@ class ClusterRolloutState:
         except TargetError as exc:
             raise RolloutStateError(f"cannot read {self.describe()} on {target.server}: "
                                     f"{exc}") from exc
-        if any(((item.get("metadata") or {}).get("labels") or {}).get(RECONCILER_LABEL)
+        if any(((item.get("metadata") or {}).get("labels") or {}).get(OWNER_LABEL)
                == self.name for item in items):
             return
         raise RolloutStateError(
             f"no reconciler named {self.name!r} keeps state in namespace {self.namespace} on "
-            f"{target.server} (no ConfigMap labelled {RECONCILER_LABEL}={self.name}); give "
+            f"{target.server} (no ConfigMap labelled {OWNER_LABEL}={self.name}); give "
             "meshdsl:rollout_state cluster:<the name of meshctl reconcile --name> and "
             "meshdsl:system_namespace <its --system-namespace>, or remove "
             "meshdsl:rollout_state if no reconciler runs rollouts for this stack")

@@ -1,7 +1,8 @@
 """Semantic equality of manifests: what "compiles to the same YAML" means.
 
 Two manifests are the same when their kind, API group, name, namespace and content match
-after removing meshdsl's ownership labels. Istio API versions of one group share one
+after removing meshdsl's ownership labels and the fields equal to the API server's
+defaults (:mod:`meshdsl.compile.defaults`), so a live object equals what was applied. Istio API versions of one group share one
 schema (v1alpha3, v1beta1 and v1 are the same structure), so only the group is compared.
 A manifest without a namespace takes the one of the context it is applied in, so it
 matches any namespace.
@@ -13,44 +14,22 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
+from meshdsl.compile.defaults import without_defaults
 from meshdsl.compile.manifest import MANAGED_BY, MESH_LABEL, Manifest
 
 _ISTIO_GROUPS = ("networking.istio.io", "security.istio.io", "telemetry.istio.io",
                  "gateway.networking.k8s.io")  # served versions of one stored object
 
 
-def _field_refs(deployment: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``fieldRef`` of every env variable of a Deployment's containers."""
-    spec = deployment.get("spec")
-    template = spec.get("template") if isinstance(spec, dict) else None
-    pod = template.get("spec") if isinstance(template, dict) else None
-    containers = pod.get("containers") if isinstance(pod, dict) else None
-    out = []
-    for container in containers if isinstance(containers, list) else []:
-        env = container.get("env") if isinstance(container, dict) else None
-        for var in env if isinstance(env, list) else []:
-            source = var.get("valueFrom") if isinstance(var, dict) else None
-            ref = source.get("fieldRef") if isinstance(source, dict) else None
-            if isinstance(ref, dict):
-                out.append(ref)
-    return out
-
-
 def normalize(manifest: Manifest) -> Manifest:
-    """A copy without ownership labels, with Istio API versions reduced to their group and
-    the server's defaults that we emit explicitly filled in."""
-    out: dict[str, Any] = copy.deepcopy(dict(manifest))
+    """A copy without ownership labels and without the fields equal to the API server's
+    defaults (``meshdsl.compile.defaults``), with Istio API versions reduced to their
+    group."""
+    out: dict[str, Any] = without_defaults(dict(manifest))
     api = str(out.get("apiVersion", ""))
     group = api.rsplit("/", 1)[0]
     if group in _ISTIO_GROUPS:
         out["apiVersion"] = group
-    if out.get("kind") == "Service" and api == "v1":
-        for port in (out.get("spec") or {}).get("ports") or []:
-            if isinstance(port, dict):
-                port.setdefault("protocol", "TCP")  # the API server's default
-    if out.get("kind") == "Deployment":
-        for ref in _field_refs(out):
-            ref.setdefault("apiVersion", "v1")  # the API server's default
     meta = out.get("metadata") or {}
     out["metadata"] = meta
     labels = {k: v for k, v in (meta.get("labels") or {}).items()

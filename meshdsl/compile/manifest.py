@@ -19,6 +19,17 @@ Manifest = dict[str, Any]
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "meshdsl"
 MESH_LABEL = "meshdsl.io/mesh"
+# Written by the reconciler on what it applies; defined here, below both the reconciler
+# and the importer, which drops them when reading live objects back.
+OWNER_LABEL = "meshdsl.io/reconciler"  # which reconciler owns the object
+ROLE_LABEL = "meshdsl.io/role"  # what a reconciler's own state object holds
+DESIRED_HASH = "meshdsl.io/desired-hash"  # the hash of the manifest last applied
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+# metadata only the API server writes: never the user's, never compared
+SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp",
+                   "managedFields", "selfLink", "deletionTimestamp",
+                   "deletionGracePeriodSeconds")
 
 # Apply order: what is referenced comes before what references it.
 KIND_ORDER = {

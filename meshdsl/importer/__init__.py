@@ -24,7 +24,8 @@ from meshdsl.importer.analysis import analyze, analyze_documents
 from meshdsl.importer.errors import ImporterError, ImporterWarning, InputError, NotExpressible
 from meshdsl.importer.fallback import Rounds, carried_raw, describe, mismatches
 from meshdsl.importer.gateway_api import read_ambient
-from meshdsl.importer.manifests import CLUSTER_SCOPED
+from meshdsl.importer.live import left_out
+from meshdsl.importer.manifests import CLUSTER_SCOPED, applied
 from meshdsl.importer.to_model import ImportResult, to_model
 from meshdsl.importer.to_python import to_python
 from meshdsl.importer.yamlsource import Document, load_files, load_text
@@ -101,16 +102,19 @@ def verify(source: str, manifests: Sequence[Manifest], namespace: str = "default
 def import_documents(documents: Sequence[Document], *, name: str | None = None,
                      namespace: str = "default", default_name: str = "imported",
                      title: str | None = None) -> Program:
-    """The program for some documents, verified to render them back."""
+    """The program for some documents (as written or as a cluster returns them), verified
+    to render them back."""
+    documents, whole = left_out([applied(d) for d in documents])
     ambient = read_ambient(documents, namespace)
-    whole: list[ImporterWarning] = []
     if ambient.found:
         try:
-            return _import_ambient(documents, name=name, namespace=namespace,
-                                   default_name=default_name, title=title)
+            program = _import_ambient(documents, name=name, namespace=namespace,
+                                      default_name=default_name, title=title)
+            return replace(program, result=replace(
+                program.result, warnings=(*whole, *program.result.warnings)))
         except MeshdslError as e:  # not what the compiler writes: carried raw as a whole
             why = str(e).splitlines()[0]
-            whole = [ImporterWarning(f"Namespace {ns}", "", (
+            whole += [ImporterWarning(f"Namespace {ns}", "", (
                 f"not read back into the DSL ({why}); its Gateway API objects are carried "
                 "through unchanged (mesh.raw)"), _where_namespace(documents, ns))
                 for ns in sorted(ambient.data_plane.namespaces)]

@@ -16,6 +16,7 @@ from pathlib import Path
 from meshdsl.analyzers import REPLACED
 from meshdsl.analyzers import analyze as istio_analyze
 from meshdsl.importer.gateway_api import read_ambient
+from meshdsl.importer.manifests import applied
 from meshdsl.importer.to_model import to_model
 from meshdsl.importer.yamlsource import Document, load_files
 from meshdsl.model.spec import MeshSpec
@@ -24,6 +25,7 @@ from meshdsl.validate import Finding, raw_routes, validate
 
 def analyze_documents(documents: Sequence[Document], *, namespace: str = "default"
                       ) -> list[Finding]:
+    documents = [applied(d) for d in documents]  # a live object's defaults are no findings
     ambient = read_ambient(documents, namespace)  # routes of ambient namespaces, typed
     result = to_model(ambient.documents, namespace=namespace, duplicates=True)
     analysis = result.analysis.model_copy(update={"data_plane": ambient.data_plane})

@@ -196,8 +196,7 @@ def carried_raw(result: ImportResult, documents: Sequence[Document],
     warning saying why, and all of ``inputs`` (the cleaned documents) to be rendered."""
     warnings, notes, manifests = [], [], []
     for i, why in sorted(raw.items()):
-        res, note = resource(documents[i], result.namespace)
-        warnings += [note] if note is not None else []
+        res = resource(documents[i], result.namespace)
         warnings.append(res.warning((), f"{why}; carried through unchanged (mesh.raw)"))
         notes.append(f"{res.ref}: {why}")
         manifests.append(inputs[i])

@@ -21,6 +21,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshdsl.compile.defaults import without_defaults
 from meshdsl.compile.gateway_api.workloads import (
     DATAPLANE_MODE,
     HBONE_PORT,
@@ -92,9 +93,10 @@ def _gateway(m: Manifest, redirects: Collection[str]) -> Manifest | str:
                                   "hosts": [lis.get("hostname", "*")]}
         tls = lis.get("tls")
         if tls is not None:
-            if set(tls) - {"mode", "certificateRefs"} or tls.get("mode") not in _TLS:
+            mode = tls.get("mode", "Terminate")  # the CRD's default (read from a cluster)
+            if set(tls) - {"mode", "certificateRefs"} or mode not in _TLS:
                 return "listener TLS other than Terminate or Passthrough has no DSL form"
-            server["tls"] = {"mode": _TLS[tls["mode"]]}
+            server["tls"] = {"mode": _TLS[mode]}
             refs = tls.get("certificateRefs", [])
             if len(refs) > 1:
                 return "a listener with more than one certificate has no DSL form"
@@ -124,7 +126,8 @@ def _redirected(route: Manifest) -> tuple[str, list[str]] | None:
                                 "sectionName": n} for n in listeners],
                 "rules": [{"filters": [{"type": "RequestRedirect", "requestRedirect": {
                     "scheme": "https", "statusCode": 301}}]}]}
-    if spec != expected or not listeners:
+    if not listeners or without_defaults({**route, "spec": spec})["spec"] != \
+            without_defaults({**route, "spec": expected})["spec"]:
         return None
     return gateway, [str(n) for n in listeners]
 

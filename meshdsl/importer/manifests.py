@@ -5,9 +5,12 @@ Every input object is one of: *modelled* (the DSL has a typed form for it), *car
 unknown — an error, since a typo in ``kind`` or ``apiVersion`` would otherwise be carried
 to the cluster unnoticed.
 
-Fields the server sets (``status``, ``metadata.uid``, …, what ``kubectl get -o yaml``
-adds) are removed, as are meshdsl's own ownership labels, so re-importing rendered or live
-output gives back the program; ``null`` values are removed as the unset fields they are.
+Objects are read as a user would apply them, so that importing rendered output or what a
+live cluster returns (``kubectl get -o yaml``, a ``List``) gives back the program: the
+fields the server sets (``status``, ``metadata.uid``, ``managedFields``, …) are removed
+without a word, as are meshdsl's own labels and annotations (the reconciler's and the
+desired hash), the fields equal to their server default (``meshdsl.compile.defaults``)
+and ``null`` values, the unset fields they are.
 """
 
 from __future__ import annotations
@@ -15,11 +18,20 @@ from __future__ import annotations
 import copy
 import difflib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from meshdsl.compile.compare import normalize
-from meshdsl.compile.manifest import MANAGED_BY, MANAGER, MESH_LABEL
+from meshdsl.compile.defaults import without_defaults
+from meshdsl.compile.manifest import (
+    DESIRED_HASH,
+    LAST_APPLIED,
+    MANAGED_BY,
+    MANAGER,
+    MESH_LABEL,
+    OWNER_LABEL,
+    SERVER_METADATA,
+)
 from meshdsl.importer.errors import ImporterWarning, InputError
 from meshdsl.importer.yamlsource import Document
 from meshdsl.model.base import SourceLocation
@@ -64,10 +76,8 @@ CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "GatewayClas
                   "StorageClass", "PriorityClass", "IngressClass", "PersistentVolume",
                   "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
                   "RuntimeClass", "APIService", "CSIDriver", "Node"}
-_SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp",
-                    "managedFields", "selfLink", "deletionTimestamp",
-                    "deletionGracePeriodSeconds")
-_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+# what kubectl, the Deployment controller and meshdsl's reconciler write beside the user
+_SERVER_ANNOTATIONS = (LAST_APPLIED, "deployment.kubernetes.io/revision", DESIRED_HASH)
 
 
 @dataclass
@@ -186,25 +196,40 @@ def _without_nulls(doc: Document, value: Any, path: tuple[str | int, ...] = ()) 
     return value
 
 
-def _clean(doc: Document, kind: str) -> tuple[dict[str, Any], list[str], str | None]:
-    """The manifest without server-set fields, ownership labels and null values."""
+def applied(doc: Document) -> Document:
+    """``doc`` as a user would apply it: without the fields the server sets, the
+    annotations kubectl, controllers and meshdsl's reconciler add, and null values
+    (meshdsl's ownership labels but the reconciler's stay: they name the mesh, see
+    :func:`resource`). An object read from a cluster (it has server-set metadata) also
+    loses the fields equal to their server default; one written by hand keeps what its
+    author wrote (comparisons ignore defaults on both sides anyway)."""
     manifest = _without_nulls(doc, copy.deepcopy(doc.manifest))
-    dropped = ["status"] if "status" in manifest else []
     manifest.pop("status", None)
+    meta = manifest.get("metadata")
+    live = isinstance(meta, dict) and any(key in meta for key in SERVER_METADATA)
+    if isinstance(meta, dict):
+        for key in SERVER_METADATA:
+            meta.pop(key, None)
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict):
+            for key in _SERVER_ANNOTATIONS:
+                annotations.pop(key, None)
+            if not annotations:
+                meta.pop("annotations")
+        labels = meta.get("labels")
+        if isinstance(labels, dict) and labels.get(MANAGED_BY) == MANAGER:
+            labels.pop(OWNER_LABEL, None)
+    return replace(doc, manifest=without_defaults(manifest) if live else manifest)
+
+
+def _clean(doc: Document, kind: str) -> tuple[dict[str, Any], str | None]:
+    """The manifest as applied (:func:`applied`), without meshdsl's ownership labels, and
+    the mesh they name."""
+    manifest = applied(doc).manifest
     meta = manifest.get("metadata")
     if not isinstance(meta, dict):
         raise InputError(f"the {kind} has no metadata (a mapping with a name)",
                          doc.where(("metadata",)))
-    for key in _SERVER_METADATA:
-        if key in meta:
-            meta.pop(key)
-            dropped.append(f"metadata.{key}")
-    annotations = meta.get("annotations")
-    if isinstance(annotations, dict) and _LAST_APPLIED in annotations:
-        annotations.pop(_LAST_APPLIED)
-        dropped.append(f"metadata.annotations.{_LAST_APPLIED}")
-        if not annotations:
-            meta.pop("annotations")
     mesh_label = None
     labels = meta.get("labels")
     if isinstance(labels, dict):
@@ -213,13 +238,13 @@ def _clean(doc: Document, kind: str) -> tuple[dict[str, Any], list[str], str | N
             mesh_label = labels.pop(MESH_LABEL, None)
         if not labels:
             meta.pop("labels")
-    return manifest, dropped, mesh_label if isinstance(mesh_label, str) else None
+    return manifest, mesh_label if isinstance(mesh_label, str) else None
 
 
-def resource(doc: Document, default_namespace: str) -> tuple[Resource, ImporterWarning | None]:
+def resource(doc: Document, default_namespace: str) -> Resource:
     """Classify and clean one input object; :class:`InputError` when it is not one we know."""
     group, kind, modelled = _classify(doc)
-    manifest, dropped, mesh_label = _clean(doc, kind)
+    manifest, mesh_label = _clean(doc, kind)
     meta = manifest["metadata"]
     name = meta.get("name")
     if not isinstance(name, str) or not name:
@@ -228,11 +253,7 @@ def resource(doc: Document, default_namespace: str) -> tuple[Resource, ImporterW
     if namespace is not None and not isinstance(namespace, str):
         raise InputError(f"metadata.namespace of {kind} {name} must be a string",
                          doc.where(("metadata", "namespace")))
-    res = Resource(doc, manifest, group, kind, name, namespace or "", modelled, mesh_label)
-    note = None
-    if dropped:
-        note = res.warning((), f"ignored fields the API server sets: {', '.join(dropped)}")
-    return res, note
+    return Resource(doc, manifest, group, kind, name, namespace or "", modelled, mesh_label)
 
 
 def expected(res: Resource) -> dict[str, Any]:

@@ -198,14 +198,13 @@ class _Import:
         self.resources: list[Resource] = []
         seen: dict[tuple[str, str, str, str], Resource] = {}
         for doc in documents:
-            res, note = resource(doc, namespace)
+            res = resource(doc, namespace)
             first = seen.setdefault((res.group, res.kind, res.namespace, res.name), res)
             if first is not res and not duplicates:
                 raise InputError(f"{res.ref} is defined twice (also at {first.where()}); "
                                  "kubectl would keep only the last one — remove the other",
                                  res.where())
             self.resources.append(res)
-            self.warnings += [note] if note else []
         self.typed: dict[int, tuple[Any, list[Problem]]] = {}
         self.exact: set[int] = set()
 

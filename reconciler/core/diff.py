@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from meshdsl.compile.manifest import Manifest
+from meshdsl.compile.manifest import DESIRED_HASH, LAST_APPLIED, SERVER_METADATA, Manifest
 
 __all__ = [
     "DESIRED_HASH",
@@ -55,13 +55,8 @@ __all__ = [
     "value_at",
 ]
 
-DESIRED_HASH = "meshdsl.io/desired-hash"
-
-# metadata the server writes; never ours to compare or to show
-SERVER_METADATA = ("managedFields", "resourceVersion", "uid", "creationTimestamp",
-                   "generation", "selfLink")
 # annotations that only add noise to a human diff
-NOISY_ANNOTATIONS = (DESIRED_HASH, "kubectl.kubernetes.io/last-applied-configuration")
+NOISY_ANNOTATIONS = (DESIRED_HASH, LAST_APPLIED)
 
 
 class _Missing:

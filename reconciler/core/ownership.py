@@ -21,14 +21,20 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from meshdsl.compile.manifest import MANAGED_BY, MANAGER, MESH_LABEL, Manifest, ResourceKey
+from meshdsl.compile.manifest import (
+    MANAGED_BY,
+    MANAGER,
+    MESH_LABEL,
+    OWNER_LABEL,
+    Manifest,
+    ResourceKey,
+)
 from meshdsl.model.tenancy import object_ref
 from reconciler.core.errors import CoreError
 
 __all__ = ["DEFAULT_OWNER", "OWNER_LABEL", "NotOwnedError", "Refusal", "adopts",
            "describe_owner", "is_ours", "owner_labels", "with_owner"]
 
-OWNER_LABEL = "meshdsl.io/reconciler"
 DEFAULT_OWNER = "default"
 
 

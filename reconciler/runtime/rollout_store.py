@@ -44,7 +44,7 @@ from reconciler.ports import (
     TargetError,
 )
 from reconciler.runtime.status import (
-    RECONCILER_LABEL,
+    OWNER_LABEL,
     ROLE_LABEL,
     STATE_NAMESPACE,
     ClusterStore,
@@ -318,7 +318,7 @@ class ClusterRolloutStore(_Exporting):
         for item in items:
             meta = item.get("metadata") or {}
             labels = meta.get("labels") or {}
-            if labels.get(RECONCILER_LABEL) == self.name and labels.get(ROLE_LABEL) == _ROLE:
+            if labels.get(OWNER_LABEL) == self.name and labels.get(ROLE_LABEL) == _ROLE:
                 names.append(str(meta.get("name")))
         found = [s[1] for s in (self._read(n) for n in sorted(names)) if s is not None]
         return sorted(found, key=lambda s: s.state.key)

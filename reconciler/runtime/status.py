@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
-from meshdsl.compile.manifest import CONFIG_MAP, NAMESPACE
+from meshdsl.compile.manifest import CONFIG_MAP, NAMESPACE, OWNER_LABEL, ROLE_LABEL
 from reconciler.errors import ReconcilerError
 from reconciler.ports import ObjectRejected, StateStore, Target
 from reconciler.runtime import configmap_blob
@@ -47,7 +47,7 @@ from reconciler.runtime.records import (
 __all__ = [
     "HISTORY_LIMIT",
     "OUTPUTS_KEPT",
-    "RECONCILER_LABEL",
+    "OWNER_LABEL",
     "ROLE_LABEL",
     "STATE_NAMESPACE",
     "Attempt",
@@ -272,14 +272,11 @@ class DiskStore:
 
 # --- in the cluster ----------------------------------------------------------------------
 
-RECONCILER_LABEL = "meshdsl.io/reconciler"
-ROLE_LABEL = "meshdsl.io/role"
-
 
 def state_labels(reconciler: str, role: str) -> dict[str, str]:
     """The labels of a ConfigMap holding state of reconciler ``reconciler`` (``role``:
     status, control, output, rollout) — how its stores find their own among the others."""
-    return {"app.kubernetes.io/managed-by": "meshdsl", RECONCILER_LABEL: reconciler,
+    return {"app.kubernetes.io/managed-by": "meshdsl", OWNER_LABEL: reconciler,
             ROLE_LABEL: role}
 
 
@@ -339,9 +336,9 @@ class ClusterStore:
         version = str(meta.get("resourceVersion") or "")
         labels = meta.get("labels") or {}
         where = f"ConfigMap {self.namespace}/{name}"
-        if labels.get(RECONCILER_LABEL) != self.name or labels.get(ROLE_LABEL) != role:
+        if labels.get(OWNER_LABEL) != self.name or labels.get(ROLE_LABEL) != role:
             raise CorruptRecordError(f"{where} is not a meshdsl {role} record (labels "
-                                     f"{RECONCILER_LABEL}={self.name}, {ROLE_LABEL}={role} "
+                                     f"{OWNER_LABEL}={self.name}, {ROLE_LABEL}={role} "
                                      "missing)")
         raw = (obj.get("data") or {}).get(key)
         try:
@@ -421,6 +418,6 @@ class ClusterStore:
         for obj in self.target.list(CONFIG_MAP, self.namespace):
             meta = obj.get("metadata") or {}
             labels = meta.get("labels") or {}
-            if (labels.get(RECONCILER_LABEL) == self.name and labels.get(ROLE_LABEL) == "output"
+            if (labels.get(OWNER_LABEL) == self.name and labels.get(ROLE_LABEL) == "output"
                     and str(meta.get("name")).partition(".")[0] not in names):
                 self.target.delete(CONFIG_MAP.key(self.namespace, str(meta["name"])))

@@ -15,6 +15,7 @@ from meshdsl.compile.compare import differences
 from reconciler.cli import _register, app
 from tests.conftest import REPO
 from tests.unit.importer.support import SEED, yaml_objects
+from tests.unit.importer.test_live import LIVE
 
 MESHCTL = [sys.executable, "-c", "from reconciler.cli import main; main()"]
 
@@ -119,3 +120,15 @@ def test_analyze_text_json_and_yaml(tmp_path: Path) -> None:
     assert yaml.safe_load(as_yaml.stdout)["findings"][0]["code"] == "MD101"
     warned = run("analyze", str(REPO / "tests/unit/analyzers/corpus/public-bookinfo-googleapis.yaml"))
     assert warned.exit_code == 0 and "warning MD145 (IST0129)" in warned.stderr
+
+
+def test_import_of_a_list_as_kubectl_get_prints_it(tmp_path: Path) -> None:
+    path = tmp_path / "live.yaml"
+    path.write_text(LIVE)
+    result = run("import", str(path))
+    assert result.exit_code == 0, result.output
+    assert 'ratings.deploy("v1", image="istio/examples-bookinfo-ratings-v1:1.16.2")' in \
+        result.stdout
+    assert "\nmesh.raw(" not in result.stdout
+    assert "imported 4 object(s): 4 in the DSL" in result.output
+    assert "0 warning(s)" in result.output
