@@ -24,7 +24,7 @@ import yaml
 
 from meshdsl.compile import compile_mesh
 from meshdsl.compile.compare import differences, normalize
-from meshdsl.compile.manifest import Manifest, ResourceKey
+from meshdsl.compile.manifest import NAMESPACE, Manifest, ResourceKey
 from meshdsl.importer import import_documents, load_text, run_program
 from meshdsl.importer.manifests import applied
 from meshdsl.model.builder import Mesh
@@ -70,18 +70,18 @@ def _without_retry(manifests: list[Manifest]) -> list[Manifest]:
 
 def _read_back(target: KubeTarget, desired: list[Manifest]) -> dict[str, Any]:
     """What ``kubectl get <every kind> -n <each namespace> -o yaml`` prints: one List."""
-    kinds = sorted({(m["apiVersion"], m["kind"]) for m in desired})
+    kinds = sorted({ResourceKey.of(m).group_kind for m in desired})
     namespaces = sorted({m["metadata"]["namespace"] for m in desired
                          if "namespace" in m["metadata"]})
     declared = {m["metadata"]["name"] for m in desired if m["kind"] == "Namespace"}
     items: list[Manifest] = []
-    for api_version, kind in kinds:
-        if kind == "Namespace":
-            items += [o for o in target.list(api_version, kind)
+    for kind in kinds:
+        if kind == NAMESPACE:
+            items += [o for o in target.list(kind)
                       if o["metadata"]["name"] in declared]
         else:
             for ns in namespaces:
-                items += target.list(api_version, kind, ns)
+                items += target.list(kind, ns)
     return {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""},
             "items": items}
 
