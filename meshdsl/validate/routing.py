@@ -141,9 +141,7 @@ def _durations(model: BaseModel, path: Path, src: SourceLocation | None,
         elif isinstance(value, list):
             for i, item in enumerate(value):
                 if isinstance(item, BaseModel):
-                    inner = item.__dict__.get("source")
-                    _durations(item, (*path, name, i),
-                               inner if isinstance(inner, SourceLocation) else src, out)
+                    _durations(item, (*path, name, i), _source(item, src), out)
 
 
 def _source(obj: object, default: SourceLocation | None = None) -> SourceLocation | None:
@@ -170,9 +168,7 @@ def _all_durations(mesh: MeshSpec) -> Iterator[Finding]:
     for kind, objects in _objects(mesh, "VirtualService", "DestinationRule", "RateLimit",
                                   "Canary"):
         for obj in objects:
-            src = obj.__dict__.get("source")
-            _durations(obj, (_Named(kind, obj),),
-                       src if isinstance(src, SourceLocation) else None, out)
+            _durations(obj, (_Named(kind, obj),), _source(obj), out)
     yield from out
 
 
