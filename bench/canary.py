@@ -42,7 +42,7 @@ from meshdsl.model import Mesh, Retries
 from meshdsl.model.canary import LatencyP99, SuccessRate
 from meshdsl.model.spec import MeshSpec
 from reconciler.delivery.phases import Phase
-from reconciler.demo.apps import DEMO_APP
+from reconciler.demo.apps import demo_command
 from reconciler.demo.traffic import (
     SCRAPE_INTERVAL,
     TICK_PERIOD,
@@ -69,17 +69,14 @@ TUNED = Profile("tuned", 2.0, SCRAPE_INTERVAL, "10s", TICK_PERIOD)
 PRODUCTION = Profile("production", 30.0, "15s", "1m", 0.5)
 
 
-def _demo(*args: str) -> list[str]:
-    return [sys.executable, str(DEMO_APP), "--name", "{service}", "--version", "{version}",
-            "--port", "{port}", *args]
 
 
 def bad_canary(interval: float, window: str = "10s") -> MeshSpec:
     mesh = Mesh("canary-bench", namespace=NS)
     reviews = mesh.service(SERVICE, port=9080, versions=["v1", "v2"])
     reviews.route(to={reviews.v1: 100}, retries=Retries(attempts=0))  # every 5xx is seen
-    reviews.run_locally("v1", command=_demo())
-    reviews.run_locally("v2", command=_demo("--error-rate", "0.2"))
+    reviews.run_locally("v1", command=demo_command())
+    reviews.run_locally("v2", command=demo_command("--error-rate", "0.2"))
     mesh.service("client", port=8080).deploy("v1", image="none")
     reviews.canary(target="v2", stable="v1", steps=STEPS, interval=f"{interval:g}s",
                    checks=[SuccessRate(99, interval=window), LatencyP99(400, interval=window)],

@@ -35,7 +35,7 @@ from meshdsl.model import Mesh
 from meshdsl.model.canary import LatencyP99, SuccessRate
 from meshdsl.model.spec import MeshSpec
 from reconciler.delivery.phases import Phase
-from reconciler.demo.apps import DEMO_APP
+from reconciler.demo.apps import demo_command
 from reconciler.demo.traffic import CanaryRig, TrafficGenerator
 
 NS = "shop"
@@ -48,9 +48,6 @@ HEALTHY_MIN = 98        # the healthy runs' success-rate threshold: p0 = 2%
 PER_RIG = 3            # canaried services per rig in the healthy runs
 
 
-def _demo(*args: str) -> list[str]:
-    return [sys.executable, str(DEMO_APP), "--name", "{service}", "--version", "{version}",
-            "--port", "{port}", *args]
 
 
 def mesh_of(services: list[str], *, v1_errors: float, v2_errors: float,
@@ -61,8 +58,8 @@ def mesh_of(services: list[str], *, v1_errors: float, v2_errors: float,
     for name in services:
         svc = mesh.service(name, port=9080, versions=["v1", "v2"])
         svc.route(to={svc.v1: 100})                     # Istio's default retries
-        svc.run_locally("v1", command=_demo("--error-rate", f"{v1_errors:g}"))
-        svc.run_locally("v2", command=_demo("--error-rate", f"{v2_errors:g}"))
+        svc.run_locally("v1", command=demo_command("--error-rate", f"{v1_errors:g}"))
+        svc.run_locally("v2", command=demo_command("--error-rate", f"{v2_errors:g}"))
         svc.canary(target="v2", stable="v1", steps=STEPS, interval=f"{INTERVAL:g}s",
                    checks=[SuccessRate(success, interval="10s"),
                            LatencyP99(400, interval="10s")],

@@ -16,10 +16,18 @@ from reconciler.processes.lifecycle import Component, terminate
 from reconciler.processes.ports import free_port, wait_http
 from reconciler.processes.spawn import spawn
 
-__all__ = ["DEMO_APP", "DemoApp"]
+__all__ = ["DEMO_APP", "DemoApp", "demo_command"]
 
 DEMO_APP = Path(__file__).resolve().parents[2] / "examples" / "apps" / "demo_app.py"
 """The demo service script in this repository's examples."""
+
+
+def demo_command(*args: str) -> list[str]:
+    """The demo app as a mesh program's local run command (``run_locally``): the runtime
+    fills in the ``{service}``/``{version}``/``{port}`` placeholders; ``args`` are its flags
+    (``--error-rate 0.2``, ``--latency-ms 300``...)."""
+    return [sys.executable, str(DEMO_APP), "--name", "{service}", "--version", "{version}",
+            "--port", "{port}", *args]
 
 
 class DemoApp(Component):

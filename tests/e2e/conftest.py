@@ -4,7 +4,6 @@ every process real (Envoy, Prometheus, demo apps) and on 127.0.0.1."""
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from meshdsl.model import Mesh
 from meshdsl.model.canary import LatencyP99, SuccessRate, Webhook
 from meshdsl.model.spec import MeshSpec
-from reconciler.demo.apps import DEMO_APP
+from reconciler.demo.apps import demo_command as demo
 from reconciler.demo.prometheus import PrometheusError, find_prometheus
 from reconciler.targets.envoy.binary import find_envoy
 from reconciler.targets.envoy.errors import EnvoyNotFoundError
@@ -23,9 +22,6 @@ NS, SERVICE = "shop", "reviews"
 INTERVAL = 2.0
 
 
-def demo(*args: str) -> list[str]:
-    return [sys.executable, str(DEMO_APP), "--name", "{service}", "--version", "{version}",
-            "--port", "{port}", *args]
 
 
 def canary_mesh(*, v2: Sequence[str] = (), v3: Sequence[str] = (), target: str = "v2",

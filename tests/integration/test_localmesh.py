@@ -43,6 +43,7 @@ from meshdsl.model import (
     Uri,
 )
 from reconciler.demo.apps import DEMO_APP
+from reconciler.demo.apps import demo_command as demo
 from reconciler.ports import Deployer, DeployError
 from reconciler.targets.envoy.allocation import listener_ports
 from reconciler.targets.envoy.errors import LocalAppError
@@ -56,10 +57,6 @@ SERVED_BY = "x-served-by"
 NS = "shop"
 
 
-def demo(*args: str) -> list[str]:
-    """The demo app as a local run command (the runtime fills in the placeholders)."""
-    return [sys.executable, str(DEMO_APP), "--name", "{service}", "--version", "{version}",
-            "--port", "{port}", *args]
 
 
 def shop() -> Mesh:
