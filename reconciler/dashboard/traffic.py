@@ -29,7 +29,14 @@ import httpx
 
 from meshdsl.model.spec import MeshSpec
 from reconciler.core.graph import EdgeStats, source_node
-from reconciler.metrics.envoy_stats import Samples, histogram_quantile, parse_exposition
+from reconciler.metrics.envoy_stats import (
+    Samples,
+    fetch_stats,
+    histogram_quantile,
+    increase,
+    parse_exposition,
+)
+from reconciler.metrics.prometheus import PrometheusSource
 from reconciler.metrics.recording_rules import CLUSTER_PATTERN
 from reconciler.ports import MetricsError
 
@@ -82,31 +89,17 @@ class _Acc:
 class PrometheusTraffic:
     def __init__(self, url: str, spec: Callable[[], MeshSpec | None], *,
                  window: str = "1m", timeout: float = 5.0) -> None:
-        self.url, self.window, self._spec = url.rstrip("/"), window, spec
-        self._client = httpx.Client(timeout=timeout, trust_env=False)
+        self.window, self._spec = window, spec
+        self._source = PrometheusSource(url, timeout=timeout)
+        self.url = self._source.url
 
     def describe(self) -> str:
         return f"Prometheus {self.url} (istio_requests_total, {self.window} window)"
 
-    def _vector(self, promql: str) -> list[tuple[dict[str, str], float]]:
-        try:
-            response = self._client.get(f"{self.url}/api/v1/query", params={"query": promql})
-            data = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise MetricsError(f"Prometheus {self.url} query failed: {exc}") from exc
-        if data.get("status") != "success":
-            raise MetricsError(f"Prometheus {self.url}: {data.get('error', 'query failed')}")
-        out = []
-        for item in data["data"]["result"]:
-            value = float(item["value"][1])
-            if value == value:  # NaN: no requests in the window
-                out.append((dict(item["metric"]), value))
-        return out
-
     def _collect(self, reporter: str) -> dict[Pair, _Acc]:
         queries = kiali_queries(self.window, reporter)
         found: dict[Pair, _Acc] = {}
-        for metric, value in self._vector(queries["requests"]):
+        for metric, value in self._source.vector(queries["requests"]):
             acc = found.setdefault(_pair(metric), _Acc())
             acc.rps += value
             if metric.get("response_code", "").startswith("5"):
@@ -115,7 +108,7 @@ class PrometheusTraffic:
             if policy in ("mutual_tls", "none"):
                 acc.mtls = (acc.mtls is not False) and policy == "mutual_tls"
         for name in ("p50", "p99"):
-            for metric, value in self._vector(queries[name]):
+            for metric, value in self._source.vector(queries[name]):
                 if _pair(metric) in found:
                     setattr(found[_pair(metric)], name, value)
         return found
@@ -130,7 +123,7 @@ class PrometheusTraffic:
                 for p, a in sorted(seen.items()) if p[3] and p[4]]
 
     def close(self) -> None:
-        self._client.close()
+        self._source.close()
 
 
 class EnvoyTraffic:
@@ -150,12 +143,10 @@ class EnvoyTraffic:
         out: dict[str, Samples] = {}
         for node, admin in self._proxies():
             try:
-                response = self._client.get(f"{admin.rstrip('/')}/stats/prometheus",
-                                            params={"filter": ENVOY_FILTER})
-            except httpx.HTTPError:
+                text = fetch_stats(self._client, admin, only=ENVOY_FILTER)
+            except MetricsError:
                 continue   # a proxy restarting: it is back at the next refresh
-            if response.status_code == 200:
-                out[node] = parse_exposition(response.text)
+            out[node] = parse_exposition(text)
         return out
 
     def edges(self) -> list[EdgeStats]:
@@ -189,7 +180,7 @@ def _proxy_edges(node: str, before: Samples, after: Samples, elapsed: float
             continue   # a subset cluster names the version; a whole-service one does not
         version, service, namespace = match.group(3), match.group(4), match.group(5)
         old = before.get((name, labels))
-        delta = value if old is None or value < old else value - old
+        delta = increase(old, value)
         acc = per.setdefault((namespace, service, version),
                              {"rq": 0.0, "err": 0.0, "buckets": {}, "tls": 0.0})
         if name == "envoy_cluster_upstream_rq" and "envoy_response_code" in label:

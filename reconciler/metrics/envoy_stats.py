@@ -34,8 +34,8 @@ from reconciler.delivery.queries import MetricQuery
 from reconciler.metrics.recording_rules import parse_cluster
 from reconciler.ports import MetricsError
 
-__all__ = ["EnvoyStatsSource", "Samples", "Scrape", "Window", "histogram_quantile",
-           "parse_exposition", "window"]
+__all__ = ["EnvoyStatsSource", "Samples", "Scrape", "Window", "fetch_stats",
+           "histogram_quantile", "increase", "parse_exposition", "window"]
 
 Labels = tuple[tuple[str, str], ...]
 Samples = dict[tuple[str, Labels], float]
@@ -92,7 +92,21 @@ class Window:
     buckets: tuple[tuple[float, float], ...]  # (upper bound, cumulative count), sorted
 
 
-def _increase(before: float | None, after: float) -> float:
+def fetch_stats(client: httpx.Client, admin_url: str, *, only: str | None = None) -> str:
+    """One proxy's ``/stats/prometheus`` text (``only``: Envoy's stats name filter regex)."""
+    url = admin_url.rstrip("/")
+    try:
+        response = client.get(f"{url}/stats/prometheus",
+                              params={"filter": only} if only else None)
+    except httpx.HTTPError as exc:
+        raise MetricsError(f"Envoy admin {url} unreachable: {exc}") from exc
+    if response.status_code != 200:
+        raise MetricsError(f"Envoy admin {url}/stats/prometheus answered HTTP "
+                           f"{response.status_code}")
+    return response.text
+
+
+def increase(before: float | None, after: float) -> float:
     """Counter increase; a smaller value means Envoy restarted (count from zero)."""
     if before is None or after < before:
         return after
@@ -114,7 +128,7 @@ def window(before: Samples, after: Samples, query: MetricQuery, *,
     for (name, labels), value in after.items():
         if not _matches(labels, query, reporter):
             continue
-        delta = _increase(before.get((name, labels)), value)
+        delta = increase(before.get((name, labels)), value)
         label = dict(labels)
         if name == "envoy_cluster_upstream_rq_xx":
             responses += delta
@@ -190,14 +204,7 @@ class EnvoyStatsSource:
 
     def _get(self, url: str) -> str:
         assert self._client is not None
-        try:
-            response = self._client.get(f"{url}/stats/prometheus")
-        except httpx.HTTPError as exc:
-            raise MetricsError(f"Envoy admin {url} unreachable: {exc}") from exc
-        if response.status_code != 200:
-            raise MetricsError(f"Envoy admin {url}/stats/prometheus answered HTTP "
-                               f"{response.status_code}")
-        return response.text
+        return fetch_stats(self._client, url)
 
     def sample(self) -> Scrape:
         """Scrape every proxy now (or reuse a scrape taken a moment ago) and remember it."""

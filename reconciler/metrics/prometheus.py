@@ -17,7 +17,7 @@ from reconciler.delivery.queries import MetricQuery
 from reconciler.ports import MetricsError
 from reconciler.processes.lifecycle import Closeable
 
-__all__ = ["PrometheusSource", "value_of"]
+__all__ = ["PrometheusSource", "series_of", "value_of"]
 
 
 def value_of(data: Any, promql: str) -> float | None:
@@ -43,6 +43,22 @@ def value_of(data: Any, promql: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def series_of(data: Any, promql: str) -> list[tuple[dict[str, str], float]]:
+    """Every series of a vector answer as ``(labels, value)``; NaN (nothing served in the
+    window) is left out."""
+    try:
+        if data["resultType"] != "vector":
+            raise MetricsError(f"query returned a {data['resultType']}, not a vector: {promql}")
+        out = []
+        for item in data["result"]:
+            value = float(item["value"][1])
+            if not math.isnan(value):
+                out.append((dict(item["metric"]), value))
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise MetricsError(f"unexpected Prometheus answer for {promql}: {exc!r}") from exc
+    return out
+
+
 class PrometheusSource(Closeable):
     """A :class:`~reconciler.ports.MetricsSource` backed by one Prometheus server."""
 
@@ -58,6 +74,14 @@ class PrometheusSource(Closeable):
 
     def query(self, promql: str) -> float | None:
         """Evaluate ``promql`` now: its single value, or None when there is no data."""
+        return value_of(self._answer(promql), promql)
+
+    def vector(self, promql: str) -> list[tuple[dict[str, str], float]]:
+        """Evaluate ``promql`` now: every series it returns, with its labels."""
+        return series_of(self._answer(promql), promql)
+
+    def _answer(self, promql: str) -> Any:
+        """The ``data`` of an instant query's answer; any failure is a MetricsError."""
         try:
             response = self._client.get(f"{self.url}/api/v1/query", params={"query": promql})
         except httpx.HTTPError as exc:
@@ -72,7 +96,7 @@ class PrometheusSource(Closeable):
             raise MetricsError(f"Prometheus rejected the query ({response.status_code} "
                                f"{body.get('errorType', '')}: {body.get('error', '')}): "
                                f"{promql}")
-        return value_of(body.get("data"), promql)
+        return body.get("data")
 
     def measure(self, query: MetricQuery) -> float | None:
         return self.query(query.promql)

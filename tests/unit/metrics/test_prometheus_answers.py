@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.metrics.prometheus import value_of
+from reconciler.metrics.prometheus import series_of, value_of
 from reconciler.ports import MetricsError
 
 
@@ -30,3 +30,20 @@ def test_values(data: dict[str, object], expected: float | None) -> None:
 def test_errors(data: object, message: str) -> None:
     with pytest.raises(MetricsError, match=message):
         value_of(data, "q")
+
+
+def test_series_keep_labels_and_drop_empty_windows() -> None:
+    data = {"resultType": "vector", "result": [
+        {"metric": {"destination_version": "v1"}, "value": [1.0, "2.5"]},
+        {"metric": {"destination_version": "v2"}, "value": [1.0, "NaN"]}]}
+    assert series_of(data, "q") == [({"destination_version": "v1"}, 2.5)]
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"resultType": "scalar", "result": [1.0, "3"]}, "returned a scalar, not a vector"),
+    ({"resultType": "vector", "result": [{"value": [1, "1"]}]},
+     "unexpected Prometheus answer"),
+])
+def test_series_errors(data: object, message: str) -> None:
+    with pytest.raises(MetricsError, match=message):
+        series_of(data, "q")
