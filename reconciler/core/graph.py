@@ -51,7 +51,10 @@ def workload_id(namespace: str, service: str, version: str) -> str:
 @dataclass(frozen=True)
 class EdgeStats:
     """Traffic seen from ``source`` (a workload or gateway node id, or ``"unknown"``) to
-    one workload of a service, over the measuring window."""
+    one workload of a service, over the measuring window. An empty ``source`` is traffic a
+    service's waypoint sent on to a workload without naming its callers (the local mesh's
+    waypoint series carry no source labels): it is drawn on the service -> workload edge
+    only, so callers already drawn are not counted twice."""
 
     source: str
     namespace: str
@@ -211,6 +214,10 @@ def _observe(b: _Builder, traffic: Iterable[EdgeStats]) -> None:
         if stats.version:   # empty: sent to the whole service, no version known
             b.node(wid, "workload", stats.namespace, f"{stats.service} {stats.version}",
                    service=stats.service, version=stats.version)
+        if not stats.source:   # a waypoint's view: the service's split, callers unnamed
+            if stats.version:
+                b.edge(sid, wid).add(stats)
+            continue
         if stats.source not in b.nodes:
             kind, _, rest = stats.source.partition(":")
             ns = rest.split("/", 1)[0] if rest else "unknown"

@@ -7,12 +7,14 @@ Both answer :class:`TrafficSource`: ``edges()`` → a list of
   queries are Kiali's: ``istio_requests_total`` and
   ``istio_request_duration_milliseconds_bucket`` summed by source and destination workload,
   ``reporter="destination"`` (the callee's proxy, which also knows whether the connection
-  was mutual TLS: ``connection_security_policy``), with ``reporter="source"`` filling in
-  pairs no destination proxy reported (a destination outside the mesh).
+  was mutual TLS: ``connection_security_policy``), then ``reporter="waypoint"`` (an ambient
+  service's waypoint: there is no destination sidecar), then ``reporter="source"`` filling in
+  pairs no other proxy reported (a destination outside the mesh).
 - :class:`EnvoyTraffic` — the local mesh without Prometheus: each proxy's
   ``/stats/prometheus``, read as the caller's view (its outbound subset clusters name the
   destination service and version; the proxy itself is the source), with mTLS from the
-  cluster's TLS handshakes. Rates are differences between two scrapes ``window`` apart,
+  cluster's TLS handshakes. A waypoint's ``inbound-vip`` subset clusters give an ambient
+  service's split between its workloads (its callers are not named there). Rates are differences between two scrapes ``window`` apart,
   latency quantiles interpolated like ``histogram_quantile``.
 """
 
@@ -42,7 +44,7 @@ from reconciler.ports import MetricsError
 
 __all__ = ["EnvoyTraffic", "PrometheusTraffic", "TrafficSource", "kiali_queries"]
 
-ENVOY_FILTER = (r"^cluster\.outbound\|.*\.(upstream_rq_[0-9]{3}|upstream_rq_time|"
+ENVOY_FILTER = (r"^cluster\.(outbound|inbound-vip)\|.*\.(upstream_rq_[0-9]{3}|upstream_rq_time|"
                 r"ssl\.handshake)$")
 _BY = ("source_workload, source_workload_namespace, destination_service_name, "
        "destination_service_namespace, destination_version")
@@ -115,8 +117,9 @@ class PrometheusTraffic:
 
     def edges(self) -> list[EdgeStats]:
         seen = self._collect("destination")
-        for pair, acc in self._collect("source").items():
-            seen.setdefault(pair, acc)
+        for reporter in ("waypoint", "source"):
+            for pair, acc in self._collect(reporter).items():
+                seen.setdefault(pair, acc)
         spec = self._spec()
         return [EdgeStats(source_node(spec, p[0], p[1]), p[2], p[3], p[4], a.rps, a.errors,
                           a.p50, a.p99, a.mtls)
@@ -172,16 +175,18 @@ class EnvoyTraffic:
 
 def _proxy_edges(node: str, before: Samples, after: Samples, elapsed: float
                  ) -> list[EdgeStats]:
-    per: dict[tuple[str, str, str], dict[str, Any]] = {}
+    per: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     for (name, labels), value in after.items():
         label = dict(labels)
         match = re.fullmatch(CLUSTER_PATTERN, label.get("envoy_cluster_name", ""))
-        if match is None or match.group(1) != "outbound":
-            continue   # a subset cluster names the version; a whole-service one does not
+        if match is None or match.group(1) == "inbound":
+            continue   # a sidecar's inbound: its callers' outbound clusters already count it
+        # outbound: this proxy calls; inbound-vip: a waypoint passes its callers' requests on
+        source = node if match.group(1) == "outbound" else ""
         version, service, namespace = match.group(3), match.group(4), match.group(5)
         old = before.get((name, labels))
         delta = increase(old, value)
-        acc = per.setdefault((namespace, service, version),
+        acc = per.setdefault((source, namespace, service, version),
                              {"rq": 0.0, "err": 0.0, "buckets": {}, "tls": 0.0})
         if name == "envoy_cluster_upstream_rq" and "envoy_response_code" in label:
             acc["rq"] += delta
@@ -193,11 +198,11 @@ def _proxy_edges(node: str, before: Samples, after: Samples, elapsed: float
         elif name == "envoy_cluster_ssl_handshake":
             acc["tls"] += value
     out = []
-    for (namespace, service, version), acc in sorted(per.items()):
+    for (source, namespace, service, version), acc in sorted(per.items()):
         if acc["rq"] <= 0:
             continue
         buckets = tuple(sorted(acc["buckets"].items()))
-        out.append(EdgeStats(node, namespace, service, version, acc["rq"] / elapsed,
+        out.append(EdgeStats(source, namespace, service, version, acc["rq"] / elapsed,
                              acc["err"] / elapsed, histogram_quantile(0.5, buckets),
                              histogram_quantile(0.99, buckets), acc["tls"] > 0))
     return out

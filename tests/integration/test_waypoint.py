@@ -10,12 +10,18 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from meshdsl.compile.envoy import ProxyKind, names
 from meshdsl.model import From, Header, Mesh, Retries
+from reconciler.core.graph import build_graph, service_id, workload_id
+from reconciler.dashboard import EnvoyTraffic, PrometheusTraffic, local_proxies
+from reconciler.demo.prometheus import LocalPrometheus
+from reconciler.demo.traffic import TrafficGenerator, envoy_scrape_job
+from reconciler.metrics.recording_rules import istio_bridge_rule_groups
 from reconciler.targets.envoy.mesh import LocalMesh
 from tests.integration.test_localmesh import SERVED_BY, demo, served
 
@@ -167,3 +173,50 @@ def test_sidecar_callers_and_the_gateway_go_through_the_waypoint(
     from_edge = served(client, local.gateway_url() + "/", 10, headers={"end-user": "jason"})
     assert from_web == from_edge == {"reviews-v2": 10}
     assert waypoint_rq(local, "reviews", "v2") - before == 20
+
+
+def test_the_dashboard_draws_the_split_the_waypoint_made(
+        local: LocalMesh, client: httpx.Client) -> None:
+    """Envoy-stats traffic for the graph: the waypoint's counters give the service's split
+    between its versions; a sidecar caller in another namespace is drawn calling the
+    service; nothing is drawn from an unnamed caller."""
+    source = EnvoyTraffic(local_proxies(local))
+    assert source.edges() == []          # the first scrape is the window's start
+    seen = served(client, local.outbound_url("client", "reviews"), 200)
+    from_web = served(client, local.outbound_url("web", "reviews.shop"), 20)
+    graph = build_graph(local.spec, source.edges())
+    edges = {(e["source"], e["target"]): e for e in graph["edges"]}
+    svc = service_id(NS, "reviews")
+    v1, v2 = (edges[(svc, workload_id(NS, "reviews", v))]["rps"] for v in ("v1", "v2"))
+    total = sum(seen.values()) + sum(from_web.values())
+    want = (seen.get("reviews-v2", 0) + from_web.get("reviews-v2", 0)) / total
+    assert v2 / (v1 + v2) == pytest.approx(want, abs=0.01), (v1, v2, seen, from_web)
+    assert (workload_id("front", "web", "v1"), svc) in edges
+    assert not any(src in ("", "unknown") for src, _ in edges), sorted(edges)
+
+
+def test_kiali_queries_draw_the_waypoints_series(local: LocalMesh, tmp_path: Path) -> None:
+    """With Prometheus (through the bridge), an ambient service is drawn from
+    ``reporter="waypoint"`` series: there is no destination sidecar to report it."""
+    prometheus = LocalPrometheus(rule_groups=istio_bridge_rule_groups(interval="1s"),
+                                 workdir=tmp_path / "prometheus").start()
+    traffic = None
+    try:
+        prometheus.reload_targets([envoy_scrape_job(local)])
+        traffic = TrafficGenerator(local.outbound_url("client", "reviews"), rate=20,
+                                   max_seconds=60).start()
+        source = PrometheusTraffic(prometheus.url, lambda: local.spec, window="10s")
+        deadline, versions = time.monotonic() + 40, {}
+        while time.monotonic() < deadline:
+            versions = {e.version: e for e in source.edges() if e.service == "reviews"}
+            if {"v1", "v2"} <= versions.keys():
+                break
+            time.sleep(1)
+        assert {"v1", "v2"} <= versions.keys(), versions
+        assert versions["v1"].rps > versions["v2"].rps > 0   # 80/20
+        assert versions["v1"].source == "unknown"             # no source labels here
+        source.close()
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        prometheus.stop()

@@ -102,3 +102,17 @@ def test_source_workload_label_resolves_to_nodes() -> None:
     assert source_node(s, "istio-system", "istio-ingressgateway") == gateway_id("shop", "edge")
     assert source_node(s, "shop", "unknown") == "unknown"
     assert source_node(s, "x", "cron") == "wl:x/cron"
+
+
+def test_a_waypoints_view_fills_the_version_edges_without_counting_callers_twice() -> None:
+    """A sidecar caller names the service only (its waypoint routes); the waypoint names
+    the versions but not the callers."""
+    traffic = [EdgeStats(FRONT, "shop", "reviews", "", rps=10.0, mtls=True),
+               EdgeStats("", "shop", "reviews", "v1", rps=7.0, p99_ms=4, mtls=True),
+               EdgeStats("", "shop", "reviews", "v2", rps=3.0, error_rps=3.0, mtls=True)]
+    nodes, edges = by_id(build_graph(spec(), traffic))
+    assert edges[f"{FRONT}->{SVC}"]["rps"] == 10.0
+    assert edges[f"{SVC}->{V1}"]["rps"] == 7.0 and edges[f"{SVC}->{V2}"]["rps"] == 3.0
+    assert edges[f"{SVC}->{V2}"]["health"] == "failure" and nodes[V2]["health"] == "failure"
+    assert not any(e["source"] in ("", "unknown") for e in edges.values())
+    assert "" not in nodes and "unknown" not in nodes
