@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshdsl.model.canary import CanaryPlan
+from meshdsl.model.external import ServiceEntry
 from meshdsl.model.gateway import Gateway, Server
 from meshdsl.model.matching import L4Match, Match
 from meshdsl.model.policy import DestinationRule
@@ -24,6 +25,7 @@ from meshdsl.model.routing import Destination, HttpRoute, TcpRoute, VirtualServi
 from meshdsl.model.security import AuthorizationPolicy, From, Rule, To
 from meshdsl.model.service import ServiceSpec
 from meshdsl.model.spec import MeshSpec
+from meshdsl.model.tenancy import Tenancy, object_ref, parse_ref
 
 _KEEP = frozenset({".", "*", "~", "mesh"})  # exportTo / gateway / host wildcards
 
@@ -42,7 +44,7 @@ def used_namespaces(spec: MeshSpec) -> set[str]:
     found = {spec.root_namespace, *(ns.name for ns in spec.namespaces)}
     for group in (spec.services, spec.virtual_services, spec.destination_rules, spec.gateways,
                   spec.peer_authentications, spec.authorization_policies, spec.rate_limits,
-                  spec.canaries):
+                  spec.canaries, spec.service_entries, spec.workload_entries, spec.telemetry):
         found.update(obj.namespace for obj in group)
     for raw in spec.raw:
         meta = raw.get("metadata")
@@ -66,8 +68,8 @@ def _route_destinations(vs: VirtualService) -> Iterator[Destination]:
 
 def used_hosts(spec: MeshSpec) -> set[str]:
     """Hosts as written in the program: VirtualService and Gateway hosts, destinations,
-    DestinationRule hosts and AuthorizationPolicy operation hosts."""
-    found: set[str] = set()
+    DestinationRule hosts, ServiceEntry hosts and AuthorizationPolicy operation hosts."""
+    found: set[str] = {h for se in spec.service_entries for h in se.hosts}
     for vs in spec.virtual_services:
         found.update(vs.hosts)
         found.update(d.host for d in _route_destinations(vs))
@@ -247,6 +249,24 @@ class _Renamer:
         return plan.model_copy(update={"namespace": self.ns(plan.namespace),
                                        "header_stage": stage})
 
+    def service_entry(self, se: ServiceEntry) -> ServiceEntry:
+        return se.model_copy(update={"namespace": self.ns(se.namespace),
+                                     "hosts": [self.host(h) for h in se.hosts],
+                                     "export_to": self.nss(se.export_to)})
+
+    def tenancy(self, fence: Tenancy | None) -> Tenancy | None:
+        """The fence follows: its namespaces, and the namespaces of what it adopts."""
+        if fence is None:
+            return None
+        adopt = []
+        for ref in fence.adopt:
+            kind, ns, name = parse_ref(ref)
+            adopt.append(object_ref(kind, self.ns(ns) if ns else "",
+                                    self.ns(name) if kind == "Namespace" else name))
+        return fence.model_copy(update={
+            "namespaces": None if fence.namespaces is None else self.nss(fence.namespaces),
+            "adopt": adopt})
+
     def raw(self, manifest: dict[str, Any]) -> dict[str, Any]:
         meta = manifest.get("metadata")
         if not isinstance(meta, dict) or not isinstance(meta.get("namespace"), str):
@@ -271,5 +291,10 @@ class _Renamer:
                                     for ap in spec.authorization_policies],
             rate_limits=[moved(rl) for rl in spec.rate_limits],
             canaries=[self.canary(c) for c in spec.canaries],
+            service_entries=[self.service_entry(se) for se in spec.service_entries],
+            workload_entries=[moved(we) for we in spec.workload_entries],
+            telemetry=[moved(t) for t in spec.telemetry],
             raw=[self.raw(m) for m in spec.raw],
+            default_namespace=self.ns(spec.default_namespace),
+            tenancy=self.tenancy(spec.tenancy),
         )

@@ -8,6 +8,7 @@ import pytest
 
 from meshdsl.compile import ResourceKey, compile_mesh
 from meshdsl.model import Mesh, MeshSpec, Uri
+from meshdsl.model.tenancy import Tenancy
 from meshdsl.validate import validate
 from stacks.errors import SettingsError
 from stacks.settings import (
@@ -249,7 +250,15 @@ def cross_namespace_mesh() -> MeshSpec:
     authz = web.authorization("web-authz", workload=True)
     authz.allow(api, namespaces=["edge"])
     mesh.raw({"apiVersion": "v1", "kind": "ConfigMap",
-              "metadata": {"name": "settings", "namespace": "edge"}, "data": {"a": "b"}})
+              "metadata": {"name": "settings", "namespace": "edge"}, "data": {"a": "b"}},
+             adopt=True)
+    edge.external("payments.example.com", ports={443: "HTTPS"}, resolution="DNS",
+                  export_to=[".", "shop"])
+    edge.external("db.internal", ports={5432: "TCP"}, resolution="STATIC",
+                  workload_selector={"app": "db"})
+    edge.workload_entry("db-1", address="10.0.0.7", labels={"app": "db"})
+    edge.telemetry(access_logging=True)
+    mesh.tenancy = Tenancy(adopt=["Namespace/edge"])
     return mesh.build()
 
 
@@ -274,7 +283,13 @@ def test_namespaces_follow_into_hosts_references_and_principals() -> None:
     servers = by_key["Gateway/edge-dev/public"]["spec"]["servers"]
     assert servers[0]["hosts"] == ["shop.example.com", "edge-dev/admin.example.com"]
     assert "ConfigMap/edge-dev/settings" in by_key
+    assert by_key["ServiceEntry/edge-dev/payments-example-com"]["spec"]["exportTo"] == [
+        ".", "shop-dev"]
+    assert {"WorkloadEntry/edge-dev/db-1", "Telemetry/edge-dev/default",
+            "ServiceEntry/edge-dev/db-internal"} <= by_key.keys()
     assert moved.canaries[0].namespace == "shop-dev"
+    assert moved.default_namespace == "shop-dev"
+    assert moved.tenancy is not None and moved.tenancy.adopt == ["Namespace/edge-dev"]
     assert [f.code for f in validate(moved)] == [f.code for f in validate(spec)]
 
 
@@ -318,6 +333,13 @@ def test_unknown_deployment(bookinfo: MeshSpec) -> None:
         apply_settings(bookinfo, settings(replicas={"bookinfo/reviews-v9": 2}))
     assert "meshdsl:replicas names 'bookinfo/reviews-v9'" in str(excinfo.value)
     assert "bookinfo/reviews-v2" in str(excinfo.value)
+
+
+def test_hosts_rename_external_hosts() -> None:
+    moved = apply_settings(cross_namespace_mesh(),
+                           settings(hosts={"payments.example.com": "payments.staging.example"}))
+    (entry,) = [se for se in moved.service_entries if se.name == "payments-example-com"]
+    assert entry.hosts == ["payments.staging.example"]
 
 
 def test_hosts_rename_gateway_and_route_hosts(bookinfo: MeshSpec) -> None:
