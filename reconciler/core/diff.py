@@ -18,6 +18,7 @@ after :func:`normalize` dropped the server-owned fields.
 
 from __future__ import annotations
 
+import base64
 import copy
 import difflib
 import hashlib
@@ -40,6 +41,7 @@ __all__ = [
     "Mismatch",
     "ObjectState",
     "applied_hash",
+    "as_stored",
     "compare",
     "desired_hash",
     "dotted",
@@ -119,8 +121,25 @@ def _child(path: str, key: str) -> str:
 
 
 def empty(value: Any) -> bool:
-    """None, ``{}`` or ``[]`` — what the server may drop instead of storing."""
-    return value is None or (not value and isinstance(value, dict | list))
+    """None, ``""``, ``{}`` or ``[]`` — what the server may drop instead of storing (Go's
+    ``omitempty`` drops an empty string: a Deployment's ``serviceAccountName: ""``)."""
+    return value is None or (not value and isinstance(value, str | dict | list))
+
+
+def as_stored(desired: Mapping[str, Any]) -> Mapping[str, Any]:
+    """What the server keeps of what we send, where that is not the same fields: a
+    Secret's write-only ``stringData`` is stored base64-encoded in ``data`` (and wins over
+    a ``data`` key of the same name), and ``apiVersion`` is no field: a target reads an
+    object in the version it prefers, which need not be the one it was written in (a
+    ``ReferenceGrant`` applied as ``v1beta1`` reads back as ``v1``)."""
+    out = {k: v for k, v in desired.items() if k != "apiVersion"}
+    plain = out.pop("stringData", None) if desired.get("kind") == "Secret" else None
+    if isinstance(plain, Mapping):
+        data = dict(out.get("data") or {})
+        data.update({key: base64.b64encode(str(value).encode()).decode()
+                     for key, value in plain.items()})
+        out["data"] = data
+    return out
 
 
 def scalar_equal(want: Any, got: Any) -> bool:
@@ -181,13 +200,10 @@ def mismatches(desired: Mapping[str, Any], live: Mapping[str, Any]) -> list[Mism
     """Fields of ``desired`` whose live value differs; extra live fields are ignored.
 
     Lists must have the same length and match element by element (a list we set is ours
-    as a whole); maps only need to contain what we set. ``apiVersion`` is no field: the
-    two objects are one by group and kind, and a target reads an object in the version it
-    prefers, which need not be the one it was written in (a ``ReferenceGrant`` applied as
-    ``v1beta1`` reads back as ``v1``).
+    as a whole); maps only need to contain what we set. ``desired`` is read
+    :func:`as_stored`.
     """
-    if "apiVersion" in desired:
-        desired = {k: v for k, v in desired.items() if k != "apiVersion"}
+    desired = as_stored(desired)
     if _contains(desired, live):  # the common case, without building paths
         return []
     out: list[Mismatch] = []

@@ -195,3 +195,17 @@ def test_unified_diff_reads_like_kubectl_diff() -> None:
     created = unified(None, after, name="x")
     assert created[2].startswith("@@ -0,0") and all(
         line.startswith("+") for line in created[3:])
+
+
+def test_what_the_server_stores_otherwise_is_no_mismatch() -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+              "stringData": {"password": "s3cret"}, "data": {"kept": "eWVz"}}
+    live = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "data": {"kept": "eWVz", "password": "czNjcmV0"}}
+    assert mismatches(secret, live) == []
+    live["data"]["password"] = "b3RoZXI="   # someone changed it
+    assert [m.path for m in mismatches(secret, live)] == ['.data.password']
+    deploy = {"kind": "Deployment", "spec": {"serviceAccountName": "", "replicas": 1}}
+    assert mismatches(deploy, {"kind": "Deployment", "spec": {"replicas": 1}}) == []
+    assert mismatches(deploy, {"kind": "Deployment",
+                               "spec": {"replicas": 1, "serviceAccountName": "x"}}) != []
