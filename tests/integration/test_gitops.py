@@ -149,22 +149,21 @@ def harness(apiserver: LocalApiServer, tmp_path: Path) -> Iterator[Harness]:
 # --- push → applied ------------------------------------------------------------------------
 
 
-def test_a_push_is_live_within_seconds(harness: Harness) -> None:
-    started = time.monotonic()
+def test_a_push_is_applied_by_its_webhook(harness: Harness) -> None:
+    """The reconciler here never polls (``poll_interval=None``): a push is applied because
+    its post-receive hook notified it. How fast is measured in ``bench/reconcile.py``."""
     sha = harness.push(harness.good((90, 10)), "first")
     assert "notified the reconciler" in harness.git.last_push_output
     status = harness.wait_applied(sha)
-    elapsed = time.monotonic() - started
     assert harness.weights() == (90, 10)
     assert status.applied is not None and status.applied.trigger in ("webhook", "start")
     assert status.applied.summary == "first" and status.applied.mesh == harness.mesh
 
-    started = time.monotonic()
     second = harness.push(harness.good((50, 50)), "half and half")
-    harness.wait_applied(second)
+    status = harness.wait_applied(second)
     assert harness.weights() == (50, 50)
-    assert time.monotonic() - started < 5, "push → live took too long"
-    assert elapsed < 10
+    assert status.applied is not None and status.applied.trigger == "webhook"
+    assert status.applied.revision == second
 
 
 def test_broken_pushes_apply_nothing_then_a_good_push_does(harness: Harness) -> None:
