@@ -83,6 +83,7 @@ class BadRun:
     served: int         # requests v2 answered (first attempts and retries seen by the client)
     failed: int         # failures the client saw in the interval after v2's first answer
     window: int         # requests the client sent in that interval
+    reason: str         # why it rolled back (the sequential test: the counts it judged)
 
 
 def bad_run(analysis: str, rate: float, interval: float = INTERVAL) -> BadRun:
@@ -115,7 +116,8 @@ def bad_run(analysis: str, rate: float, interval: float = INTERVAL) -> BadRun:
         phase = stored.state.phase
         return BadRun(analysis, interval, phase.value if phase is Phase.FAILED
                       else f"UNEXPECTED {phase.value}", by_v2[-1] - by_v2[0], len(by_v2),
-                      sum(1 for s in window if s.status != 200), len(window))
+                      sum(1 for s in window if s.status != 200), len(window),
+                      stored.state.reason)
 
 
 @dataclass(frozen=True)
@@ -169,15 +171,23 @@ def _spread(values: list[float], fmt: str) -> str:
             f"({format(min(values), fmt)}-{format(max(values), fmt)})")
 
 
+def _decision(reason: str) -> str:
+    """The counts behind a rollback, short: "4 of 17 requests failed" or the check."""
+    if reason.startswith("sequential test: "):
+        return reason.removeprefix("sequential test: ").split(" (")[0]
+    return reason.split(":")[0]
+
+
 def bad_table(runs: list[BadRun], rate: float) -> str:
     rows = ["| run | interval | analysis | outcome | v2 served for (s) | (intervals) | "
-            "requests v2 answered | failed in v2's first interval |",
-            "|---|---|---|---|---|---|---|---|"]
+            "requests v2 answered | failed in v2's first interval | rolled back on |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for i, run in enumerate(runs, 1):
         rows.append(f"| {i} | {run.interval:g} s | {run.analysis} | {run.outcome} | "
                     f"{run.exposed:.2f} | {run.exposed / run.interval:.2f} | {run.served} | "
                     f"{run.failed}/{run.window} "
-                    f"({100 * run.failed / max(1, run.window):.2f}%) |")
+                    f"({100 * run.failed / max(1, run.window):.2f}%) | "
+                    f"{_decision(run.reason)} |")
     lines = []
     for interval in sorted({r.interval for r in runs}):
         medians: dict[str, float] = {}
