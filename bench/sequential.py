@@ -6,15 +6,19 @@ the Envoy -> Istio bridge, the rollout driver ticking), in the same invocation:
 1. **A bad v2** (20% of its requests fail with 503) rolled out with steps 20 -> 50 -> 100,
    a 2 s interval and 100 req/s of traffic through the caller's sidecar with Istio's
    default retries (2 on 503): how long v2 serves (first to last request it answered, in
-   intervals; target < 0.5) and what share of the requests of that first interval fail at
-   the client (target < 0.25%). The same plan with ``analysis="interval"`` runs in the same
-   invocation: Flagger and Argo Rollouts also wait for the interval, and need
-   ``threshold`` failed analyses before they roll back.
+   intervals and seconds; target < 0.5 interval) and what share of the requests of that
+   first interval fail at the client (target < 0.25%). The same plan with
+   ``analysis="interval"`` runs in the same invocation: Flagger and Argo Rollouts also wait
+   for the interval, and need ``threshold`` failed analyses before they roll back. With
+   ``--interval 2 10`` both are also run at a 10 s interval: the sequential test is bounded
+   by evidence (requests v2 answers), not by the interval, so its seconds stay put while
+   the interval mode's grow with it.
 2. **A healthy v2** (0.5% of requests fail, within the plan's 99% success rate): how many
    rollouts the sequential test aborts by mistake (target: at most 1 of 50). Several
    canaried services share one mesh, so 50 rollouts take a few rigs.
 
-    .venv/bin/python bench/sequential.py [--bad-runs 5] [--healthy 50] [--no-write]
+    .venv/bin/python bench/sequential.py [--bad-runs 5] [--interval 2 10] [--healthy 50]
+                                         [--no-write]
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ PER_RIG = 3            # canaried services per rig in the healthy runs
 
 
 def mesh_of(services: list[str], *, v1_errors: float, v2_errors: float,
-            analysis: str, success: float = 99) -> MeshSpec:
+            analysis: str, success: float = 99, interval: float = INTERVAL) -> MeshSpec:
     """``services``, each v1 and v2 (demo apps failing at those rates) with the same canary
     plan, and a ``client`` sidecar to call them through."""
     mesh = Mesh("sequential-bench", namespace=NS)
@@ -60,9 +64,10 @@ def mesh_of(services: list[str], *, v1_errors: float, v2_errors: float,
         svc.route(to={svc.v1: 100})                     # Istio's default retries
         svc.run_locally("v1", command=demo_command("--error-rate", f"{v1_errors:g}"))
         svc.run_locally("v2", command=demo_command("--error-rate", f"{v2_errors:g}"))
-        svc.canary(target="v2", stable="v1", steps=STEPS, interval=f"{INTERVAL:g}s",
-                   checks=[SuccessRate(success, interval="10s"),
-                           LatencyP99(400, interval="10s")],
+        window = f"{max(10.0, interval):g}s"
+        svc.canary(target="v2", stable="v1", steps=STEPS, interval=f"{interval:g}s",
+                   checks=[SuccessRate(success, interval=window),
+                           LatencyP99(400, interval=window)],
                    min_requests=5, no_data_limit=5, max_failed_checks=THRESHOLD,
                    analysis=analysis)  # type: ignore[arg-type]
     mesh.service("client", port=8080).deploy("v1", image="none")
@@ -72,27 +77,30 @@ def mesh_of(services: list[str], *, v1_errors: float, v2_errors: float,
 @dataclass(frozen=True)
 class BadRun:
     analysis: str
+    interval: float     # seconds
     outcome: str
     exposed: float      # seconds from v2's first answer to its last
     served: int         # requests v2 answered (first attempts and retries seen by the client)
     failed: int         # failures the client saw in the interval after v2's first answer
     window: int         # requests the client sent in that interval
+    reason: str         # why it rolled back (the sequential test: the counts it judged)
 
 
-def bad_run(analysis: str, rate: float) -> BadRun:
+def bad_run(analysis: str, rate: float, interval: float = INTERVAL) -> BadRun:
     with tempfile.TemporaryDirectory(prefix="bench-sequential-") as tmp:
         rig = CanaryRig(Path(tmp))
         traffic: TrafficGenerator | None = None
         try:
             rig.start(mesh_of(["reviews"], v1_errors=0.0, v2_errors=BAD_RATE,
-                              analysis=analysis), drive=False)
+                              analysis=analysis, interval=interval), drive=False)
             assert rig.mesh is not None
             traffic = TrafficGenerator(rig.mesh.outbound_url("client", "reviews"), rate=rate,
                                        workers=4, max_seconds=120).start()
             time.sleep(1.0)
             rig.drive()
             rig.wait(lambda: (s := rig.store.load(NS, "reviews")) is not None
-                     and s.state.phase.terminal, 60, what="the rollout finishing")
+                     and s.state.phase.terminal, 30 + 10 * interval,
+                     what="the rollout finishing")
             time.sleep(1.0)
         finally:
             if traffic is not None:
@@ -104,11 +112,12 @@ def bad_run(analysis: str, rate: float) -> BadRun:
         by_v2 = [s.at for s in samples if s.served_by == "reviews-v2"]
         if not by_v2:
             raise RuntimeError("v2 never served a request; is it running?")
-        window = [s for s in samples if by_v2[0] <= s.at < by_v2[0] + INTERVAL]
+        window = [s for s in samples if by_v2[0] <= s.at < by_v2[0] + interval]
         phase = stored.state.phase
-        return BadRun(analysis, phase.value if phase is Phase.FAILED
+        return BadRun(analysis, interval, phase.value if phase is Phase.FAILED
                       else f"UNEXPECTED {phase.value}", by_v2[-1] - by_v2[0], len(by_v2),
-                      sum(1 for s in window if s.status != 200), len(window))
+                      sum(1 for s in window if s.status != 200), len(window),
+                      stored.state.reason)
 
 
 @dataclass(frozen=True)
@@ -162,35 +171,52 @@ def _spread(values: list[float], fmt: str) -> str:
             f"({format(min(values), fmt)}-{format(max(values), fmt)})")
 
 
+def _decision(reason: str) -> str:
+    """The counts behind a rollback, short: "4 of 17 requests failed" or the check."""
+    if reason.startswith("sequential test: "):
+        return reason.removeprefix("sequential test: ").split(" (")[0]
+    return reason.split(":")[0]
+
+
 def bad_table(runs: list[BadRun], rate: float) -> str:
-    rows = ["| run | analysis | outcome | v2 served for (intervals) | requests v2 answered | "
-            "failed in v2's first interval |", "|---|---|---|---|---|---|"]
+    rows = ["| run | interval | analysis | outcome | v2 served for (s) | (intervals) | "
+            "requests v2 answered | failed in v2's first interval | rolled back on |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for i, run in enumerate(runs, 1):
-        rows.append(f"| {i} | {run.analysis} | {run.outcome} | {run.exposed / INTERVAL:.2f} | "
-                    f"{run.served} | {run.failed}/{run.window} "
-                    f"({100 * run.failed / max(1, run.window):.2f}%) |")
+        rows.append(f"| {i} | {run.interval:g} s | {run.analysis} | {run.outcome} | "
+                    f"{run.exposed:.2f} | {run.exposed / run.interval:.2f} | {run.served} | "
+                    f"{run.failed}/{run.window} "
+                    f"({100 * run.failed / max(1, run.window):.2f}%) | "
+                    f"{_decision(run.reason)} |")
     lines = []
-    medians: dict[str, float] = {}
-    for analysis in ("sequential", "interval"):
-        mine = [r for r in runs if r.analysis == analysis]
-        if not mine:
-            continue
-        exposed = [r.exposed / INTERVAL for r in mine]
-        failed, window = sum(r.failed for r in mine), sum(r.window for r in mine)
-        medians[analysis] = statistics.median(exposed)
-        lines.append(f"- **{analysis}** ({len(mine)} runs): v2 served for "
-                     f"{_spread(exposed, '.2f')} intervals (median, min-max); "
-                     f"{_spread([float(r.served) for r in mine], '.0f')} requests answered "
-                     f"by v2; {failed} of {window} requests failed at the client in v2's "
-                     f"first interval, pooled ({100 * failed / max(1, window):.2f}%).")
-    if "sequential" in medians and "interval" in medians and medians["sequential"] > 0:
-        lines.append(f"- Ratio: the interval analysis exposes v2 "
-                     f"{medians['interval'] / medians['sequential']:.1f}x as long "
-                     f"(medians). Targets for sequential: < 0.5 interval, < 0.25% failed.")
+    for interval in sorted({r.interval for r in runs}):
+        medians: dict[str, float] = {}
+        for analysis in ("sequential", "interval"):
+            mine = [r for r in runs if r.analysis == analysis and r.interval == interval]
+            if not mine:
+                continue
+            seconds = [r.exposed for r in mine]
+            failed, window = sum(r.failed for r in mine), sum(r.window for r in mine)
+            medians[analysis] = statistics.median(seconds)
+            lines.append(
+                f"- **{analysis}, {interval:g} s interval** ({len(mine)} runs): v2 served for "
+                f"{_spread([s / interval for s in seconds], '.2f')} intervals = "
+                f"{_spread(seconds, '.2f')} s (median, min-max); "
+                f"{_spread([float(r.served) for r in mine], '.0f')} requests answered "
+                f"by v2; {failed} of {window} requests failed at the client in v2's "
+                f"first interval, pooled ({100 * failed / max(1, window):.2f}%).")
+        if medians.get("sequential", 0) > 0 and "interval" in medians:
+            lines.append(f"- Ratio at {interval:g} s: the interval analysis exposes v2 "
+                         f"{medians['interval'] / medians['sequential']:.1f}x as long "
+                         "(medians).")
+    lines.append("- Targets for sequential: < 0.5 interval, < 0.25% failed. Its seconds "
+                 "depend on the requests v2 answers (the evidence), not on the interval.")
+    intervals = ", ".join(f"{i:g} s" for i in sorted({r.interval for r in runs}))
     head = (f"### A bad v2 ({BAD_RATE:.0%} of its requests fail)\n\nSteps {STEPS}, "
-            f"{INTERVAL:g} s interval, 10 s check windows (99% success rate, p99 400 ms), "
-            f"interval threshold {THRESHOLD}, {rate:g} req/s through the client's sidecar "
-            "with Istio's default retries (2 on 503), 100 ms scrape, 50 ms driver tick.")
+            f"{intervals} interval, check windows of max(10 s, interval) (99% success rate, "
+            f"p99 400 ms), interval threshold {THRESHOLD}, {rate:g} req/s through the "
+            "client's sidecar with Istio's default retries (2 on 503), 100 ms scrape, 50 ms "
+            "driver tick. The modes run interleaved, so each pair saw the same load.")
     return head + "\n\n" + "\n".join(rows) + "\n\n" + "\n".join(lines) + "\n"
 
 
@@ -220,6 +246,8 @@ def main() -> int:
                         help="runs of the bad v2 for each analysis mode")
     parser.add_argument("--healthy", type=int, default=50,
                         help="healthy rollouts (rounded up to whole rigs; 0: skip)")
+    parser.add_argument("--interval", type=float, nargs="+", default=[INTERVAL],
+                        help="analysis intervals in seconds for the bad-v2 runs, e.g. 2 10")
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--healthy-rate", type=float, default=30.0)
     parser.add_argument("--no-write", action="store_true",
@@ -231,10 +259,12 @@ def main() -> int:
     if args.bad_runs > 0:
         runs = []
         for i in range(args.bad_runs):       # interleaved: both modes see the same load
-            for analysis in ("sequential", "interval"):
-                run = bad_run(analysis, args.rate)
-                print(f"bad {analysis} {i + 1}: {run}", file=sys.stderr, flush=True)
-                runs.append(run)
+            for interval in args.interval:
+                for analysis in ("sequential", "interval"):
+                    run = bad_run(analysis, args.rate, interval)
+                    print(f"bad {analysis} {interval:g}s {i + 1}: {run}", file=sys.stderr,
+                          flush=True)
+                    runs.append(run)
         ok = all(r.outcome == "failed" for r in runs)
         sections.append(bad_table(runs, args.rate))
     if args.healthy > 0:
@@ -246,6 +276,7 @@ def main() -> int:
         sections.append(healthy_table(rigs, args.healthy_rate))
     body = header + "\n\n" + "\n".join(sections) + (
         f"\nRun: `.venv/bin/python bench/sequential.py --bad-runs {args.bad_runs} "
+        f"--interval {' '.join(f'{i:g}' for i in args.interval)} "
         f"--healthy {args.healthy} --rate {args.rate:g} --healthy-rate "
         f"{args.healthy_rate:g}`\n")
     print(body)

@@ -15,7 +15,6 @@ never close a PromQL string and smuggle in a different query.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -225,14 +224,45 @@ def metric_queries(plan: CanaryPlan) -> tuple[MetricQuery, ...]:
 WINDOW_PREFIX = "window:"
 """Observation keys of :func:`window_queries` (kept apart from the interval analysis's)."""
 
+WINDOW_SOURCES = ("envoy_cluster_upstream_rq", "istio_requests_total")
+"""Where the window reads request counters, first found first: the local mesh's Envoy
+counters as scraped (the bridge relabels them with Istio's labels, so they are current one
+rule evaluation sooner than the recorded ``istio_requests_total``; on Istio nothing matches
+them), then Istio's own series."""
+
+
+def _since_start(metric: str, codes: str) -> str:
+    """The requests a counter counted since the stage began ``{{ interval }}`` ago: its
+    value now minus then (a series absent then counted from 0) — exact, where
+    ``increase`` over a short range extrapolates. Empty when a counter was reset in
+    between (a restarted proxy): no evidence rather than a wrong count."""
+    series = (f'{metric}{{reporter="{{{{ reporter }}}}", destination_workload_namespace='
+              f'"{{{{ namespace }}}}", destination_workload=~"{{{{ target }}}}"{codes}}}')
+    then = f"{series} offset {{{{ interval }}}}"
+    return (f"((sum({series}) - (sum({then}) or vector(0))) unless on() "
+            f"(({series} < {then}) or resets({series}[{{{{ interval }}}}]) > 0))")
+
+
+def _window_templates() -> dict[str, str]:
+    count = "\nor\n".join(_since_start(m, "") for m in WINDOW_SOURCES)
+    failed = ', response_code=~"5.*"'
+    rates = [f"(100 * (1 - ({_since_start(m, failed)} or vector(0)) / {_since_start(m, '')}))"
+             for m in WINDOW_SOURCES]
+    return {REQUEST_COUNT_KEY: count, "request-success-rate": "\nor\n".join(rates)}
+
+
+WINDOW_QUERIES: Mapping[str, str] = _window_templates()
+"""The sequential test's count and success rate (percent) since the stage began."""
+
 
 def window_queries(plan: CanaryPlan, seconds: float) -> tuple[MetricQuery, MetricQuery]:
-    """The canary's request count and success rate over the last ``seconds`` (rounded up
-    to whole seconds): what the sequential test reads on every scrape."""
-    interval = f"{max(1, math.ceil(seconds))}s"
+    """The canary's request count and success rate since its stage began ``seconds`` ago
+    (to the millisecond): what the sequential test reads on every tick. The builtin names
+    stay, so a source computing builtins itself (Envoy's stats) answers over that window."""
+    interval = f"{max(1, round(seconds * 1000))}ms"
     out = []
     for builtin in (REQUEST_COUNT_KEY, "request-success-rate"):
         query = _query(plan, MetricCheck(name=builtin, interval=interval), "canary", builtin,
-                       BUILTIN_QUERIES[builtin])
+                       WINDOW_QUERIES[builtin])
         out.append(replace(query, key=WINDOW_PREFIX + builtin))
     return out[0], out[1]

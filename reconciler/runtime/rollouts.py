@@ -372,13 +372,16 @@ class RolloutDriver:
 
     def run(self, stop: threading.Event, *, period: float = 0.5) -> None:
         """Tick every ``period`` seconds until ``stop`` is set (errors are logged, and the
-        next tick tries again)."""
+        next tick tries again). Ticks start ``period`` apart, not ``period`` after the last
+        one ended (a tick that queries metrics takes a while: the sequential test would
+        otherwise look less often than asked); a slow tick is followed by a short pause."""
         while not stop.is_set():
+            began = time.monotonic()
             try:
                 self.tick()
             except Exception:  # a transient failure must not end the loop
                 log.exception("rollout tick failed")
-            stop.wait(period)
+            stop.wait(max(period / 5, period - (time.monotonic() - began)))
 
     def next_due(self) -> float | None:
         """When (this driver's clock) the earliest active rollout wants its next analysis

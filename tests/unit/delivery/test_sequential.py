@@ -43,10 +43,13 @@ def stream(rng: random.Random, p: float, *, scrapes: int, per_scrape: int) -> in
 def test_the_plan_threshold_sets_the_hypotheses() -> None:
     test = for_plan(SEQUENTIAL, stages=3)
     assert test.p0 == pytest.approx(0.01) and test.p1 == pytest.approx(0.06)
+    assert test.alternatives == pytest.approx((0.06, 0.12, 0.24, 0.48))
     assert test.alpha == pytest.approx(0.01 / 3)
     assert test.threshold == pytest.approx(math.log(300))
     strict = for_plan(make_plan(checks=[SuccessRate(min=99.9)]), stages=1)
     assert strict.p0 == pytest.approx(0.001) and strict.p1 == pytest.approx(0.051)
+    lax = SequentialTest(p0=0.2, p1=0.4, alpha=0.01)
+    assert lax.alternatives == (0.4,)
 
 
 def test_type_one_error_at_the_accepted_rate_stays_below_alpha() -> None:
@@ -77,6 +80,47 @@ def test_type_two_error_a_canary_failing_20_percent_is_caught_within_60_requests
     assert len(caught) / len(seen) >= 0.99, seen.count(None)
     assert sorted(caught)[len(caught) // 2] <= 30  # median requests to the abort
     assert sorted(caught)[int(0.99 * len(caught)) - 1] <= 60
+
+
+def single_alternative_llr(test: SequentialTest, requests: int, errors: int) -> float:
+    """Wald's SPRT against ``p1`` alone (what the mixture replaced)."""
+    return (errors * math.log(test.p1 / test.p0)
+            + (requests - errors) * math.log((1 - test.p1) / (1 - test.p0)))
+
+
+def requests_to_abort(rng: random.Random, p: float, llr: object, threshold: float
+                      ) -> int:
+    requests = errors = 0
+    while requests < 5000:
+        requests += 1
+        errors += rng.random() < p
+        if llr(requests, errors) >= threshold:  # type: ignore[operator]
+            return requests
+    return requests
+
+
+def test_the_mixture_catches_large_failures_sooner_than_one_alternative() -> None:
+    """Same streams, looked at after every request: at a 20% error rate the mixture over
+    6/12/24/48% needs at least 10% fewer requests on average than Wald's test against 6%
+    alone (~17.5 against ~21), and it is still valid — every term is a supermartingale at
+    ``p0``, so their mean is one (the type I test above runs the mixture)."""
+    test = for_plan(SEQUENTIAL, stages=3)
+
+    def single(n: int, e: int) -> float:
+        return single_alternative_llr(test, n, e)
+
+    for rate in (0.2, 0.3):
+        mixture = [requests_to_abort(random.Random(seed), rate, test.llr, test.threshold)
+                   for seed in range(1500)]
+        wald = [requests_to_abort(random.Random(seed), rate, single, test.threshold)
+                for seed in range(1500)]
+        assert sum(mixture) <= 0.9 * sum(wald), (rate, sum(mixture) / 1500, sum(wald) / 1500)
+    # at exactly p1 the price is small: at most 20% more requests
+    mixture = [requests_to_abort(random.Random(seed), 0.06, test.llr, test.threshold)
+               for seed in range(800)]
+    wald = [requests_to_abort(random.Random(seed), 0.06, single, test.threshold)
+            for seed in range(800)]
+    assert sum(mixture) <= 1.2 * sum(wald), (sum(mixture) / 800, sum(wald) / 800)
 
 
 def test_evidence_from_a_count_and_a_success_rate() -> None:
@@ -119,7 +163,8 @@ def test_between_analyses_the_machine_asks_for_the_stage_window() -> None:
     wanted = machine.needs(state, SEQUENTIAL, 4.2)
     assert [q.key for q in wanted.queries] == [WINDOW_PREFIX + "request-count",
                                                WINDOW_PREFIX + "request-success-rate"]
-    assert all(q.interval == "5s" for q in wanted.queries)
+    assert all(q.interval == "4200ms" for q in wanted.queries)
+    assert all("offset 4200ms" in q.promql for q in wanted.queries)
     assert wanted.queries == window_queries(SEQUENTIAL, 4.2)
     # at the interval, the ordinary analysis
     assert "request-success-rate" in {q.key for q in machine.needs(state, SEQUENTIAL, 30.0)
