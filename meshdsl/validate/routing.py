@@ -7,13 +7,13 @@ import functools
 import re
 import typing
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from pydantic import BaseModel
 
 from meshdsl.model.base import SourceLocation
 from meshdsl.model.matching import Match
-from meshdsl.model.routing import HttpRoute, VirtualService
+from meshdsl.model.routing import HttpRoute, TcpRoute, VirtualService
 from meshdsl.model.spec import MeshSpec
 from meshdsl.validate import hosts
 from meshdsl.validate.findings import Finding, error, warning
@@ -27,7 +27,9 @@ DURATION_FIELDS = {
 
 def _weights(mesh: MeshSpec) -> Iterator[Finding]:
     for vs in mesh.virtual_services:
-        for where, routes in (("http", vs.http), ("tcp", vs.tcp)):
+        kinds: tuple[tuple[str, Sequence[HttpRoute | TcpRoute]], ...] = (
+            ("http", vs.http), ("tcp", vs.tcp))
+        for where, routes in kinds:
             for i, route in enumerate(routes):
                 dests = route.to
                 if not dests or (len(dests) == 1 and dests[0].weight is None):
