@@ -81,12 +81,13 @@ def check(mesh: MeshSpec) -> Iterator[Finding]:
     ]
     good_namespaces: set[str] = set()  # a mesh has many objects in few namespaces
     for kind, items, label_name in groups:
-        valid = is_label if label_name else is_subdomain
+        longest, pattern = (63, _LABEL) if label_name else (253, _SUBDOMAIN)
         for item in items:
             name = getattr(item, "name", None)
             namespace = getattr(item, "namespace", None)
-            if isinstance(name, str) and valid(name) and isinstance(namespace, str) and (
-                    namespace in good_namespaces or is_label(namespace)):
+            if (isinstance(name, str) and len(name) <= longest
+                    and pattern.fullmatch(name) is not None and isinstance(namespace, str)
+                    and (namespace in good_namespaces or is_label(namespace))):
                 good_namespaces.add(namespace)
                 continue  # the common case: no path to format
             yield from _check(f"{kind} {namespace}/{name}", name, namespace,

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 
 from pydantic import BaseModel
 
-from meshdsl.model.base import SourceLocation
+from meshdsl.model.base import Declared, SourceLocation
 from meshdsl.model.matching import Match
 from meshdsl.model.routing import HttpRoute, TcpRoute, VirtualService
 from meshdsl.model.spec import MeshSpec
@@ -205,7 +205,8 @@ def _clean(model: BaseModel, shared: set[int]) -> bool:
                     continue
                 if not _clean(item, shared):
                     return False
-                shared.add(id(item))
+                if not isinstance(item, Declared):  # a route is its own, a value shared
+                    shared.add(id(item))
         elif isinstance(value, BaseModel) and not _clean(value, shared):
             return False
     return True
