@@ -10,8 +10,7 @@ every object with its namespace and the user's file:line, for findings.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from meshdsl.model.base import SourceLocation
 from meshdsl.model.spec import MeshSpec
@@ -20,9 +19,9 @@ from meshdsl.model.tenancy import manifest_ref
 __all__ = ["Placed", "declaration", "opened_namespaces", "placed"]
 
 
-@dataclass(frozen=True)
-class Placed:
-    """One declared object: what it is, where it goes, where the program said so."""
+class Placed(NamedTuple):
+    """One declared object: what it is, where it goes, where the program said so (a
+    tuple: validation places each of a mesh's 30,000 objects)."""
 
     what: str                    # e.g. "Service shop/reviews" or "raw Deployment/kube-system/x"
     kind: str

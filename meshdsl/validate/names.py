@@ -19,18 +19,19 @@ from meshdsl.validate.findings import Finding, error
 
 __all__ = ["check", "is_label", "is_subdomain"]
 
-_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")  # at most 63 characters
+_SUBDOMAIN = re.compile(rf"{_LABEL.pattern}(?:\.{_LABEL.pattern})*")
 _SHOWN = 80
 
 
 def is_label(value: str) -> bool:
     """A DNS-1123 label: lowercase letters, digits and '-', at most 63, alphanumeric ends."""
-    return len(value) <= 63 and _LABEL.fullmatch(value) is not None
+    return _LABEL.fullmatch(value) is not None
 
 
 def is_subdomain(value: str) -> bool:
     """A DNS-1123 subdomain: dot-separated labels, at most 253 characters."""
-    return 0 < len(value) <= 253 and all(is_label(part) for part in value.split("."))
+    return len(value) <= 253 and _SUBDOMAIN.fullmatch(value) is not None
 
 
 def _shown(value: object) -> str:
@@ -78,13 +79,16 @@ def check(mesh: MeshSpec) -> Iterator[Finding]:
         ("ServiceEntry", list(mesh.service_entries), False),
         ("WorkloadEntry", list(mesh.workload_entries), False),
     ]
+    good_namespaces: set[str] = set()  # a mesh has many objects in few namespaces
     for kind, items, label_name in groups:
-        valid = is_label if label_name else is_subdomain
+        longest, pattern = (63, _LABEL) if label_name else (253, _SUBDOMAIN)
         for item in items:
             name = getattr(item, "name", None)
             namespace = getattr(item, "namespace", None)
-            if (isinstance(name, str) and valid(name) and isinstance(namespace, str)
-                    and is_label(namespace)):
+            if (isinstance(name, str) and len(name) <= longest
+                    and pattern.fullmatch(name) is not None and isinstance(namespace, str)
+                    and (namespace in good_namespaces or is_label(namespace))):
+                good_namespaces.add(namespace)
                 continue  # the common case: no path to format
             yield from _check(f"{kind} {namespace}/{name}", name, namespace,
                               label_name=label_name, source=getattr(item, "source", None))

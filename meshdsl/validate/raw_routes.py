@@ -72,26 +72,39 @@ def _nowhere(manifest: dict[str, Any]) -> SourceLocation | None:
 
 
 def _claims(mesh: MeshSpec, where: Where) -> tuple[Claims, Claims]:
-    """(service -> VirtualService that routes it, service -> HTTPRoute that routes it)."""
-    dp = mesh.data_plane
-    by_vs: Claims = {}
+    """(service -> VirtualService that routes it, service -> HTTPRoute that routes it);
+    the first only for services the second has, the only ones that can conflict (so a
+    mesh without ambient namespaces or raw Gateway API routes resolves no host here)."""
+    ambient = {ns: mesh.data_plane.is_ambient(ns)
+               for ns in {vs.namespace for vs in mesh.virtual_services}}
     by_route: Claims = {}
     for vs in mesh.virtual_services:
-        target = by_route if dp.is_ambient(vs.namespace) else by_vs
-        hosts = parent_services(mesh, vs) if dp.is_ambient(vs.namespace) else [
-            mesh.resolve_host(h, vs.namespace) for h in vs.hosts] if not vs.gateways else []
-        for key in hosts:
-            target.setdefault(key, (f"{vs.namespace}/{vs.name}", vs.source))
+        if ambient[vs.namespace]:
+            for key in parent_services(mesh, vs):
+                by_route.setdefault(key, (f"{vs.namespace}/{vs.name}", vs.source))
     for raw in mesh.raw:
-        ns, name = _meta(raw)
-        if raw.get("kind") == "VirtualService" and not _spec(raw).get("gateways"):
-            for host in _spec(raw).get("hosts") or []:
-                by_vs.setdefault(mesh.resolve_host(str(host), ns), (f"{ns}/{name}", where(raw)))
-        elif raw.get("kind") in ("HTTPRoute", "GRPCRoute") and _is_gateway_api(raw):
+        if raw.get("kind") in ("HTTPRoute", "GRPCRoute") and _is_gateway_api(raw):
+            ns, name = _meta(raw)
             for ref in _refs(raw, "parentRefs"):
                 if ref.get("kind") == "Service":
                     key = (str(ref.get("namespace") or ns), str(ref.get("name")))
                     by_route.setdefault(key, (f"{ns}/{name}", where(raw)))
+    by_vs: Claims = {}
+    if not by_route:
+        return by_vs, by_route
+    for vs in mesh.virtual_services:
+        if ambient[vs.namespace] or vs.gateways:
+            continue
+        for key in (mesh.resolve_host(h, vs.namespace) for h in vs.hosts):
+            if key in by_route:
+                by_vs.setdefault(key, (f"{vs.namespace}/{vs.name}", vs.source))
+    for raw in mesh.raw:
+        if raw.get("kind") == "VirtualService" and not _spec(raw).get("gateways"):
+            ns, name = _meta(raw)
+            for host in _spec(raw).get("hosts") or []:
+                key = mesh.resolve_host(str(host), ns)
+                if key in by_route:
+                    by_vs.setdefault(key, (f"{ns}/{name}", where(raw)))
     return by_vs, by_route
 
 

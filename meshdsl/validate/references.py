@@ -54,27 +54,33 @@ def _default_routed(mesh: MeshSpec) -> set[tuple[str, str]]:
     return routed
 
 
-def _resolved(mesh: MeshSpec, dest: Destination, vs_ns: str) -> bool:
-    """A destination that names a known service (and a defined subset of it): the
-    common case, answered without formatting a finding's path."""
-    ns, name = mesh.resolve_host(dest.host, vs_ns)
-    return bool(ns) and _known(mesh, ns, name) and (
-        dest.subset is None or dest.subset in mesh.subsets_of(ns, name))
+_UNSEEN: set[str] = set()  # a marker: not yet resolved
+
+
+def _subsets(mesh: MeshSpec, host: str, vs_ns: str) -> set[str] | None:
+    """The subsets defined for the known service ``host`` names, or None for a host that
+    names no service of the mesh."""
+    ns, name = mesh.resolve_host(host, vs_ns)
+    return mesh.subsets_of(ns, name) if ns and _known(mesh, ns, name) else None
 
 
 def check(mesh: MeshSpec) -> Iterator[Finding]:
-    fine: set[tuple[str, str | None, str]] = set()
+    # (host, namespace) -> its service's subsets: the routes of a VirtualService name the
+    # same host again and again, so each is resolved once, and a finding's path is
+    # formatted only for a destination that is not fine
+    known: dict[tuple[str, str], set[str] | None] = {}
     for vs in mesh.virtual_services:
         base = f"VirtualService {vs.namespace}/{vs.name}"
+        vs_ns = vs.namespace
         for i, route in enumerate(vs.http):
             for j, dest in enumerate(route.to):
-                key = (dest.host, dest.subset, vs.namespace)
-                if key in fine:
+                key = (dest.host, vs_ns)
+                subsets = known.get(key, _UNSEEN)
+                if subsets is _UNSEEN:
+                    subsets = known[key] = _subsets(mesh, dest.host, vs_ns)
+                if subsets is not None and (dest.subset is None or dest.subset in subsets):
                     continue
-                if _resolved(mesh, dest, vs.namespace):
-                    fine.add(key)
-                    continue
-                yield from _check_destination(mesh, dest, vs.namespace,
+                yield from _check_destination(mesh, dest, vs_ns,
                                               f"{base} http[{i}].route[{j}]", route.source)
             if route.mirror is not None:
                 yield from _check_destination(mesh, route.mirror, vs.namespace,

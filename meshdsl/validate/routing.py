@@ -7,13 +7,13 @@ import functools
 import re
 import typing
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from pydantic import BaseModel
 
-from meshdsl.model.base import SourceLocation
+from meshdsl.model.base import Declared, SourceLocation
 from meshdsl.model.matching import Match
-from meshdsl.model.routing import VirtualService
+from meshdsl.model.routing import HttpRoute, TcpRoute, VirtualService
 from meshdsl.model.spec import MeshSpec
 from meshdsl.validate import hosts
 from meshdsl.validate.findings import Finding, error, warning
@@ -27,24 +27,29 @@ DURATION_FIELDS = {
 
 def _weights(mesh: MeshSpec) -> Iterator[Finding]:
     for vs in mesh.virtual_services:
-        routes = [("http", i, r.to, r.source) for i, r in enumerate(vs.http)]
-        routes += [("tcp", i, r.to, r.source) for i, r in enumerate(vs.tcp)]
-        for where, i, dests, src in routes:
-            if not dests or (len(dests) == 1 and dests[0].weight is None):
-                continue  # the common case: one destination, no weight
-            path = f"VirtualService {vs.namespace}/{vs.name} {where}[{i}]"
-            weights = [d.weight for d in dests]
-            if any(w is not None and w < 0 for w in weights):
-                yield error("MD103", path, f"negative weight in {weights}; weights are "
-                            "percentages from 0 to 100", src)
-            elif len(dests) > 1 and any(w is None for w in weights):
-                yield error("MD103", path, "several destinations need a weight each: use "
-                            "to={a: 90, b: 10}", src)
-            elif any(w is not None for w in weights):
-                total = sum(w or 0 for w in weights)
-                if total != 100:
-                    yield error("MD103", path, f"weights add up to {total}, not 100 "
-                                f"({', '.join(str(w) for w in weights)})", src)
+        kinds: tuple[tuple[str, Sequence[HttpRoute | TcpRoute]], ...] = (
+            ("http", vs.http), ("tcp", vs.tcp))
+        for where, routes in kinds:
+            for i, route in enumerate(routes):
+                dests = route.to
+                if not dests or (len(dests) == 1 and dests[0].weight is None):
+                    continue  # the common case: one destination, no weight
+                problem = _weights_problem([d.weight for d in dests])
+                if problem is not None:
+                    yield error("MD103", f"VirtualService {vs.namespace}/{vs.name} "
+                                f"{where}[{i}]", problem, route.source)
+
+
+def _weights_problem(weights: list[int | None]) -> str | None:
+    """What is wrong with a route's destination weights, or None."""
+    if any(w is not None and w < 0 for w in weights):
+        return f"negative weight in {weights}; weights are percentages from 0 to 100"
+    if len(weights) > 1 and any(w is None for w in weights):
+        return "several destinations need a weight each: use to={a: 90, b: 10}"
+    total = sum(w or 0 for w in weights)
+    if any(w is not None for w in weights) and total != 100:
+        return f"weights add up to {total}, not 100 ({', '.join(str(w) for w in weights)})"
+    return None
 
 
 def _conflicts(mesh: MeshSpec) -> Iterator[Finding]:
@@ -68,24 +73,40 @@ def _conflicts(mesh: MeshSpec) -> Iterator[Finding]:
 
 
 def _shadowed(mesh: MeshSpec) -> Iterator[Finding]:
+    """Which routes of a VirtualService are never used depends only on its routes' match
+    lists; builders share one Match object among the routes that repeat it, so the 10,000
+    VirtualServices of 10,000 similar services have a handful of shapes (the identities of
+    their matches, route by route), each judged once. Keyed by identity, the verdicts live
+    only while the spec holds every match."""
+    verdicts: dict[tuple[tuple[int, ...], ...], list[tuple[int, str]]] = {}
     for vs in mesh.virtual_services:
-        seen: list[tuple[int, list[Match]]] = []
-        catch_all: int | None = None
-        for i, route in enumerate(vs.http):
-            if catch_all is not None:
-                yield warning("MD105", f"VirtualService {vs.namespace}/{vs.name} http[{i}]",
-                              f"this route is never used: http[{catch_all}] above matches "
-                              "every request; move the catch-all route last", route.source)
-                continue
-            matches = route.match  # frozen models compare by value, field by field
-            same = [j for j, earlier in seen if matches and earlier == matches]
-            if same:
-                yield warning("MD105", f"VirtualService {vs.namespace}/{vs.name} http[{i}]",
-                              f"this route is never used: http[{same[0]}] above has the "
-                              "same match", route.source)
-            seen.append((i, matches))
-            if route.is_catch_all():
-                catch_all = i
+        routes = vs.http
+        shape = tuple(tuple(map(id, route.match)) for route in routes)
+        unused = verdicts.get(shape)
+        if unused is None:
+            unused = verdicts[shape] = list(_unused(routes))
+        for i, why in unused:
+            yield warning("MD105", f"VirtualService {vs.namespace}/{vs.name} http[{i}]", why,
+                          routes[i].source)
+
+
+def _unused(routes: list[HttpRoute]) -> Iterator[tuple[int, str]]:
+    """(index, why) of each route that no request reaches: below a catch-all, or with
+    the same match as a route above."""
+    seen: list[tuple[int, list[Match]]] = []
+    catch_all: int | None = None
+    for i, route in enumerate(routes):
+        if catch_all is not None:
+            yield i, (f"this route is never used: http[{catch_all}] above matches every "
+                      "request; move the catch-all route last")
+            continue
+        matches = route.match  # frozen models compare by value, field by field
+        same = [j for j, earlier in seen if matches and earlier == matches]
+        if same:
+            yield i, f"this route is never used: http[{same[0]}] above has the same match"
+        seen.append((i, matches))
+        if route.is_catch_all():
+            catch_all = i
 
 
 def _model_classes(annotation: object) -> list[type[BaseModel]]:
@@ -163,12 +184,42 @@ def _objects(mesh: MeshSpec, *kinds: str) -> Iterator[tuple[str, list[BaseModel]
         yield kind, list(getattr(mesh, _LISTS[kind]))
 
 
+def _clean(model: BaseModel, shared: set[int]) -> bool:
+    """True when ``model`` and the models it holds have no malformed duration: the quick
+    pass over every object, which builds no path (:func:`_durations` then says where).
+    ``shared`` holds the ids of list items already found clean: builders share values
+    such as a service's subsets, so 10,000 DestinationRules hold a handful."""
+    durations, nested = _walk_plan(type(model))
+    fields = model.__dict__
+    for name in durations:
+        value = fields[name]
+        if value is not None and isinstance(value, str) and _DURATION.match(value) is None:
+            return False
+    for name in nested:
+        value = fields[name]
+        if value is None:
+            continue
+        if isinstance(value, list):
+            for item in value:
+                if id(item) in shared or not isinstance(item, BaseModel):
+                    continue
+                if not _clean(item, shared):
+                    return False
+                if not isinstance(item, Declared):  # a route is its own, a value shared
+                    shared.add(id(item))
+        elif isinstance(value, BaseModel) and not _clean(value, shared):
+            return False
+    return True
+
+
 def _all_durations(mesh: MeshSpec) -> Iterator[Finding]:
     out: list[Finding] = []
+    shared: set[int] = set()  # ids, so only while the spec holds every model
     for kind, objects in _objects(mesh, "VirtualService", "DestinationRule", "RateLimit",
                                   "Canary"):
         for obj in objects:
-            _durations(obj, (_Named(kind, obj),), _source(obj), out)
+            if not _clean(obj, shared):
+                _durations(obj, (_Named(kind, obj),), _source(obj), out)
     yield from out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 
-from meshdsl.model.policy import TrafficPolicy
+from meshdsl.model.policy import DestinationRule, TrafficPolicy
 from meshdsl.model.security import PeerAuthentication
 from meshdsl.model.service import ServiceSpec
 from meshdsl.model.spec import MeshSpec
@@ -56,6 +56,21 @@ def _tls_disabled(policy: TrafficPolicy | None) -> bool:
     return policy is not None and policy.tls is not None and policy.tls.mode == "DISABLE"
 
 
+def _policies(dr: DestinationRule) -> Iterator[tuple[str, TrafficPolicy | None]]:
+    """(where, policy) of a DestinationRule's traffic policies, its subsets' after its own."""
+    yield "trafficPolicy", dr.traffic_policy
+    for subset in dr.subsets:
+        if subset.traffic_policy is not None:
+            yield f"subsets[{subset.name}]", subset.traffic_policy
+
+
+def _tcp_only(svc: ServiceSpec) -> bool:
+    for port in svc.ports:
+        if port.is_http:
+            return False
+    return bool(svc.ports)
+
+
 def _selected(mesh: MeshSpec, namespace: str, selector: dict[str, str]) -> list[ServiceSpec]:
     if len(selector) == 1 and "app" in selector:  # the common case: one service's workloads
         svc = mesh.service(namespace, selector["app"])
@@ -67,21 +82,21 @@ def _selected(mesh: MeshSpec, namespace: str, selector: dict[str, str]) -> list[
 def check(mesh: MeshSpec) -> Iterator[Finding]:
     by_namespace = peer_auths_by_namespace(mesh)
     for dr in mesh.destination_rules:
+        disabled = [where for where, policy in _policies(dr) if _tls_disabled(policy)]
+        if not disabled:
+            continue  # the common case, answered before resolving the host
         ns, name = mesh.resolve_host(dr.host, dr.namespace)
         svc = mesh.service(ns, name)
         if svc is None or effective_mtls(mesh, svc, by_namespace) != "STRICT":
             continue
-        policies = [("trafficPolicy", dr.traffic_policy)]
-        policies += [(f"subsets[{s.name}]", s.traffic_policy) for s in dr.subsets]
-        for where, policy in policies:
-            if _tls_disabled(policy):
-                yield error("MD110", f"DestinationRule {dr.namespace}/{dr.name} {where}.tls",
-                            f"TLS is DISABLEd toward {name!r}, whose workloads require STRICT "
-                            "mTLS: every request would be refused; use ISTIO_MUTUAL or drop "
-                            "the tls setting", dr.source)
+        for where in disabled:
+            yield error("MD110", f"DestinationRule {dr.namespace}/{dr.name} {where}.tls",
+                        f"TLS is DISABLEd toward {name!r}, whose workloads require STRICT "
+                        "mTLS: every request would be refused; use ISTIO_MUTUAL or drop "
+                        "the tls setting", dr.source)
     for ap in mesh.authorization_policies:
         targets = _selected(mesh, ap.namespace, ap.selector) if ap.selector else []
-        tcp_only = [s for s in targets if s.ports and not any(p.is_http for p in s.ports)]
+        tcp_only = [s for s in targets if _tcp_only(s)]
         if not tcp_only:
             continue
         for i, rule in enumerate(ap.rules):
