@@ -43,6 +43,10 @@ _FIELD_SETS: dict[frozenset[str], set[str]] = {}
 _FIELD_SETS_LIMIT = 4096
 
 
+# the same, by the order a set of names iterates in (one content may have a few orders)
+_BY_ORDER: dict[tuple[str, ...], set[str]] = {}
+
+
 def _shared_fields(fields: Iterable[str]) -> set[str] | None:
     """The one set of these field names, for models that set the same fields to share
     (None once the registry is full)."""
@@ -73,12 +77,16 @@ class Frozen(BaseModel):
         memory. A frozen model never changes its set in place (``model_copy`` copies it
         first), so one set per distinct content is safe to share."""
         fields = self.__pydantic_fields_set__
-        one = _FIELD_SETS.get(frozenset(fields))
+        order = tuple(fields)  # hashed and compared faster than a frozenset
+        one = _BY_ORDER.get(order)
         if one is None:
-            if len(_FIELD_SETS) < _FIELD_SETS_LIMIT:
-                _FIELD_SETS[frozenset(fields)] = fields
-        elif one is not fields:
-            object.__setattr__(self, "__pydantic_fields_set__", one)
+            one = _shared_fields(fields)
+            if one is None:
+                return
+            if len(_BY_ORDER) < _FIELD_SETS_LIMIT:
+                _BY_ORDER[order] = one
+        if one is not fields:
+            _set(self, "__pydantic_fields_set__", one)
 
     @classmethod
     def trusted(cls, values: dict[str, Any]) -> Self:
@@ -239,14 +247,30 @@ def bulk_build(young: int = 50_000) -> Iterator[None]:
     re-traverses the whole heap in a full collection each time it grew by a quarter, so
     the builder's cost grew faster than the mesh (13.9x for 10x the services, about half
     of it in the collector). Here the young generation is collected every ``young``
-    allocations and the oldest practically never; garbage cycles a program makes in a
-    loop are still young when they die, so they are still collected."""
+    allocations, and what survives a collection is frozen (``gc.freeze``): no later
+    collection traverses it again, so each object is looked at about once, however large
+    the mesh. Garbage cycles a program makes in a loop are still young when they die,
+    so they are still collected; a cycle that outlives a collection and dies later waits
+    until the end of the block, where everything frozen here goes back to the oldest
+    generation (and a full collection frees it). Within a process that froze objects
+    itself (before a fork), or inside another ``bulk_build``, only the thresholds change."""
     before = gc.get_threshold()
+    freeze = not gc.get_freeze_count() and _freeze_survivors not in gc.callbacks
     gc.set_threshold(young, 100, 100)
+    if freeze:
+        gc.callbacks.append(_freeze_survivors)
     try:
         yield
     finally:
+        if freeze:
+            gc.callbacks.remove(_freeze_survivors)
+            gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
+    if phase == "stop":
+        gc.freeze()
 
 
 def clean(value: Any) -> Any:

@@ -134,7 +134,9 @@ class ServiceRefs(_Scoped):
     def ref(self, subset: str | None = None) -> SubsetRef:
         """The same frozen reference each time a version is named (``reviews.v2`` in
         every route of a service is one object, not one per mention)."""
-        refs: dict[str | None, SubsetRef] = self.__dict__.setdefault("_refs", {})
+        refs: dict[str | None, SubsetRef] | None = self.__dict__.get("_refs")
+        if refs is None:
+            refs = self.__dict__["_refs"] = {}
         ref = refs.get(subset)
         if ref is None:
             port = self.ports[0].number if self.explicit_port and self.ports else None
@@ -156,9 +158,11 @@ class ServiceRefs(_Scoped):
     def __getattr__(self, item: str) -> SubsetRef:
         if item.startswith("_"):
             raise AttributeError(item)
-        names = [v.name for v in self.__dict__.get("versions", [])]
-        if item in names:
-            return self.ref(item)
+        versions = self.__dict__.get("versions", [])
+        for version in versions:
+            if version.name == item:
+                return self.ref(item)
+        names = [v.name for v in versions]
         raise AttributeError(
             f"service {self.__dict__.get('name')!r} has no version {item!r} "
             f"(versions: {', '.join(names) or 'none'}); use .subset({item!r}) to name it anyway"
@@ -214,9 +218,12 @@ class Routes(_Scoped):
             and (timeout is None or type(timeout) is str)
             and all_exactly(Match, matches) and all_exactly(Destination, destinations)
             and (mirrored is None or type(mirrored) is Destination)
-            and all(part is None or type(part) is kind for part, kind in (
-                (retries, Retries), (fault, Fault), (rewrite, Rewrite),
-                (redirect, Redirect), (headers, Headers), (cors, Cors))))
+            and (retries is None or type(retries) is Retries)
+            and (fault is None or type(fault) is Fault)
+            and (rewrite is None or type(rewrite) is Rewrite)
+            and (redirect is None or type(redirect) is Redirect)
+            and (headers is None or type(headers) is Headers)
+            and (cors is None or type(cors) is Cors))
         self.http.append(HttpRoute.trusted(fields) if plain
                          else HttpRoute.model_validate(fields))
         return self
