@@ -15,7 +15,6 @@ from meshdsl.model.base import (
     all_exactly,
     caller_location,
     given,
-    plain_choice,
     shared,
     str_dict,
 )
@@ -295,8 +294,9 @@ class Authorization(_Scoped):
         values = {"name": self.name, "namespace": self.namespace, "action": self.action,
                   "selector": dict(self.selector), "rules": list(self.rules),
                   "source": self.source}
+        action = self.action
         if type(self.name) is str and type(self.namespace) is str and (
-                plain_choice(self.action, _ACTIONS)) \
+                action is None or (type(action) is str and action in _ACTIONS)) \
                 and str_dict(self.selector) and all_exactly(Rule, self.rules):
             return AuthorizationPolicy.trusted(values)
         return AuthorizationPolicy.model_validate(values)
