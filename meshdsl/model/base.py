@@ -12,6 +12,7 @@ import functools
 import gc
 import os
 import sys
+import types
 from collections.abc import Callable, Iterable, Iterator
 from typing import (
     Any,
@@ -167,13 +168,28 @@ def _is_ours(co_filename: str) -> bool:
 
 
 def caller_location() -> SourceLocation | None:
-    """The first stack frame outside meshdsl: the line of the user's program that called us."""
+    """The first stack frame outside meshdsl: the line of the user's program that called us.
+
+    Known by the instruction the frame is at: a frame's line number is found by scanning
+    its code's line table, which in a long program cost more than the rest of the call."""
     frame = sys._getframe(1)
     while frame is not None:
-        if not _is_ours(frame.f_code.co_filename):
-            return _location(frame.f_code.co_filename, frame.f_lineno)
+        code = frame.f_code
+        if not _is_ours(code.co_filename):
+            key = (id(code), frame.f_lasti)
+            known = _AT.get(key)
+            if known is None:
+                known = (code, _location(code.co_filename, frame.f_lineno))
+                if len(_AT) < _AT_LIMIT:
+                    _AT[key] = known  # holds the code, so its id is not reused
+            return known[1]
         frame = frame.f_back  # type: ignore[assignment]
     return None
+
+
+# (id of a code object, instruction offset) -> the code object and its location
+_AT: dict[tuple[int, int], tuple[types.CodeType, SourceLocation]] = {}
+_AT_LIMIT = 65536
 
 
 @functools.lru_cache(maxsize=65536)
