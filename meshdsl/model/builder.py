@@ -7,9 +7,17 @@ and stores frozen models; ``Mesh.build()`` returns the frozen :class:`MeshSpec`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from meshdsl.model.base import SourceLocation, caller_location, given, shared
+from meshdsl.model.base import (
+    SourceLocation,
+    all_exactly,
+    caller_location,
+    given,
+    plain_choice,
+    shared,
+    str_dict,
+)
 from meshdsl.model.canary import (
     CanaryPlan,
     HeaderStage,
@@ -72,6 +80,10 @@ def _subset(name: str) -> Subset:
     return Subset(name=name, labels={"version": name})
 
 
+_META = {"labels", "annotations", "account_labels", "service_type"}
+_SERVICE_TYPES = frozenset(get_args(get_args(ServiceSpec.model_fields["service_type"].annotation)[0]))
+
+
 def _ports(port: int | ServicePort | Sequence[int | ServicePort] | None) -> list[ServicePort]:
     if port is None:
         return []
@@ -127,9 +139,13 @@ class Service(ServiceRefs, Deployments):
                outlier_detection: OutlierDetection | None = None,
                tls: ClientTls | None = None) -> Service:
         """How clients connect to every version (the DestinationRule's trafficPolicy)."""
-        self.traffic_policy = TrafficPolicy.model_validate(given({
-            "connection_pool": connection_pool, "load_balancer": load_balancer,
-            "outlier_detection": outlier_detection, "tls": tls}))
+        values = given({"connection_pool": connection_pool, "load_balancer": load_balancer,
+                        "outlier_detection": outlier_detection, "tls": tls})
+        plain = all(part is None or type(part) is kind for part, kind in (
+            (connection_pool, ConnectionPool), (load_balancer, LoadBalancer),
+            (outlier_detection, OutlierDetection), (tls, ClientTls)))
+        self.traffic_policy = (TrafficPolicy.trusted(values) if plain
+                               else TrafficPolicy.model_validate(values))
         self.policy_source = caller_location()
         return self
 
@@ -203,11 +219,24 @@ class Service(ServiceRefs, Deployments):
         return plan
 
     def build(self) -> ServiceSpec:
-        return ServiceSpec(name=self.name, namespace=self.namespace, ports=self.ports,
-                           versions=self.versions, workloads=self.workloads,
-                           service_account=self.service_account,
-                           kube_service=self.kube_service, local=self.local_runs,
-                           source=self.source, **self.meta)
+        meta = self.meta
+        values = {"name": self.name, "namespace": self.namespace, "ports": list(self.ports),
+                  "versions": list(self.versions), "workloads": list(self.workloads),
+                  "service_account": self.service_account, "kube_service": self.kube_service,
+                  "local": dict(self.local_runs), "source": self.source,
+                  **{key: dict(value) if type(value) is dict else value
+                     for key, value in meta.items()}}
+        plain = (type(self.name) is str and type(self.namespace) is str
+                 and (self.service_account is None or type(self.service_account) is str)
+                 and (self.kube_service is None or type(self.kube_service) is bool)
+                 and all_exactly(ServicePort, self.ports) and all_exactly(Version, self.versions)
+                 and all_exactly(Workload, self.workloads)
+                 and all_exactly(str, self.local_runs)
+                 and all_exactly(LocalRun, self.local_runs.values())
+                 and meta.keys() == _META and str_dict(meta["labels"])
+                 and str_dict(meta["annotations"]) and str_dict(meta["account_labels"])
+                 and plain_choice(meta["service_type"], _SERVICE_TYPES))
+        return ServiceSpec.trusted(values) if plain else ServiceSpec.model_validate(values)
 
     def destination_rule(self) -> DestinationRule | None:
         if not self.versions and self.traffic_policy is None:
@@ -215,9 +244,14 @@ class Service(ServiceRefs, Deployments):
         subsets = [_subset(v.name) if not v.labels and v.traffic_policy is None
                    else Subset(name=v.name, labels=v.labels or {"version": v.name},
                                traffic_policy=v.traffic_policy) for v in self.versions]
-        return DestinationRule(name=self.name, namespace=self.namespace, host=self.name,
-                               traffic_policy=self.traffic_policy, subsets=subsets,
-                               source=self.policy_source or self.source)
+        values = {"name": self.name, "namespace": self.namespace, "host": self.name,
+                  "traffic_policy": self.traffic_policy, "subsets": subsets,
+                  "source": self.policy_source or self.source}
+        if type(self.name) is str and type(self.namespace) is str and (
+                self.traffic_policy is None or type(self.traffic_policy) is TrafficPolicy) \
+                and all_exactly(Subset, subsets):
+            return DestinationRule.trusted(values)
+        return DestinationRule.model_validate(values)
 
 
 class Namespace(ExternalHosts):

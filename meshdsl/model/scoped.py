@@ -6,10 +6,18 @@ name a destination. ``Mesh`` and ``Service`` (``meshdsl.model.builder``) build o
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, get_args
 
 from meshdsl.errors import ModelUsageError
-from meshdsl.model.base import Frozen, SourceLocation, caller_location, given, shared
+from meshdsl.model.base import (
+    Frozen,
+    SourceLocation,
+    all_exactly,
+    caller_location,
+    given,
+    shared,
+    str_dict,
+)
 from meshdsl.model.gateway import GATEWAY_NAME_LABEL, Gateway, Server, ServerPort, ServerTls
 from meshdsl.model.matching import L4Match, Match
 from meshdsl.model.routing import (
@@ -67,6 +75,10 @@ def _matches(match: Matches) -> list[Match]:
     return list(match)
 
 
+def _port_number(port: Any) -> bool:
+    return type(port) is int and 1 <= port <= 65535
+
+
 class _Scoped:
     """Something that lives in a namespace of a mesh."""
 
@@ -82,12 +94,19 @@ class _Scoped:
         if isinstance(target, ServiceRefs):
             target = target.ref()
         if isinstance(target, SubsetRef):
-            return Destination(host=self._host(target), subset=target.subset, port=target.port,
-                               weight=weight)
+            host, subset, port = self._host(target), target.subset, target.port
+            values = {"host": host, "subset": subset, "port": port, "weight": weight}
+            if type(host) is str and (subset is None or type(subset) is str) and (
+                    port is None or _port_number(port)):  # reviews.on(port) is unchecked
+                return Destination.trusted(values)
+            return Destination.model_validate(values)
         if isinstance(target, Destination):
             return target if weight is None else target.model_copy(update={"weight": weight})
         if isinstance(target, str):
-            return Destination(host=target, weight=weight)
+            values = {"host": target, "weight": weight}
+            if type(target) is str:
+                return Destination.trusted(values)
+            return Destination.model_validate(values)
         raise ModelUsageError(
             f"cannot route to {target!r}: use a service, a version like reviews.v2, "
             "a Destination(...), a host string, or a {target: weight} dict"
@@ -114,12 +133,18 @@ class ServiceRefs(_Scoped):
     def ref(self, subset: str | None = None) -> SubsetRef:
         """The same frozen reference each time a version is named (``reviews.v2`` in
         every route of a service is one object, not one per mention)."""
-        refs: dict[str | None, SubsetRef] = self.__dict__.setdefault("_refs", {})
+        refs: dict[str | None, SubsetRef] | None = self.__dict__.get("_refs")
+        if refs is None:
+            refs = self.__dict__["_refs"] = {}
         ref = refs.get(subset)
         if ref is None:
             port = self.ports[0].number if self.explicit_port and self.ports else None
-            ref = refs[subset] = SubsetRef(service=self.name, namespace=self.namespace,
-                                           subset=subset, port=port)
+            values = {"service": self.name, "namespace": self.namespace, "subset": subset,
+                      "port": port}  # the port of a validated ServicePort
+            plain = type(self.name) is str and type(self.namespace) is str and (
+                subset is None or type(subset) is str)
+            ref = refs[subset] = (SubsetRef.trusted(values) if plain
+                                  else SubsetRef.model_validate(values))
         return ref
 
     def subset(self, name: str) -> SubsetRef:
@@ -132,9 +157,11 @@ class ServiceRefs(_Scoped):
     def __getattr__(self, item: str) -> SubsetRef:
         if item.startswith("_"):
             raise AttributeError(item)
-        names = [v.name for v in self.__dict__.get("versions", [])]
-        if item in names:
-            return self.ref(item)
+        versions = self.__dict__.get("versions", [])
+        for version in versions:
+            if version.name == item:
+                return self.ref(item)
+        names = [v.name for v in versions]
         raise AttributeError(
             f"service {self.__dict__.get('name')!r} has no version {item!r} "
             f"(versions: {', '.join(names) or 'none'}); use .subset({item!r}) to name it anyway"
@@ -176,14 +203,28 @@ class Routes(_Scoped):
         headers: Headers | None = None,
         cors: Cors | None = None,
     ) -> Routes:
-        fields = {"name": name, "match": _matches(match),
-                  "to": [] if to is None else self._destinations(to),
-                  "timeout": timeout, "retries": retries, "fault": fault,
-                  "mirror": None if mirror is None else self._destination(mirror),
-                  "mirror_percent": mirror_percent, "rewrite": rewrite,
-                  "redirect": redirect, "headers": headers, "cors": cors,
-                  "source": caller_location()}
-        self.http.append(HttpRoute.model_validate(given(fields)))
+        matches = _matches(match)
+        destinations = [] if to is None else self._destinations(to)
+        mirrored = None if mirror is None else self._destination(mirror)
+        fields = given({"name": name, "match": matches, "to": destinations,
+                        "timeout": timeout, "retries": retries, "fault": fault,
+                        "mirror": mirrored, "mirror_percent": mirror_percent,
+                        "rewrite": rewrite, "redirect": redirect, "headers": headers,
+                        "cors": cors, "source": caller_location()})
+        plain = (  # every part validated already, and HttpRoute's rule holds
+            (redirect is None) == bool(destinations) and mirror_percent is None
+            and (name is None or type(name) is str)
+            and (timeout is None or type(timeout) is str)
+            and all_exactly(Match, matches) and all_exactly(Destination, destinations)
+            and (mirrored is None or type(mirrored) is Destination)
+            and (retries is None or type(retries) is Retries)
+            and (fault is None or type(fault) is Fault)
+            and (rewrite is None or type(rewrite) is Rewrite)
+            and (redirect is None or type(redirect) is Redirect)
+            and (headers is None or type(headers) is Headers)
+            and (cors is None or type(cors) is Cors))
+        self.http.append(HttpRoute.trusted(fields) if plain
+                         else HttpRoute.model_validate(fields))
         return self
 
     def tcp_route(self, *, to: Any, port: int | None = None,
@@ -198,9 +239,16 @@ class Routes(_Scoped):
     def build(self) -> VirtualService | None:
         if not self.http and not self.tcp:
             return None
-        return VirtualService(name=self.name, namespace=self.namespace, hosts=self.hosts,
-                              gateways=self.gateways, http=self.http, tcp=self.tcp,
-                              export_to=self.export_to, source=self.source)
+        values = {"name": self.name, "namespace": self.namespace, "hosts": list(self.hosts),
+                  "gateways": list(self.gateways), "http": list(self.http),
+                  "tcp": list(self.tcp), "export_to": list(self.export_to),
+                  "source": self.source}
+        if type(self.name) is str and type(self.namespace) is str and self.hosts \
+                and all_exactly(str, self.hosts) and all_exactly(str, self.gateways) \
+                and all_exactly(str, self.export_to) and all_exactly(HttpRoute, self.http) \
+                and all_exactly(TcpRoute, self.tcp):
+            return VirtualService.trusted(values)
+        return VirtualService.model_validate(values)
 
 
 class Authorization(_Scoped):
@@ -218,24 +266,50 @@ class Authorization(_Scoped):
              when: When | Sequence[When] | None = None) -> Authorization:
         def listify(v: Any) -> list[Any]:
             return [] if v is None else [v] if not isinstance(v, (list, tuple)) else list(v)
-        self.rules.append(Rule.model_validate(
-            {"from": listify(from_), "to": listify(to), "when": listify(when)}))
+        sources, operations, conditions = listify(from_), listify(to), listify(when)
+        if all_exactly(From, sources) and all_exactly(To, operations) \
+                and all_exactly(When, conditions):
+            self.rules.append(Rule.trusted(
+                {"from_": sources, "to": operations, "when": conditions}))
+        else:
+            self.rules.append(Rule.model_validate(
+                {"from": sources, "to": operations, "when": conditions}))
         return self
 
     def allow(self, *callers: ServiceRefs | str, namespaces: Sequence[str] = (),
               methods: Sequence[str] = (), paths: Sequence[str] = (),
               ports: Sequence[int | str] = ()) -> Authorization:
         """Let the named services (their SPIFFE identities) or namespaces call this."""
-        refs = [ServiceRef(name=c.name, namespace=c.namespace) if isinstance(c, ServiceRefs)
-                else ServiceRef(name=c, namespace=self.namespace) for c in callers]
-        frm = From(services=refs, namespaces=list(namespaces))
+        refs = [_service_ref(c.name, c.namespace) if isinstance(c, ServiceRefs)
+                else _service_ref(c, self.namespace) for c in callers]
+        names = list(namespaces)
+        values = {"services": refs, "namespaces": names}
+        frm = From.trusted(values) if all_exactly(ServiceRef, refs) and all_exactly(
+            str, names) else From.model_validate(values)
         op = _operation(tuple(methods), tuple(paths), tuple(ports)) \
             if methods or paths or ports else None
         return self.rule(from_=frm, to=op)
 
     def build(self) -> AuthorizationPolicy:
-        return AuthorizationPolicy(name=self.name, namespace=self.namespace, action=self.action,
-                                   selector=self.selector, rules=self.rules, source=self.source)
+        values = {"name": self.name, "namespace": self.namespace, "action": self.action,
+                  "selector": dict(self.selector), "rules": list(self.rules),
+                  "source": self.source}
+        action = self.action
+        if type(self.name) is str and type(self.namespace) is str and (
+                action is None or (type(action) is str and action in _ACTIONS)) \
+                and str_dict(self.selector) and all_exactly(Rule, self.rules):
+            return AuthorizationPolicy.trusted(values)
+        return AuthorizationPolicy.model_validate(values)
+
+
+_ACTIONS = frozenset(get_args(Action))
+
+
+def _service_ref(name: Any, namespace: Any) -> ServiceRef:
+    values = {"name": name, "namespace": namespace}
+    if type(name) is str and type(namespace) is str:
+        return ServiceRef.trusted(values)
+    return ServiceRef.model_validate(values)
 
 
 @shared
