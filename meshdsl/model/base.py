@@ -12,7 +12,7 @@ import gc
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ParamSpec, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -264,9 +264,15 @@ def _plain(model: BaseModel, exclude: frozenset[str] = frozenset()) -> dict[str,
         fields = _PLAIN_FIELDS[cls] = _plain_fields(cls)
     if fields is None:
         raise _NotPlain
-    values = model.__dict__
+    return _entries(fields, model.__dict__, exclude)
+
+
+def _entries(pairs: Iterable[tuple[Any, Any]], values: dict[Any, Any],
+             exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """``values[name]`` under ``key`` for each (name, key) in ``pairs``, dumped and cleaned:
+    None and empty dicts and lists left out (a model's fields, or a dict's own entries)."""
     out: dict[str, Any] = {}
-    for name, key in fields:
+    for name, key in pairs:
         value = values[name]
         if value is None or name in exclude:
             continue
@@ -287,18 +293,9 @@ def _plain_value(value: Any) -> Any:
         return [item if type(item) in _SCALARS or item is None else _plain_value(item)
                 for item in value]
     if kind is dict:
-        out = {}
-        for key, item in value.items():
-            if type(key) is not str:
-                raise _NotPlain
-            if item is None:
-                continue
-            if type(item) not in _SCALARS:
-                item = _plain_value(item)
-                if not item and type(item) in (dict, list):
-                    continue
-            out[key] = item
-        return out
+        if not all(type(key) is str for key in value):
+            raise _NotPlain
+        return _entries(zip(value, value, strict=True), value)
     if isinstance(value, BaseModel):
         return _plain(value)
     raise _NotPlain
