@@ -119,9 +119,10 @@ def _sorted(findings: Iterable[Finding]) -> list[Finding]:
     return sorted(set(findings), key=Finding.sort_key)
 
 
-def check_mesh(spec: MeshSpec, manifests: Sequence[Manifest],
+def check_mesh(spec: MeshSpec, manifests: Iterable[Manifest],
                catalog: Catalog | None = None) -> list[Finding]:
-    """The violations of a program's compiled objects as findings at its file:line."""
+    """The violations of a program's compiled objects as findings at its file:line
+    (``manifests`` is read once, so it may be a stream)."""
     violations = check(manifests, catalog)
     if not violations:
         return []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -50,7 +50,7 @@ def crd_check(crds: CrdsOpt = None, kubeconfig: CrdKubeconfigOpt = None,
     return None if no_crd_check else CrdCheck(tuple(crds or ()), kubeconfig, context)
 
 
-def mesh_findings(spec: MeshSpec, manifests: Sequence[Manifest], chosen: Catalog
+def mesh_findings(spec: MeshSpec, manifests: Iterable[Manifest], chosen: Catalog
                   ) -> list[Finding]:
     try:
         return check_mesh(spec, manifests, chosen)

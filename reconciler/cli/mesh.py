@@ -7,17 +7,22 @@ reconciler runs it (``--program-timeout``, ``--program-memory-mb``); only the
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import typer
 from rich.markup import escape
 
-from meshdsl.compile import compile_mesh, file_name, to_yaml
+from meshdsl.compile import compile_mesh, file_name, manifests, yamltext
 from meshdsl.model.base import SourceLocation, bulk_build
 from meshdsl.model.spec import MeshSpec
 from meshdsl.validate import Finding, Severity, has_errors, validate
@@ -117,9 +122,10 @@ def validate_cmd(
     raise typer.Exit(1 if has_errors(findings) else 0)
 
 
-def _targets(out: Path, manifests: list[dict[str, object]]) -> list[tuple[Path, str]]:
-    """Where each manifest goes, all checked before anything is written: ``out`` a
-    directory (or creatable), and no file outside it (a name like ``../x`` or a symlink)."""
+def _targets(out: Path, names: list[str]) -> list[Path]:
+    """Where each manifest goes (``names``: their :func:`file_name`), all checked before
+    anything is written: ``out`` a directory (or creatable), and no file outside it (a
+    name like ``../x`` or a symlink)."""
     if out.exists() and not out.is_dir():
         fail(f"-o {out}: not a directory", 2)
     try:
@@ -130,13 +136,73 @@ def _targets(out: Path, manifests: list[dict[str, object]]) -> list[tuple[Path, 
     if not os.access(root, os.W_OK) or root.parts[1:2] in (("proc",), ("sys",), ("dev",)):
         fail(f"-o {out}: not a writable directory", 2)
     planned = []
-    for manifest in manifests:
-        target = root / file_name(manifest)
+    for name in names:
+        target = root / name
         if not target.resolve().is_relative_to(root):
-            fail(f"-o {out}: {file_name(manifest)!r} would be written outside it; "
-                 "nothing written", 2)
-        planned.append((target, to_yaml([manifest])))
+            fail(f"-o {out}: {name!r} would be written outside it; nothing written", 2)
+        planned.append(target)
     return planned
+
+
+def _json_text(manifest: dict[str, object]) -> str:
+    """One element of ``json.dumps(manifests, indent=2)``, indented as in the list (JSON
+    strings escape their newlines, so every newline is the layout's)."""
+    return "  " + json.dumps(manifest, indent=2).replace("\n", "\n  ")
+
+
+class _Staged:
+    """The rendered text of every object, written to a temporary file as each object is
+    compiled, so the manifests of a large mesh are never held whole; nothing reaches the
+    user's stdout or ``-o`` directory until every object is compiled and checked.
+    With ``named``, ``spans`` are (file name, start, end) of each object's own text."""
+
+    def __init__(self, file: BinaryIO, text: Callable[[dict[str, object]], str],
+                 separator: str, *, named: bool = False) -> None:
+        self.file, self.named, self.count = file, named, 0
+        self.spans: list[tuple[str, int, int]] = []
+        self._text, self._separator = text, separator.encode()
+        self._end = 0
+
+    def add(self, manifest: dict[str, object]) -> None:
+        if self.count:
+            self._end += self.file.write(self._separator)
+        data = self._text(manifest).encode()
+        if self.named:
+            self.spans.append((file_name(manifest), self._end, self._end + len(data)))
+        self._end += self.file.write(data)
+        self.count += 1
+
+    def staging(self, compiled: Iterable[dict[str, object]]) -> Iterator[dict[str, object]]:
+        """``compiled`` passed through, each manifest staged first."""
+        for manifest in compiled:
+            self.add(manifest)
+            yield manifest
+
+    def copy_to(self, out: BinaryIO) -> None:
+        self.file.seek(0)
+        shutil.copyfileobj(self.file, out)
+
+    def read(self, start: int, end: int) -> str:
+        self.file.seek(start)
+        return self.file.read(end - start).decode()
+
+
+def _write_files(out: Path, staged: _Staged) -> int:
+    """Each object to its own file under ``out`` (only those whose text changed)."""
+    written = 0
+    try:
+        targets = _targets(out, [name for name, _, _ in staged.spans])
+        for target, (_, start, end) in zip(targets, staged.spans, strict=True):
+            text = staged.read(start, end)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists() or target.read_text() != text:
+                temporary = target.with_name(f".{target.name}.tmp")
+                temporary.write_text(text)
+                os.replace(temporary, target)
+                written += 1
+    except OSError as exc:
+        fail(f"-o {out}: cannot write: {exc.strerror or exc}", 2)
+    return written
 
 
 @app.command("render")
@@ -161,30 +227,28 @@ def render_cmd(
         print_findings([f for f in findings if f.severity is Severity.ERROR])
         fail(f"{source} has validation errors; nothing rendered (use --force to "
              "render anyway)", 1)
-    with bulk_build():
-        manifests = compile_mesh(spec)
-    if crds is not None and not force:
-        rejected = as_typed(mesh_findings(spec, manifests, crds.catalog()), program)
-        if rejected:
-            print_findings(rejected)
-            fail(f"{source}: {len(rejected)} object field(s) a cluster would reject; "
-                 "nothing rendered (use --force to render anyway)", 1)
-    if out is None:
-        if format is Output.json:
-            typer.echo(json.dumps(manifests, indent=2))
+    as_json = out is None and format is Output.json
+    with tempfile.TemporaryFile() as file, bulk_build():
+        staged = _Staged(file, _json_text, ",\n") if as_json else \
+            _Staged(file, yamltext.dump, "---\n", named=out is not None)
+        compiled = staged.staging(manifests(spec))
+        if crds is not None and not force:
+            rejected = as_typed(mesh_findings(spec, compiled, crds.catalog()), program)
+            if rejected:
+                print_findings(rejected)
+                fail(f"{source}: {len(rejected)} object field(s) a cluster would reject; "
+                     "nothing rendered (use --force to render anyway)", 1)
         else:
-            typer.echo(to_yaml(manifests), nl=False)
-        return
-    written = 0
-    try:
-        for target, text in _targets(out, manifests):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.exists() or target.read_text() != text:
-                temporary = target.with_name(f".{target.name}.tmp")
-                temporary.write_text(text)
-                os.replace(temporary, target)
-                written += 1
-    except OSError as exc:
-        fail(f"-o {out}: cannot write: {exc.strerror or exc}", 2)
-    console.print(f"[green]rendered[/] {len(manifests)} objects to {escape(str(out))} "
-                  f"({written} changed)", soft_wrap=True)
+            collections.deque(compiled, maxlen=0)
+        if out is not None:
+            written = _write_files(out, staged)
+            console.print(f"[green]rendered[/] {staged.count} objects to "
+                          f"{escape(str(out))} ({written} changed)", soft_wrap=True)
+            return
+        stdout = sys.stdout.buffer
+        if as_json:  # json.dumps(manifests, indent=2)'s brackets, the list made above
+            stdout.write(b"[\n" if staged.count else b"[")
+        staged.copy_to(stdout)
+        if as_json:
+            stdout.write(b"\n]\n" if staged.count else b"]\n")
+        stdout.flush()
