@@ -37,6 +37,7 @@ from reconciler.cli.app import (
 )
 from reconciler.cli.dashboard import DashboardListenOpt, serve_local
 from reconciler.cli.mesh import ProgramArg, load_or_exit, print_findings
+from reconciler.cli.options import GatewayPortOpt
 from reconciler.runtime.loader import load
 from reconciler.runtime.records import ProgramError
 from reconciler.sources.program import ProgramWatcher
@@ -175,10 +176,7 @@ def up_cmd(
     watch: Annotated[bool, typer.Option(
         "--watch", help="Reload and apply the program whenever a .py file next to it "
         "changes (debounced 200 ms).")] = False,
-    gateway_port: Annotated[int | None, typer.Option(
-        "--gateway-port", min=1, max=65535,
-        help="Local port of the ingress gateway's first server (default: a free port).")]
-        = None,
+    gateway_port: GatewayPortOpt = None,
     workdir: Annotated[Path | None, typer.Option(
         "--workdir", help="Keep Envoy configs, logs and certificates here (default: a "
         "temporary directory, removed on exit).")] = None,

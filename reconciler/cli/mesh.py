@@ -28,7 +28,13 @@ from meshdsl.model.spec import MeshSpec
 from meshdsl.validate import Finding, Severity, has_errors, validate
 from reconciler.cli.app import Output, app, console, emit, err_console, fail
 from reconciler.cli.crdcheck import CrdCheck, crd_check, mesh_findings
-from reconciler.cli.options import OutputOpt, option_groups
+from reconciler.cli.options import (
+    OutputOpt,
+    ProgramMemoryOpt,
+    ProgramTimeoutOpt,
+    option_groups,
+    parse_duration,
+)
 from reconciler.runtime.loader import Loaded, load
 from reconciler.runtime.records import ProgramError
 from reconciler.runtime.sandbox import Limits, Sandbox
@@ -39,10 +45,6 @@ ProgramArg = Annotated[str, typer.Argument(
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 _RELATIVE = re.compile(r"^(?!/)([^\s:]+\.py):(\d+)")
 
-TimeoutOpt = Annotated[float, typer.Option(
-    "--program-timeout", help="Seconds the program may run (as meshctl reconcile).")]
-MemoryOpt = Annotated[int, typer.Option(
-    "--program-memory-mb", help="Address-space limit of the program, MiB.")]
 
 
 def load_or_exit(program: str) -> Loaded:
@@ -53,10 +55,12 @@ def load_or_exit(program: str) -> Loaded:
         fail(exc.report(), 2)
 
 
-def evaluate_or_exit(program: str, *, timeout: float, memory_mb: int
+def evaluate_or_exit(program: str, *, timeout: str, memory_mb: int
                      ) -> tuple[MeshSpec, list[Finding], str]:
     """The program's spec and findings: a file runs in the sandbox (paths in errors and
-    findings read as the user typed them); a broken one prints where it broke, exits 2."""
+    findings read as the user typed them, ``timeout`` a duration as ``--program-timeout``
+    takes it); a broken one prints where it broke, exits 2."""
+    seconds = parse_duration(timeout, what="--program-timeout")
     path_part, colon, attr = program.partition(":")
     file = Path(path_part)
     if file.suffix != ".py" and not file.is_file():
@@ -69,7 +73,7 @@ def evaluate_or_exit(program: str, *, timeout: float, memory_mb: int
     def typed(text: str) -> str:
         return _RELATIVE.sub(lambda m: f"{os.path.join(prefix, m[1])}:{m[2]}", text)
 
-    with Sandbox(Limits(timeout=timeout, memory_mb=memory_mb), warm=False) as box:
+    with Sandbox(Limits(timeout=seconds, memory_mb=memory_mb), warm=False) as box:
         try:
             judged, _ = box.evaluate(file.resolve().parent, file.name + colon + attr)
         except ProgramError as exc:
@@ -102,8 +106,8 @@ def validate_cmd(
     output: OutputOpt = Output.text,
     *,
     crds: CrdCheck | None,
-    timeout: TimeoutOpt = 10.0,
-    memory_mb: MemoryOpt = 1024,
+    timeout: ProgramTimeoutOpt = "10s",
+    memory_mb: ProgramMemoryOpt = 1024,
 ) -> None:
     """Check a mesh program, and its compiled objects against their CRDs' schemas and CEL
     rules; exit 0 clean (warnings allowed), 1 with errors, 2 if it fails to load."""
@@ -218,8 +222,8 @@ def render_cmd(
         "--force", help="Render even when validation reports errors.")] = False,
     *,
     crds: CrdCheck | None,
-    timeout: TimeoutOpt = 10.0,
-    memory_mb: MemoryOpt = 1024,
+    timeout: ProgramTimeoutOpt = "10s",
+    memory_mb: ProgramMemoryOpt = 1024,
 ) -> None:
     """Compile a mesh program to Istio and Kubernetes YAML (deterministic output)."""
     spec, findings, source = evaluate_or_exit(program, timeout=timeout, memory_mb=memory_mb)

@@ -136,6 +136,16 @@ def reconciler_state(name: NameOpt = "default", state_dir: StateDirOpt = None, *
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
 
 
+ProgramTimeoutOpt = Annotated[str, typer.Option(
+    "--program-timeout", help="Wall-clock limit for running the program: 10s, 500ms, 1m "
+    "or plain seconds.")]
+ProgramMemoryOpt = Annotated[int, typer.Option(
+    "--program-memory-mb", help="Address-space limit of the program, MiB.")]
+GatewayPortOpt = Annotated[int | None, typer.Option(
+    "--gateway-port", min=1, max=65535,
+    help="Local port of the ingress gateway's first server (default: a free port).")]
+
+
 def parse_duration(text: str, *, what: str) -> float:
     """``500ms``, ``10s``, ``1m``, ``1h`` or plain seconds; ``0`` means off."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|)\s*", text)

@@ -11,6 +11,7 @@ import typer
 
 from reconciler.cli.app import Output as _Output
 from reconciler.cli.app import app, console, emit, err_console, fail
+from reconciler.cli.options import ProgramTimeoutOpt, parse_duration
 from reconciler.core.changes import Change, ObjectChange, show
 from reconciler.core.diff import MISSING
 from reconciler.runtime.review import Review, ReviewError, review
@@ -121,8 +122,7 @@ def plan_command(
     head: str = typer.Option(..., "--head", help="The revision to merge (e.g. HEAD)."),
     path: str = typer.Option("mesh.py", "--path", help="The program inside the repository."),
     repo: Path = typer.Option(Path("."), "--repo", help="A Git checkout holding both."),
-    timeout: float = typer.Option(30.0, "--program-timeout",
-                                  help="Seconds each revision's program may run."),
+    timeout: ProgramTimeoutOpt = "30s",
     output: PlanOutput = typer.Option(PlanOutput.text, "--output", "-o",
                                       help="text, markdown (a PR comment) or json."),
 ) -> None:
@@ -130,7 +130,8 @@ def plan_command(
     shifts per route, canaries started or restarted, findings. Exit 0 no change, 1
     changes, 2 error."""
     try:
-        result = review(repo, base, head, program=path, timeout=timeout)
+        result = review(repo, base, head, program=path,
+                        timeout=parse_duration(timeout, what="--program-timeout"))
     except ReviewError as exc:
         for line in exc.details:
             err_console.print(line, soft_wrap=True, markup=False)

@@ -22,10 +22,12 @@ import typer
 from reconciler.cli.app import app, fail
 from reconciler.cli.dashboard import DashboardListenOpt, serve_reconciler
 from reconciler.cli.fence import AdoptOpt, AllowNsOpt, fence_options
-from reconciler.cli.mesh import MemoryOpt
 from reconciler.cli.options import (
+    GatewayPortOpt,
     NameOpt,
     NamespaceOpt,
+    ProgramMemoryOpt,
+    ProgramTimeoutOpt,
     StateDirOpt,
     kube_connection,
     option_groups,
@@ -127,9 +129,8 @@ def reconcile_cmd(
     allowed_signers: Annotated[Path | None, typer.Option(
         "--allowed-signers", help="Only apply commits whose signature verifies against this "
         "SSH allowed-signers file (git verify-commit).")] = None,
-    program_timeout: Annotated[str, typer.Option(
-        "--program-timeout", help="Wall-clock limit for running the program.")] = "10s",
-    program_memory: MemoryOpt = 1024,
+    program_timeout: ProgramTimeoutOpt = "10s",
+    program_memory: ProgramMemoryOpt = 1024,
     leader_elect: Annotated[bool | None, typer.Option(
         "--leader-elect/--no-leader-elect", help="Hold a Lease so only one replica "
         "reconciles (default: on for the kube target).")] = None,
@@ -138,10 +139,7 @@ def reconcile_cmd(
         "--identity", help="Leader-election identity (default host_random).")] = None,
     once: Annotated[bool, typer.Option(
         "--once", help="Reconcile once and exit: 0 applied/unchanged, 1 failed.")] = False,
-    gateway_port: Annotated[int | None, typer.Option(
-        "--gateway-port", min=1, max=65535,
-        help="With --target local: the ingress gateway's port (default: a free one).")]
-        = None,
+    gateway_port: GatewayPortOpt = None,
     rollouts: Annotated[bool, typer.Option(
         "--rollouts/--no-rollouts", help="Run the program's canary plans (progressive "
         "delivery); off: deploy its routes as written.")] = True,

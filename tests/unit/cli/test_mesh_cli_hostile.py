@@ -54,6 +54,13 @@ def test_validate_applies_the_time_limit_flag(tmp_path: Path) -> None:
     assert result.returncode == 2 and "did not finish within 1 s" in result.stderr
     _one_line_error(result.stderr)
     assert time.monotonic() - started < 60
+    # a duration, as meshctl reconcile takes it
+    result = meshctl("render", str(program), "--program-timeout", "1500ms")
+    assert result.returncode == 2 and "did not finish within 1.5 s" in result.stderr
+    wrong = meshctl("validate", str(program), "--program-timeout", "soon")
+    assert wrong.returncode == 2, wrong.stderr
+    _one_line_error(wrong.stderr)
+    assert "--program-timeout: 'soon' is not a duration" in wrong.stderr
 
 
 def test_validate_applies_the_memory_flag_and_sandbox(tmp_path: Path) -> None:
